@@ -1,0 +1,69 @@
+"""Settings: safe local defaults first, then IDENTITY_* from the environment."""
+
+import os
+
+from identity.errors import ConfigurationError
+
+DEV_SECRET_KEY = "dev-only-not-secret-change-me"  # noqa: S105 - refused when IDENTITY_ENV=production
+
+DEFAULTS = {
+    # "development" runs with the defaults below; "production" refuses to start without
+    # the secrets and the database it must be given.
+    "ENV": "development",
+    # Unset: `identity serve` starts the embedded PostgreSQL under .data/ and fills this in.
+    "DATABASE_URL": None,
+    "DB_POOL_MIN": 1,
+    "DB_POOL_MAX": 8,
+    # Seconds a request waits for a database connection before it answers 503.
+    "DB_TIMEOUT": 3.0,
+    "SECRET_KEY": DEV_SECRET_KEY,
+    "PUBLIC_URL": "http://127.0.0.1:8000",
+    # smtp://host:port; unset: mails are written to the log.
+    "SMTP_URL": None,
+    # Bytes in one JSON request body; the import endpoint has its own, larger limit.
+    "MAX_BODY_BYTES": 1024 * 1024,
+    "MAX_IMPORT_BYTES": 512 * 1024 * 1024,
+    # Profiles written per transaction by the bulk import.
+    "IMPORT_BATCH_SIZE": 1000,
+}
+
+_TYPES = {key: type(value) for key, value in DEFAULTS.items() if value is not None}
+REQUIRED_IN_PRODUCTION = ("DATABASE_URL", "SECRET_KEY", "PUBLIC_URL")
+
+
+def load_config(overrides: dict | None = None, environ: dict | None = None) -> dict:
+    """The settings in force: defaults, then IDENTITY_* variables, then `overrides`."""
+    environ = os.environ if environ is None else environ
+    config = dict(DEFAULTS)
+    for key in DEFAULTS:
+        raw = environ.get(f"IDENTITY_{key}")
+        if raw is None or raw == "":
+            continue
+        config[key] = _parse(key, raw)
+    config.update(overrides or {})
+    _check(config, environ)
+    return config
+
+
+def _parse(key: str, raw: str):
+    kind = _TYPES.get(key, str)
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"IDENTITY_{key} must be a {kind.__name__}, got {raw!r}"
+        ) from None
+
+
+def _check(config: dict, environ) -> None:
+    if config["ENV"] not in ("development", "production"):
+        raise ConfigurationError("IDENTITY_ENV must be 'development' or 'production'")
+    if config["ENV"] != "production":
+        return
+    missing = [
+        f"IDENTITY_{key}" for key in REQUIRED_IN_PRODUCTION if not environ.get(f"IDENTITY_{key}")
+    ]
+    if missing:
+        raise ConfigurationError(f"production needs {', '.join(missing)} to be set")
+    if config["SECRET_KEY"] == DEV_SECRET_KEY or len(config["SECRET_KEY"]) < 32:
+        raise ConfigurationError("IDENTITY_SECRET_KEY must be a random value of 32+ characters")

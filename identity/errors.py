@@ -1,0 +1,38 @@
+"""The domain's exceptions; `identity.api.problems` turns each into one kind of response."""
+
+
+class IdentityError(Exception):
+    """Base of every error the service raises on purpose."""
+
+    def __init__(self, detail: str, *, errors: dict[str, list[str]] | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+
+
+class ConfigurationError(IdentityError):
+    """A setting is missing or malformed; the service refuses to start."""
+
+
+class InvalidInput(IdentityError):
+    """The request is well-formed but one or more fields are not acceptable."""
+
+
+class NotFound(IdentityError):
+    """The thing asked for does not exist, or the caller may not know that it does."""
+
+
+class Conflict(IdentityError):
+    """The change clashes with what is stored (a unique value already taken)."""
+
+
+class Unauthenticated(IdentityError):
+    """No valid credentials came with the request."""
+
+
+class Forbidden(IdentityError):
+    """The credentials are valid but do not allow this."""
+
+
+class DatabaseUnavailable(IdentityError):
+    """PostgreSQL cannot be reached right now; the caller may retry."""

@@ -1,0 +1,50 @@
+"""Email addresses and phone numbers, as the record keeps them."""
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from identity.errors import InvalidInput
+
+
+def normalise_email(address: str, field: str = "email") -> str:
+    """The address as stored: syntax checked, domain lower-cased and in Unicode (IDN).
+
+    Deliverability (DNS) is not checked: the service must answer without the network, and
+    a mail to the address is what proves it.
+    """
+    try:
+        return validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise InvalidInput("invalid email address", errors={field: [str(exc)]}) from None
+
+
+def email_key(address: str) -> str:
+    """What makes two addresses the same person: the normalised address, case folded."""
+    return address.lower()
+
+
+def normalise_phone(number: str, field: str, country: str | None = None) -> str:
+    """The number in E.164; a national number needs `country` (ISO 3166 alpha-2) to be read."""
+    try:
+        parsed = phonenumbers.parse(number, country)
+    except phonenumbers.NumberParseException as exc:
+        hint = "" if country else "; give it in +international form or send a country"
+        raise InvalidInput(
+            "invalid phone number", errors={field: [f"{_parse_reason(exc)}{hint}"]}
+        ) from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidInput(
+            "invalid phone number",
+            errors={field: ["not a valid number for its country"]},
+        )
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _parse_reason(exc: phonenumbers.NumberParseException) -> str:
+    return {
+        phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
+        phonenumbers.NumberParseException.NOT_A_NUMBER: "not a phone number",
+        phonenumbers.NumberParseException.TOO_SHORT_NSN: "too short",
+        phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
+        phonenumbers.NumberParseException.TOO_LONG: "too long",
+    }.get(exc.error_type, "not a phone number")

@@ -1,0 +1,70 @@
+"""The sites that call the service: issuing, revoking and checking their keys."""
+
+import re
+from dataclasses import dataclass
+from uuid import UUID
+
+import psycopg
+
+from identity.errors import Forbidden, InvalidInput, Unauthenticated
+from identity.security.site_keys import new_site_key, site_key_hash, site_key_label
+from identity.store import sites as store
+
+# What a key may be allowed to do. A key made without --scope gets all of them.
+SCOPES = {
+    "profiles:write": "make and add to records (POST /v1/profiles, /v1/profiles/import)",
+    "users:read": "look records up (GET /v1/users)",
+}
+
+_SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class SiteCaller:
+    """The site a request comes from, as its key proves."""
+
+    site_id: UUID
+    site_name: str
+    key_id: UUID
+    scopes: frozenset[str]
+
+
+def issue_site_key(conn: psycopg.Connection, name: str, scopes: list[str] | None = None) -> str:
+    """Make the site if it is new and give it a new key; the key is returned once, never stored."""
+    if not _SITE_NAME.match(name):
+        raise InvalidInput(
+            "a site name is lower-case letters, digits, dots and dashes, e.g. copernica.com"
+        )
+    scopes = sorted(set(scopes or SCOPES))
+    unknown = [scope for scope in scopes if scope not in SCOPES]
+    if unknown:
+        raise InvalidInput(f"unknown scope {', '.join(unknown)}; known: {', '.join(SCOPES)}")
+    key = new_site_key()
+    with conn.transaction():
+        site_id = store.insert_site_if_new(conn, name)
+        store.insert_key(conn, site_id, site_key_hash(key), site_key_label(key), scopes)
+    return key
+
+
+def revoke_site_keys(conn: psycopg.Connection, name: str, key_prefix: str | None = None) -> int:
+    """Revoke all keys of a site, or one by the prefix `identity sites list` shows."""
+    with conn.transaction():
+        return store.revoke_keys(conn, name, key_prefix)
+
+
+def list_site_keys(conn: psycopg.Connection) -> list[dict]:
+    return store.list_keys(conn)
+
+
+def authenticate_site(conn: psycopg.Connection, key: str, scope: str) -> SiteCaller:
+    """The caller behind a presented key, if the key is valid, active and has `scope`."""
+    row = store.find_active_key(conn, site_key_hash(key))
+    if row is None:
+        raise Unauthenticated("the site key is not valid or has been revoked")
+    if row["last_used_stale"]:
+        store.touch_key(conn, row["id"])
+    caller = SiteCaller(row["site_id"], row["site_name"], row["id"], frozenset(row["scopes"]))
+    if scope not in caller.scopes:
+        raise Forbidden(f"this site key lacks the scope {scope!r}")
+    return caller
+

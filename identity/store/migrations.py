@@ -1,0 +1,70 @@
+"""Forward-only schema migrations: migrations/NNNN_name.sql, applied in order, each in a transaction.
+
+Written here rather than taken from yoyo-migrations: the whole job is an advisory lock, a
+table of applied ids and a loop, and a PostgreSQL advisory lock is released by the server
+when its holder dies, where yoyo's lock is a row in a table that a crashed replica leaves
+behind until a timeout. It also takes the same libpq URL as the rest of the service.
+"""
+
+import re
+from pathlib import Path
+
+import psycopg
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+# Any fixed number; every replica takes the same one, so only one migrates at a time.
+_LOCK_KEY = 0x1D_E117_17
+
+_FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def available(directory: Path = MIGRATIONS_DIR) -> list[Path]:
+    """The migration files, in the order they are applied."""
+    files = sorted(p for p in directory.iterdir() if p.suffix == ".sql")
+    for path in files:
+        if not _FILE_NAME.match(path.name):
+            raise ValueError(f"migration file name must look like 0001_name.sql: {path.name}")
+    return files
+
+
+def applied(conn: psycopg.Connection) -> set[str] | None:
+    """Ids of the applied migrations, or None when the database has never been migrated."""
+    exists = conn.execute("select to_regclass('schema_migrations') is not null as e").fetchone()
+    if not _value(exists):
+        return None
+    return {_value(row) for row in conn.execute("select id from schema_migrations")}
+
+
+def pending(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Ids of the migrations not yet applied."""
+    done = applied(conn) or set()
+    return [path.stem for path in available(directory) if path.stem not in done]
+
+
+def upgrade(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply what is pending; two replicas starting at once apply each file exactly once."""
+    conn.autocommit = True
+    conn.execute("select pg_advisory_lock(%(key)s)", {"key": _LOCK_KEY})
+    try:
+        conn.execute(
+            "create table if not exists schema_migrations ("
+            " id text primary key, applied_at timestamptz not null default now())"
+        )
+        done = applied(conn) or set()
+        applied_now = []
+        for path in available(directory):
+            if path.stem in done:
+                continue
+            with conn.transaction():
+                conn.execute(path.read_text(encoding="utf-8"))
+                conn.execute("insert into schema_migrations (id) values (%(id)s)", {"id": path.stem})
+            applied_now.append(path.stem)
+        return applied_now
+    finally:
+        conn.execute("select pg_advisory_unlock(%(key)s)", {"key": _LOCK_KEY})
+
+
+def _value(row):
+    """The first column of a row, whatever the connection's row factory."""
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]

@@ -1,0 +1,90 @@
+"""SQL for the user record."""
+
+from uuid import UUID
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+# The fields a profile submission may carry, in column order.
+PROFILE_COLUMNS = ("first_name", "infix", "last_name", "suffix", "gender", "phone", "mobile", "fax")
+
+USER_COLUMNS = (
+    "id, email, first_name, infix, last_name, suffix, gender, phone, mobile, fax, status,"
+    " field_sources, created_at, updated_at, registered_at"
+)
+
+
+def get_by_id(conn: psycopg.Connection, user_id: UUID) -> dict | None:
+    return conn.execute(
+        f"select {USER_COLUMNS} from users where id = %(id)s",  # noqa: S608 - fixed column list
+        {"id": user_id},
+        prepare=True,
+    ).fetchone()
+
+
+def get_by_email(conn: psycopg.Connection, key: str) -> dict | None:
+    return conn.execute(
+        f"select {USER_COLUMNS} from users where lower(email) = %(key)s",  # noqa: S608
+        {"key": key},
+        prepare=True,
+    ).fetchone()
+
+
+def lock_by_email(conn: psycopg.Connection, keys: list[str]) -> dict[str, dict]:
+    """The records with these addresses, locked until the transaction ends, by email key."""
+    rows = conn.execute(
+        f"""
+        select id, lower(email) as email_key, {", ".join(PROFILE_COLUMNS)}
+        from users where lower(email) = any(%(keys)s)
+        for update
+        """,  # noqa: S608 - fixed column list
+        {"keys": keys},
+    ).fetchall()
+    return {row["email_key"]: row for row in rows}
+
+
+def insert_new(conn: psycopg.Connection, records: list[dict]) -> dict[str, UUID]:
+    """Insert records whose address is not yet known, by email key; one that a concurrent
+    transaction inserted first is left out of the answer, for the caller to merge into."""
+    if not records:
+        return {}
+    columns = ("email", *PROFILE_COLUMNS)
+    params = {column: [record.get(column) for record in records] for column in columns}
+    params["gender"] = [record.get("gender") or "unspecified" for record in records]
+    params["field_sources"] = [Jsonb(record["field_sources"]) for record in records]
+    rows = conn.execute(
+        f"""
+        insert into users ({", ".join(columns)}, field_sources)
+        select * from unnest(
+            {", ".join(f"%({column})s::text[]" for column in columns)},
+            %(field_sources)s::jsonb[])
+        on conflict ((lower(email))) do nothing
+        returning id, lower(email) as email_key
+        """,  # noqa: S608 - fixed column list
+        params,
+    ).fetchall()
+    return {row["email_key"]: row["id"] for row in rows}
+
+
+def fill_blanks(conn: psycopg.Connection, fills: list[dict]) -> None:
+    """Set the given fields of existing, locked records; `None` leaves a field as it is."""
+    if not fills:
+        return
+    params = {column: [fill.get(column) for fill in fills] for column in PROFILE_COLUMNS}
+    params["id"] = [fill["id"] for fill in fills]
+    params["field_sources"] = [Jsonb(fill["field_sources"]) for fill in fills]
+    conn.execute(
+        f"""
+        update users u set
+            {", ".join(f"{column} = coalesce(v.{column}, u.{column})" for column in PROFILE_COLUMNS)},
+            field_sources = u.field_sources || v.field_sources,
+            updated_at = now()
+        from unnest(
+            %(id)s::uuid[],
+            {", ".join(f"%({column})s::text[]" for column in PROFILE_COLUMNS)},
+            %(field_sources)s::jsonb[]
+        ) as v(id, {", ".join(PROFILE_COLUMNS)}, field_sources)
+        where u.id = v.id
+        """,  # noqa: S608 - fixed column list
+        params,
+    )

@@ -1,0 +1,1 @@
+"""Marshmallow schemas: the API contract in code. Imports nothing of identity."""

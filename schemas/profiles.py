@@ -1,0 +1,101 @@
+"""Records: what a site may submit about an address, and the record it gets back."""
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from schemas.common import UtcDateTime
+
+SOURCES = ("newsletter", "webinar", "whitepaper", "event", "invitation", "staff", "social", "import")
+GENDERS = ("female", "male", "non_binary", "unspecified")
+STATUSES = ("minimal", "registered")
+
+_name = {"validate": validate.Length(max=100), "allow_none": True}
+_phone = {"validate": validate.Length(max=40), "allow_none": True}
+
+
+class ProfileFieldsSchema(ma.Schema):
+    """The optional fields of the record."""
+
+    first_name = fields.String(**_name, metadata={"example": "Anna"})
+    infix = fields.String(
+        **_name, metadata={"description": "Dutch tussenvoegsel", "example": "van der"}
+    )
+    last_name = fields.String(**_name, metadata={"example": "Berg"})
+    suffix = fields.String(**_name, metadata={"example": "jr."})
+    gender = fields.String(validate=validate.OneOf(GENDERS), allow_none=True)
+    phone = fields.String(
+        **_phone,
+        metadata={"description": "any common notation; stored in E.164", "example": "+31 20 123 4567"},
+    )
+    mobile = fields.String(**_phone, metadata={"example": "06 12345678"})
+    fax = fields.String(**_phone)
+
+
+class ProfileSubmissionSchema(ProfileFieldsSchema):
+    """What a site knows about an address, and how it came to know it."""
+
+    email = fields.String(
+        required=True,
+        validate=validate.Length(min=3, max=320),
+        metadata={"example": "anna.vanderberg@example.com"},
+    )
+    source = fields.String(
+        required=True,
+        validate=validate.OneOf(SOURCES),
+        metadata={"description": "how the site came to know the address"},
+    )
+    country = fields.String(
+        validate=validate.Regexp(r"^[A-Z]{2}$", error="an ISO 3166 alpha-2 code, e.g. NL"),
+        allow_none=True,
+        metadata={
+            "description": "ISO 3166 alpha-2 country for reading national phone numbers",
+            "example": "NL",
+        },
+    )
+
+
+class FieldSourceSchema(ma.Schema):
+    source = fields.String(metadata={"description": "how the value came in (see `source`)"})
+    site = fields.String(metadata={"description": "the site that sent it"})
+    at = fields.String(metadata={"description": "when, RFC 3339 UTC"})
+
+
+class UserSchema(ProfileFieldsSchema):
+    """The one record of one email address."""
+
+    id = fields.UUID(dump_only=True)
+    email = fields.String(dump_only=True)
+    status = fields.String(
+        dump_only=True,
+        validate=validate.OneOf(STATUSES),
+        metadata={"description": "`minimal` until the person registers"},
+    )
+    field_sources = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(FieldSourceSchema),
+        dump_only=True,
+        metadata={"description": "where each field's value came from"},
+    )
+    created_at = UtcDateTime(dump_only=True)
+    updated_at = UtcDateTime(dump_only=True)
+    registered_at = UtcDateTime(dump_only=True, allow_none=True)
+
+
+class UserQuerySchema(ma.Schema):
+    email = fields.String(
+        required=True,
+        validate=validate.Length(min=3, max=320),
+        metadata={"description": "the address to look up, in any case"},
+    )
+
+
+class ImportLineSchema(ma.Schema):
+    """One line of the import report; the last line is the summary instead."""
+
+    line = fields.Integer(metadata={"description": "1-based line number of the input"})
+    status = fields.String(validate=validate.OneOf(("created", "merged", "rejected")))
+    id = fields.UUID(metadata={"description": "the record, when not rejected"})
+    errors = fields.Dict(
+        keys=fields.String(), values=fields.List(fields.String()),
+        metadata={"description": "why the line was rejected"},
+    )
