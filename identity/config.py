@@ -12,6 +12,8 @@ DEFAULTS = {
     "ENV": "development",
     # Unset: `identity serve` starts the embedded PostgreSQL under .data/ and fills this in.
     "DATABASE_URL": None,
+    # Where the embedded PostgreSQL keeps its data (relative to the working directory).
+    "DATA_DIR": ".data",
     "DB_POOL_MIN": 1,
     "DB_POOL_MAX": 8,
     # Seconds a request waits for a database connection before it answers 503.
@@ -50,9 +52,7 @@ def _parse(key: str, raw: str):
     try:
         return kind(raw)
     except ValueError:
-        raise ConfigurationError(
-            f"IDENTITY_{key} must be a {kind.__name__}, got {raw!r}"
-        ) from None
+        raise ConfigurationError(f"IDENTITY_{key} must be a {kind.__name__}, got {raw!r}") from None
 
 
 def _check(config: dict, environ) -> None:

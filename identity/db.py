@@ -50,7 +50,7 @@ class Database:
 
 
 class PinnedDatabase:
-    """Hands out one given connection to every request: tests wrap it in a rolled-back transaction."""
+    """Hands one given connection to every request: tests wrap it in a rolled-back transaction."""
 
     def __init__(self, conn: psycopg.Connection):
         self.conn = conn
@@ -94,3 +94,19 @@ def _release_connection(_exc) -> None:
     conn = g.pop("db_conn", None)
     if conn is not None:
         current_app.extensions[EXTENSION].release(conn)
+
+
+class NoDatabase:
+    """For commands that only need the app's routes (`identity openapi write`)."""
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def acquire(self) -> psycopg.Connection:
+        raise DatabaseUnavailable("this app was made without a database")
+
+    def release(self, conn: psycopg.Connection) -> None:
+        pass

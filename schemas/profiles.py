@@ -5,7 +5,16 @@ from marshmallow import fields, validate
 
 from schemas.common import UtcDateTime
 
-SOURCES = ("newsletter", "webinar", "whitepaper", "event", "invitation", "staff", "social", "import")
+SOURCES = (
+    "newsletter",
+    "webinar",
+    "whitepaper",
+    "event",
+    "invitation",
+    "staff",
+    "social",
+    "import",
+)
 GENDERS = ("female", "male", "non_binary", "unspecified")
 STATUSES = ("minimal", "registered")
 
@@ -25,7 +34,10 @@ class ProfileFieldsSchema(ma.Schema):
     gender = fields.String(validate=validate.OneOf(GENDERS), allow_none=True)
     phone = fields.String(
         **_phone,
-        metadata={"description": "any common notation; stored in E.164", "example": "+31 20 123 4567"},
+        metadata={
+            "description": "any common notation; stored in E.164",
+            "example": "+31 20 123 4567",
+        },
     )
     mobile = fields.String(**_phone, metadata={"example": "06 12345678"})
     fax = fields.String(**_phone)
@@ -81,21 +93,81 @@ class UserSchema(ProfileFieldsSchema):
     registered_at = UtcDateTime(dump_only=True, allow_none=True)
 
 
+class ProfileResultSchema(UserSchema):
+    """The record after a submission, and what the submission added to it."""
+
+    filled = fields.List(
+        fields.String(),
+        dump_only=True,
+        metadata={"description": "the fields this submission filled; the rest were kept"},
+    )
+
+
 class UserQuerySchema(ma.Schema):
     email = fields.String(
         required=True,
         validate=validate.Length(min=3, max=320),
-        metadata={"description": "the address to look up, in any case"},
+        metadata={
+            "description": "the address to look up, in any case",
+            "example": "Anna@Example.com",
+        },
+    )
+
+
+class ImportQuerySchema(ma.Schema):
+    source = fields.String(
+        load_default="import",
+        validate=validate.OneOf(SOURCES),
+        metadata={
+            "description": "the source of lines that do not name their own",
+            "example": "event",
+        },
     )
 
 
 class ImportLineSchema(ma.Schema):
-    """One line of the import report; the last line is the summary instead."""
+    """One line of the import report."""
 
-    line = fields.Integer(metadata={"description": "1-based line number of the input"})
-    status = fields.String(validate=validate.OneOf(("created", "merged", "rejected")))
-    id = fields.UUID(metadata={"description": "the record, when not rejected"})
-    errors = fields.Dict(
-        keys=fields.String(), values=fields.List(fields.String()),
-        metadata={"description": "why the line was rejected"},
+    line = fields.Integer(
+        metadata={"description": "the input line; a CSV record over several lines by its first"}
     )
+    status = fields.String(validate=validate.OneOf(("created", "merged", "rejected")))
+    id = fields.UUID(metadata={"description": "the record, unless rejected"})
+    errors = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        metadata={"description": "why the line was rejected: {field: [messages]}"},
+    )
+
+
+class ImportSummarySchema(ma.Schema):
+    """The last line of the import report."""
+
+    lines = fields.Integer()
+    created = fields.Integer()
+    merged = fields.Integer()
+    rejected = fields.Integer()
+
+
+_EXAMPLE_TIME = "2026-11-25T09:30:00Z"
+
+USER_EXAMPLE = {
+    "id": "7d5c3f0e-2b1a-4c8e-9f6d-0a1b2c3d4e5f",
+    "email": "anna.vanderberg@example.com",
+    "first_name": "Anna",
+    "infix": "van der",
+    "last_name": "Berg",
+    "suffix": None,
+    "gender": "unspecified",
+    "phone": "+31201234567",
+    "mobile": None,
+    "fax": None,
+    "status": "minimal",
+    "field_sources": {
+        name: {"source": "webinar", "site": "copernica.com", "at": _EXAMPLE_TIME}
+        for name in ("email", "first_name", "infix", "last_name", "phone")
+    },
+    "created_at": _EXAMPLE_TIME,
+    "updated_at": _EXAMPLE_TIME,
+    "registered_at": None,
+}

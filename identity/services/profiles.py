@@ -71,11 +71,12 @@ def prepare_submission(data: dict) -> Submission:
     return Submission(email=email, source=data["source"], fields=fields)
 
 
-def record_profile(conn: psycopg.Connection, site: str, data: dict) -> tuple[dict, bool]:
-    """Make a minimal profile or add to the record with that address; (record, created)."""
+def record_profile(conn: psycopg.Connection, site: str, data: dict) -> tuple[dict, Outcome]:
+    """Make a minimal profile or add to the record with that address; the record as it
+    now stands, and what became of the submission."""
     submission = prepare_submission(data)
     (outcome,) = record_profiles(conn, site, [(None, submission)])
-    return store.get_by_id(conn, outcome.user_id), outcome.status == "created"
+    return store.get_by_id(conn, outcome.user_id), outcome
 
 
 def record_profiles(

@@ -67,4 +67,3 @@ def authenticate_site(conn: psycopg.Connection, key: str, scope: str) -> SiteCal
     if scope not in caller.scopes:
         raise Forbidden(f"this site key lacks the scope {scope!r}")
     return caller
-

@@ -1,4 +1,4 @@
-"""Forward-only schema migrations: migrations/NNNN_name.sql, applied in order, each in a transaction.
+"""Forward-only migrations: migrations/NNNN_name.sql, applied in order, each in a transaction.
 
 Written here rather than taken from yoyo-migrations: the whole job is an advisory lock, a
 table of applied ids and a loop, and a PostgreSQL advisory lock is released by the server
@@ -58,7 +58,9 @@ def upgrade(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[
                 continue
             with conn.transaction():
                 conn.execute(path.read_text(encoding="utf-8"))
-                conn.execute("insert into schema_migrations (id) values (%(id)s)", {"id": path.stem})
+                conn.execute(
+                    "insert into schema_migrations (id) values (%(id)s)", {"id": path.stem}
+                )
             applied_now.append(path.stem)
         return applied_now
     finally:

@@ -76,4 +76,3 @@ def list_keys(conn: psycopg.Connection) -> list[dict]:
         order by s.name, k.created_at
         """
     ).fetchall()
-

@@ -66,6 +66,11 @@ def insert_new(conn: psycopg.Connection, records: list[dict]) -> dict[str, UUID]
     return {row["email_key"]: row["id"] for row in rows}
 
 
+_FILL_BLANKS = ", ".join(
+    f"{column} = coalesce(v.{column}, u.{column})" for column in PROFILE_COLUMNS
+)
+
+
 def fill_blanks(conn: psycopg.Connection, fills: list[dict]) -> None:
     """Set the given fields of existing, locked records; `None` leaves a field as it is."""
     if not fills:
@@ -76,7 +81,7 @@ def fill_blanks(conn: psycopg.Connection, fills: list[dict]) -> None:
     conn.execute(
         f"""
         update users u set
-            {", ".join(f"{column} = coalesce(v.{column}, u.{column})" for column in PROFILE_COLUMNS)},
+            {_FILL_BLANKS},
             field_sources = u.field_sources || v.field_sources,
             updated_at = now()
         from unnest(

@@ -1,0 +1,42 @@
+"""identity: the one email-keyed user record of copernica.com, smtpeter.com and mailerq.com."""
+
+from importlib.metadata import version
+
+from flask import Flask
+
+from identity import api, db
+from identity.api.docs import ASSETS_URL
+from identity.config import load_config
+
+API_DESCRIPTION = """\
+The one record per email address that copernica.com, smtpeter.com and mailerq.com share.
+
+The sites call this API server to server with a **site key** (`Authorization: Bearer <key>`),
+issued per site by `identity sites create NAME`. Every error is RFC 9457
+`application/problem+json`, with `errors: {field: [messages]}` for bad fields.
+Timestamps are RFC 3339 in UTC.
+"""
+
+
+def create_app(config: dict | None = None, database=None) -> Flask:
+    """The WSGI app: settings (defaults, IDENTITY_*, then `config`), database, Api, resources.
+
+    `database` replaces the pool made from IDENTITY_DATABASE_URL (tests pass one).
+    """
+    settings = load_config(config)
+    app = Flask(__name__)
+    app.config.update(
+        IDENTITY=settings,
+        MAX_CONTENT_LENGTH=settings["MAX_BODY_BYTES"],
+        API_TITLE="identity",
+        API_VERSION=version("identity"),
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL=ASSETS_URL,
+        API_SPEC_OPTIONS={"info": {"description": API_DESCRIPTION}},
+    )
+    db.init_app(app, database)
+    api.init_app(app)
+    return app

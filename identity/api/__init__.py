@@ -1,0 +1,160 @@
+"""The HTTP face: the Api that documents itself, and the Blueprint every resource is made of."""
+
+import functools
+from http import HTTPStatus
+
+import flask_smorest
+from flask import Flask, current_app, g, request
+from werkzeug.exceptions import UnsupportedMediaType
+
+from identity.api import problems
+from identity.db import get_conn
+from identity.errors import Unauthenticated
+from identity.services.sites import authenticate_site
+from schemas.common import ProblemSchema
+
+JSON = "application/json"
+
+# The errors every operation may document, with the example the document shows for each.
+_PROBLEM_EXAMPLES = {
+    HTTPStatus.BAD_REQUEST: ("the request body is not valid JSON", None, None),
+    HTTPStatus.UNAUTHORIZED: (
+        "send the site key as Authorization: Bearer <key>",
+        None,
+        "unauthenticated",
+    ),
+    HTTPStatus.FORBIDDEN: ("this site key lacks the scope 'users:read'", None, "forbidden"),
+    HTTPStatus.NOT_FOUND: ("no record with this id", None, "not-found"),
+    HTTPStatus.CONFLICT: ("this value is already taken", None, "conflict"),
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: (
+        "the request body is larger than this endpoint takes",
+        None,
+        None,
+    ),
+    HTTPStatus.UNSUPPORTED_MEDIA_TYPE: ("send the body as application/json", None, None),
+    HTTPStatus.UNPROCESSABLE_ENTITY: (
+        "some fields are not acceptable; see errors",
+        {"email": ["The email address is not valid. It must have exactly one @-sign."]},
+        "invalid-input",
+    ),
+    HTTPStatus.SERVICE_UNAVAILABLE: (
+        "the database cannot be reached; try again shortly",
+        None,
+        "unavailable",
+    ),
+}
+
+
+class Api(flask_smorest.Api):
+    """flask-smorest's Api, answering and documenting errors as problem+json."""
+
+    DEFAULT_ERROR_RESPONSE_NAME = "UNEXPECTED_ERROR"
+
+    def _register_error_handlers(self):
+        problems.init_app(self._app)
+
+    def _register_responses(self):
+        for status, (detail, errors, kind) in _PROBLEM_EXAMPLES.items():
+            self.spec.components.response(
+                status.name, _problem_response(status, detail, errors, kind), lazy=True
+            )
+        self.spec.components.response(
+            "UNEXPECTED_ERROR",
+            _problem_response(
+                HTTPStatus.INTERNAL_SERVER_ERROR, "something went wrong on our side", None, None
+            )
+            | {"description": "Any other error, e.g. 500 Internal Server Error"},
+            lazy=True,
+        )
+
+
+def _problem_response(status, detail, errors, kind) -> dict:
+    return {
+        "description": status.phrase,
+        "content": {
+            problems.PROBLEM_JSON: {
+                "schema": ProblemSchema,
+                "example": problems.example(status, detail, errors, kind),
+            }
+        },
+    }
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """A resource: MethodViews plus the site-key guard."""
+
+    def site_key(self, scope: str):
+        """Let a request through only with a valid, active site key that has `scope`;
+        the caller is then `g.site`. Put it above @arguments: a stranger learns nothing
+        about what a valid body looks like."""
+
+        def decorator(view):
+            @functools.wraps(view)
+            def guarded(*args, **kwargs):
+                g.site = authenticate_site(get_conn(), bearer_token(), scope)
+                return view(*args, **kwargs)
+
+            guarded = self.alt_response(HTTPStatus.UNAUTHORIZED, response="UNAUTHORIZED")(guarded)
+            guarded = self.alt_response(HTTPStatus.FORBIDDEN, response="FORBIDDEN")(guarded)
+            guarded = self.alt_response(
+                HTTPStatus.SERVICE_UNAVAILABLE, response="SERVICE_UNAVAILABLE"
+            )(guarded)
+            return self.doc(security=[{"siteKey": []}], **{"x-scope": scope})(guarded)
+
+        return decorator
+
+
+def bearer_token() -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send the site key as Authorization: Bearer <key>")
+    return token.strip()
+
+
+def accepts(*media_types: str):
+    """The body types a view method takes (application/json when not marked)."""
+
+    def decorator(view):
+        view.accepted_media_types = media_types
+        return view
+
+    return decorator
+
+
+def check_media_type() -> None:
+    """415 for a body of a type the operation does not take, before anything reads it."""
+    if request.method not in ("POST", "PUT", "PATCH") or request.endpoint is None:
+        return
+    if not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", ""):
+        return
+    view = current_app.view_functions[request.endpoint]
+    method = getattr(getattr(view, "view_class", None), request.method.lower(), view)
+    media_types = getattr(method, "accepted_media_types", (JSON,))
+    if request.mimetype not in media_types:
+        raise UnsupportedMediaType(f"send the body as {' or '.join(media_types)}")
+
+
+SECURITY_SCHEMES = {
+    "siteKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": (
+            "A key issued to one site by `identity sites create NAME`. Keys carry scopes"
+            " (`profiles:write`, `users:read`); the one an operation needs is its `x-scope`."
+        ),
+    },
+}
+
+
+def init_app(app: Flask) -> Api:
+    """The Api with every resource, registered in a fixed order so the document is stable."""
+    from identity.api import docs, health, profiles, users
+
+    api = Api(app)
+    for name, scheme in SECURITY_SCHEMES.items():
+        api.spec.components.security_scheme(name, scheme)
+    app.before_request(check_media_type)
+    for module in (health, profiles, users):
+        api.register_blueprint(module.blp)
+    docs.init_app(app)
+    return api

