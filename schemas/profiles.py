@@ -48,7 +48,7 @@ class ProfileSubmissionSchema(ProfileFieldsSchema):
 
     email = fields.String(
         required=True,
-        validate=validate.Length(min=3, max=320),
+        validate=validate.Length(max=320),
         metadata={"example": "anna.vanderberg@example.com"},
     )
     source = fields.String(
@@ -106,7 +106,7 @@ class ProfileResultSchema(UserSchema):
 class UserQuerySchema(ma.Schema):
     email = fields.String(
         required=True,
-        validate=validate.Length(min=3, max=320),
+        validate=validate.Length(max=320),
         metadata={
             "description": "the address to look up, in any case",
             "example": "Anna@Example.com",

@@ -12,8 +12,13 @@ from schemas.health import HealthSchema
 blp = Blueprint("health", __name__, url_prefix="/health", description="Is the service up.")
 
 
+# No credentials: load balancers and orchestrators call these.
+PUBLIC = {"security": []}
+
+
 @blp.route("/live")
 class Live(MethodView):
+    @blp.doc(**PUBLIC)
     @blp.response(HTTPStatus.OK, HealthSchema, example={"status": "ok"})
     def get(self):
         """The process is up
@@ -26,6 +31,7 @@ class Live(MethodView):
 
 @blp.route("/ready")
 class Ready(MethodView):
+    @blp.doc(**PUBLIC)
     @blp.response(HTTPStatus.OK, HealthSchema, example={"status": "ok"})
     @blp.alt_response(HTTPStatus.SERVICE_UNAVAILABLE, response="SERVICE_UNAVAILABLE")
     def get(self):

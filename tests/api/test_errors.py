@@ -1,0 +1,89 @@
+import pytest
+
+from identity import create_app
+from identity.db import PinnedDatabase
+from tests.api.problems import assert_problem
+
+PROFILE = {"email": "anna@example.com", "source": "webinar"}
+
+
+def count_users(conn) -> int:
+    return conn.execute("select count(*) as n from users").fetchone()["n"]
+
+
+def test_an_unknown_path_is_a_404_problem(client):
+    assert_problem(client.get("/v1/nothing-here"), 404)
+
+
+def test_a_wrong_method_is_a_405_problem_that_names_the_allowed_ones(site):
+    response = site.delete("/v1/profiles")
+    assert_problem(response, 405)
+    assert "POST" in response.headers["Allow"]
+
+
+def test_malformed_json_is_a_400_problem_and_writes_nothing(site, conn):
+    response = site.post("/v1/profiles", data='{"email": ', content_type="application/json")
+    body = assert_problem(response, 400)
+    assert "JSON" in body["detail"]
+    assert count_users(conn) == 0
+
+
+@pytest.mark.parametrize("body", ["[]", '"anna@example.com"', "42", "null"])
+def test_a_body_that_is_not_an_object_is_a_422_problem(site, body):
+    assert_problem(site.post("/v1/profiles", data=body, content_type="application/json"), 422)
+
+
+def test_wrong_types_and_unknown_fields_are_named_field_by_field(site, conn):
+    response = site.post(
+        "/v1/profiles",
+        json={"email": 5, "source": "carrier-pigeon", "first_name": ["A"], "shoe_size": 44},
+    )
+    body = assert_problem(response, 422, "email", "source", "first_name", "shoe_size")
+    assert body["errors"]["shoe_size"] == ["Unknown field."]
+    assert all(body["errors"][field] for field in body["errors"])
+    assert count_users(conn) == 0
+
+
+def test_a_missing_required_field_is_named(site):
+    assert_problem(site.post("/v1/profiles", json={"first_name": "Anna"}), 422, "email", "source")
+
+
+def test_a_body_of_another_type_is_a_415_problem(site, conn):
+    response = site.post("/v1/profiles", data="email=anna@example.com&source=event")
+    body = assert_problem(response, 415)
+    assert "application/json" in body["detail"]
+    assert count_users(conn) == 0
+
+
+def test_a_body_over_the_limit_is_a_413_problem(conn, database_url, site_key):
+    app = create_app(
+        {"DATABASE_URL": database_url, "MAX_BODY_BYTES": 1024}, database=PinnedDatabase(conn)
+    )
+    client = app.test_client()
+    big = PROFILE | {"first_name": "A" * 2000}
+    response = client.post(
+        "/v1/profiles", json=big, headers={"Authorization": f"Bearer {site_key}"}
+    )
+    assert_problem(response, 413)
+    assert count_users(conn) == 0
+
+
+def test_an_unexpected_failure_is_a_500_problem_without_a_trace(app, caplog):
+    @app.get("/v1/explode")
+    def explode():
+        raise RuntimeError("secret internals: password=hunter2")
+
+    response = app.test_client().get("/v1/explode")
+    body = assert_problem(response, 500)
+    assert "hunter2" not in response.get_data(as_text=True)
+    assert body["detail"] == "something went wrong on our side"
+
+
+def test_a_unique_violation_becomes_a_409_problem(app, conn):
+    @app.post("/v1/duplicate")
+    def duplicate():
+        conn.execute("insert into sites (name) values ('dup.example'), ('dup.example')")
+
+    with conn.transaction(force_rollback=True):
+        body = assert_problem(app.test_client().post("/v1/duplicate"), 409)
+    assert "dup.example" not in body["detail"]

@@ -1,0 +1,87 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from identity.api.openapi import openapi_document
+
+COMMITTED = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
+PUBLIC = {"/health/live", "/health/ready"}
+METHODS = {"get", "put", "post", "patch", "delete"}
+
+
+@pytest.fixture(scope="module")
+def document():
+    return json.loads(openapi_document())
+
+
+def operations(document):
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                yield path, method, operation
+
+
+def test_the_committed_document_is_what_the_code_describes(document):
+    assert COMMITTED.exists(), "run `make openapi` and commit openapi/openapi.json"
+    assert json.loads(COMMITTED.read_text(encoding="utf-8")) == document, (
+        "openapi/openapi.json is stale: run `make openapi` and commit it"
+    )
+
+
+def test_the_service_serves_the_same_document(client, document):
+    assert client.get("/openapi.json").get_json() == document
+
+
+def test_every_operation_is_documented_with_its_errors_and_examples(document):
+    assert document["openapi"].startswith("3.")
+    for path, method, operation in operations(document):
+        where = f"{method.upper()} {path}"
+        assert operation.get("summary"), where
+        assert operation.get("description"), where
+        responses = operation["responses"]
+        assert any(code.startswith("2") for code in responses), where
+        assert "default" in responses, where
+        for code, response in responses.items():
+            response = resolve(document, response)
+            for media_type, content in response.get("content", {}).items():
+                assert "example" in content or "examples" in content, (where, code, media_type)
+                if code.startswith(("4", "5")) or code == "default":
+                    assert media_type == "application/problem+json", (where, code)
+        body = operation.get("requestBody")
+        if body:
+            for media_type, content in body["content"].items():
+                assert "example" in content, (where, media_type)
+
+
+def test_every_v1_operation_needs_a_site_key_with_a_named_scope(document):
+    schemes = document["components"]["securitySchemes"]
+    for path, _, operation in operations(document):
+        if path in PUBLIC:
+            assert operation["security"] == [], path
+            continue
+        assert operation["security"] == [{"siteKey": []}], path
+        assert operation["x-scope"] in schemes["siteKey"]["description"]
+        assert {"401", "403"} <= set(operation["responses"]), path
+
+
+def test_the_docs_page_needs_nothing_from_the_internet(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "//cdn" not in html and "https://" not in html
+    for asset in ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js"):
+        assert f"/docs/assets/{asset}" in html
+        with client.get(f"/docs/assets/{asset}") as response:
+            assert response.status_code == 200 and len(response.get_data()) > 1000
+    assert client.get("/docs/assets/index.html").status_code == 404
+
+
+def resolve(document, item):
+    ref = item.get("$ref")
+    if not ref:
+        return item
+    node = document
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node

@@ -1,0 +1,79 @@
+import pytest
+
+from identity.security.site_keys import site_key_label
+from identity.services.sites import issue_site_key, revoke_site_keys
+from tests.api.problems import assert_problem
+
+PROFILE = {"email": "anna@example.com", "source": "webinar"}
+ENDPOINTS = [
+    ("post", "/v1/profiles", {"json": PROFILE}),
+    ("post", "/v1/profiles/import", {"data": "", "content_type": "application/x-ndjson"}),
+    ("get", "/v1/users?email=anna@example.com", {}),
+    ("get", "/v1/users/7d5c3f0e-2b1a-4c8e-9f6d-0a1b2c3d4e5f", {}),
+]
+
+
+def call(client, method, path, kwargs, key=None):
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return getattr(client, method)(path, headers=headers, **kwargs)
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs"), ENDPOINTS)
+def test_every_endpoint_wants_a_site_key(client, method, path, kwargs):
+    response = call(client, method, path, kwargs)
+    assert_problem(response, 401)
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs"), ENDPOINTS)
+def test_a_made_up_key_is_refused(client, method, path, kwargs, site_key):
+    forged = site_key[:-4] + ("AAAA" if not site_key.endswith("AAAA") else "BBBB")
+    assert_problem(call(client, method, path, kwargs, forged), 401)
+
+
+@pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer   ", "idsk_x"])
+def test_other_authorization_schemes_are_refused(client, header):
+    response = client.get("/v1/users?email=a@example.com", headers={"Authorization": header})
+    assert_problem(response, 401)
+
+
+def test_a_revoked_key_is_refused_and_other_keys_of_the_site_still_work(client, conn):
+    first = issue_site_key(conn, "smtpeter.com")
+    second = issue_site_key(conn, "smtpeter.com")
+    assert revoke_site_keys(conn, "smtpeter.com", site_key_label(first)) == 1
+    assert_problem(call(client, *ENDPOINTS[2], first), 401)
+    assert call(client, *ENDPOINTS[2], second).status_code == 404
+
+
+def test_revoking_a_site_revokes_all_its_keys(client, conn):
+    keys = [issue_site_key(conn, "mailerq.com") for _ in range(2)]
+    assert revoke_site_keys(conn, "mailerq.com") == 2
+    for key in keys:
+        assert_problem(call(client, *ENDPOINTS[2], key), 401)
+
+
+def test_a_key_without_the_scope_is_forbidden(client, conn):
+    reader = issue_site_key(conn, "mailerq.com", ["users:read"])
+    writer = issue_site_key(conn, "mailerq.com", ["profiles:write"])
+    body = assert_problem(call(client, *ENDPOINTS[0], reader), 403)
+    assert "profiles:write" in body["detail"]
+    assert_problem(call(client, *ENDPOINTS[2], writer), 403)
+    assert call(client, *ENDPOINTS[0], writer).status_code == 201
+    assert call(client, *ENDPOINTS[2], reader).status_code == 200
+
+
+def test_a_key_is_stored_only_as_a_hash_and_records_its_last_use(client, conn, site_key):
+    stored = conn.execute("select * from site_keys").fetchone()
+    assert site_key.encode() not in bytes(stored["key_hash"])
+    assert site_key not in str(stored)
+    assert stored["last_used_at"] is None
+    call(client, *ENDPOINTS[2], site_key)
+    used = conn.execute("select last_used_at from site_keys").fetchone()["last_used_at"]
+    assert used is not None
+
+
+def test_an_unknown_scope_is_refused_when_the_key_is_made(conn):
+    from identity.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="admin:everything"):
+        issue_site_key(conn, "copernica.com", ["admin:everything"])

@@ -1,0 +1,65 @@
+import threading
+
+import psycopg
+import pytest
+
+from identity.embedded import ensure_database
+from identity.store import migrations
+
+
+@pytest.fixture
+def empty_database(server_url, worker_id):
+    return ensure_database(server_url, f"identity_empty_{worker_id}", fresh=True)
+
+
+def test_every_migration_is_applied_in_order_and_recorded(empty_database):
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        assert migrations.applied(conn) is None
+        names = [path.stem for path in migrations.available()]
+        assert names == sorted(names) and names
+        assert migrations.upgrade(conn) == names
+        assert migrations.pending(conn) == []
+        assert migrations.upgrade(conn) == []
+
+
+def test_two_replicas_starting_together_apply_each_migration_once(empty_database):
+    results, errors = [], []
+    barrier = threading.Barrier(2)
+
+    def start_replica():
+        try:
+            with psycopg.connect(empty_database, autocommit=True) as conn:
+                barrier.wait()
+                results.append(migrations.upgrade(conn))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start_replica) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    everything = [path.stem for path in migrations.available()]
+    assert sorted(results, key=len) == [[], everything]
+    with psycopg.connect(empty_database) as conn:
+        rows = conn.execute("select id from schema_migrations order by id").fetchall()
+    assert [row[0] for row in rows] == everything
+
+
+def test_a_failing_migration_leaves_nothing_behind(empty_database, tmp_path):
+    (tmp_path / "0001_good.sql").write_text("create table good (id int);")
+    (tmp_path / "0002_bad.sql").write_text("create table half (id int); select 1/0;")
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            migrations.upgrade(conn, tmp_path)
+        assert migrations.applied(conn) == {"0001_good"}
+        assert conn.execute("select to_regclass('half')").fetchone()[0] is None
+        assert migrations.pending(conn, tmp_path) == ["0002_bad"]
+
+
+def test_a_badly_named_migration_file_is_refused(tmp_path):
+    (tmp_path / "1_oops.sql").write_text("select 1;")
+    with pytest.raises(ValueError, match=r"0001_name\.sql"):
+        migrations.available(tmp_path)

@@ -1,0 +1,54 @@
+import pytest
+
+from identity.config import DEV_SECRET_KEY, load_config
+from identity.errors import ConfigurationError
+
+PRODUCTION = {
+    "IDENTITY_ENV": "production",
+    "IDENTITY_DATABASE_URL": "postgresql://identity@db/identity",
+    "IDENTITY_SECRET_KEY": "x" * 40,
+    "IDENTITY_PUBLIC_URL": "https://identity.example.com",
+}
+
+
+def test_development_runs_on_safe_defaults():
+    config = load_config(environ={})
+    assert config["ENV"] == "development"
+    assert config["SECRET_KEY"] == DEV_SECRET_KEY
+    assert config["DATABASE_URL"] is None
+    assert config["MAX_BODY_BYTES"] > 0
+
+
+def test_settings_come_from_identity_variables_with_their_types():
+    config = load_config(environ={"IDENTITY_DB_POOL_MAX": "20", "IDENTITY_DB_TIMEOUT": "0.5"})
+    assert config["DB_POOL_MAX"] == 20
+    assert config["DB_TIMEOUT"] == 0.5
+
+
+def test_a_malformed_number_is_a_clear_error():
+    with pytest.raises(ConfigurationError, match="IDENTITY_DB_POOL_MAX must be a int"):
+        load_config(environ={"IDENTITY_DB_POOL_MAX": "many"})
+
+
+def test_production_starts_with_everything_it_needs():
+    assert load_config(environ=PRODUCTION)["ENV"] == "production"
+
+
+@pytest.mark.parametrize(
+    "missing", ["IDENTITY_DATABASE_URL", "IDENTITY_SECRET_KEY", "IDENTITY_PUBLIC_URL"]
+)
+def test_production_refuses_to_start_without_a_required_setting(missing):
+    environ = {k: v for k, v in PRODUCTION.items() if k != missing}
+    with pytest.raises(ConfigurationError, match=missing):
+        load_config(environ=environ)
+
+
+@pytest.mark.parametrize("secret", [DEV_SECRET_KEY, "too-short"])
+def test_production_refuses_a_weak_secret_key(secret):
+    with pytest.raises(ConfigurationError, match="IDENTITY_SECRET_KEY"):
+        load_config(environ=PRODUCTION | {"IDENTITY_SECRET_KEY": secret})
+
+
+def test_an_unknown_environment_is_refused():
+    with pytest.raises(ConfigurationError, match="IDENTITY_ENV"):
+        load_config(environ={"IDENTITY_ENV": "staging"})
