@@ -1,0 +1,156 @@
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from identity.cli import main
+
+IDENTITY = Path(sys.executable).with_name("identity")
+
+
+@pytest.fixture
+def cli(database_url, committing_db):
+    """Runs `identity ...` in-process with IDENTITY_DATABASE_URL set to the test database."""
+    runner = CliRunner()
+
+    def run(*args, ok=True):
+        result = runner.invoke(main, args, env={"IDENTITY_DATABASE_URL": database_url})
+        assert (result.exit_code == 0) == ok, result.output
+        return result
+
+    return run
+
+
+def test_sites_create_prints_a_working_key_on_its_last_line(cli, committing_db):
+    result = cli("sites", "create", "copernica.com", "--scope", "users:read")
+    key = result.stdout.strip().splitlines()[-1]
+    assert key.startswith("idsk_") and len(key) > 40
+    row = committing_db.execute("select scopes, key_prefix from site_keys").fetchone()
+    assert row["scopes"] == ["users:read"]
+    assert key.startswith(row["key_prefix"])
+
+    listed = [json.loads(line) for line in cli("sites", "list").stdout.splitlines()]
+    assert [(k["site"], k["key_prefix"], k["revoked_at"]) for k in listed] == [
+        ("copernica.com", row["key_prefix"], None)
+    ]
+    assert key not in cli("sites", "list").stdout
+
+
+def test_sites_revoke_revokes_one_key_or_all(cli, committing_db):
+    first = cli("sites", "create", "mailerq.com").stdout.splitlines()[-1]
+    cli("sites", "create", "mailerq.com")
+    cli("sites", "revoke", "mailerq.com", "--key", first[:11])
+    assert (
+        committing_db.execute(
+            "select count(*) as n from site_keys where revoked_at is null"
+        ).fetchone()["n"]
+        == 1
+    )
+    assert "revoked 1 key" in cli("sites", "revoke", "mailerq.com").stdout
+    assert "no active key" in cli("sites", "revoke", "mailerq.com", ok=False).output
+
+
+def test_bad_names_and_scopes_are_clear_errors(cli):
+    assert "unknown scope" in cli("sites", "create", "a.com", "--scope", "all", ok=False).output
+    assert "site name" in cli("sites", "create", "Not A Name", ok=False).output
+
+
+def test_db_upgrade_reports_that_migrations_are_current(cli):
+    assert "migrations are current" in cli("db", "upgrade").output
+
+
+def test_openapi_write_writes_the_committed_document(cli, tmp_path):
+    target = tmp_path / "openapi.json"
+    cli("openapi", "write", str(target))
+    committed = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
+    assert target.read_text() == committed.read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(base: str, server: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "identity serve exited"
+        try:
+            with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError("identity serve did not become ready")
+
+
+def call(base, path, key, body=None):
+    request = urllib.request.Request(
+        base + path,
+        data=json.dumps(body).encode() if body else None,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, json.load(response)
+
+
+def test_serve_runs_on_an_embedded_database_stops_cleanly_and_keeps_the_data(tmp_path):
+    """What `make run` does, twice: the second run finds the first one's record."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
+        "IDENTITY_DATA_DIR": str(tmp_path / "data"),
+        "PORT": str(free_port()),
+    }
+    base = f"http://127.0.0.1:{env['PORT']}"
+    pgdata = tmp_path / "data" / "pg"
+
+    server = subprocess.Popen([IDENTITY, "serve"], env=env)
+    try:
+        wait_ready(base, server)
+        created = subprocess.run(
+            [IDENTITY, "sites", "create", "copernica.com"],
+            env=env, capture_output=True, text=True, check=True, timeout=60,
+        )  # fmt: skip
+        key = created.stdout.splitlines()[-1]
+        status, record = call(
+            base, "/v1/profiles", key, {"email": "a@example.com", "source": "event"}
+        )
+        assert status == 201
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+        assert not (pgdata / "postmaster.pid").exists(), "the embedded database is still running"
+
+        server = subprocess.Popen([IDENTITY, "serve"], env=env)
+        wait_ready(base, server)
+        record.pop("filled")
+        assert call(base, f"/v1/users/{record['id']}", key) == (200, record)
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
+        assert not (pgdata / "postmaster.pid").exists()
+    finally:
+        if server.poll() is None:
+            server.kill()
+
+
+def test_serve_refuses_to_start_in_production_without_its_secrets(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
+        "IDENTITY_ENV": "production",
+        "IDENTITY_DATA_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [IDENTITY, "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "IDENTITY_DATABASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not any(tmp_path.iterdir())
