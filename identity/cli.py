@@ -65,6 +65,8 @@ def serve(workers: int):
             "--access-logfile", "-",
             # The path only: a query string can hold an address, which has no place in a log.
             "--access-logformat", ACCESS_LOG_FORMAT,
+            # One control socket per user by default: a second server would take it over.
+            "--no-control-socket",
             "wsgi:app",
         ]  # fmt: skip
         server = subprocess.Popen(command, env=env)  # noqa: S603 - fixed command
