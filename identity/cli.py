@@ -67,6 +67,9 @@ def serve(workers: int):
             "--access-logformat", ACCESS_LOG_FORMAT,
             # One control socket per user by default: a second server would take it over.
             "--no-control-socket",
+            # A sync worker silent this long is killed. The largest import allowed
+            # (IDENTITY_MAX_IMPORT_BYTES) takes about two minutes; 30 s would cut it off.
+            "--timeout", "300",
             "wsgi:app",
         ]  # fmt: skip
         server = subprocess.Popen(command, env=env)  # noqa: S603 - fixed command

@@ -22,11 +22,17 @@ DEFAULTS = {
     "PUBLIC_URL": "http://127.0.0.1:8000",
     # smtp://host:port; unset: mails are written to the log.
     "SMTP_URL": None,
+    # Seconds a process trusts a site key it found valid before asking the database
+    # again: so long may a revoked key keep working. 0 asks on every request.
+    "SITE_KEY_CACHE_SECONDS": 5.0,
     # Bytes in one JSON request body; the import endpoint has its own, larger limit.
     "MAX_BODY_BYTES": 1024 * 1024,
-    "MAX_IMPORT_BYTES": 512 * 1024 * 1024,
+    "MAX_IMPORT_BYTES": 256 * 1024 * 1024,
     # Profiles written per transaction by the bulk import.
     "IMPORT_BATCH_SIZE": 1000,
+    # Helper processes (per server process) that check import lines while it writes;
+    # 0 checks them in the server process itself.
+    "IMPORT_PROCESSES": 2,
 }
 
 _TYPES = {key: type(value) for key, value in DEFAULTS.items() if value is not None}

@@ -72,6 +72,14 @@ class FieldSourceSchema(ma.Schema):
     at = fields.String(metadata={"description": "when, RFC 3339 UTC"})
 
 
+class FieldSources(fields.Dict):
+    """{field: {source, site, at}}, documented as such but written as stored: the database
+    keeps it as JSON already, and every look-up would otherwise rebuild it."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value
+
+
 class UserSchema(ProfileFieldsSchema):
     """The one record of one email address."""
 
@@ -82,7 +90,7 @@ class UserSchema(ProfileFieldsSchema):
         validate=validate.OneOf(STATUSES),
         metadata={"description": "`minimal` until the person registers"},
     )
-    field_sources = fields.Dict(
+    field_sources = FieldSources(
         keys=fields.String(),
         values=fields.Nested(FieldSourceSchema),
         dump_only=True,

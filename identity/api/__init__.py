@@ -10,10 +10,11 @@ from werkzeug.exceptions import UnsupportedMediaType
 from identity.api import problems
 from identity.db import get_conn
 from identity.errors import Unauthenticated
-from identity.services.sites import authenticate_site
+from identity.services.sites import RecentSiteKeys, authenticate_site
 from schemas.common import ProblemSchema
 
 JSON = "application/json"
+RECENT_SITE_KEYS = "identity.recent_site_keys"
 
 # The errors every operation may document, with the example the document shows for each.
 _PROBLEM_EXAMPLES = {
@@ -91,7 +92,8 @@ class Blueprint(flask_smorest.Blueprint):
         def decorator(view):
             @functools.wraps(view)
             def guarded(*args, **kwargs):
-                g.site = authenticate_site(get_conn(), bearer_token(), scope)
+                recent = current_app.extensions[RECENT_SITE_KEYS]
+                g.site = authenticate_site(get_conn(), bearer_token(), scope, recent)
                 return view(*args, **kwargs)
 
             guarded = self.alt_response(HTTPStatus.UNAUTHORIZED, response="UNAUTHORIZED")(guarded)
@@ -150,6 +152,9 @@ def init_app(app: Flask) -> Api:
     """The Api with every resource, registered in a fixed order so the document is stable."""
     from identity.api import docs, health, profiles, users
 
+    app.extensions[RECENT_SITE_KEYS] = RecentSiteKeys(
+        app.config["IDENTITY"]["SITE_KEY_CACHE_SECONDS"]
+    )
     api = Api(app)
     for name, scheme in SECURITY_SCHEMES.items():
         api.spec.components.security_scheme(name, scheme)

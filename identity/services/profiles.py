@@ -8,6 +8,7 @@ person typed in themselves; the person corrects their own record.
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -29,7 +30,7 @@ class Submission:
     source: str
     fields: dict[str, str]
 
-    @property
+    @cached_property
     def key(self) -> str:
         return email_key(self.email)
 
@@ -154,32 +155,29 @@ def _sources(fields: Iterable[str], source: str, site: str, at: str) -> dict:
     return {name: {"source": source, "site": site, "at": at} for name in fields}
 
 
+# One line of a bulk import after checking: (line number, submission, None) when it is
+# good, (line number, None, {field: [messages]}) when it is not.
+CheckedLine = tuple[int, Submission | None, dict[str, list[str]] | None]
+
+
+def check_line(line_no: int, data: dict) -> CheckedLine:
+    """A line of a bulk import, checked as `prepare_submission` checks one submission."""
+    try:
+        return line_no, prepare_submission(data), None
+    except InvalidInput as exc:
+        return line_no, None, exc.errors
+
+
 def import_profiles(
-    conn: psycopg.Connection,
-    site: str,
-    lines: Iterable[tuple[int, dict | None, dict | None]],
-    batch_size: int,
+    conn: psycopg.Connection, site: str, batches: Iterable[list[CheckedLine]]
 ) -> Iterator[Outcome]:
-    """Outcomes of (line number, data, errors) lines, in line order, written a batch per
-    transaction: a bad line is rejected and never stops the good ones."""
-    batch: list[tuple[int, Submission]] = []
-    rejected: list[Outcome] = []
-    for line_no, data, errors in lines:
-        if errors is None:
-            try:
-                batch.append((line_no, prepare_submission(data)))
-            except InvalidInput as exc:
-                errors = exc.errors
-        if errors is not None:
-            rejected.append(Outcome(line_no, "rejected", errors=errors))
-        if len(batch) >= batch_size:
-            yield from _merge_by_line(record_profiles(conn, site, batch), rejected)
-            batch, rejected = [], []
-    yield from _merge_by_line(record_profiles(conn, site, batch) if batch else [], rejected)
-
-
-def _merge_by_line(written: list[Outcome], rejected: list[Outcome]) -> list[Outcome]:
-    return sorted(written + rejected, key=lambda outcome: outcome.ref)
+    """Write checked lines a batch per transaction; the outcome of every line, in line
+    order. A rejected line never stops the good ones."""
+    for batch in batches:
+        good = [(line_no, submission) for line_no, submission, _ in batch if submission]
+        written = iter(record_profiles(conn, site, good) if good else ())
+        for line_no, submission, errors in batch:
+            yield next(written) if submission else Outcome(line_no, "rejected", errors=errors)
 
 
 def get_user(conn: psycopg.Connection, user_id: UUID) -> dict:

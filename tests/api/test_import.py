@@ -3,7 +3,7 @@ import json
 import pytest
 
 from identity import create_app
-from identity.api.profiles import MAX_LINE_BYTES
+from identity.api.profile_import import MAX_LINE_BYTES
 from identity.db import PinnedDatabase
 from tests.api.problems import assert_problem
 
@@ -86,10 +86,10 @@ def test_importing_the_same_file_twice_only_merges(site, conn):
     assert conn.execute("select count(*) as n from users").fetchone()["n"] == 30
 
 
-def test_many_batches_keep_the_line_order(conn, database_url, site_key):
-    app = create_app(
-        {"DATABASE_URL": database_url, "IMPORT_BATCH_SIZE": 7}, database=PinnedDatabase(conn)
-    )
+@pytest.mark.parametrize("processes", [0, 2], ids=["in-process", "helper-processes"])
+def test_many_batches_keep_the_line_order(conn, database_url, site_key, processes):
+    settings = {"DATABASE_URL": database_url, "IMPORT_BATCH_SIZE": 7, "IMPORT_PROCESSES": processes}
+    app = create_app(settings, database=PinnedDatabase(conn))
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {site_key}"
     rows = [{"email": f"p{n % 40}@example.com"} if n % 9 else {"email": "bad"} for n in range(100)]

@@ -1,5 +1,9 @@
+import time
+
 import pytest
 
+from identity import create_app
+from identity.db import PinnedDatabase
 from identity.security.site_keys import site_key_label
 from identity.services.sites import issue_site_key, revoke_site_keys
 from tests.api.problems import assert_problem
@@ -77,3 +81,33 @@ def test_an_unknown_scope_is_refused_when_the_key_is_made(conn):
 
     with pytest.raises(InvalidInput, match="admin:everything"):
         issue_site_key(conn, "copernica.com", ["admin:everything"])
+
+
+def test_a_revoked_key_stops_working_within_the_cache_time(conn, database_url):
+    app = create_app(
+        {"DATABASE_URL": database_url, "SITE_KEY_CACHE_SECONDS": 0.3},
+        database=PinnedDatabase(conn),
+    )
+    client = app.test_client()
+    key = issue_site_key(conn, "smtpeter.com")
+    assert call(client, *ENDPOINTS[2], key).status_code == 404
+    revoke_site_keys(conn, "smtpeter.com")
+    time.sleep(0.35)
+    assert_problem(call(client, *ENDPOINTS[2], key), 401)
+
+
+def test_with_no_cache_time_a_revoked_key_stops_at_once(conn, database_url):
+    app = create_app(
+        {"DATABASE_URL": database_url, "SITE_KEY_CACHE_SECONDS": 0}, database=PinnedDatabase(conn)
+    )
+    client = app.test_client()
+    key = issue_site_key(conn, "smtpeter.com")
+    assert call(client, *ENDPOINTS[2], key).status_code == 404
+    revoke_site_keys(conn, "smtpeter.com")
+    assert_problem(call(client, *ENDPOINTS[2], key), 401)
+
+
+def test_a_kept_key_still_has_only_its_own_scopes(conn, client):
+    reader = issue_site_key(conn, "mailerq.com", ["users:read"])
+    assert call(client, *ENDPOINTS[2], reader).status_code == 404
+    assert_problem(call(client, *ENDPOINTS[0], reader), 403)

@@ -1,0 +1,217 @@
+"""What both benchmarks share: a private embedded PostgreSQL, a fresh database, a site key,
+and the app under gunicorn (2 sync workers, no access log) on a free loopback port.
+
+Not part of the service: run as `.venv/bin/python bench/<script>.py` from the project root.
+"""
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import dict_row
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+BENCH_DIR = PROJECT_DIR / "bench"
+PGDATA = PROJECT_DIR / ".data" / "bench-pg"
+DATABASE = "identity_bench"
+SITE = "bench.example"
+WORKERS = 2
+READY_TIMEOUT = 30.0
+
+# For trying a change without touching identity/: another "module:app", e.g. one that
+# patches the service and then imports bench_app, found on BENCH_PYTHONPATH.
+APP = os.environ.get("BENCH_APP", "bench_app:app")
+APP_PATH = os.environ.get("BENCH_PYTHONPATH")
+
+# A throwaway venv holding py-spy, kept out of the project's own venv.
+PY_SPY = os.environ.get("BENCH_PY_SPY", "/tmp/pyspy-venv/bin/py-spy")  # noqa: S108
+
+
+@dataclass
+class Bench:
+    """A running service: where it answers, the key to call it with, and its processes."""
+
+    base_url: str
+    port: int
+    key: str
+    database_url: str
+    gunicorn: subprocess.Popen
+    log_path: Path
+    postmaster_pid: int
+
+    def worker_pids(self) -> list[int]:
+        """gunicorn's worker processes (the master's children)."""
+        import psutil
+
+        try:
+            return sorted(p.pid for p in psutil.Process(self.gunicorn.pid).children())
+        except psutil.NoSuchProcess:
+            return []
+
+    def postgres_pids(self) -> list[int]:
+        """The embedded PostgreSQL's postmaster and its children (backends, walwriter, ...)."""
+        import psutil
+
+        try:
+            postmaster = psutil.Process(self.postmaster_pid)
+            return [postmaster.pid, *(child.pid for child in postmaster.children())]
+        except psutil.NoSuchProcess:
+            return []
+
+    def gunicorn_log(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def running_service():
+    """Embedded PostgreSQL, fresh database, migrations, a site key, gunicorn; all stopped
+    (gunicorn with SIGTERM, PostgreSQL with cleanup()) when the block ends."""
+    from identity.embedded import ensure_database, start_embedded
+    from identity.services.sites import issue_site_key
+    from identity.store import migrations
+
+    started = time.monotonic()
+    server = start_embedded(PGDATA)
+    workdir = Path(tempfile.mkdtemp(prefix="identity-bench-"))
+    gunicorn = None
+    try:
+        url = ensure_database(server.get_uri(), DATABASE, fresh=True)
+        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+            migrations.upgrade(conn)
+            key = issue_site_key(conn, SITE)
+        port = free_port()
+        log_path = workdir / "gunicorn.log"
+        command = [
+            sys.executable, "-m", "gunicorn",
+            "--workers", str(WORKERS),
+            "--bind", f"127.0.0.1:{port}",
+            "--chdir", str(BENCH_DIR),
+            *(["--pythonpath", APP_PATH] if APP_PATH else []),
+            APP,
+        ]  # fmt: skip
+        env = {**os.environ, "IDENTITY_DATABASE_URL": url}
+        with open(log_path, "wb") as log:
+            # No --access-logfile: gunicorn keeps its access log off unless given one.
+            gunicorn = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=BENCH_DIR
+            )
+        bench = Bench(
+            f"http://127.0.0.1:{port}", port, key, url, gunicorn, log_path, server.get_pid()
+        )
+        _wait_ready(bench)
+        say(
+            f"service up in {time.monotonic() - started:.1f}s"
+            f" (gunicorn pid {gunicorn.pid}, app {APP})"
+        )
+        yield bench
+    finally:
+        if gunicorn is not None:
+            _stop(gunicorn)
+        server.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait_ready(bench: Bench) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    last = None
+    while time.monotonic() < deadline:
+        if bench.gunicorn.poll() is not None:
+            raise RuntimeError(f"gunicorn exited early:\n{bench.gunicorn_log()}")
+        try:
+            with urllib.request.urlopen(f"{bench.base_url}/health/ready", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+                last = resp.status
+        except (urllib.error.URLError, OSError) as exc:
+            last = exc
+        time.sleep(0.1)
+    raise RuntimeError(f"/health/ready did not answer 200 in {READY_TIMEOUT}s ({last})")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds each process has used so far (gone ones left out)."""
+    import psutil
+
+    used = {}
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        used[pid] = times.user + times.system
+    return used
+
+
+def wrk_path() -> str | None:
+    return shutil.which("wrk")
+
+
+@contextlib.contextmanager
+def py_spy(bench: Bench, output: Path | None, *, idle: bool = False, rate: int = 200):
+    """Sample every worker with py-spy while the block runs; collapsed stacks to `output`.
+
+    `idle` keeps the samples of a worker waiting (for PostgreSQL, for the client): wall
+    time rather than CPU time. Does nothing when `output` is None. py-spy is not in the
+    project's venv: BENCH_PY_SPY points at one in a throwaway venv.
+    """
+    if output is None:
+        yield
+        return
+    if not Path(PY_SPY).exists():
+        raise SystemExit(f"py-spy not found at {PY_SPY}; set BENCH_PY_SPY")
+    command = [
+        PY_SPY, "record", "--pid", str(bench.gunicorn.pid), "--subprocesses",
+        "--rate", str(rate), "--format", "raw", "--output", str(output), "--nonblocking",
+    ]  # fmt: skip
+    if idle:
+        command.append("--idle")
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1.0)  # let it attach
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        if not output.exists():
+            say(f"py-spy wrote nothing: {err.decode(errors='replace')[-2000:]}")
+        else:
+            say(f"py-spy profile (collapsed stacks) in {output}")

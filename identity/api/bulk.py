@@ -1,0 +1,38 @@
+"""Checking bulk input on more than one core, while this process writes what is checked.
+
+Checking an import line (JSON, the schema, email-validator, phonenumbers) costs about
+three times what writing it does, and it needs no database, so it runs in a few helper
+processes: one pool per server process, started on the first import and kept.
+"""
+
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+
+_pools: dict[int, ProcessPoolExecutor] = {}
+
+
+def in_order(check: Callable, batches: Iterable, processes: int) -> Iterator:
+    """`check(batch)` for every batch, in their order; with `processes` > 0 on a process
+    pool, with at most two batches per process under way, so memory stays flat."""
+    if processes < 1:
+        yield from map(check, batches)
+        return
+    pool = _pool(processes)
+    under_way: deque = deque()
+    for batch in batches:
+        under_way.append(pool.submit(check, batch))
+        if len(under_way) >= 2 * processes:
+            yield under_way.popleft().result()
+    while under_way:
+        yield under_way.popleft().result()
+
+
+def _pool(processes: int) -> ProcessPoolExecutor:
+    if processes not in _pools:
+        # forkserver: never fork this process, whose pool threads hold database connections.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["identity.api.profile_import"])
+        _pools[processes] = ProcessPoolExecutor(processes, mp_context=context)
+    return _pools[processes]
