@@ -97,7 +97,7 @@ def main() -> int:
             f"    worker {rss['pid']} RSS: before {_mb(rss['before'])}, peak {_mb(rss['peak'])}"
             f" (+{_mb(rss['peak'] - rss['before'])}), after {_mb(rss['after'])}"
             f"; other worker(s) peak {', '.join(_mb(v) for v in rss['others_peak']) or '-'}"
-            f"; its helper processes peak {_mb(rss['helpers_peak'])} in all"
+            f"; the import helper processes (all workers') peak {_mb(rss['helpers_peak'])} in all"
         )
         print(
             f"    CPU seconds during it: that worker {run['cpu_worker']:.1f},"

@@ -18,7 +18,7 @@ RECENT_SITE_KEYS = "identity.recent_site_keys"
 
 # The errors every operation may document, with the example the document shows for each.
 _PROBLEM_EXAMPLES = {
-    HTTPStatus.BAD_REQUEST: ("the request body is not valid JSON", None, None),
+    HTTPStatus.BAD_REQUEST: ("json: Invalid JSON body.", None, "invalid-input"),
     HTTPStatus.UNAUTHORIZED: (
         "send the site key as Authorization: Bearer <key>",
         None,

@@ -58,7 +58,9 @@ def prepare_submission(data: dict) -> Submission:
     country = data.get("country")
     for name in PROFILE_FIELDS:
         value = data.get(name)
-        if value is None or value == "" or (name == "gender" and value == "unspecified"):
+        # Blank and "unspecified" say nothing, so they fill nothing.
+        value = value.strip() if value else None
+        if not value or (name == "gender" and value == "unspecified"):
             continue
         if name in _PHONE_FIELDS:
             try:

@@ -105,6 +105,13 @@ def test_an_idn_address_is_one_record_in_unicode_or_punycode(site):
     assert second.get_json()["id"] == first.get_json()["id"]
 
 
+def test_names_are_trimmed_and_blank_ones_fill_nothing(site):
+    submit(site, email="anna@example.com", first_name="   ", last_name=" Berg ")
+    record = submit(site, email="anna@example.com", first_name=" Anna").get_json()
+    assert record["first_name"] == "Anna" and record["last_name"] == "Berg"
+    assert record["filled"] == ["first_name"]
+
+
 def test_phone_numbers_are_stored_in_e164(site):
     record = submit(
         site, email="anna@example.com", phone="020-123 4567", fax="+32 2 555 12 12", country="NL"
