@@ -9,6 +9,7 @@ import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 _pools: dict[int, ProcessPoolExecutor] = {}
 
@@ -21,12 +22,17 @@ def in_order(check: Callable, batches: Iterable, processes: int) -> Iterator:
         return
     pool = _pool(processes)
     under_way: deque = deque()
-    for batch in batches:
-        under_way.append(pool.submit(check, batch))
-        if len(under_way) >= 2 * processes:
+    try:
+        for batch in batches:
+            under_way.append(pool.submit(check, batch))
+            if len(under_way) >= 2 * processes:
+                yield under_way.popleft().result()
+        while under_way:
             yield under_way.popleft().result()
-    while under_way:
-        yield under_way.popleft().result()
+    except BrokenProcessPool:
+        # A helper died (killed, out of memory): this import fails, the next gets a new pool.
+        _pools.pop(processes, None)
+        raise
 
 
 def _pool(processes: int) -> ProcessPoolExecutor:

@@ -1,8 +1,11 @@
 import json
+import os
+import signal
 
 import pytest
 
 from identity import create_app
+from identity.api import bulk
 from identity.api.profile_import import MAX_LINE_BYTES
 from identity.db import PinnedDatabase
 from tests.api.problems import assert_problem
@@ -186,3 +189,15 @@ def test_an_unknown_query_parameter_or_source_is_a_422_problem(site):
         "/v1/profiles/import", data="", content_type=NDJSON, query_string={"dry_run": "1"}
     )
     assert_problem(response, 422, "dry_run")
+
+
+def test_an_import_whose_helper_process_dies_fails_and_the_next_one_works(site):
+    run_import(site, ndjson({"email": "a@example.com"}))
+    (pool,) = bulk._pools.values()
+    for pid in list(pool._processes):
+        os.kill(pid, signal.SIGKILL)
+    body = ndjson(*({"email": f"p{n}@example.com"} for n in range(10)))
+    response = site.post("/v1/profiles/import", data=body, content_type=NDJSON)
+    assert_problem(response, 500)
+    _, summary = run_import(site, body)
+    assert summary["created"] == 10
