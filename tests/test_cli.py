@@ -130,13 +130,20 @@ def test_serve_runs_on_an_embedded_database_stops_cleanly_and_keeps_the_data(tmp
         assert server.wait(timeout=30) == 0
         assert not (pgdata / "postmaster.pid").exists(), "the embedded database is still running"
 
-        server = subprocess.Popen([IDENTITY, "serve"], env=env)
+        log = tmp_path / "serve.log"
+        with log.open("wb") as output:
+            server = subprocess.Popen([IDENTITY, "serve"], env=env, stdout=output, stderr=output)
         wait_ready(base, server)
         record.pop("filled")
         assert call(base, f"/v1/users/{record['id']}", key) == (200, record)
+        assert call(base, "/v1/users?email=a%40example.com", key)[1]["id"] == record["id"]
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=30) == 0
         assert not (pgdata / "postmaster.pid").exists()
+        # The access log names each request by its path only: no address, no key.
+        logged = log.read_text()
+        assert '"GET /v1/users HTTP/1.1" 200' in logged
+        assert "example.com" not in logged and key[8:] not in logged
     finally:
         if server.poll() is None:
             server.kill()
