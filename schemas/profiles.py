@@ -133,8 +133,15 @@ class ImportQuerySchema(ma.Schema):
     )
 
 
-class ImportLineSchema(ma.Schema):
-    """One line of the import report."""
+class ImportSummarySchema(ma.Schema):
+    lines = fields.Integer(metadata={"description": "input lines read (blank ones not counted)"})
+    created = fields.Integer()
+    merged = fields.Integer()
+    rejected = fields.Integer()
+
+
+class ImportReportLineSchema(ma.Schema):
+    """One line of the import report: the outcome of one input line, or, last, the summary."""
 
     line = fields.Integer(
         metadata={"description": "the input line; a CSV record over several lines by its first"}
@@ -146,15 +153,9 @@ class ImportLineSchema(ma.Schema):
         values=fields.List(fields.String()),
         metadata={"description": "why the line was rejected: {field: [messages]}"},
     )
-
-
-class ImportSummarySchema(ma.Schema):
-    """The last line of the import report."""
-
-    lines = fields.Integer()
-    created = fields.Integer()
-    merged = fields.Integer()
-    rejected = fields.Integer()
+    summary = fields.Nested(
+        ImportSummarySchema, metadata={"description": "only on the last line, alone"}
+    )
 
 
 _EXAMPLE_TIME = "2026-11-25T09:30:00Z"

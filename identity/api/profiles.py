@@ -14,6 +14,7 @@ from identity.services.profiles import import_profiles, record_profile
 from schemas.profiles import (
     USER_EXAMPLE,
     ImportQuerySchema,
+    ImportReportLineSchema,
     ProfileResultSchema,
     ProfileSubmissionSchema,
 )
@@ -112,7 +113,7 @@ class ProfileImport(MethodView):
             "200": {
                 "description": "One JSON line per input line, in input order, then a summary line.",
                 "content": {
-                    NDJSON: {"schema": {"type": "string"}, "example": _IMPORT_REPORT_EXAMPLE}
+                    NDJSON: {"schema": ImportReportLineSchema, "example": _IMPORT_REPORT_EXAMPLE}
                 },
             }
         },
