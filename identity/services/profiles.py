@@ -109,8 +109,8 @@ def _rounds(submissions: Iterable[tuple[Any, Submission]]) -> Iterator[list]:
 
 def _record_round(conn: psycopg.Connection, site: str, round_: list) -> list[Outcome]:
     at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    existing = store.lock_by_email(conn, [submission.key for _, submission in round_])
-    new = [(ref, s) for ref, s in round_ if s.key not in existing]
+    # Insert first: an address already known (or being inserted by a concurrent
+    # transaction, which this waits for) is skipped, then locked and merged into.
     inserted = store.insert_new(
         conn,
         [
@@ -119,13 +119,10 @@ def _record_round(conn: psycopg.Connection, site: str, round_: list) -> list[Out
                 **s.fields,
                 "field_sources": _sources(("email", *s.fields), s.source, site, at),
             }
-            for _, s in new
+            for _, s in round_
         ],
     )
-    lost_race = [s.key for _, s in new if s.key not in inserted]
-    if lost_race:
-        # Another transaction made these records after our look-up; merge into them instead.
-        existing.update(store.lock_by_email(conn, lost_race))
+    existing = store.lock_by_email(conn, [s.key for _, s in round_ if s.key not in inserted])
 
     outcomes, fills = [], []
     for ref, submission in round_:

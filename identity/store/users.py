@@ -36,6 +36,8 @@ def get_by_email(conn: psycopg.Connection, key: str) -> dict | None:
 
 def lock_by_email(conn: psycopg.Connection, keys: list[str]) -> dict[str, dict]:
     """The records with these addresses, locked until the transaction ends, by email key."""
+    if not keys:
+        return {}
     rows = conn.execute(
         f"""
         select id, lower(email) as email_key, {", ".join(PROFILE_COLUMNS)}
@@ -48,8 +50,9 @@ def lock_by_email(conn: psycopg.Connection, keys: list[str]) -> dict[str, dict]:
 
 
 def insert_new(conn: psycopg.Connection, records: list[dict]) -> dict[str, UUID]:
-    """Insert records whose address is not yet known, by email key; one that a concurrent
-    transaction inserted first is left out of the answer, for the caller to merge into."""
+    """Insert the records whose address is not yet known; the ids of those inserted, by
+    email key. A record whose address is known, or that a concurrent transaction inserted
+    first, is left out of the answer, for the caller to merge into."""
     if not records:
         return {}
     columns = ("email", *PROFILE_COLUMNS)
