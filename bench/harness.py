@@ -1,5 +1,6 @@
 """What both benchmarks share: a private embedded PostgreSQL, a fresh database, a site key,
-and the app under gunicorn (2 sync workers, no access log) on a free loopback port.
+and the app under gunicorn as `identity serve` runs it (2 sync workers, its access log into
+a temporary file) on a free loopback port.
 
 Not part of the service: run as `.venv/bin/python bench/<script>.py` from the project root.
 """
@@ -105,8 +106,11 @@ def running_service():
             key = issue_site_key(conn, SITE)
         port = free_port()
         log_path = workdir / "gunicorn.log"
+        # The settings `identity serve` runs with (workers, timeout, access log, the import's
+        # helper processes started with each worker), on a port of our own.
         command = [
             sys.executable, "-m", "gunicorn",
+            "--config", "python:identity.gunicorn_conf",
             "--workers", str(WORKERS),
             "--bind", f"127.0.0.1:{port}",
             "--chdir", str(BENCH_DIR),
@@ -115,7 +119,6 @@ def running_service():
         ]  # fmt: skip
         env = {**os.environ, "IDENTITY_DATABASE_URL": url}
         with open(log_path, "wb") as log:
-            # No --access-logfile: gunicorn keeps its access log off unless given one.
             gunicorn = subprocess.Popen(
                 command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=BENCH_DIR
             )

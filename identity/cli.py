@@ -18,7 +18,6 @@ from identity.store import migrations
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 EMBEDDED_DATABASE = "identity"
-ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
 
 
 @click.group()
@@ -52,24 +51,15 @@ def connection():
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
 def serve(workers: int):
     """Migrate, then serve on 127.0.0.1:$PORT (8000) with gunicorn until Ctrl-C or SIGTERM."""
-    port = int(os.environ.get("PORT", "8000"))
     with database_url() as url:
         with psycopg.connect(url, autocommit=True) as conn:
             _report_migrations(migrations.upgrade(conn))
         env = {**os.environ, "IDENTITY_DATABASE_URL": url}
         command = [
             sys.executable, "-m", "gunicorn",
+            "--config", "python:identity.gunicorn_conf",
             "--workers", str(workers),
-            "--bind", f"127.0.0.1:{port}",
             "--chdir", str(PROJECT_DIR),
-            "--access-logfile", "-",
-            # The path only: a query string can hold an address, which has no place in a log.
-            "--access-logformat", ACCESS_LOG_FORMAT,
-            # One control socket per user by default: a second server would take it over.
-            "--no-control-socket",
-            # A sync worker silent this long is killed. The largest import allowed
-            # (IDENTITY_MAX_IMPORT_BYTES) takes about two minutes; 30 s would cut it off.
-            "--timeout", "300",
             "wsgi:app",
         ]  # fmt: skip
         server = subprocess.Popen(command, env=env)  # noqa: S603 - fixed command

@@ -105,6 +105,24 @@ def call(base, path, key, body=None):
         return response.status, json.load(response)
 
 
+def leftover_processes(data_dir: str, seconds: float = 5) -> list[int]:
+    """Processes still running with this data dir in their environment (the server's,
+    its workers', the import helpers'), once they have had `seconds` to go."""
+    marker = f"IDENTITY_DATA_DIR={data_dir}\0".encode()
+    deadline = time.monotonic() + seconds
+    while True:
+        found = []
+        for environ in Path("/proc").glob("[0-9]*/environ"):
+            try:
+                if marker in environ.read_bytes():
+                    found.append(int(environ.parent.name))
+            except OSError:
+                pass
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 def test_serve_runs_on_an_embedded_database_stops_cleanly_and_keeps_the_data(tmp_path):
     """What `make run` does, twice: the second run finds the first one's record."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
@@ -140,6 +158,7 @@ def test_serve_runs_on_an_embedded_database_stops_cleanly_and_keeps_the_data(tmp
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=30) == 0
         assert not (pgdata / "postmaster.pid").exists()
+        assert leftover_processes(env["IDENTITY_DATA_DIR"]) == []
         # The access log names each request by its path only: no address, no key.
         logged = log.read_text()
         assert '"GET /v1/users HTTP/1.1" 200' in logged

@@ -6,6 +6,9 @@ processes: one pool per server process, started on the first import and kept.
 """
 
 import multiprocessing
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -35,10 +38,33 @@ def in_order(check: Callable, batches: Iterable, processes: int) -> Iterator:
         raise
 
 
+def warm_up(processes: int) -> None:
+    """Start the pool now (in the background), so the first import does not wait for it."""
+    if processes > 0:
+        _pool(processes).submit(int)
+
+
 def _pool(processes: int) -> ProcessPoolExecutor:
     if processes not in _pools:
         # forkserver: never fork this process, whose pool threads hold database connections.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["identity.api.profile_import"])
-        _pools[processes] = ProcessPoolExecutor(processes, mp_context=context)
+        _pools[processes] = ProcessPoolExecutor(
+            processes, mp_context=context, initializer=_watch_server, initargs=(os.getpid(),)
+        )
     return _pools[processes]
+
+
+def _watch_server(pid: int) -> None:
+    """In a helper: exit once the server process that started it is gone. A server process
+    killed (gunicorn's timeout, or a quick shutdown) cannot stop its helpers itself."""
+
+    def watch():
+        while True:
+            time.sleep(1)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="watch-server").start()
