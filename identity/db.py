@@ -1,15 +1,11 @@
 """The psycopg pool, and the one connection each request borrows from it."""
 
-import logging
-
 import psycopg
 from flask import Flask, current_app, g
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from identity.errors import DatabaseUnavailable
-
-log = logging.getLogger(__name__)
 
 EXTENSION = "identity.db"
 

@@ -2,7 +2,8 @@
 
 Checking an import line (JSON, the schema, email-validator, phonenumbers) costs about
 three times what writing it does, and it needs no database, so it runs in a few helper
-processes: one pool per server process, started on the first import and kept.
+processes: one pool per server process, started when it boots (or by its first import)
+and kept.
 """
 
 import multiprocessing

@@ -123,7 +123,7 @@ def _strings(messages) -> list[str]:
 
 def from_database_error(error: psycopg.Error) -> Response:
     if isinstance(error, psycopg.errors.UniqueViolation):
-        return problem(HTTPStatus.CONFLICT, "this value is already taken", kind="conflict")
+        return from_domain_error(Conflict("this value is already taken"))
     if isinstance(error, psycopg.OperationalError):
         log.warning("database unavailable: %s", type(error).__name__)
         return from_domain_error(

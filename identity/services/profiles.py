@@ -134,7 +134,7 @@ def _record_round(conn: psycopg.Connection, site: str, round_: list) -> list[Out
         record = existing[submission.key]
         filled = tuple(
             name
-            for name, value in submission.fields.items()
+            for name in submission.fields
             if record[name] is None or (name == "gender" and record[name] == "unspecified")
         )
         if filled:
