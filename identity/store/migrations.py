@@ -1,4 +1,5 @@
-"""Forward-only migrations: migrations/NNNN_name.sql, applied in order, each in a transaction.
+"""Forward-only migrations: identity/migrations/NNNN_name.sql (shipped inside the package),
+applied in order, each in a transaction.
 
 Written here rather than taken from yoyo-migrations: the whole job is an advisory lock, a
 table of applied ids and a loop, and a PostgreSQL advisory lock is released by the server
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 
 # Any fixed number; every replica takes the same one, so only one migrates at a time.
 _LOCK_KEY = 0x1D_E117_17
