@@ -4,7 +4,7 @@ from importlib.metadata import version
 
 from flask import Flask
 
-from identity import api, db
+from identity import api, db, logs
 from identity.api.docs import ASSETS_URL
 from identity.config import load_config
 
@@ -37,6 +37,7 @@ def create_app(config: dict | None = None, database=None) -> Flask:
         OPENAPI_SWAGGER_UI_URL=ASSETS_URL,
         API_SPEC_OPTIONS={"info": {"description": API_DESCRIPTION}},
     )
+    logs.init_app(app)
     db.init_app(app, database)
     api.init_app(app)
     return app

@@ -18,6 +18,12 @@ DEFAULTS = {
     "DB_POOL_MAX": 8,
     # Seconds a request waits for a database connection before it answers 503.
     "DB_TIMEOUT": 3.0,
+    # Per connection, in milliseconds: a statement running longer is cancelled, a lock
+    # waited for longer is given up, and a transaction left open and idle is ended, so no
+    # request can hold rows or a connection for long. The import's batches take < 1 s.
+    "DB_STATEMENT_TIMEOUT_MS": 30_000,
+    "DB_LOCK_TIMEOUT_MS": 10_000,
+    "DB_IDLE_IN_TRANSACTION_MS": 60_000,
     "SECRET_KEY": DEV_SECRET_KEY,
     "PUBLIC_URL": "http://127.0.0.1:8000",
     # smtp://host:port; unset: mails are written to the log.
@@ -33,6 +39,10 @@ DEFAULTS = {
     # Helper processes (per server process) that check import lines while it writes;
     # 0 checks them in the server process itself.
     "IMPORT_PROCESSES": 2,
+    # An import ends with 413 past this many lines, and with 408 past this many seconds
+    # (a client trickling its body); the lines written before stay written.
+    "MAX_IMPORT_LINES": 3_000_000,
+    "MAX_IMPORT_SECONDS": 600,
 }
 
 _TYPES = {key: type(value) for key, value in DEFAULTS.items() if value is not None}

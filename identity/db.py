@@ -1,4 +1,9 @@
-"""The psycopg pool, and the one connection each request borrows from it."""
+"""The psycopg pool, the one connection each request borrows from it, and the request's
+unit of work on that connection."""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
 
 import psycopg
 from flask import Flask, current_app, g
@@ -6,24 +11,63 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from identity.errors import DatabaseUnavailable
+from identity.store.transactions import in_transaction
+
+T = TypeVar("T")
 
 EXTENSION = "identity.db"
 
 
-class Database:
+class _Lending:
+    """What every kind of database shares: a connection for a moment."""
+
+    def acquire(self) -> psycopg.Connection:
+        raise NotImplementedError
+
+    def release(self, conn: psycopg.Connection) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A connection for a moment (checking a key), given back when the block ends."""
+        conn = self.acquire()
+        try:
+            yield conn
+        finally:
+            self.release(conn)
+
+
+class Database(_Lending):
     """A pool of autocommit connections; writes open `with conn.transaction():` themselves.
 
     A connection that breaks is dropped when it comes back and the pool makes new ones,
     so the service recovers by itself once PostgreSQL is reachable again.
     """
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 3.0):
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 8,
+        timeout: float = 3.0,
+        session_settings: dict[str, int] | None = None,
+    ):
+        options = " ".join(f"-c {name}={value}" for name, value in (session_settings or {}).items())
         self.pool = ConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
-            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 3},
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "connect_timeout": 3,
+                **({"options": options} if options else {}),
+            },
+            # A connection is checked when borrowed: after a PostgreSQL restart, the stale
+            # ones are replaced instead of failing the requests that draw them.
+            check=ConnectionPool.check_connection,
             open=False,
             name="identity",
         )
@@ -45,7 +89,7 @@ class Database:
         self.pool.putconn(conn)
 
 
-class PinnedDatabase:
+class PinnedDatabase(_Lending):
     """Hands one given connection to every request: tests wrap it in a rolled-back transaction."""
 
     def __init__(self, conn: psycopg.Connection):
@@ -73,6 +117,11 @@ def init_app(app: Flask, database=None) -> None:
             min_size=config["DB_POOL_MIN"],
             max_size=config["DB_POOL_MAX"],
             timeout=config["DB_TIMEOUT"],
+            session_settings={
+                "statement_timeout": config["DB_STATEMENT_TIMEOUT_MS"],
+                "lock_timeout": config["DB_LOCK_TIMEOUT_MS"],
+                "idle_in_transaction_session_timeout": config["DB_IDLE_IN_TRANSACTION_MS"],
+            },
         )
         database.open()
     app.extensions[EXTENSION] = database
@@ -86,13 +135,26 @@ def get_conn() -> psycopg.Connection:
     return g.db_conn
 
 
+def database():
+    """This app's database, for a short borrow (`database().connection()`)."""
+    return current_app.extensions[EXTENSION]
+
+
+def unit_of_work(work: Callable[[psycopg.Connection], T]) -> T:
+    """The request's one transaction: `work(conn)` on this request's connection, committed
+    when it returns and rolled back when it raises, so a change and everything written
+    with it (its outbox mail, its audit event) land together or not at all. Run again,
+    whole, after a deadlock or serialization failure."""
+    return in_transaction(get_conn(), work)
+
+
 def _release_connection(_exc) -> None:
     conn = g.pop("db_conn", None)
     if conn is not None:
         current_app.extensions[EXTENSION].release(conn)
 
 
-class NoDatabase:
+class NoDatabase(_Lending):
     """For commands that only need the app's routes (`identity openapi write`)."""
 
     def open(self) -> None:

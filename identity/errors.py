@@ -34,5 +34,23 @@ class Forbidden(IdentityError):
     """The credentials are valid but do not allow this."""
 
 
+class TooManyRequests(IdentityError):
+    """The caller must wait `retry_after` seconds before trying this again."""
+
+    def __init__(self, detail: str, *, retry_after: int):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class DatabaseUnavailable(IdentityError):
     """PostgreSQL cannot be reached right now; the caller may retry."""
+
+
+class ImportStopped(Exception):
+    """An import stopped part-way for `cause`; its first lines, through `lines_done`, are
+    done (written or rejected) and stay so."""
+
+    def __init__(self, cause: Exception, lines_done: int):
+        super().__init__(type(cause).__name__)
+        self.cause = cause
+        self.lines_done = lines_done

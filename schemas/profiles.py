@@ -4,6 +4,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from schemas.common import UtcDateTime
+from schemas.text import Text
 
 SOURCES = (
     "newsletter",
@@ -18,37 +19,35 @@ SOURCES = (
 GENDERS = ("female", "male", "non_binary", "unspecified")
 STATUSES = ("minimal", "registered")
 
-_name = {"validate": validate.Length(max=100), "allow_none": True}
-_phone = {"validate": validate.Length(max=40), "allow_none": True}
+_name = {"max_length": 100, "allow_none": True}
+_phone = {"max_length": 40, "allow_none": True}
 
 
 class ProfileFieldsSchema(ma.Schema):
     """The optional fields of the record."""
 
-    first_name = fields.String(**_name, metadata={"example": "Anna"})
-    infix = fields.String(
-        **_name, metadata={"description": "Dutch tussenvoegsel", "example": "van der"}
-    )
-    last_name = fields.String(**_name, metadata={"example": "Berg"})
-    suffix = fields.String(**_name, metadata={"example": "jr."})
+    first_name = Text(**_name, metadata={"example": "Anna"})
+    infix = Text(**_name, metadata={"description": "Dutch tussenvoegsel", "example": "van der"})
+    last_name = Text(**_name, metadata={"example": "Berg"})
+    suffix = Text(**_name, metadata={"example": "jr."})
     gender = fields.String(validate=validate.OneOf(GENDERS), allow_none=True)
-    phone = fields.String(
+    phone = Text(
         **_phone,
         metadata={
             "description": "any common notation; stored in E.164",
             "example": "+31 20 123 4567",
         },
     )
-    mobile = fields.String(**_phone, metadata={"example": "06 12345678"})
-    fax = fields.String(**_phone)
+    mobile = Text(**_phone, metadata={"example": "06 12345678"})
+    fax = Text(**_phone)
 
 
 class ProfileSubmissionSchema(ProfileFieldsSchema):
     """What a site knows about an address, and how it came to know it."""
 
-    email = fields.String(
+    email = Text(
         required=True,
-        validate=validate.Length(max=320),
+        max_length=320,
         metadata={"example": "anna.vanderberg@example.com"},
     )
     source = fields.String(
@@ -112,9 +111,9 @@ class ProfileResultSchema(UserSchema):
 
 
 class UserQuerySchema(ma.Schema):
-    email = fields.String(
+    email = Text(
         required=True,
-        validate=validate.Length(max=320),
+        max_length=320,
         metadata={
             "description": "the address to look up, in any case",
             "example": "Anna@Example.com",

@@ -1,6 +1,8 @@
 """The one error path: every failure becomes an RFC 9457 application/problem+json response."""
 
 import logging
+import traceback
+from dataclasses import dataclass, field
 from http import HTTPStatus
 
 import psycopg
@@ -12,8 +14,10 @@ from identity.errors import (
     DatabaseUnavailable,
     Forbidden,
     IdentityError,
+    ImportStopped,
     InvalidInput,
     NotFound,
+    TooManyRequests,
     Unauthenticated,
 )
 
@@ -28,35 +32,45 @@ _DOMAIN = {
     Conflict: (HTTPStatus.CONFLICT, "conflict"),
     Unauthenticated: (HTTPStatus.UNAUTHORIZED, "unauthenticated"),
     Forbidden: (HTTPStatus.FORBIDDEN, "forbidden"),
+    TooManyRequests: (HTTPStatus.TOO_MANY_REQUESTS, "too-many-requests"),
     DatabaseUnavailable: (HTTPStatus.SERVICE_UNAVAILABLE, "unavailable"),
 }
 
 _TYPE_PREFIX = "urn:identity:problem:"
 
-# Seconds a client should wait before retrying while the database is away.
+# Seconds a client should wait before retrying while the database is away or busy.
 _RETRY_AFTER = "2"
 
 
-def problem(
-    status: int,
-    detail: str,
-    *,
-    errors: dict[str, list[str]] | None = None,
-    kind: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
+@dataclass
+class Problem:
+    """One problem document and the headers that go with it."""
+
+    status: int
+    detail: str
+    kind: str | None = None
+    errors: dict[str, list[str]] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    extensions: dict = field(default_factory=dict)
+
+    def response(self) -> Response:
+        body = {
+            "type": _TYPE_PREFIX + self.kind if self.kind else "about:blank",
+            "title": HTTPStatus(self.status).phrase,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.errors:
+            body["errors"] = self.errors
+        body.update(self.extensions)
+        response = Response(json.dumps(body), status=self.status, mimetype=PROBLEM_JSON)
+        response.headers.update(self.headers)
+        return response
+
+
+def problem(status: int, detail: str, **kwargs) -> Response:
     """A problem+json response; `kind` names a domain problem, else the status says it all."""
-    body = {
-        "type": _TYPE_PREFIX + kind if kind else "about:blank",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-    }
-    if errors:
-        body["errors"] = errors
-    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
-    response.headers.update(headers or {})
-    return response
+    return Problem(status, detail, **kwargs).response()
 
 
 def example(status: int, detail: str, errors: dict | None = None, kind: str | None = None) -> dict:
@@ -64,7 +78,26 @@ def example(status: int, detail: str, errors: dict | None = None, kind: str | No
     return json.loads(problem(status, detail, errors=errors, kind=kind).get_data())
 
 
-def from_domain_error(error: IdentityError) -> Response:
+def describe(error: BaseException) -> Problem:
+    """What the caller is told about `error`."""
+    if isinstance(error, ImportStopped):
+        stopped = describe(error.cause)
+        stopped.extensions["lines_done"] = error.lines_done
+        stopped.detail += (
+            f"; the import stopped after input line {error.lines_done}: the lines up to it are"
+            " done and stay so, and running the whole file again is safe"
+        )
+        return stopped
+    if isinstance(error, IdentityError):
+        return _from_domain_error(error)
+    if isinstance(error, HTTPException):
+        return _from_http_exception(error)
+    if isinstance(error, psycopg.Error):
+        return _from_database_error(error)
+    return _from_unexpected_error(error)
+
+
+def _from_domain_error(error: IdentityError) -> Problem:
     status, kind = next(
         (pair for cls, pair in _DOMAIN.items() if isinstance(error, cls)),
         (HTTPStatus.BAD_REQUEST, "bad-request"),
@@ -74,10 +107,12 @@ def from_domain_error(error: IdentityError) -> Response:
         headers["WWW-Authenticate"] = "Bearer"
     if status == HTTPStatus.SERVICE_UNAVAILABLE:
         headers["Retry-After"] = _RETRY_AFTER
-    return problem(status, error.detail, errors=error.errors, kind=kind, headers=headers)
+    if isinstance(error, TooManyRequests):
+        headers["Retry-After"] = str(error.retry_after)
+    return Problem(status, error.detail, kind, error.errors, headers)
 
 
-def from_http_exception(error: HTTPException) -> Response:
+def _from_http_exception(error: HTTPException) -> Problem:
     """Werkzeug's and webargs' errors: 404, 405, 413, 415, 422 and the rest."""
     data = getattr(error, "data", None) or {}
     headers = {}
@@ -87,22 +122,22 @@ def from_http_exception(error: HTTPException) -> Response:
     messages = data.get("messages")
     if messages:
         return _invalid_request(error.code, messages, headers)
-    return problem(error.code or 500, _detail(error), headers=headers)
+    return Problem(error.code or 500, _detail(error), headers=headers)
 
 
-def _invalid_request(status: int, messages: dict, headers: dict) -> Response:
+def _invalid_request(status: int, messages: dict, headers: dict) -> Problem:
     """webargs' {location: {field: [messages]}}: field messages under `errors`; a message
     about a whole location (a body that is not JSON) is the detail."""
     errors: dict[str, list[str]] = {}
     whole = []
     for location, fields in messages.items():
         if isinstance(fields, dict):
-            for field, field_messages in fields.items():
-                errors.setdefault(field, []).extend(_strings(field_messages))
+            for name, field_messages in fields.items():
+                errors.setdefault(str(name), []).extend(_strings(field_messages))
         else:
             whole.extend(f"{location}: {m}" for m in _strings(fields))
     detail = "; ".join(whole) if whole else "some fields are not acceptable; see errors"
-    return problem(status, detail, errors=errors, kind="invalid-input", headers=headers)
+    return Problem(status, detail, "invalid-input", errors, headers)
 
 
 def _detail(error: HTTPException) -> str:
@@ -121,25 +156,53 @@ def _strings(messages) -> list[str]:
     return [str(messages)]
 
 
-def from_database_error(error: psycopg.Error) -> Response:
+def _from_database_error(error: psycopg.Error) -> Problem:
     if isinstance(error, psycopg.errors.UniqueViolation):
-        return from_domain_error(Conflict("this value is already taken"))
+        return _from_domain_error(Conflict("this value is already taken"))
+    if isinstance(
+        error,
+        psycopg.errors.TransactionRollback
+        | psycopg.errors.QueryCanceled
+        | psycopg.errors.LockNotAvailable,
+    ):
+        # Deadlocks and serialization failures were already retried; a statement or lock
+        # timeout is load. Neither means the database is gone.
+        log.warning("database busy", extra=_error_fields(error))
+        return Problem(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "the database is busy with other changes to the same records; try again shortly",
+            "busy",
+            headers={"Retry-After": _RETRY_AFTER},
+        )
     if isinstance(error, psycopg.OperationalError):
-        log.warning("database unavailable: %s", type(error).__name__)
-        return from_domain_error(
+        log.warning("database unavailable", extra=_error_fields(error))
+        return _from_domain_error(
             DatabaseUnavailable("the database cannot be reached; try again shortly")
         )
-    return from_unexpected_error(error)
+    return _from_unexpected_error(error)
 
 
-def from_unexpected_error(error: Exception) -> Response:
-    log.error("unexpected error", exc_info=error)
-    return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "something went wrong on our side")
+def _from_unexpected_error(error: BaseException) -> Problem:
+    log.error("unexpected error", extra=_error_fields(error))
+    return Problem(HTTPStatus.INTERNAL_SERVER_ERROR, "something went wrong on our side")
+
+
+def _error_fields(error: BaseException) -> dict:
+    """What is logged of an error: its type, its SQLSTATE, and where it was raised, but not
+    its message or any value: "Failing row contains (...)" or a KeyError of an address
+    would put a person's data in the log."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return {
+        "error_type": f"{type(error).__module__}.{type(error).__qualname__}",
+        "sqlstate": getattr(error, "sqlstate", None),
+        "where": [f"{frame.filename}:{frame.lineno} in {frame.name}" for frame in frames[-8:]],
+    }
+
+
+def handle(error: BaseException) -> Response:
+    return describe(error).response()
 
 
 def init_app(app: Flask) -> None:
     """Route every error through this module."""
-    app.register_error_handler(IdentityError, from_domain_error)
-    app.register_error_handler(HTTPException, from_http_exception)
-    app.register_error_handler(psycopg.Error, from_database_error)
-    app.register_error_handler(Exception, from_unexpected_error)
+    app.register_error_handler(Exception, handle)

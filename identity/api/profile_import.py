@@ -6,24 +6,31 @@ import io
 import json
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 
-from flask import Response
+from flask import Response, current_app, request
 from marshmallow import ValidationError
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, RequestTimeout
 
-from identity.api import bulk
-from identity.errors import InvalidInput
-from identity.services.profiles import CheckedLine, Outcome, check_line
+from identity.api import CLOCK, bulk
+from identity.api.parsing import IncompleteBody
+from identity.db import get_conn
+from identity.errors import ImportStopped, InvalidInput
+from identity.services.principal import Principal
+from identity.services.profiles import CheckedLine, Outcome, check_line, exclusive_import
+from identity.services.profiles import import_profiles as write_profiles
 from schemas.profiles import ProfileSubmissionSchema
 
 NDJSON = "application/x-ndjson"
 CSV = "text/csv"
 
-# A longer line is rejected on its own rather than read into memory.
+# A longer line (or CSV record) is rejected on its own rather than read into memory.
 MAX_LINE_BYTES = 64 * 1024
 # The report is kept in memory up to this size, on disk beyond it.
 _REPORT_IN_MEMORY = 1024 * 1024
+_READ_SIZE = 256 * 1024
 
 _TOO_LONG = {"line": [f"longer than {MAX_LINE_BYTES} bytes"]}
 
@@ -33,25 +40,103 @@ _submission_schema = ProfileSubmissionSchema()
 ReadLine = tuple[int, dict | None, dict | None]
 
 
-def checked_batches(
-    stream, media_type: str, source: str, batch_size: int, processes: int
-) -> Iterator[list[CheckedLine]]:
-    """The body's lines in batches, each line checked; `processes` check in parallel."""
-    lines = read_csv(stream, source) if media_type == CSV else read_ndjson(stream, source)
-    return bulk.in_order(check_batch, _batches(lines, batch_size), processes)
+@dataclass(frozen=True)
+class LongLine:
+    """A line too long to take, read past and dropped; the quotes it held, for CSV."""
+
+    quotes: int
+
+
+class TooManyLines(RequestEntityTooLarge):
+    """The body has more lines than one import takes."""
+
+
+class ImportTooSlow(RequestTimeout):
+    """The body took longer to arrive (and be written) than one import may."""
+
+
+def run_import(principal: Principal, source: str) -> Response:
+    """This request's import: the body read as it streams in, checked on helper
+    processes, written a batch per transaction; the report, or a problem that says how
+    far it got."""
+    settings = current_app.config["IDENTITY"]
+    if not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", ""):
+        raise BadRequest("send the lines in the body: NDJSON or CSV with a header row")
+    body = ImportBody(
+        request.environ["wsgi.input"],
+        request.content_length,
+        max_bytes=settings["MAX_IMPORT_BYTES"],
+        max_seconds=settings["MAX_IMPORT_SECONDS"],
+        clock=current_app.extensions[CLOCK],
+    )
+    reader = read_csv if request.mimetype == CSV else read_ndjson
+    lines = reader(_numbered_lines(body, settings["MAX_IMPORT_LINES"]), source)
+    batches = bulk.in_order(
+        check_batch, _batches(lines, settings["IMPORT_BATCH_SIZE"]), settings["IMPORT_PROCESSES"]
+    )
+    conn = get_conn()
+    with exclusive_import(conn, principal):
+        return report(write_profiles(conn, principal, batches))
+
+
+class ImportBody(io.RawIOBase):
+    """The request body as the server hands it over, held to the import's limits: it
+    must end where its Content-Length says, stay under `max_bytes`, and arrive within
+    `max_seconds`. Read from the server's stream itself: werkzeug's own wrapper ends a
+    chunked body at the limit without a word, and would have it taken as complete."""
+
+    def __init__(self, stream, length: int | None, *, max_bytes: int, max_seconds: float,
+                 clock: Callable[[], float]):  # fmt: skip
+        if length is not None and length > max_bytes:
+            raise RequestEntityTooLarge()
+        self.stream = stream
+        self.length = length
+        self.max_bytes = max_bytes
+        self.clock = clock
+        self.deadline = clock() + max_seconds
+        self.received = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.clock() > self.deadline:
+            raise ImportTooSlow("the body took longer to arrive than an import may take")
+        want = len(buffer)
+        if self.length is not None:
+            want = min(want, self.length - self.received)
+            if want == 0:
+                return 0
+        try:
+            chunk = self.stream.read(want)
+        except Exception:  # each server says "the client went away" its own way
+            raise IncompleteBody() from None
+        if not chunk:
+            if self.length is not None and self.received < self.length:
+                raise IncompleteBody()
+            return 0
+        self.received += len(chunk)
+        if self.received > self.max_bytes:
+            raise RequestEntityTooLarge()
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
 
 
 def check_batch(batch: list[ReadLine]) -> list[CheckedLine]:
-    """Each line through the schema, then the service's own checks (in a helper process)."""
-    checked = []
-    for line_no, data, errors in batch:
-        if errors is None:
-            try:
-                data = _submission_schema.load(data)
-            except ValidationError as exc:
-                errors = exc.normalized_messages()
-        checked.append(check_line(line_no, data) if errors is None else (line_no, None, errors))
-    return checked
+    """Each line through the schema, then the service's own checks (in a helper process).
+    Whatever is wrong with a line rejects that line, and only that line."""
+    return [_check(line_no, data, errors) for line_no, data, errors in batch]
+
+
+def _check(line_no: int, data: dict | None, errors: dict | None) -> CheckedLine:
+    if errors is not None:
+        return line_no, None, errors
+    try:
+        return check_line(line_no, _submission_schema.load(data))
+    except ValidationError as exc:
+        return line_no, None, exc.normalized_messages()
+    except Exception as exc:  # a line must never stop the import; say what kind of failure
+        return line_no, None, {"line": [f"could not be read ({type(exc).__name__})"]}
 
 
 def _batches(lines: Iterable[ReadLine], size: int) -> Iterator[list[ReadLine]]:
@@ -60,17 +145,23 @@ def _batches(lines: Iterable[ReadLine], size: int) -> Iterator[list[ReadLine]]:
         yield batch
 
 
-def read_ndjson(stream, source: str) -> Iterator[ReadLine]:
-    for line_no, raw in _numbered_lines(stream):
-        if raw is None:
+def read_ndjson(lines: Iterable[tuple[int, bytes | LongLine]], source: str) -> Iterator[ReadLine]:
+    for line_no, raw in lines:
+        if isinstance(raw, LongLine):
             yield line_no, None, _TOO_LONG
             continue
         if not raw.strip():
             continue
         try:
-            data = json.loads(raw)
-        except ValueError:
-            yield line_no, None, {"line": ["not a JSON object in UTF-8"]}
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            yield line_no, None, {"line": ["not UTF-8"]}
+            continue
+        except RecursionError:
+            yield line_no, None, {"line": ["not a JSON object: nested too deep"]}
+            continue
+        except ValueError:  # also a number longer than Python reads (4,300 digits)
+            yield line_no, None, {"line": ["not a JSON object"]}
             continue
         if not isinstance(data, dict):
             yield line_no, None, {"line": ["not a JSON object"]}
@@ -79,87 +170,148 @@ def read_ndjson(stream, source: str) -> Iterator[ReadLine]:
         yield line_no, data, None
 
 
-def read_csv(stream, source: str) -> Iterator[ReadLine]:
-    too_long: set[int] = set()
+def read_csv(lines: Iterable[tuple[int, bytes | LongLine]], source: str) -> Iterator[ReadLine]:
+    records = _csv_records(lines)
+    header = _csv_header(next(records, (1, b"", None)))
+    # One reader over whole records: a record that is not valid CSV fails alone, and the
+    # reader starts afresh on the next one.
+    current: list = [None]
 
-    def text():
-        for line_no, raw in _numbered_lines(stream):
-            if raw is None:
-                too_long.add(line_no)
-                raw = b"\n"
-            yield raw.decode("utf-8", "surrogateescape")
+    def texts():
+        for line_no, text, errors in records:
+            current[0] = (line_no, errors)
+            yield text
 
-    reader = csv.reader(text(), strict=True)
-    header = _csv_header(next(reader, []))
+    reader = csv.reader(texts(), strict=True)
     while True:
-        # A record may span lines (a quoted newline); it is reported by its first line.
-        line_no = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield line_no, None, {"line": [f"not valid CSV: {exc}"]}
+            yield current[0][0], None, {"line": [f"not valid CSV: {exc}"]}
+            continue
+        line_no, errors = current[0]
+        if errors:
+            yield line_no, None, errors
             continue
         if not row:
-            if line_no in too_long:
-                yield line_no, None, _TOO_LONG
             continue
         if len(row) != len(header):
             yield line_no, None, {"line": [f"{len(row)} cells; the header names {len(header)}"]}
-            continue
-        try:
-            "".join(row).encode("utf-8")
-        except UnicodeEncodeError:
-            yield line_no, None, {"line": ["not UTF-8"]}
             continue
         data = {name: value for name, value in zip(header, row, strict=True) if value != ""}
         data.setdefault("source", source)
         yield line_no, data, None
 
 
-def _csv_header(row: list[str]) -> list[str]:
+def _csv_records(
+    lines: Iterable[tuple[int, bytes | LongLine]],
+) -> Iterator[tuple[int, str, dict | None]]:
+    """Whole CSV records: (first line number, text, None), or (line number, "", why not).
+
+    A quoted cell may hold line breaks, so a record ends at the first line end with an
+    even count of quotes behind it. A record over MAX_LINE_BYTES is rejected and skipped
+    to its end (its quotes still counted), so a long cell cannot turn the rows after it
+    into cells; a quote never closed takes the rest of the body with it.
+    """
+    parts: list[bytes] = []
+    first = size = quotes = 0
+    oversized = False
+    for line_no, raw in lines:
+        if not parts and not oversized:
+            first = line_no
+        if isinstance(raw, LongLine):
+            oversized, quotes = True, quotes + raw.quotes
+        else:
+            size += len(raw)
+            quotes += raw.count(b'"')
+            oversized = oversized or size > MAX_LINE_BYTES
+            parts.append(raw)
+        if oversized:
+            parts.clear()
+        if quotes % 2:
+            continue
+        if oversized:
+            yield first, "", _TOO_LONG
+        else:
+            try:
+                yield first, b"".join(parts).decode("utf-8"), None
+            except UnicodeDecodeError:
+                yield first, "", {"line": ["not UTF-8"]}
+        parts, size, quotes, oversized = [], 0, 0, False
+    if parts or oversized:
+        yield first, "", {"line": ["a quoted cell is never closed"]}
+
+
+def _csv_header(record: tuple[int, str, dict | None]) -> list[str]:
+    _, text, errors = record
+    try:
+        row = next(csv.reader([text], strict=True), []) if errors is None else None
+    except csv.Error as exc:
+        row, errors = None, {"line": [f"not valid CSV: {exc}"]}
+    if row is None:
+        raise InvalidInput(
+            "the first CSV row must name the columns, one of them email; lines end in LF or CRLF",
+            errors={"header": errors["line"]},
+        )
     header = [cell.strip().lstrip("\ufeff").lower() for cell in row]
-    unknown = [name for name in header if name not in _submission_schema.fields]
-    if not header or "email" not in header or unknown:
+    problems = [
+        f"unknown column {name!r}" for name in header if name not in _submission_schema.fields
+    ]
+    problems += [
+        f"column {name!r} is named more than once"
+        for name in sorted({name for name in header if header.count(name) > 1})
+    ]
+    if "email" not in header:
+        problems.append("no email column")
+    if problems:
         raise InvalidInput(
             "the first CSV row must name the columns, one of them email",
-            errors={
-                "header": [f"unknown column {name!r}" for name in unknown] or ["no email column"]
-            },
+            errors={"header": problems},
         )
     return header
 
 
-def _numbered_lines(stream) -> Iterator[tuple[int, bytes | None]]:
-    """(line number, bytes) of a binary stream; None for a line too long to take."""
-    reader = io.BufferedReader(stream, buffer_size=256 * 1024)
+def _numbered_lines(stream: io.RawIOBase, max_lines: int) -> Iterator[tuple[int, bytes | LongLine]]:
+    """(line number, bytes) of a binary stream, or a LongLine for a line too long to take."""
+    reader = io.BufferedReader(stream, buffer_size=_READ_SIZE)
     line_no = 0
     while True:
         raw = reader.readline(MAX_LINE_BYTES + 1)
         if not raw:
             return
         line_no += 1
+        if line_no > max_lines:
+            raise TooManyLines(f"an import takes at most {max_lines} lines")
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            quotes = raw.count(b'"')
             while raw and not raw.endswith(b"\n"):
                 raw = reader.readline(MAX_LINE_BYTES)
-            yield line_no, None
+                quotes += raw.count(b'"')
+            yield line_no, LongLine(quotes)
             continue
         yield line_no, raw
 
 
 def report(outcomes: Iterable[Outcome]) -> Response:
     """One JSON line per outcome, then a summary line; spooled to disk as it is made (the
-    request body is read to its end before the answer starts), then sent."""
+    request body is read to its end before the answer starts), then sent. An import that
+    stops part-way answers a problem that says how far it got instead."""
     counts = Counter()
     spool = tempfile.SpooledTemporaryFile(max_size=_REPORT_IN_MEMORY)  # noqa: SIM115 - see chunks
+    last_line = 0
     try:
         for outcome in outcomes:
             counts[outcome.status] += 1
+            last_line = outcome.ref
             spool.write(_report_line(outcome))
-    except BaseException:
+    except InvalidInput:
         spool.close()
-        raise
+        raise  # the CSV header: nothing was read past it, nothing written
+    except Exception as exc:
+        spool.close()
+        raise ImportStopped(exc, last_line) from exc
     summary = {"lines": counts.total(), **{s: counts[s] for s in ("created", "merged", "rejected")}}
     spool.write(json.dumps({"summary": summary}).encode() + b"\n")
     spool.seek(0)

@@ -3,14 +3,14 @@
 import json
 from http import HTTPStatus
 
-from flask import current_app, g, request, url_for
+from flask import url_for
 from flask.views import MethodView
 from marshmallow import RAISE
 
-from identity.api import Blueprint, accepts
-from identity.api.profile_import import CSV, NDJSON, checked_batches, report
-from identity.db import get_conn
-from identity.services.profiles import import_profiles, record_profile
+from identity.api import Blueprint, accepts, principal
+from identity.api.profile_import import CSV, NDJSON, run_import
+from identity.db import unit_of_work
+from identity.services.profiles import record_profile
 from schemas.profiles import (
     USER_EXAMPLE,
     ImportQuerySchema,
@@ -65,7 +65,8 @@ class Profiles(MethodView):
         overwritten, whoever gave it. Each filled field keeps its source, site and time in
         `field_sources`. Phone numbers in national form need `country`.
         """
-        record, outcome = record_profile(get_conn(), g.site.site_name, submission)
+        caller = principal()
+        record, outcome = unit_of_work(lambda conn: record_profile(conn, caller, submission))
         record["filled"] = list(outcome.filled)
         if outcome.status == "merged":
             return record, HTTPStatus.OK
@@ -134,13 +135,4 @@ class ProfileImport(MethodView):
         is harmless: the second run only merges. The answer is NDJSON: one line per input
         line (`created`, `merged` or `rejected` with its `errors`), then a `summary` line.
         """
-        settings = current_app.config["IDENTITY"]
-        request.max_content_length = settings["MAX_IMPORT_BYTES"]
-        batches = checked_batches(
-            request.stream,
-            request.mimetype,
-            query["source"],
-            settings["IMPORT_BATCH_SIZE"],
-            settings["IMPORT_PROCESSES"],
-        )
-        return report(import_profiles(get_conn(), g.site.site_name, batches))
+        return run_import(principal(), query["source"])

@@ -1,9 +1,11 @@
 """Site keys: random bearer secrets, of which only a hash is stored."""
 
 import hashlib
+import re
 import secrets
 
 KEY_PREFIX = "idsk_"
+_KEY_SHAPE = re.compile(r"idsk_[A-Za-z0-9_-]{43}")
 
 
 def new_site_key() -> str:
@@ -19,3 +21,9 @@ def site_key_hash(key: str) -> bytes:
 def site_key_label(key: str) -> str:
     """The part of a key that may be shown in listings and logs."""
     return key[: len(KEY_PREFIX) + 6]
+
+
+def looks_like_site_key(key: str) -> bool:
+    """Whether `key` has the shape of a key `new_site_key` makes: anything else is refused
+    without asking the database."""
+    return _KEY_SHAPE.fullmatch(key) is not None

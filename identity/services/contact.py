@@ -1,5 +1,7 @@
 """Email addresses and phone numbers, as the record keeps them."""
 
+import unicodedata
+
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
@@ -19,8 +21,17 @@ def normalise_email(address: str, field: str = "email") -> str:
 
 
 def email_key(address: str) -> str:
-    """What makes two addresses the same person: the normalised address, case folded."""
-    return address.lower()
+    """What makes two addresses the same person: the normalised address under Unicode's
+    canonical caseless matching (NFC of the case-folded NFD), so İ, final ς and ß compare
+    as Unicode says they do, the same on every database whatever its locale.
+
+    Stored in users.email_key and looked up by plain equality: PostgreSQL's lower()
+    depends on the database's locale and disagrees with Python (and with itself) outside
+    ASCII. Changing this function needs a migration that computes the column again.
+    """
+    if address.isascii():
+        return address.lower()
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", address).casefold())
 
 
 def normalise_phone(number: str, field: str, country: str | None = None) -> str:
@@ -32,6 +43,11 @@ def normalise_phone(number: str, field: str, country: str | None = None) -> str:
         raise InvalidInput(
             "invalid phone number", errors={field: [f"{_parse_reason(exc)}{hint}"]}
         ) from None
+    if parsed.extension:
+        raise InvalidInput(
+            "invalid phone number",
+            errors={field: ["has an extension, which is not kept; send the number without it"]},
+        )
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidInput(
             "invalid phone number",

@@ -5,7 +5,9 @@ has, whoever gave it. A site cannot tell whether what it holds is newer than wha
 person typed in themselves; the person corrects their own record.
 """
 
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -14,9 +16,12 @@ from uuid import UUID
 
 import psycopg
 
-from identity.errors import InvalidInput, NotFound
+from identity.errors import InvalidInput, NotFound, TooManyRequests
 from identity.services.contact import email_key, normalise_email, normalise_phone
+from identity.services.principal import Principal
+from identity.store import sites as site_store
 from identity.store import users as store
+from identity.store.transactions import in_transaction
 
 PROFILE_FIELDS = store.PROFILE_COLUMNS
 _PHONE_FIELDS = ("phone", "mobile", "fax")
@@ -59,7 +64,6 @@ def prepare_submission(data: dict) -> Submission:
     for name in PROFILE_FIELDS:
         value = data.get(name)
         # Blank and "unspecified" say nothing, so they fill nothing.
-        value = value.strip() if value else None
         if not value or (name == "gender" and value == "unspecified"):
             continue
         if name in _PHONE_FIELDS:
@@ -74,41 +78,47 @@ def prepare_submission(data: dict) -> Submission:
     return Submission(email=email, source=data["source"], fields=fields)
 
 
-def record_profile(conn: psycopg.Connection, site: str, data: dict) -> tuple[dict, Outcome]:
+def record_profile(
+    conn: psycopg.Connection, principal: Principal, data: dict
+) -> tuple[dict, Outcome]:
     """Make a minimal profile or add to the record with that address; the record as it
-    now stands, and what became of the submission."""
+    now stands, and what became of the submission. Joins the caller's transaction."""
     submission = prepare_submission(data)
-    (outcome,) = record_profiles(conn, site, [(None, submission)])
+    (outcome,) = record_profiles(conn, principal, [(None, submission)])
     return store.get_by_id(conn, outcome.user_id), outcome
 
 
 def record_profiles(
-    conn: psycopg.Connection, site: str, submissions: Iterable[tuple[Any, Submission]]
+    conn: psycopg.Connection, principal: Principal, submissions: list[tuple[Any, Submission]]
 ) -> list[Outcome]:
-    """Write many submissions in one transaction; an address given twice is merged in order."""
-    outcomes: list[Outcome] = []
-    with conn.transaction():
-        for round_ in _rounds(submissions):
-            outcomes.extend(_record_round(conn, site, round_))
+    """Write many submissions, in the caller's transaction; their outcomes in their order.
+    An address given twice is merged in order."""
+    outcomes: list[Outcome | None] = [None] * len(submissions)
+    for round_ in _rounds(submissions):
+        written = _record_round(conn, principal, round_)
+        for (position, _, _), outcome in zip(round_, written, strict=True):
+            outcomes[position] = outcome
     return outcomes
 
 
-def _rounds(submissions: Iterable[tuple[Any, Submission]]) -> Iterator[list]:
-    """Split into runs in which no address repeats: one statement may touch a row only once."""
-    round_: list = []
-    seen: set[str] = set()
-    for ref, submission in submissions:
-        if submission.key in seen:
-            yield round_
-            round_, seen = [], set()
-        seen.add(submission.key)
-        round_.append((ref, submission))
-    if round_:
-        yield round_
+def _rounds(submissions: list[tuple[Any, Submission]]) -> Iterator[list]:
+    """The submissions as rounds in which no address repeats (one statement may touch a
+    row only once): every address's first submission in the first round, its second in
+    the second, and so on. Each round is in email key order, and the first takes every
+    lock the later ones need, so all writers lock rows in one order and cannot deadlock.
+    Rounds hold (position, ref, submission)."""
+    by_occurrence: dict[int, list] = defaultdict(list)
+    seen: dict[str, int] = defaultdict(int)
+    for position, (ref, submission) in enumerate(submissions):
+        by_occurrence[seen[submission.key]].append((position, ref, submission))
+        seen[submission.key] += 1
+    for occurrence in sorted(by_occurrence):
+        yield sorted(by_occurrence[occurrence], key=lambda item: item[2].key)
 
 
-def _record_round(conn: psycopg.Connection, site: str, round_: list) -> list[Outcome]:
+def _record_round(conn: psycopg.Connection, principal: Principal, round_: list) -> list[Outcome]:
     at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    site = principal.site_name
     # Insert first: an address already known (or being inserted by a concurrent
     # transaction, which this waits for) is skipped, then locked and merged into.
     inserted = store.insert_new(
@@ -116,16 +126,17 @@ def _record_round(conn: psycopg.Connection, site: str, round_: list) -> list[Out
         [
             {
                 "email": s.email,
+                "email_key": s.key,
                 **s.fields,
                 "field_sources": _sources(("email", *s.fields), s.source, site, at),
             }
-            for _, s in round_
+            for _, _, s in round_
         ],
     )
-    existing = store.lock_by_email(conn, [s.key for _, s in round_ if s.key not in inserted])
+    existing = store.lock_by_email(conn, [s.key for _, _, s in round_ if s.key not in inserted])
 
     outcomes, fills = [], []
-    for ref, submission in round_:
+    for _, ref, submission in round_:
         if submission.key in inserted:
             outcomes.append(
                 Outcome(ref, "created", inserted[submission.key], filled=tuple(submission.fields))
@@ -167,16 +178,54 @@ def check_line(line_no: int, data: dict) -> CheckedLine:
         return line_no, None, exc.errors
 
 
+@contextmanager
+def exclusive_import(conn: psycopg.Connection, principal: Principal) -> Iterator[None]:
+    """While the block runs, this site's import is the only one: a second gets
+    TooManyRequests. The lock is PostgreSQL's, so it holds across processes and replicas
+    and goes with the connection if this process dies."""
+    if not site_store.try_lock_import(conn, principal.site.site_id):
+        raise TooManyRequests(
+            "this site's previous import is still running; one import per site at a time",
+            retry_after=10,
+        )
+    try:
+        yield
+    finally:
+        site_store.unlock_import(conn, principal.site.site_id)
+
+
 def import_profiles(
-    conn: psycopg.Connection, site: str, batches: Iterable[list[CheckedLine]]
+    conn: psycopg.Connection, principal: Principal, batches: Iterable[list[CheckedLine]]
 ) -> Iterator[Outcome]:
-    """Write checked lines a batch per transaction; the outcome of every line, in line
-    order. A rejected line never stops the good ones."""
+    """Write checked lines a batch per transaction: unlike every other service, it commits
+    on its own, so a long import neither holds its locks to the end nor loses what it did
+    when it stops part-way. The outcome of every line, in line order, once its batch is
+    committed; a rejected line never stops the good ones. Call it outside a transaction."""
     for batch in batches:
         good = [(line_no, submission) for line_no, submission, _ in batch if submission]
-        written = iter(record_profiles(conn, site, good) if good else ())
+        written = iter(_write_batch(conn, principal, good) if good else ())
         for line_no, submission, errors in batch:
             yield next(written) if submission else Outcome(line_no, "rejected", errors=errors)
+
+
+def _write_batch(
+    conn: psycopg.Connection, principal: Principal, good: list[tuple[int, Submission]]
+) -> list[Outcome]:
+    """The batch in one transaction; should the database refuse a value that passed every
+    check (a bug, but not one to stop an import for), line by line, rejecting that line."""
+    try:
+        return in_transaction(conn, lambda conn: record_profiles(conn, principal, good))
+    except (psycopg.errors.DataError, psycopg.errors.IntegrityError):
+        return [_write_line(conn, principal, line) for line in good]
+
+
+def _write_line(
+    conn: psycopg.Connection, principal: Principal, line: tuple[int, Submission]
+) -> Outcome:
+    try:
+        return in_transaction(conn, lambda conn: record_profiles(conn, principal, [line]))[0]
+    except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+        return Outcome(line[0], "rejected", errors={"line": [f"not storable ({exc.sqlstate})"]})
 
 
 def get_user(conn: psycopg.Connection, user_id: UUID) -> dict:

@@ -2,13 +2,19 @@
 
 import re
 import time
-from dataclasses import dataclass
-from uuid import UUID
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import psycopg
 
-from identity.errors import Forbidden, InvalidInput, Unauthenticated
-from identity.security.site_keys import new_site_key, site_key_hash, site_key_label
+from identity.errors import InvalidInput, Unauthenticated
+from identity.security.site_keys import (
+    looks_like_site_key,
+    new_site_key,
+    site_key_hash,
+    site_key_label,
+)
+from identity.services.principal import Principal, SiteCaller
 from identity.store import sites as store
 
 # What a key may be allowed to do. A key made without --scope gets all of them.
@@ -18,16 +24,6 @@ SCOPES = {
 }
 
 _SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
-
-
-@dataclass(frozen=True)
-class SiteCaller:
-    """The site a request comes from, as its key proves."""
-
-    site_id: UUID
-    site_name: str
-    key_id: UUID
-    scopes: frozenset[str]
 
 
 def issue_site_key(conn: psycopg.Connection, name: str, scopes: list[str] | None = None) -> str:
@@ -65,14 +61,17 @@ class RecentSiteKeys:
     keeps working in each process for at most that long. Keys found invalid are not kept.
     """
 
-    def __init__(self, seconds: float, max_keys: int = 1024):
+    def __init__(
+        self, seconds: float, max_keys: int = 1024, clock: Callable[[], float] = time.monotonic
+    ):
         self.seconds = seconds
         self.max_keys = max_keys
+        self.clock = clock
         self._found: dict[bytes, tuple[float, SiteCaller]] = {}
 
     def get(self, digest: bytes) -> SiteCaller | None:
         found = self._found.get(digest)
-        if found is None or found[0] < time.monotonic():
+        if found is None or found[0] < self.clock():
             return None
         return found[1]
 
@@ -81,24 +80,33 @@ class RecentSiteKeys:
             return
         if len(self._found) >= self.max_keys:
             self._found.clear()
-        self._found[digest] = (time.monotonic() + self.seconds, caller)
+        self._found[digest] = (self.clock() + self.seconds, caller)
 
 
 def authenticate_site(
-    conn: psycopg.Connection, key: str, scope: str, recent: RecentSiteKeys | None = None
-) -> SiteCaller:
-    """The caller behind a presented key, if the key is valid, active and has `scope`."""
+    key: str,
+    scope: str,
+    recent: RecentSiteKeys,
+    connection: Callable[[], AbstractContextManager[psycopg.Connection]],
+) -> Principal:
+    """The caller behind a presented key, if the key is valid, active and has `scope`.
+
+    A connection is borrowed (`connection()`) only to look up a well-formed key this
+    process has not found valid in the last few seconds, and given back at once.
+    """
+    if not looks_like_site_key(key):
+        raise Unauthenticated("the site key is not valid or has been revoked")
     digest = site_key_hash(key)
-    caller = recent.get(digest) if recent else None
+    caller = recent.get(digest)
     if caller is None:
-        row = store.find_active_key(conn, digest)
-        if row is None:
-            raise Unauthenticated("the site key is not valid or has been revoked")
-        if row["last_used_stale"]:
-            store.touch_key(conn, row["id"])
+        with connection() as conn:
+            row = store.find_active_key(conn, digest)
+            if row is None:
+                raise Unauthenticated("the site key is not valid or has been revoked")
+            if row["last_used_stale"]:
+                store.touch_key(conn, row["id"])
         caller = SiteCaller(row["site_id"], row["site_name"], row["id"], frozenset(row["scopes"]))
-        if recent:
-            recent.keep(digest, caller)
-    if scope not in caller.scopes:
-        raise Forbidden(f"this site key lacks the scope {scope!r}")
-    return caller
+        recent.keep(digest, caller)
+    principal = Principal(site=caller)
+    principal.require_scope(scope)
+    return principal

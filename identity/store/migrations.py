@@ -1,5 +1,6 @@
 """Forward-only migrations: identity/migrations/NNNN_name.sql (shipped inside the package),
-applied in order, each in a transaction.
+applied in order, each in a transaction. A change SQL cannot make (a value computed in
+Python) is NNNN_name.py with `upgrade(conn)`, run in its transaction the same way.
 
 Written here rather than taken from yoyo-migrations: the whole job is an advisory lock, a
 table of applied ids and a loop, and a PostgreSQL advisory lock is released by the server
@@ -7,6 +8,7 @@ when its holder dies, where yoyo's lock is a row in a table that a crashed repli
 behind until a timeout. It also takes the same libpq URL as the rest of the service.
 """
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -17,15 +19,18 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 # Any fixed number; every replica takes the same one, so only one migrates at a time.
 _LOCK_KEY = 0x1D_E117_17
 
-_FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.(sql|py)$")
 
 
 def available(directory: Path = MIGRATIONS_DIR) -> list[Path]:
     """The migration files, in the order they are applied."""
-    files = sorted(p for p in directory.iterdir() if p.suffix == ".sql")
+    files = sorted(p for p in directory.iterdir() if p.suffix in (".sql", ".py"))
     for path in files:
         if not _FILE_NAME.match(path.name):
             raise ValueError(f"migration file name must look like 0001_name.sql: {path.name}")
+    stems = [path.stem for path in files]
+    if len(set(stems)) != len(stems):
+        raise ValueError("two migration files share a number and name")
     return files
 
 
@@ -58,7 +63,7 @@ def upgrade(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[
             if path.stem in done:
                 continue
             with conn.transaction():
-                conn.execute(path.read_text(encoding="utf-8"))
+                _apply(conn, path)
                 conn.execute(
                     "insert into schema_migrations (id) values (%(id)s)", {"id": path.stem}
                 )
@@ -66,6 +71,16 @@ def upgrade(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[
         return applied_now
     finally:
         conn.execute("select pg_advisory_unlock(%(key)s)", {"key": _LOCK_KEY})
+
+
+def _apply(conn: psycopg.Connection, path: Path) -> None:
+    if path.suffix == ".sql":
+        conn.execute(path.read_text(encoding="utf-8"))
+        return
+    spec = importlib.util.spec_from_file_location(f"identity_migration_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.upgrade(conn)
 
 
 def _value(row):

@@ -76,3 +76,23 @@ def list_keys(conn: psycopg.Connection) -> list[dict]:
         order by s.name, k.created_at
         """
     ).fetchall()
+
+
+# One import per site: a session-level advisory lock keyed by the site, in a key space of
+# its own (the two-int form), so it cannot meet the migrations' lock.
+_IMPORT_LOCK_SPACE = 0x1D_1A
+
+
+def try_lock_import(conn: psycopg.Connection, site_id: UUID) -> bool:
+    row = conn.execute(
+        "select pg_try_advisory_lock(%(space)s, hashtext(%(site)s::text)) as locked",
+        {"space": _IMPORT_LOCK_SPACE, "site": site_id},
+    ).fetchone()
+    return row["locked"]
+
+
+def unlock_import(conn: psycopg.Connection, site_id: UUID) -> None:
+    conn.execute(
+        "select pg_advisory_unlock(%(space)s, hashtext(%(site)s::text))",
+        {"space": _IMPORT_LOCK_SPACE, "site": site_id},
+    )

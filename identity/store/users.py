@@ -24,7 +24,7 @@ def get_by_id(conn: psycopg.Connection, user_id: UUID) -> dict | None:
 
 def get_by_email(conn: psycopg.Connection, key: str) -> dict | None:
     return conn.execute(
-        f"select {USER_COLUMNS} from users where lower(email) = %(key)s",  # noqa: S608
+        f"select {USER_COLUMNS} from users where email_key = %(key)s",  # noqa: S608
         {"key": key},
         prepare=True,
     ).fetchone()
@@ -35,13 +35,16 @@ def get_by_email(conn: psycopg.Connection, key: str) -> dict | None:
 
 
 def lock_by_email(conn: psycopg.Connection, keys: list[str]) -> dict[str, dict]:
-    """The records with these addresses, locked until the transaction ends, by email key."""
+    """The records with these addresses, locked until the transaction ends, by email key.
+    Locked in key order, as `insert_new` takes them: two writers of the same addresses
+    wait for each other instead of deadlocking."""
     if not keys:
         return {}
     rows = conn.execute(
         f"""
-        select id, lower(email) as email_key, {", ".join(PROFILE_COLUMNS)}
-        from users where lower(email) = any(%(keys)b)
+        select id, email_key, {", ".join(PROFILE_COLUMNS)}
+        from users where email_key = any(%(keys)b)
+        order by email_key
         for update
         """,  # noqa: S608 - fixed column list
         {"keys": keys},
@@ -52,10 +55,11 @@ def lock_by_email(conn: psycopg.Connection, keys: list[str]) -> dict[str, dict]:
 def insert_new(conn: psycopg.Connection, records: list[dict]) -> dict[str, UUID]:
     """Insert the records whose address is not yet known; the ids of those inserted, by
     email key. A record whose address is known, or that a concurrent transaction inserted
-    first, is left out of the answer, for the caller to merge into."""
+    first, is left out of the answer, for the caller to merge into. `records` come in
+    email key order: the unique index is locked entry by entry in that order."""
     if not records:
         return {}
-    columns = ("email", *PROFILE_COLUMNS)
+    columns = ("email", "email_key", *PROFILE_COLUMNS)
     params = {column: [record.get(column) for record in records] for column in columns}
     params["gender"] = [record.get("gender") or "unspecified" for record in records]
     params["field_sources"] = [Jsonb(record["field_sources"]) for record in records]
@@ -65,8 +69,8 @@ def insert_new(conn: psycopg.Connection, records: list[dict]) -> dict[str, UUID]
         select * from unnest(
             {", ".join(f"%({column})b::text[]" for column in columns)},
             %(field_sources)b::jsonb[])
-        on conflict ((lower(email))) do nothing
-        returning id, lower(email) as email_key
+        on conflict (email_key) do nothing
+        returning id, email_key
         """,  # noqa: S608 - fixed column list
         params,
     ).fetchall()

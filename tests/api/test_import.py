@@ -119,20 +119,21 @@ def test_a_csv_file_is_imported_by_its_header(site):
         (3, "rejected"),
         (4, "created"),
         (5, "rejected"),
-        (7, "created"),
+        (7, "rejected"),
         (9, "created"),
     ]
-    assert summary["created"] == 4
+    assert summary["created"] == 3
     anna = record(site, "anna@example.com")
     assert anna["phone"] == "+31201234567" and anna["last_name"] is None
     assert record(site, "carl@example.com")["first_name"] == 'Carl "CJ"'
     assert record(site, "carl@example.com")["last_name"] == "Jansen, Sr."
-    assert record(site, "eve@example.com")["first_name"] == "Eve\nMarie"
+    # A quoted line break keeps the record whole (frank is line 9), but no name holds one.
+    assert list(report[4]["errors"]) == ["first_name"]
     assert "header names 5" in report[3]["errors"]["line"][0]
 
 
 @pytest.mark.parametrize(
-    "header", ["first_name,last_name\nAnna,Berg\n", "email,shoe_size\na@example.com,44\n", ""]
+    "header", ["first_name,last_name\nAnna,Berg\n", "email,shoe_size\na@example.com,44\n", "\n"]
 )
 def test_a_csv_header_without_email_or_with_unknown_columns_refuses_the_import(site, conn, header):
     assert_problem(site.post("/v1/profiles/import", data=header, content_type="text/csv"), 422)
@@ -154,8 +155,8 @@ def test_a_line_that_is_too_long_or_not_utf8_is_rejected_alone(site):
     assert [line["status"] for line in report] == ["rejected", "created"]
 
 
-def test_an_empty_import_reports_nothing_done(site):
-    report, summary = run_import(site, "")
+def test_an_import_of_blank_lines_reports_nothing_done(site):
+    report, summary = run_import(site, "\n\n  \n")
     assert report == [] and summary == {"lines": 0, "created": 0, "merged": 0, "rejected": 0}
 
 

@@ -1,0 +1,84 @@
+"""Reading request bodies: whole, bounded, and parsed as JSON without a way to a 500."""
+
+import json
+
+from flask import Request, current_app
+from webargs import core
+from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+
+_CHUNK = 64 * 1024
+
+
+class IncompleteBody(BadRequest):
+    """The body ended before its Content-Length, or the client went away while sending it."""
+
+    description = "the request body ended before its Content-Length; nothing was done"
+
+
+def read_body(req: Request, limit: int) -> bytes:
+    """The whole body, at most `limit` bytes (413 beyond), refusing one shorter than its
+    Content-Length. Read from the server's stream itself: werkzeug's own reading cuts a
+    chunked body at the limit without a word, which would parse a cut-off document."""
+    cached = getattr(req, "_identity_body", None)
+    if cached is not None:
+        return cached
+    length = req.content_length
+    if length is not None and length > limit:
+        raise RequestEntityTooLarge()
+    stream = req.environ["wsgi.input"]
+    want = limit + 1 if length is None else length
+    parts, received = [], 0
+    while received < want:
+        try:
+            chunk = stream.read(min(_CHUNK, want - received))
+        except Exception:  # the server's own "client went away" errors differ per server
+            raise IncompleteBody() from None
+        if not chunk:
+            break
+        parts.append(chunk)
+        received += len(chunk)
+    if length is not None and received < length:
+        raise IncompleteBody()
+    if received > limit:
+        raise RequestEntityTooLarge()
+    body = b"".join(parts)
+    req._identity_body = body
+    return body
+
+
+def load_json(data: bytes):
+    """The JSON document in `data`; BadRequest naming what is wrong with it."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _invalid_json("not UTF-8") from None
+    except RecursionError:
+        raise _invalid_json("nested too deep") from None
+    except ValueError as exc:
+        # Also Python's limit on the digits of an integer (4,300).
+        raise _invalid_json(_reason(exc)) from None
+
+
+def _reason(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    return "a number is too long"
+
+
+def _invalid_json(why: str) -> BadRequest:
+    error = BadRequest(f"the body is not valid JSON: {why}")
+    error.data = {"messages": {"json": [f"Invalid JSON body: {why}."]}}
+    return error
+
+
+class Parser(FlaskParser):
+    """webargs' parser, with the body read by `read_body` and parsed by `load_json`."""
+
+    def load_json(self, req: Request, schema):
+        if not is_json_request(req):
+            return core.missing
+        data = read_body(req, current_app.config["MAX_CONTENT_LENGTH"])
+        if not data:
+            return core.missing
+        return load_json(data)

@@ -1,0 +1,52 @@
+"""Free text as the record keeps it: the one validator every free-text field goes through."""
+
+import re
+import unicodedata
+
+from marshmallow import fields
+
+# What no stored text may hold: C0 and C1 control characters (NUL among them), lone
+# surrogates (not Unicode at all: PostgreSQL cannot store them), and the bidi embeddings,
+# overrides and isolates of Unicode TR 9, which make "Anna\u202egreB" display as another
+# name than the one stored. Multi-line text may hold line feeds and tabs.
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+_FORBIDDEN_MULTILINE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]"
+)
+
+
+class Text(fields.String):
+    """A string in NFC, trimmed, at most `max_length` characters, with no control
+    characters, lone surrogates or bidi controls. Blank text loads as ""."""
+
+    default_error_messages = {
+        "too_long": "Longer than {max_length} characters.",
+        "forbidden": "Contains U+{code:04X} ({what}); send plain text.",
+    }
+
+    def __init__(self, *, max_length: int, multiline: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.max_length = max_length
+        self.forbidden = _FORBIDDEN_MULTILINE if multiline else _FORBIDDEN
+        self.metadata.setdefault("maxLength", max_length)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        value = super()._deserialize(value, attr, data, **kwargs)
+        bad = self.forbidden.search(value)
+        if bad:
+            code = ord(bad.group())
+            raise self.make_error("forbidden", code=code, what=_what(code))
+        if not value.isascii():
+            value = unicodedata.normalize("NFC", value)
+        value = value.strip()
+        if len(value) > self.max_length:
+            raise self.make_error("too_long", max_length=self.max_length)
+        return value
+
+
+def _what(code: int) -> str:
+    if 0xD800 <= code <= 0xDFFF:
+        return "a lone surrogate, not valid Unicode"
+    if code >= 0x202A:
+        return "a bidi control character"
+    return "a control character"

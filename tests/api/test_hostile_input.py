@@ -1,0 +1,173 @@
+"""What a hostile client sends: every one of these is a 4xx problem+json and writes nothing
+(single requests), or a rejected line of its own (imports)."""
+
+import json
+
+import pytest
+
+from tests.api.problems import assert_problem
+from tests.api.test_import import NDJSON, ndjson, run_import
+
+PROFILE = {"email": "anna@example.com", "source": "webinar"}
+
+
+def count_users(conn) -> int:
+    return conn.execute("select count(*) as n from users").fetchone()["n"]
+
+
+BAD_TEXT = {
+    "a NUL byte": "An\x00na",
+    "a lone surrogate": "An\ud800na",
+    "a control character": "An\x07na",
+    "a bidi override": "Anna\u202egreB",
+    "a line break": "Anna\nBerg",
+    "too long": "A" * 101,
+}
+
+
+@pytest.mark.parametrize("value", BAD_TEXT.values(), ids=BAD_TEXT.keys())
+def test_hostile_text_in_a_name_is_a_422_that_names_the_field(site, conn, value):
+    body = json.dumps(PROFILE | {"first_name": value})
+    response = site.post("/v1/profiles", data=body, content_type="application/json")
+    assert_problem(response, 422, "first_name")
+    assert count_users(conn) == 0
+
+
+@pytest.mark.parametrize("value", BAD_TEXT.values(), ids=BAD_TEXT.keys())
+def test_hostile_text_in_an_import_line_rejects_that_line_only(site, value):
+    body = ndjson(
+        {"email": "anna@example.com"},
+        json.dumps({"email": "bob@example.com", "last_name": value}),
+        {"email": "carl@example.com"},
+    )
+    report, _summary = run_import(site, body)
+    assert [line["status"] for line in report] == ["created", "rejected", "created"]
+    assert list(report[1]["errors"]) == ["last_name"]
+
+
+def test_text_is_stored_in_nfc_and_trimmed(site):
+    decomposed = "  Zoe\u0308  "  # Zoë with a combining diaeresis, and spaces around
+    response = site.post("/v1/profiles", json=PROFILE | {"first_name": decomposed})
+    assert response.status_code == 201
+    assert response.get_json()["first_name"] == "Zo\u00eb"
+
+
+def test_json_nested_100000_deep_is_a_400(site, conn):
+    body = "[" * 100_000 + "]" * 100_000
+    response = site.post("/v1/profiles", data=body, content_type="application/json")
+    assert_problem(response, 400)
+    deep = '{"email": "anna@example.com", "source": "event", "x": ' + body + "}"
+    assert_problem(site.post("/v1/profiles", data=deep, content_type="application/json"), 400)
+    assert count_users(conn) == 0
+
+
+def test_a_5000_digit_number_is_a_4xx(site, conn):
+    digits = "9" * 5000
+    body = '{"email": "anna@example.com", "source": "event", "first_name": ' + digits + "}"
+    response = site.post("/v1/profiles", data=body, content_type="application/json")
+    assert response.status_code in (400, 422)
+    assert_problem(response, response.status_code)
+    assert count_users(conn) == 0
+
+
+def test_invalid_utf8_in_a_json_body_is_a_400(site, conn):
+    body = b'{"email": "anna@example.com", "source": "event", "first_name": "\xff\xfe"}'
+    assert_problem(site.post("/v1/profiles", data=body, content_type="application/json"), 400)
+    assert count_users(conn) == 0
+
+
+def test_hostile_import_lines_are_rejected_each_and_the_good_ones_around_them_written(site):
+    body = (
+        "\n".join(
+            [
+                json.dumps({"email": "anna@example.com"}),
+                "[" * 100_000 + "]" * 100_000,
+                '{"email": "bob@example.com", "first_name": ' + "9" * 5000 + "}",
+                '{"email": "carl@example.com", "first_name": "\\u0000"}',
+                '{"email": "dirk@example.com", "first_name": "\\ud800"}',
+                json.dumps({"email": "eva@example.com"}),
+            ]
+        ).encode()
+        + b'\n{"email": "f\xffe@example.com"}\n'
+        + json.dumps({"email": "gert@example.com"}).encode()
+    )
+    report, summary = run_import(site, body)
+    assert [line["status"] for line in report] == [
+        "created", "rejected", "rejected", "rejected", "rejected", "created", "rejected",
+        "created",
+    ]  # fmt: skip
+    assert summary["created"] == 3
+
+
+CSV_BODIES = {
+    "CR-only line endings": "email,first_name\ranna@example.com,Anna\rbob@example.com,Bob\r",
+    "an unclosed quote in the header": 'email,"first_name\nanna@example.com,Anna\n',
+}
+
+
+@pytest.mark.parametrize("body", CSV_BODIES.values(), ids=CSV_BODIES.keys())
+def test_a_malformed_csv_header_is_a_4xx_problem(site, conn, body):
+    response = site.post("/v1/profiles/import", data=body, content_type="text/csv")
+    assert 400 <= response.status_code < 500
+    assert_problem(response, response.status_code)
+    assert count_users(conn) == 0
+
+
+def test_a_repeated_csv_column_is_refused(site, conn):
+    body = "email,first_name,first_name\nanna@example.com,Anna,Bob\n"
+    response = site.post("/v1/profiles/import", data=body, content_type="text/csv")
+    body = assert_problem(response, 422, "header")
+    assert "first_name" in body["errors"]["header"][0]
+    assert count_users(conn) == 0
+
+
+def test_an_unclosed_quote_in_a_csv_row_rejects_that_row_only(site):
+    body = 'email,first_name\nanna@example.com,Anna\nbob@example.com,"Bob\ncarl@example.com,Carl\n'
+    report, summary = run_import(site, body, content_type="text/csv")
+    assert report[0]["status"] == "created"
+    assert report[-1]["status"] == "rejected"
+    assert summary["created"] == 1
+
+
+def test_a_csv_cell_over_the_field_limit_rejects_its_row_and_keeps_the_rest(site):
+    body = (
+        "email,first_name\n"
+        "anna@example.com,Anna\n"
+        f'bob@example.com,"{"B" * 200_000}"\n'
+        "carl@example.com,Carl\n"
+        "dirk@example.com,Dirk\n"
+    )
+    report, _summary = run_import(site, body, content_type="text/csv")
+    assert [line["status"] for line in report] == ["created", "rejected", "created", "created"]
+
+
+def test_an_import_without_a_body_is_a_400(site):
+    response = site.post("/v1/profiles/import", data=b"", content_type=NDJSON)
+    assert_problem(response, 400)
+
+
+def test_a_phone_extension_is_refused_not_dropped(site, conn):
+    response = site.post("/v1/profiles", json=PROFILE | {"phone": "+31 20 123 4567 ext. 12"})
+    body = assert_problem(response, 422, "phone")
+    assert "extension" in body["errors"]["phone"][0]
+    assert count_users(conn) == 0
+
+
+def test_a_quoted_csv_cell_over_the_limit_across_lines_does_not_swallow_the_rows_after(site):
+    spread = ("B" * 50_000 + "\n") * 3
+    body = (
+        "email,first_name\n"
+        "anna@example.com,Anna\n"
+        f'bob@example.com,"{spread}"\n'
+        "carl@example.com,Carl\n"
+        "dirk@example.com,Dirk\n"
+    )
+    report, _ = run_import(site, body, content_type="text/csv")
+    statuses = [line["status"] for line in report]
+    assert statuses[0] == "created" and statuses[-2:] == ["created", "created"]
+    assert "rejected" in statuses
+    assert record_of(site, "carl@example.com")["first_name"] == "Carl"
+
+
+def record_of(site, email):
+    return site.get("/v1/users", query_string={"email": email}).get_json()
