@@ -20,6 +20,7 @@ from identity.errors import (
     TooManyRequests,
     Unauthenticated,
 )
+from identity.store.transactions import RETRYABLE
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +161,7 @@ def _from_database_error(error: psycopg.Error) -> Problem:
     if isinstance(error, psycopg.errors.UniqueViolation):
         return _from_domain_error(Conflict("this value is already taken"))
     if isinstance(
-        error,
-        psycopg.errors.TransactionRollback
-        | psycopg.errors.QueryCanceled
-        | psycopg.errors.LockNotAvailable,
+        error, (*RETRYABLE, psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)
     ):
         # Deadlocks and serialization failures were already retried; a statement or lock
         # timeout is load. Neither means the database is gone.

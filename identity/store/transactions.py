@@ -7,11 +7,14 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import psycopg
-from psycopg.errors import TransactionRollback
+from psycopg.errors import DeadlockDetected, SerializationFailure, TransactionRollback
 
 T = TypeVar("T")
 
 ATTEMPTS = 3
+
+# SQLSTATE class 40; psycopg makes the two common ones siblings of TransactionRollback.
+RETRYABLE = (TransactionRollback, DeadlockDetected, SerializationFailure)
 
 
 def in_transaction(
@@ -23,7 +26,7 @@ def in_transaction(
         try:
             with conn.transaction():
                 return work(conn)
-        except TransactionRollback:
+        except RETRYABLE:
             if attempt == attempts:
                 raise
             # Jittered, growing pauses: the two deadlocked writers should not meet again.
