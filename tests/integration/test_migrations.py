@@ -63,3 +63,46 @@ def test_a_badly_named_migration_file_is_refused(tmp_path):
     (tmp_path / "1_oops.sql").write_text("select 1;")
     with pytest.raises(ValueError, match=r"0001_name\.sql"):
         migrations.available(tmp_path)
+
+
+def _migrate_to(conn, name: str, tmp_path) -> None:
+    """Apply the real migrations up to and including `name`."""
+    for path in migrations.available():
+        if path.stem <= name:
+            (tmp_path / path.name).write_bytes(path.read_bytes())
+    migrations.upgrade(conn, tmp_path)
+
+
+def test_the_address_key_migration_keys_existing_rows_in_python(empty_database, tmp_path):
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        _migrate_to(conn, "0001_sites_and_users", tmp_path)
+        conn.execute(
+            "insert into users (email) values ('Anna@Example.com'), ('İstanbul@example.com'),"
+            " ('ΣΑΣ@example.com')"
+        )
+        migrations.upgrade(conn)
+        keys = {row[0]: row[1] for row in conn.execute("select email, email_key from users")}
+        assert keys == {
+            "Anna@Example.com": "anna@example.com",
+            "İstanbul@example.com": "i\u0307stanbul@example.com",
+            "ΣΑΣ@example.com": "σασ@example.com",
+        }
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "insert into users (email, email_key) values ('sas@example.com', 'σασ@example.com')"
+            )
+
+
+def test_addresses_that_come_to_share_a_key_stop_the_migration_unmerged(empty_database, tmp_path):
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        _migrate_to(conn, "0001_sites_and_users", tmp_path)
+        conn.execute(
+            "insert into users (email) values ('straße@example.de'), ('STRASSE@example.de')"
+        )
+        with pytest.raises(RuntimeError, match="merge them first"):
+            migrations.upgrade(conn)
+        assert migrations.pending(conn) != []
+        columns = conn.execute(
+            "select count(*) from information_schema.columns where column_name = 'email_key'"
+        ).fetchone()[0]
+        assert columns == 0

@@ -1,0 +1,77 @@
+"""One address, one record, whatever the case and whatever the database's locale."""
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from identity import create_app
+from identity.db import PinnedDatabase
+from identity.embedded import with_database
+from identity.services.sites import issue_site_key
+from identity.store import migrations
+
+
+@pytest.fixture(scope="module")
+def c_locale_database(server_url, worker_id):
+    """A database whose collation and character classes are those of the C locale, where
+    PostgreSQL's lower() leaves every non-ASCII letter as it is."""
+    name = f"identity_c_locale_{worker_id}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+        )
+        conn.execute(
+            sql.SQL(
+                "create database {} template template0 encoding 'UTF8' lc_collate 'C' lc_ctype 'C'"
+            ).format(sql.Identifier(name))
+        )
+    url = with_database(server_url, name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        migrations.upgrade(conn)
+    return url
+
+
+@pytest.fixture(params=["server default", "C locale"])
+def site(request, database_url, c_locale_database):
+    url = database_url if request.param == "server default" else c_locale_database
+    with (
+        psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn,
+        conn.transaction(force_rollback=True),
+    ):
+        if request.param == "C locale":
+            ctype = conn.execute(
+                "select datctype from pg_database where datname = current_database()"
+            )
+            assert ctype.fetchone()["datctype"] == "C"
+        app = create_app({"DATABASE_URL": url}, database=PinnedDatabase(conn))
+        client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {issue_site_key(conn, 'x.example')}"
+        yield client
+
+
+SAME_PERSON = [
+    ("İstanbul@example.com", "i\u0307stanbul@example.com"),
+    ("ΣΑΣ@example.com", "σας@example.com"),
+    ("ΣΑΣ@example.com", "σασ@example.com"),
+    ("Anna@Example.COM", "anna@example.com"),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), SAME_PERSON)
+def test_two_spellings_of_one_address_are_one_record(site, first, second):
+    made = site.post("/v1/profiles", json={"email": first, "source": "event"})
+    assert made.status_code == 201, made.get_data(as_text=True)
+    merged = site.post("/v1/profiles", json={"email": second, "source": "event"})
+    assert merged.status_code == 200
+    assert merged.get_json()["id"] == made.get_json()["id"]
+    found = site.get("/v1/users", query_string={"email": second})
+    assert found.get_json()["id"] == made.get_json()["id"]
+    assert found.get_json()["email"].split("@")[0] == first.split("@")[0]  # as first given
+
+
+def test_a_dotted_capital_i_is_not_a_dotless_one(site):
+    turkish = site.post("/v1/profiles", json={"email": "İstanbul@example.com", "source": "event"})
+    plain = site.post("/v1/profiles", json={"email": "ISTANBUL@example.com", "source": "event"})
+    assert (turkish.status_code, plain.status_code) == (201, 201)
+    assert turkish.get_json()["id"] != plain.get_json()["id"]
