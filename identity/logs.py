@@ -11,8 +11,8 @@ from flask import Flask, Response, g, has_request_context, request
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's id is taken when it looks like an id; anything else (long, odd characters,
-# perhaps a person's data) is replaced by a new one.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+# an address: no "@") is replaced by a new one.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 # The attributes every LogRecord has; anything else came as `extra` and is logged too.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -42,12 +42,24 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (a test may have replaced it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def configure(level: int = logging.INFO) -> None:
     """The service's loggers write JSON lines to stderr (once per process)."""
     logger = logging.getLogger("identity")
-    if any(isinstance(h.formatter, JsonLines) for h in logger.handlers):
+    if any(isinstance(h, _Stderr) for h in logger.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(JsonLines())
     handler.addFilter(RequestIdFilter())
     logger.addHandler(handler)

@@ -1,6 +1,8 @@
+import psycopg
 import pytest
 
 from identity import create_app
+from identity.api.problems import describe
 from identity.db import PinnedDatabase
 from tests.api.problems import assert_problem
 
@@ -87,3 +89,20 @@ def test_a_unique_violation_becomes_a_409_problem(app, conn):
     with conn.transaction(force_rollback=True):
         body = assert_problem(app.test_client().post("/v1/duplicate"), 409)
     assert "dup.example" not in body["detail"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        psycopg.errors.DeadlockDetected("deadlock detected"),
+        psycopg.errors.SerializationFailure("could not serialize access"),
+        psycopg.errors.QueryCanceled("canceling statement due to statement timeout"),
+        psycopg.errors.LockNotAvailable("canceling statement due to lock timeout"),
+    ],
+)
+def test_a_busy_database_is_not_reported_as_unreachable(app, error):
+    with app.test_request_context():
+        problem = describe(error)
+    assert problem.status == 503 and problem.kind == "busy"
+    assert "cannot be reached" not in problem.detail
+    assert problem.headers["Retry-After"]

@@ -5,7 +5,7 @@ import signal
 import pytest
 
 from identity import create_app
-from identity.api import bulk
+from identity.api import CLOCK, bulk
 from identity.api.profile_import import MAX_LINE_BYTES
 from identity.db import PinnedDatabase
 from tests.api.problems import assert_problem
@@ -202,3 +202,31 @@ def test_an_import_whose_helper_process_dies_fails_and_the_next_one_works(site):
     assert_problem(response, 500)
     _, summary = run_import(site, body)
     assert summary["created"] == 10
+
+
+def test_an_import_over_its_line_limit_stops_with_a_413_that_says_how_far_it_got(
+    conn, database_url, site_key
+):
+    settings = {"MAX_IMPORT_LINES": 5, "IMPORT_BATCH_SIZE": 2, "IMPORT_PROCESSES": 0}
+    app = create_app({"DATABASE_URL": database_url, **settings}, database=PinnedDatabase(conn))
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {site_key}"
+    body = ndjson(*({"email": f"p{n}@example.com"} for n in range(8)))
+    response = client.post("/v1/profiles/import", data=body, content_type=NDJSON)
+    problem = assert_problem(response, 413)
+    assert problem["lines_done"] == 4 and "line 4" in problem["detail"]
+    assert conn.execute("select count(*) as n from users").fetchone()["n"] == 4
+
+
+def test_an_import_over_its_time_limit_stops_with_a_408(conn, database_url, site_key):
+    settings = {"MAX_IMPORT_SECONDS": 60, "IMPORT_PROCESSES": 0}
+    app = create_app({"DATABASE_URL": database_url, **settings}, database=PinnedDatabase(conn))
+    ticks = iter(range(0, 10_000, 45))  # every read of the body takes 45 s
+    app.extensions[CLOCK] = lambda: next(ticks)
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {site_key}"
+    body = ndjson(*({"email": f"p{n}@example.com", "first_name": "x" * 90} for n in range(5000)))
+    response = client.post("/v1/profiles/import", data=body, content_type=NDJSON)
+    problem = assert_problem(response, 408)
+    written = conn.execute("select count(*) as n from users").fetchone()["n"]
+    assert problem["lines_done"] == written < 5000

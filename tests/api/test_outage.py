@@ -54,3 +54,13 @@ def test_an_outage_is_a_503_problem_and_the_service_recovers_by_itself(
     assert client.get("/health/ready").status_code == 200
     emails = [row["email"] for row in committing_db.execute("select email from users")]
     assert emails == ["anna@example.com"]
+
+
+def test_after_a_database_restart_no_request_fails_on_a_stale_connection(client, proxy):
+    made = client.post("/v1/profiles", json={"email": "anna@example.com", "source": "event"})
+    path = made.headers["Location"]
+    assert client.get(path).status_code == 200
+    proxy.cut()  # every pooled connection is now dead, but the pool does not know it yet
+    proxy.restore()
+    for _ in range(5):
+        assert client.get(path).status_code == 200

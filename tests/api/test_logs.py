@@ -1,0 +1,76 @@
+"""Logs are JSON lines with the request id, and hold no person's data, whatever goes wrong."""
+
+import json
+import logging
+
+import pytest
+
+from identity import create_app
+from identity.db import PinnedDatabase, get_conn
+from tests.api.problems import assert_problem
+
+SECRET = "zebedee.quux-7731@example.org"
+
+
+@pytest.fixture
+def app(conn, database_url):
+    app = create_app(
+        {"DATABASE_URL": database_url, "MAX_BODY_BYTES": 4096}, database=PinnedDatabase(conn)
+    )
+
+    # Two failures the service has no route for yet, but that any code can meet: an
+    # exception whose message is an address, and psycopg's "Failing row contains (...)".
+    @app.get("/test/key-error")
+    def key_error():
+        raise KeyError(SECRET)
+
+    @app.get("/test/failing-row")
+    def failing_row():
+        get_conn().execute(
+            "insert into users (email, email_key, phone) values (%s, %s, 'not a number')",
+            (SECRET, SECRET),
+        )
+
+    return app
+
+
+def test_no_error_puts_an_address_in_the_log(app, site, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    site.post("/v1/profiles", json={"email": SECRET, "source": "event"})
+    anonymous = app.test_client()
+    answers = [
+        (site.post("/v1/profiles", data="{" + SECRET, content_type="application/json"), 400),
+        (anonymous.get("/v1/users", query_string={"email": SECRET}), 401),
+        (site.get("/v1/users", query_string={"email": "x" + SECRET}), 404),
+        (site.put("/v1/users", query_string={"email": SECRET}), 405),
+        (site.post("/v1/profiles", json={"email": SECRET, "source": "x" * 5000}), 413),
+        (site.post("/v1/profiles", data=SECRET, content_type="text/plain"), 415),
+        (site.post("/v1/profiles", json={"email": SECRET + "@", "source": "event"}), 422),
+        (site.get("/test/key-error"), 500),
+        (site.get("/test/failing-row"), 500),
+    ]
+    for response, status in answers:
+        body = assert_problem(response, status)
+        assert SECRET not in json.dumps(body) or status == 422
+    logged = caplog.text + capsys.readouterr().err
+    assert "unexpected error" in logged
+    assert "KeyError" in logged and "23514" in logged  # type and SQLSTATE, not the values
+    assert SECRET not in logged
+    assert SECRET.split("@")[0] not in logged
+
+
+def test_log_lines_are_json_with_the_request_id(app, site, capsys):
+    response = site.get("/test/key-error", headers={"X-Request-ID": "req-42.abc"})
+    assert response.headers["X-Request-ID"] == "req-42.abc"
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    (line,) = [line for line in lines if line["message"] == "unexpected error"]
+    assert line["request_id"] == "req-42.abc"
+    assert line["level"] == "error" and line["error_type"] == "builtins.KeyError"
+    assert line["where"] and line["time"].endswith("+00:00")
+
+
+@pytest.mark.parametrize("given", ["", "x" * 200, "anna example.com", "anna@example.com", "héllo"])
+def test_an_odd_or_missing_request_id_is_replaced_by_a_new_one(client, given):
+    response = client.get("/health/live", headers={"X-Request-ID": given} if given else {})
+    made = response.headers["X-Request-ID"]
+    assert made and made != given and len(made) == 32
