@@ -27,3 +27,9 @@ class ProblemSchema(ma.Schema):
         values=fields.List(fields.String()),
         metadata={"description": "for bad fields: {field: [messages]}"},
     )
+    lines_done = fields.Integer(
+        metadata={
+            "description": "an import that stopped part-way: input lines 1 to this one are"
+            " done (written or rejected) and stay so"
+        }
+    )

@@ -32,6 +32,13 @@ _PROBLEM_EXAMPLES = {
     ),
     HTTPStatus.FORBIDDEN: ("this site key lacks the scope 'users:read'", None, "forbidden"),
     HTTPStatus.NOT_FOUND: ("no record with this id", None, "not-found"),
+    HTTPStatus.REQUEST_TIMEOUT: (
+        "the body took longer to arrive than an import may take; the import stopped after"
+        " input line 2000: the lines up to it are done and stay so, and running the whole"
+        " file again is safe",
+        None,
+        None,
+    ),
     HTTPStatus.CONFLICT: ("this value is already taken", None, "conflict"),
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: (
         "the request body is larger than this endpoint takes",
@@ -44,11 +51,32 @@ _PROBLEM_EXAMPLES = {
         {"email": ["The email address is not valid. It must have exactly one @-sign."]},
         "invalid-input",
     ),
+    HTTPStatus.TOO_MANY_REQUESTS: (
+        "this site's previous import is still running; one import per site at a time",
+        None,
+        "too-many-requests",
+    ),
     HTTPStatus.SERVICE_UNAVAILABLE: (
         "the database cannot be reached; try again shortly",
         None,
         "unavailable",
     ),
+}
+
+# The headers that come with some of those errors.
+_RETRY_AFTER = {
+    "description": "seconds to wait before trying again",
+    "schema": {"type": "integer", "minimum": 1},
+}
+_PROBLEM_HEADERS = {
+    HTTPStatus.UNAUTHORIZED: {
+        "WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}
+    },
+    HTTPStatus.METHOD_NOT_ALLOWED: {
+        "Allow": {"description": "the methods this path takes", "schema": {"type": "string"}}
+    },
+    HTTPStatus.TOO_MANY_REQUESTS: {"Retry-After": _RETRY_AFTER},
+    HTTPStatus.SERVICE_UNAVAILABLE: {"Retry-After": _RETRY_AFTER},
 }
 
 
@@ -78,6 +106,7 @@ class Api(flask_smorest.Api):
 def _problem_response(status, detail, errors, kind) -> dict:
     return {
         "description": status.phrase,
+        **({"headers": _PROBLEM_HEADERS[status]} if status in _PROBLEM_HEADERS else {}),
         "content": {
             problems.PROBLEM_JSON: {
                 "schema": ProblemSchema,

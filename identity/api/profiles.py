@@ -46,6 +46,7 @@ class Profiles(MethodView):
         ProfileResultSchema,
         description="A new minimal record was made.",
         example=USER_EXAMPLE | {"filled": ["first_name", "infix", "last_name", "phone"]},
+        headers={"Location": {"description": "the new record's URL", "schema": {"type": "string"}}},
     )
     @blp.alt_response(
         HTTPStatus.OK,
@@ -119,8 +120,11 @@ class ProfileImport(MethodView):
             }
         },
     )
+    @blp.alt_response(HTTPStatus.BAD_REQUEST, response="BAD_REQUEST")
+    @blp.alt_response(HTTPStatus.REQUEST_TIMEOUT, response="REQUEST_TIMEOUT")
     @blp.alt_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, response="UNSUPPORTED_MEDIA_TYPE")
     @blp.alt_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, response="REQUEST_ENTITY_TOO_LARGE")
+    @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
     @accepts(NDJSON, CSV)
     def post(self, query):
         """Import many submissions at once
@@ -134,5 +138,12 @@ class ProfileImport(MethodView):
         rejected and reported, and never stops the good ones. Importing the same file twice
         is harmless: the second run only merges. The answer is NDJSON: one line per input
         line (`created`, `merged` or `rejected` with its `errors`), then a `summary` line.
+
+        One import per site runs at a time: a second gets `429` with `Retry-After`. An import
+        has limits of bytes (`413`), lines (`413`) and time (`408`). An import that stops
+        part-way (a limit, a body shorter than its `Content-Length`, the database going
+        away) answers a problem whose `lines_done` says through which input line the work
+        is done; nothing of a line after it was written. An empty body is a `400`; a CSV
+        header that does not name known columns once each, `email` among them, a `422`.
         """
         return run_import(principal(), query["source"])
