@@ -47,10 +47,23 @@ def read_body(req: Request, limit: int) -> bytes:
     return body
 
 
+class DuplicateKey(ValueError):
+    """An object names a key twice: parsers differ on which one counts."""
+
+
+def unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """An object_pairs_hook for json.loads that refuses a key given twice: a site that
+    checked the first "email" and a service that took the last would disagree."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise DuplicateKey("a key is given twice in one object")
+    return obj
+
+
 def load_json(data: bytes):
     """The JSON document in `data`; BadRequest naming what is wrong with it."""
     try:
-        return json.loads(data.decode("utf-8"))
+        return json.loads(data.decode("utf-8"), object_pairs_hook=unique_keys)
     except UnicodeDecodeError:
         raise _invalid_json("not UTF-8") from None
     except RecursionError:
@@ -61,6 +74,8 @@ def load_json(data: bytes):
 
 
 def _reason(exc: ValueError) -> str:
+    if isinstance(exc, DuplicateKey):
+        return str(exc)
     if isinstance(exc, json.JSONDecodeError):
         return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
     return "a number is too long"

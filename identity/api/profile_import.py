@@ -15,7 +15,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, RequestTimeout
 
 from identity.api import CLOCK, bulk
-from identity.api.parsing import IncompleteBody
+from identity.api.parsing import DuplicateKey, IncompleteBody, unique_keys
 from identity.db import get_conn
 from identity.errors import ImportStopped, InvalidInput
 from identity.services.principal import Principal
@@ -153,12 +153,15 @@ def read_ndjson(lines: Iterable[tuple[int, bytes | LongLine]], source: str) -> I
         if not raw.strip():
             continue
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys)
         except UnicodeDecodeError:
             yield line_no, None, {"line": ["not UTF-8"]}
             continue
         except RecursionError:
             yield line_no, None, {"line": ["not a JSON object: nested too deep"]}
+            continue
+        except DuplicateKey as exc:
+            yield line_no, None, {"line": [f"not a JSON object: {exc}"]}
             continue
         except ValueError:  # also a number longer than Python reads (4,300 digits)
             yield line_no, None, {"line": ["not a JSON object"]}

@@ -171,3 +171,14 @@ def test_a_quoted_csv_cell_over_the_limit_across_lines_does_not_swallow_the_rows
 
 def record_of(site, email):
     return site.get("/v1/users", query_string={"email": email}).get_json()
+
+
+def test_a_key_given_twice_is_refused_not_guessed(site, conn):
+    body = '{"email": "anna@example.com", "source": "event", "email": "eve@example.com"}'
+    problem = assert_problem(
+        site.post("/v1/profiles", data=body, content_type="application/json"), 400
+    )
+    assert "twice" in problem["detail"]
+    report, _ = run_import(site, body + "\n" + json.dumps({"email": "bob@example.com"}) + "\n")
+    assert [line["status"] for line in report] == ["rejected", "created"]
+    assert count_users(conn) == 1
