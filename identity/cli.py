@@ -23,6 +23,9 @@ EMBEDDED_DATABASE = "identity"
 @click.group()
 def main():
     """identity: the one user record of copernica.com, smtpeter.com and mailerq.com."""
+    from identity import logs
+
+    logs.configure()
 
 
 @contextmanager
@@ -148,6 +151,91 @@ def write_openapi(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(openapi_document(), encoding="utf-8")
     click.echo(f"wrote {path}", err=True)
+
+
+@main.group()
+def mail():
+    """The outbox: deliver it, look into it, resend, check the relay."""
+
+
+@mail.command("deliver")
+def deliver_mail():
+    """Deliver queued mail until Ctrl-C or SIGTERM (as many workers as you like)."""
+    import threading
+
+    from identity.mail.courier import courier_from_settings
+
+    config = _config()
+    courier = _run(courier_from_settings, config)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: stop.set())
+    with database_url() as url:
+        courier.run(url, stop)
+
+
+@mail.command("list")
+@click.option("--failed", is_flag=True, help="only mails given up on")
+@click.option("--limit", default=50, show_default=True)
+def list_mail(failed: bool, limit: int):
+    """The latest mails: id, status, template, recipient, tries, times, the relay's answer."""
+    from identity.store import outbox
+
+    with connection() as conn:
+        for row in outbox.list_mails(conn, failed_only=failed, limit=limit):
+            click.echo(json.dumps(row, default=str))
+
+
+@mail.command("retry")
+@click.argument("mail_id", type=int)
+def retry_mail(mail_id: int):
+    """Queue failed mail MAIL_ID again, now."""
+    from identity.store import outbox
+
+    with connection() as conn:
+        before = outbox.requeue(conn, mail_id)
+    if before is None:
+        raise click.ClickException(f"no mail {mail_id}")
+    if before != "failed":
+        raise click.ClickException(f"mail {mail_id} is {before}, not failed; nothing to do")
+    click.echo(f"mail {mail_id} is queued again")
+
+
+@mail.command("test")
+@click.argument("address")
+def test_mail(address: str):
+    """Send a test mail to ADDRESS now and say whether the relay took it."""
+    from identity.mail import enqueue
+    from identity.mail.courier import courier_from_settings
+    from identity.services.contact import normalise_email
+    from identity.store import outbox
+
+    config = _config()
+    courier = _run(courier_from_settings, config)
+    address = _run(normalise_email, address)
+    with connection() as conn:
+        with conn.transaction():
+            mail_id = enqueue(conn, "test", address, "en")
+        try:
+            courier.deliver_due(conn, only_id=mail_id)
+        finally:
+            courier.close()
+        row = outbox.get(conn, mail_id)
+    if row["status"] != "sent":
+        raise click.ClickException(
+            f"the relay did not take mail {mail_id}: {row['last_error']}"
+            + (
+                " (it stays queued for `identity mail deliver`)"
+                if row["status"] == "queued"
+                else ""
+            )
+        )
+    where = (
+        "written to the log (IDENTITY_SMTP_URL is not set)"
+        if courier.relay is None
+        else (f"taken by the relay at {courier.relay.settings.host}:{courier.relay.settings.port}")
+    )
+    click.echo(f"mail {mail_id} was {where}")
 
 
 def _config() -> dict:

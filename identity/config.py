@@ -26,8 +26,17 @@ DEFAULTS = {
     "DB_IDLE_IN_TRANSACTION_MS": 60_000,
     "SECRET_KEY": DEV_SECRET_KEY,
     "PUBLIC_URL": "http://127.0.0.1:8000",
-    # smtp://host:port; unset: mails are written to the log.
+    # smtp://[user:password@]host:port[?starttls=1] or smtps://...; unset: mails are
+    # written to the log (template, masked recipient, subject), not sent.
     "SMTP_URL": None,
+    # The sender of every mail the service sends.
+    "MAIL_FROM": "identity <no-reply@localhost>",
+    # A mail the relay keeps refusing for now is given up after this many tries, the
+    # first retry after about MAIL_RETRY_SECONDS, each next one after twice as long.
+    "MAIL_MAX_ATTEMPTS": 10,
+    "MAIL_RETRY_SECONDS": 30.0,
+    # A delivery worker looks for due mail this often even without a notification.
+    "MAIL_POLL_SECONDS": 5.0,
     # Seconds a process trusts a site key it found valid before asking the database
     # again: so long may a revoked key keep working. 0 asks on every request.
     "SITE_KEY_CACHE_SECONDS": 5.0,

@@ -180,3 +180,46 @@ def test_serve_refuses_to_start_in_production_without_its_secrets(tmp_path):
     assert "IDENTITY_DATABASE_URL" in result.stderr
     assert "Traceback" not in result.stderr
     assert not any(tmp_path.iterdir())
+
+
+@pytest.fixture
+def mail_server():
+    from tests.mailsink import MailServer
+
+    server = MailServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_mail_test_says_whether_the_relay_took_the_mail(database_url, committing_db, mail_server):
+    runner = CliRunner()
+    env = {"IDENTITY_DATABASE_URL": database_url, "IDENTITY_SMTP_URL": mail_server.url}
+    result = runner.invoke(main, ["mail", "test", "Ops@Example.com"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"taken by the relay at 127.0.0.1:{mail_server.port}" in result.output
+    (message,) = mail_server.sink.wait_for(1)
+    assert message["To"] == "Ops@example.com" and message["Subject"]
+
+    mail_server.stop()
+    result = runner.invoke(main, ["mail", "test", "ops@example.com"], env=env)
+    assert result.exit_code == 1
+    assert "did not take" in result.output and "stays queued" in result.output
+
+
+def test_mail_list_and_retry_let_an_operator_resend_a_failed_mail(
+    cli, committing_db, database_url, mail_server
+):
+    mail_server.sink.refuse.add("gone@example.com")
+    env = {"IDENTITY_DATABASE_URL": database_url, "IDENTITY_SMTP_URL": mail_server.url}
+    result = CliRunner().invoke(main, ["mail", "test", "gone@example.com"], env=env)
+    assert result.exit_code == 1 and "550" in result.output
+    (failed,) = [json.loads(line) for line in cli("mail", "list", "--failed").stdout.splitlines()]
+    assert failed["status"] == "failed" and failed["recipient"] == "gone@example.com"
+    assert "550" in failed["last_error"]
+
+    assert f"mail {failed['id']} is queued again" in cli("mail", "retry", str(failed["id"])).stdout
+    assert "not failed" in cli("mail", "retry", str(failed["id"]), ok=False).output
+    assert "no mail" in cli("mail", "retry", "999999", ok=False).output
+    row = committing_db.execute("select status, attempts from outbox").fetchone()
+    assert row == {"status": "queued", "attempts": 0}

@@ -1,0 +1,133 @@
+"""The SMTP relay that takes our mail: its URL, one session kept open, and what its
+answers mean for a mail (sent, try again later, or give up)."""
+
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP, SMTPUTF8
+from email.utils import parseaddr
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import idna
+
+from identity.errors import ConfigurationError
+
+
+class DeliveryFailed(Exception):
+    """The relay did not take the mail; `permanent` when trying again cannot help."""
+
+    def __init__(self, reason: str, *, permanent: bool, code: int | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+        self.code = code
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    host: str
+    port: int
+    implicit_tls: bool = False
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_smtp_url(url: str) -> RelaySettings:
+    """smtp://[user:password@]host[:port][?starttls=1] or smtps://... (implicit TLS)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ConfigurationError(
+            "IDENTITY_SMTP_URL must look like smtp://host:port or smtps://user:password@host"
+        )
+    query = parse_qs(parts.query)
+    try:
+        port = parts.port or (465 if parts.scheme == "smtps" else 25)
+    except ValueError:
+        raise ConfigurationError("IDENTITY_SMTP_URL has a port that is not a number") from None
+    return RelaySettings(
+        host=parts.hostname,
+        port=port,
+        implicit_tls=parts.scheme == "smtps",
+        starttls=query.get("starttls", ["0"])[0] in ("1", "true", "yes"),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+class Relay:
+    """One SMTP session to the relay, opened when first needed and kept across mails;
+    dropped after any failure that may have left it in doubt."""
+
+    def __init__(self, settings: RelaySettings, *, timeout: float = 10.0):
+        self.settings = settings
+        self.timeout = timeout
+        self._session: smtplib.SMTP | None = None
+
+    def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+        """Hand `message` to the relay for `recipient`, or raise DeliveryFailed."""
+        envelope_from = parseaddr(sender)[1]
+        envelope_to, needs_utf8 = _envelope_address(recipient)
+        options = ["SMTPUTF8"] if needs_utf8 else []
+        data = message.as_bytes(policy=SMTPUTF8 if needs_utf8 else SMTP)
+        try:
+            session = self._open()
+            session.sendmail(envelope_from, [envelope_to], data, mail_options=options)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, answer = next(iter(exc.recipients.values()))
+            raise _failure(code, answer) from None
+        except smtplib.SMTPResponseException as exc:  # sender refused, data refused, ...
+            self.close()
+            raise _failure(exc.smtp_code, exc.smtp_error) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise DeliveryFailed(f"the relay cannot take it: {exc}", permanent=True) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            self.close()
+            raise DeliveryFailed(
+                f"the relay cannot be reached: {type(exc).__name__}", permanent=False
+            ) from None
+
+    def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            try:
+                session.quit()
+            except (smtplib.SMTPException, OSError):
+                session.close()
+
+    def _open(self) -> smtplib.SMTP:
+        if self._session is not None:
+            return self._session
+        s = self.settings
+        if s.implicit_tls:
+            session = smtplib.SMTP_SSL(
+                s.host, s.port, timeout=self.timeout, context=ssl.create_default_context()
+            )
+        else:
+            session = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
+        try:
+            if s.starttls:
+                session.starttls(context=ssl.create_default_context())
+            if s.username:
+                session.login(s.username, s.password or "")
+        except BaseException:
+            session.close()
+            raise
+        self._session = session
+        return session
+
+
+def _failure(code: int, answer: bytes | str) -> DeliveryFailed:
+    text = answer.decode("utf-8", "replace") if isinstance(answer, bytes) else str(answer)
+    # 5xx: the relay will never take it; 4xx (and anything odd): it may later.
+    return DeliveryFailed(f"{code} {text}"[:500], permanent=500 <= code < 600, code=code)
+
+
+def _envelope_address(recipient: str) -> tuple[str, bool]:
+    """The address as the SMTP envelope carries it: an IDN domain in punycode; a local
+    part beyond ASCII needs the relay's SMTPUTF8."""
+    local, _, domain = recipient.rpartition("@")
+    if not domain.isascii():
+        domain = idna.encode(domain, uts46=True).decode("ascii")
+    return f"{local}@{domain}", not local.isascii()
