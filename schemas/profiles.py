@@ -17,6 +17,7 @@ SOURCES = (
     "import",
 )
 GENDERS = ("female", "male", "non_binary", "unspecified")
+LANGUAGES = ("en", "nl")
 STATUSES = ("minimal", "registered")
 
 _name = {"max_length": 100, "allow_none": True}
@@ -40,6 +41,14 @@ class ProfileFieldsSchema(ma.Schema):
     )
     mobile = Text(**_phone, metadata={"example": "06 12345678"})
     fax = Text(**_phone)
+    language = fields.String(
+        validate=validate.OneOf(LANGUAGES),
+        allow_none=True,
+        metadata={
+            "description": "the language of the mails the person gets; `en` until one is set",
+            "example": "nl",
+        },
+    )
 
 
 class ProfileSubmissionSchema(ProfileFieldsSchema):
@@ -170,6 +179,7 @@ USER_EXAMPLE = {
     "phone": "+31201234567",
     "mobile": None,
     "fax": None,
+    "language": "en",
     "status": "minimal",
     "field_sources": {
         name: {"source": "webinar", "site": "copernica.com", "at": _EXAMPLE_TIME}

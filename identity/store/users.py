@@ -6,11 +6,15 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 # The fields a profile submission may carry, in column order.
-PROFILE_COLUMNS = ("first_name", "infix", "last_name", "suffix", "gender", "phone", "mobile", "fax")
+PROFILE_COLUMNS = (
+    "first_name", "infix", "last_name", "suffix", "gender", "phone", "mobile", "fax", "language",
+)  # fmt: skip
 
+# A record without a language gets mail in English: the language shown is the one in force.
 USER_COLUMNS = (
-    "id, email, first_name, infix, last_name, suffix, gender, phone, mobile, fax, status,"
-    " field_sources, created_at, updated_at, registered_at"
+    "id, email, first_name, infix, last_name, suffix, gender, phone, mobile, fax,"
+    " coalesce(language, 'en') as language, status, field_sources, created_at, updated_at,"
+    " registered_at"
 )
 
 

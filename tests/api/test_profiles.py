@@ -180,3 +180,16 @@ def test_twenty_parallel_submissions_of_a_new_address_make_one_record(pooled_app
     assert len({user_id for _, user_id in statuses}) == 1
     rows = committing_db.execute("select first_name from users").fetchall()
     assert len(rows) == 1 and rows[0]["first_name"].startswith("N")
+
+
+def test_the_language_of_mails_is_set_by_a_site_and_is_english_until_then(site):
+    made = site.post("/v1/profiles", json={"email": "anna@example.com", "source": "event"})
+    assert made.get_json()["language"] == "en"
+    merged = site.post(
+        "/v1/profiles", json={"email": "anna@example.com", "source": "event", "language": "nl"}
+    )
+    assert merged.get_json()["language"] == "nl" and merged.get_json()["filled"] == ["language"]
+    refused = site.post(
+        "/v1/profiles", json={"email": "bob@example.com", "source": "event", "language": "de"}
+    )
+    assert refused.status_code == 422 and "language" in refused.get_json()["errors"]
