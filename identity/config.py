@@ -35,6 +35,8 @@ DEFAULTS = {
     # first retry after about MAIL_RETRY_SECONDS, each next one after twice as long.
     "MAIL_MAX_ATTEMPTS": 10,
     "MAIL_RETRY_SECONDS": 30.0,
+    # SMTP sessions each delivery worker keeps to the relay and sends over at once.
+    "MAIL_CONNECTIONS": 4,
     # A delivery worker looks for due mail this often even without a notification.
     "MAIL_POLL_SECONDS": 5.0,
     # Seconds a process trusts a site key it found valid before asking the database

@@ -11,6 +11,7 @@ that has been tried too often, is marked failed with the relay's answer.
 import logging
 import random
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -29,6 +30,9 @@ CHANNEL = "identity_outbox"
 @dataclass(frozen=True)
 class CourierSettings:
     batch_size: int = 100
+    # SMTP sessions a courier keeps to the relay and sends over at once: one session
+    # waits for the relay's answer to each command, most of the time a mail takes.
+    connections: int = 4
     max_attempts: int = 10
     # The first retry waits about this long; each next one twice as long, up to the cap.
     retry_base_seconds: float = 30.0
@@ -47,6 +51,13 @@ class Courier:
         self.renderer = renderer
         self.relay = relay
         self.settings = settings or CourierSettings()
+        self._sessions = [relay] if relay else []
+        if relay is not None:
+            self._sessions += [
+                Relay(relay.settings, timeout=relay.timeout)
+                for _ in range(self.settings.connections - 1)
+            ]
+        self._senders: ThreadPoolExecutor | None = None
 
     def run(self, database_url: str, stop: threading.Event) -> None:
         """Deliver until `stop` is set: at once when mail is queued, else every poll."""
@@ -62,9 +73,12 @@ class Courier:
                 self.close()
 
     def close(self) -> None:
-        """End the SMTP session, if one is open."""
-        if self.relay is not None:
-            self.relay.close()
+        """End the SMTP sessions that are open."""
+        if self._senders is not None:
+            self._senders.shutdown()
+            self._senders = None
+        for session in self._sessions:
+            session.close()
 
     def deliver_due(self, conn: psycopg.Connection, only_id: int | None = None) -> int:
         """Send every mail that is due now, a batch per transaction; how many were tried."""
@@ -72,15 +86,29 @@ class Courier:
         while True:
             with conn.transaction():
                 mails = outbox.claim_due(conn, self.settings.batch_size, only_id)
-                outcomes = [self._deliver(mail) for mail in mails]
-                outbox.record_outcomes(conn, outcomes)
+                outbox.record_outcomes(conn, self._deliver_all(mails))
             tried += len(mails)
             if len(mails) < self.settings.batch_size:
                 return tried
 
-    def _deliver(self, mail: dict) -> dict:
+    def _deliver_all(self, mails: list[dict]) -> list[dict]:
+        """Each mail's outcome; sent over every session at once when there are several."""
+        if len(self._sessions) < 2 or len(mails) < 2:
+            session = self._sessions[0] if self._sessions else None
+            return [self._deliver(mail, session) for mail in mails]
+        if self._senders is None:
+            self._senders = ThreadPoolExecutor(len(self._sessions), "smtp-session")
+        shares = [mails[n :: len(self._sessions)] for n in range(len(self._sessions))]
+        sent = self._senders.map(
+            lambda share, session: [self._deliver(mail, session) for mail in share],
+            shares,
+            self._sessions,
+        )
+        return [outcome for share in sent for outcome in share]
+
+    def _deliver(self, mail: dict, session: Relay | None) -> dict:
         try:
-            message = self.renderer.message(
+            outgoing = self.renderer.outgoing(
                 mail["template"],
                 mail["language"],
                 mail["mail_values"],
@@ -88,7 +116,7 @@ class Courier:
                 mail["message_uuid"],
                 mail["created_at"],
             )
-            if self.relay is None:
+            if session is None:
                 log.info(
                     "mail written to the log, not sent: IDENTITY_SMTP_URL is not set",
                     extra={
@@ -96,11 +124,11 @@ class Courier:
                         "template": mail["template"],
                         "language": mail["language"],
                         "to": mask_address(mail["recipient"]),
-                        "subject": message["Subject"],
+                        "subject": outgoing.subject,
                     },
                 )
             else:
-                self.relay.send(message, self.renderer.sender, mail["recipient"])
+                session.send(outgoing)
         except DeliveryFailed as exc:
             return self._failed(mail, exc.reason, permanent=exc.permanent, code=exc.code)
         except Exception as exc:  # a template that cannot be filled: no retry will help
@@ -162,5 +190,6 @@ def courier_from_settings(config: dict) -> Courier:
             max_attempts=config["MAIL_MAX_ATTEMPTS"],
             retry_base_seconds=config["MAIL_RETRY_SECONDS"],
             poll_seconds=config["MAIL_POLL_SECONDS"],
+            connections=config["MAIL_CONNECTIONS"],
         ),
     )

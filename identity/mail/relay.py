@@ -4,14 +4,10 @@ answers mean for a mail (sent, try again later, or give up)."""
 import smtplib
 import ssl
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.policy import SMTP, SMTPUTF8
-from email.utils import parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import idna
-
 from identity.errors import ConfigurationError
+from identity.mail.render import Outgoing
 
 
 class DeliveryFailed(Exception):
@@ -65,15 +61,12 @@ class Relay:
         self.timeout = timeout
         self._session: smtplib.SMTP | None = None
 
-    def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
-        """Hand `message` to the relay for `recipient`, or raise DeliveryFailed."""
-        envelope_from = parseaddr(sender)[1]
-        envelope_to, needs_utf8 = _envelope_address(recipient)
-        options = ["SMTPUTF8"] if needs_utf8 else []
-        data = message.as_bytes(policy=SMTPUTF8 if needs_utf8 else SMTP)
+    def send(self, mail: Outgoing) -> None:
+        """Hand `mail` to the relay, or raise DeliveryFailed."""
+        options = ["SMTPUTF8"] if mail.smtputf8 else []
         try:
             session = self._open()
-            session.sendmail(envelope_from, [envelope_to], data, mail_options=options)
+            session.sendmail(mail.sender, [mail.recipient], mail.data, mail_options=options)
         except smtplib.SMTPRecipientsRefused as exc:
             code, answer = next(iter(exc.recipients.values()))
             raise _failure(code, answer) from None
@@ -122,12 +115,3 @@ def _failure(code: int, answer: bytes | str) -> DeliveryFailed:
     text = answer.decode("utf-8", "replace") if isinstance(answer, bytes) else str(answer)
     # 5xx: the relay will never take it; 4xx (and anything odd): it may later.
     return DeliveryFailed(f"{code} {text}"[:500], permanent=500 <= code < 600, code=code)
-
-
-def _envelope_address(recipient: str) -> tuple[str, bool]:
-    """The address as the SMTP envelope carries it: an IDN domain in punycode; a local
-    part beyond ASCII needs the relay's SMTPUTF8."""
-    local, _, domain = recipient.rpartition("@")
-    if not domain.isascii():
-        domain = idna.encode(domain, uts46=True).decode("ascii")
-    return f"{local}@{domain}", not local.isascii()
