@@ -111,6 +111,17 @@ def wait_ready(base: str, server: subprocess.Popen, seconds: float = 60) -> None
     raise AssertionError("identity serve did not become ready")
 
 
+def stop(server: subprocess.Popen) -> None:
+    """End a serve that a failed test left running. SIGTERM, which it passes on to gunicorn:
+    a SIGKILL would leave gunicorn and its workers running, orphaned."""
+    if server.poll() is None:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 def call(base, path, key, body=None):
     request = urllib.request.Request(
         base + path,
@@ -180,8 +191,7 @@ def test_serve_runs_on_an_embedded_database_stops_cleanly_and_keeps_the_data(tmp
         assert '"GET /v1/users HTTP/1.1" 200' in logged
         assert "example.com" not in logged and key[8:] not in logged
     finally:
-        if server.poll() is None:
-            server.kill()
+        stop(server)
 
 
 def test_serve_refuses_to_start_in_production_without_its_secrets(tmp_path):

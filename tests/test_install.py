@@ -14,7 +14,7 @@ import pytest
 
 from identity.embedded import ensure_database
 from identity.store.migrations import MIGRATIONS_DIR
-from tests.test_cli import call, free_port, wait_ready
+from tests.test_cli import call, free_port, stop, wait_ready
 
 pytestmark = pytest.mark.install
 
@@ -110,6 +110,5 @@ def test_the_installed_commands_migrate_issue_keys_write_openapi_and_serve(
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
     finally:
-        if server.poll() is None:
-            server.kill()
+        stop(server)
     assert not (tmp_path / "data").exists(), "the embedded database was started"
