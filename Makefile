@@ -1,37 +1,69 @@
-# The commands the README gives. Everything installs into .venv from pyproject.toml.
+# The commands the README gives. .venv installs from the hashed locks in requirements/,
+# which `make lock` writes from pyproject.toml.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+# Throwaway venvs for uv (writes the locks) and pip-audit, kept out of .venv.
+TOOLS := .tools
+UV_VERSION := 0.13.9
+LOCK_FOR := --python-version 3.11 --python-platform x86_64-manylinux_2_28
+COMPILE := $(TOOLS)/lock/bin/uv pip compile --quiet --generate-hashes $(LOCK_FOR) \
+	--custom-compile-command 'make lock' $(UV_FLAGS)
 
-.PHONY: run test lint openapi bench clean
+.PHONY: run test lint openapi bench lock audit clean
 
-$(STAMP): pyproject.toml
+# One stamp per lock, redone when that lock or the project's metadata changes. The test
+# lock pins whatever the run lock pins alike, so either can install over the other.
+# The project goes in last, without its dependencies and with the locked setuptools
+# rather than an unhashed one fetched for an isolated build.
+$(VENV)/.installed-%: requirements/%.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	touch $(STAMP)
+	$(PIP) install --quiet --require-hashes -r $<
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	touch $@
 
 ## run: serve on 127.0.0.1:$${PORT:-8000}; embedded PostgreSQL under .data/ unless IDENTITY_DATABASE_URL is set
-run: $(STAMP)
+run: $(VENV)/.installed-run
 	exec $(BIN)/identity serve
 
 ## test: lint, architecture contracts and the whole suite against a real PostgreSQL
-test: $(STAMP) lint
+test: $(VENV)/.installed-test lint
 	$(BIN)/pytest
 
-lint: $(STAMP)
+lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
 ## openapi: regenerate the committed OpenAPI document
-openapi: $(STAMP)
+openapi: $(VENV)/.installed-run
 	$(BIN)/identity openapi write openapi/openapi.json
 
 ## bench: the load runs (not part of `make test`); prints ratios against a baseline in the same run
-bench: $(STAMP)
+bench: $(VENV)/.installed-test
 	$(BIN)/python bench/lookup.py
 	$(BIN)/python bench/import_profiles.py
 
+## lock: write requirements/*.txt from pyproject.toml for Python 3.11 on Linux x86_64;
+## keeps the pins that still fit (UV_FLAGS=--upgrade: the newest that fit)
+lock:
+	test -x $(TOOLS)/lock/bin/uv || { $(PYTHON) -m venv $(TOOLS)/lock && \
+		$(TOOLS)/lock/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); }
+	$(COMPILE) pyproject.toml --extra embedded --group build -o requirements/run.txt
+	$(COMPILE) pyproject.toml --extra embedded --extra dev --group build \
+		-c requirements/run.txt -o requirements/test.txt
+	$(COMPILE) --group pyproject.toml:audit -o requirements/audit.txt
+
+$(TOOLS)/.installed-audit: requirements/audit.txt
+	test -x $(TOOLS)/audit/bin/python || $(PYTHON) -m venv $(TOOLS)/audit
+	$(TOOLS)/audit/bin/python -m pip install --quiet --disable-pip-version-check \
+		--require-hashes -r $<
+	touch $@
+
+## audit: known vulnerabilities of the run lock's packages (not part of `make test`); fails
+## unless every package was checked, so also when no vulnerability database answers
+audit: $(TOOLS)/.installed-audit
+	$(TOOLS)/audit/bin/python scripts/audit.py requirements/run.txt
+
 clean:
-	rm -rf $(VENV) .data .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .data .pytest_cache

@@ -16,7 +16,6 @@ from identity.config import load_config
 from identity.errors import ConfigurationError, IdentityError
 from identity.store import migrations
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
 EMBEDDED_DATABASE = "identity"
 
 
@@ -37,7 +36,7 @@ def database_url():
         return
     from identity.embedded import ensure_database, start_embedded
 
-    server = start_embedded(Path(config["DATA_DIR"]).resolve() / "pg")
+    server = _run(start_embedded, Path(config["DATA_DIR"]).resolve() / "pg")
     try:
         yield ensure_database(server.get_uri(), EMBEDDED_DATABASE)
     finally:
@@ -58,12 +57,13 @@ def serve(workers: int):
         with psycopg.connect(url, autocommit=True) as conn:
             _report_migrations(migrations.upgrade(conn))
         env = {**os.environ, "IDENTITY_DATABASE_URL": url}
+        # The app factory rather than the checkout's wsgi.py: an installed wheel has no
+        # checkout to change into.
         command = [
             sys.executable, "-m", "gunicorn",
             "--config", "python:identity.gunicorn_conf",
             "--workers", str(workers),
-            "--chdir", str(PROJECT_DIR),
-            "wsgi:app",
+            "identity:create_app()",
         ]  # fmt: skip
         server = subprocess.Popen(command, env=env)  # noqa: S603 - fixed command
         # gunicorn stops gracefully on SIGTERM and SIGINT; pass ours on, then wait for it,

@@ -10,7 +10,7 @@ from flask import Flask, current_app, g
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from identity.errors import DatabaseUnavailable
+from identity.errors import ConfigurationError, DatabaseUnavailable
 from identity.store.transactions import in_transaction
 
 T = TypeVar("T")
@@ -112,6 +112,12 @@ def init_app(app: Flask, database=None) -> None:
     """Attach a database (a new pool on DATABASE_URL unless one is given) to the app."""
     if database is None:
         config = app.config["IDENTITY"]
+        # Without a URL libpq would connect to whatever its defaults find on this host.
+        if not config["DATABASE_URL"]:
+            raise ConfigurationError(
+                "IDENTITY_DATABASE_URL is not set; the app needs the PostgreSQL to serve from"
+                " (`identity serve` starts the embedded one and sets it)"
+            )
         database = Database(
             config["DATABASE_URL"],
             min_size=config["DB_POOL_MIN"],

