@@ -80,6 +80,7 @@ def test_a_mail_arrives_with_both_parts_in_the_persons_language_and_a_working_li
     link = f"{PUBLIC_URL}/verify-email?token={TOKEN}"
     assert link in text and f'href="{link}"' in html
     assert "Bevestig" in text and "Mijn adres bevestigen" in html
+    assert "werkt één keer" in text and "werkt één keer" in html
 
     row = outbox_row(db, mail_id)
     assert row["status"] == "sent" and row["sent_at"] and row["attempts"] == 1
@@ -187,6 +188,13 @@ def test_hostile_values_are_escaped_and_cannot_add_headers(db, mail_server, make
     html = message.get_body(("html",)).get_content()
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert mail_server.sink.envelopes[0][1] == ["anna@example.com"]
+
+
+def test_a_subject_beyond_ascii_arrives_as_written(db, mail_server, make_courier):
+    queue(db, "newsletter_confirm", language="nl", newsletter="Zoë’s nieuws — 日本", token=TOKEN)
+    make_courier(mail_server).deliver_due(db)
+    (message,) = mail_server.sink.wait_for(1)
+    assert message["Subject"] == "Bevestig je aanmelding voor Zoë’s nieuws — 日本"
 
 
 def test_an_address_beyond_ascii_is_delivered(db, mail_server, make_courier):
