@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from identity.embedded import ensure_database
-from identity.store.migrations import MIGRATIONS_DIR
+from identity.store import migrations
 from tests.test_cli import call, free_port, stop, wait_ready
 
 pytestmark = pytest.mark.install
@@ -64,7 +64,8 @@ def fresh_database_url(server_url, worker_id):
 def test_the_wheel_carries_the_packages_and_every_migration(installed):
     wheel, _ = installed
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {f"identity/migrations/{p.name}" for p in MIGRATIONS_DIR.glob("*.sql")} <= names
+    assert {f"identity/migrations/{p.name}" for p in migrations.available()} <= names
+    assert "identity/mail/templates/verify_email.nl.jinja" in names
     assert {"identity/cli.py", "identity/gunicorn_conf.py", "schemas/__init__.py"} <= names
 
 
@@ -93,7 +94,7 @@ def test_the_installed_commands_migrate_issue_keys_write_openapi_and_serve(
     identity("db", "upgrade")
     with psycopg.connect(fresh_database_url) as conn:
         applied = {row[0] for row in conn.execute("select id from schema_migrations")}
-    assert applied == {p.stem for p in MIGRATIONS_DIR.glob("*.sql")}
+    assert applied == {p.stem for p in migrations.available()}
 
     key = identity("sites", "create", "x.example").stdout.splitlines()[-1]
     identity("openapi", "write", str(tmp_path / "openapi.json"))
