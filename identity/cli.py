@@ -51,8 +51,12 @@ def connection():
 
 @main.command()
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
-def serve(workers: int):
-    """Migrate, then serve on 127.0.0.1:$PORT (8000) with gunicorn until Ctrl-C or SIGTERM."""
+@click.option(
+    "--mail/--no-mail", default=True, show_default=True, help="run a mail delivery worker beside"
+)
+def serve(workers: int, mail: bool):
+    """Migrate, then serve on 127.0.0.1:$PORT (8000) with gunicorn, and deliver mail,
+    until Ctrl-C or SIGTERM."""
     with database_url() as url:
         with psycopg.connect(url, autocommit=True) as conn:
             _report_migrations(migrations.upgrade(conn))
@@ -66,12 +70,26 @@ def serve(workers: int):
             "identity:create_app()",
         ]  # fmt: skip
         server = subprocess.Popen(command, env=env)  # noqa: S603 - fixed command
-        # gunicorn stops gracefully on SIGTERM and SIGINT; pass ours on, then wait for it,
-        # so the embedded database is stopped only after the last request is answered.
+        children = [server]
+        if mail:
+            deliver = [sys.executable, "-m", "identity", "mail", "deliver"]
+            children.append(subprocess.Popen(deliver, env=env))  # noqa: S603 - fixed command
+        # gunicorn and the courier stop gracefully on SIGTERM and SIGINT; pass ours on,
+        # then wait for them, so the embedded database is stopped only after the last
+        # request is answered and the last mail handed over.
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda signum, _frame: server.send_signal(signum))
+            signal.signal(signum, lambda signum, _frame: _signal_all(children, signum))
         returncode = server.wait()
+        _signal_all(children, signal.SIGTERM)  # gunicorn may have stopped on its own
+        for child in children:
+            child.wait()
     sys.exit(returncode)
+
+
+def _signal_all(children: list[subprocess.Popen], signum: int) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signum)
 
 
 @main.group()
@@ -170,6 +188,7 @@ def deliver_mail():
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _signum, _frame: stop.set())
+    # The courier waits in `notifies()` up to a poll interval: a stop is seen by then.
     with database_url() as url:
         courier.run(url, stop)
 

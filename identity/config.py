@@ -38,7 +38,7 @@ DEFAULTS = {
     # SMTP sessions each delivery worker keeps to the relay and sends over at once.
     "MAIL_CONNECTIONS": 4,
     # A delivery worker looks for due mail this often even without a notification.
-    "MAIL_POLL_SECONDS": 5.0,
+    "MAIL_POLL_SECONDS": 1.0,
     # Seconds a process trusts a site key it found valid before asking the database
     # again: so long may a revoked key keep working. 0 asks on every request.
     "SITE_KEY_CACHE_SECONDS": 5.0,

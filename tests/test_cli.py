@@ -249,3 +249,28 @@ def test_mail_list_and_retry_let_an_operator_resend_a_failed_mail(
     assert "no mail" in cli("mail", "retry", "999999", ok=False).output
     row = committing_db.execute("select status, attempts from outbox").fetchone()
     assert row == {"status": "queued", "attempts": 0}
+
+
+def test_serve_delivers_queued_mail_beside_the_server_and_stops_both(
+    tmp_path, database_url, committing_db, mail_server
+):
+    from identity.mail import enqueue
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
+        "IDENTITY_DATABASE_URL": database_url,
+        "IDENTITY_SMTP_URL": mail_server.url,
+        "IDENTITY_DATA_DIR": str(tmp_path / "data"),
+        "PORT": str(free_port()),
+    }
+    server = subprocess.Popen([IDENTITY, "serve"], env=env)
+    try:
+        wait_ready(f"http://127.0.0.1:{env['PORT']}", server)
+        with committing_db.transaction():
+            enqueue(committing_db, "test", "ops@example.com", "nl")
+        (message,) = mail_server.sink.wait_for(1, timeout=15)
+        assert message["Subject"] == "identity: een testmail"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+        assert leftover_processes(env["IDENTITY_DATA_DIR"]) == []
+    finally:
+        stop(server)

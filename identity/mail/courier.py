@@ -38,7 +38,7 @@ class CourierSettings:
     retry_base_seconds: float = 30.0
     retry_max_seconds: float = 6 * 3600.0
     # Polled this often even without a notification.
-    poll_seconds: float = 5.0
+    poll_seconds: float = 1.0
 
 
 class Courier:
@@ -60,17 +60,28 @@ class Courier:
         self._senders: ThreadPoolExecutor | None = None
 
     def run(self, database_url: str, stop: threading.Event) -> None:
-        """Deliver until `stop` is set: at once when mail is queued, else every poll."""
-        with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        """Deliver until `stop` is set: at once when mail is queued, else every poll.
+        While the database is away, try again every few seconds."""
+        log.info("mail courier started", extra={"relay": self._relay_name()})
+        try:
+            while not stop.is_set():
+                try:
+                    self._listen_and_deliver(database_url, stop)
+                except psycopg.OperationalError as exc:
+                    log.warning("mail courier lost the database", extra={"sqlstate": exc.sqlstate})
+                    stop.wait(self.settings.poll_seconds)
+        finally:
+            self.close()
+
+    def _listen_and_deliver(self, database_url: str, stop: threading.Event) -> None:
+        with psycopg.connect(
+            database_url, autocommit=True, row_factory=dict_row, connect_timeout=5
+        ) as conn:
             conn.execute(f"listen {CHANNEL}")
-            log.info("mail courier started", extra={"relay": self._relay_name()})
-            try:
-                while not stop.is_set():
-                    self.deliver_due(conn)
-                    for _ in conn.notifies(timeout=self._idle_seconds(conn), stop_after=1):
-                        pass
-            finally:
-                self.close()
+            while not stop.is_set():
+                self.deliver_due(conn)
+                for _ in conn.notifies(timeout=self._idle_seconds(conn), stop_after=1):
+                    pass
 
     def close(self) -> None:
         """End the SMTP sessions that are open."""
