@@ -7,6 +7,7 @@ from flask import Flask
 from identity import api, db, logs
 from identity.api.docs import ASSETS_URL
 from identity.config import load_config
+from identity.deadlines import BodyDeadline
 
 API_DESCRIPTION = """\
 The one record per email address that copernica.com, smtpeter.com and mailerq.com share.
@@ -40,4 +41,5 @@ def create_app(config: dict | None = None, database=None) -> Flask:
     logs.init_app(app)
     db.init_app(app, database)
     api.init_app(app)
+    app.wsgi_app = BodyDeadline(app.wsgi_app, settings["BODY_TIMEOUT_SECONDS"])
     return app

@@ -42,6 +42,20 @@ DEFAULTS = {
     # Seconds a process trusts a site key it found valid before asking the database
     # again: so long may a revoked key keep working. 0 asks on every request.
     "SITE_KEY_CACHE_SECONDS": 5.0,
+    # Accounts: an access token lives this long; a sign-in (refresh-token family) ends
+    # when unused this long, and in any case after the absolute time.
+    "ACCESS_TOKEN_SECONDS": 900,
+    "REFRESH_IDLE_SECONDS": 30 * 86400,
+    "REFRESH_ABSOLUTE_SECONDS": 90 * 86400,
+    # Failed logins allowed per account and per client IP within 15 minutes before
+    # logins wait (1 s, then 2, 4, ... up to 15 min per account, 1 h per IP).
+    "LOGIN_ACCOUNT_FAILURES": 5,
+    "LOGIN_IP_FAILURES": 20,
+    # Seconds a client may take to send a request's line and headers (and to start the
+    # next one on a kept-alive connection), and to send a JSON body; the import has its
+    # own limit (MAX_IMPORT_SECONDS). A slower client is cut off.
+    "HEADER_TIMEOUT_SECONDS": 10.0,
+    "BODY_TIMEOUT_SECONDS": 30.0,
     # Bytes in one JSON request body; the import endpoint has its own, larger limit.
     "MAX_BODY_BYTES": 1024 * 1024,
     "MAX_IMPORT_BYTES": 256 * 1024 * 1024,

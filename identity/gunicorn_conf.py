@@ -1,21 +1,32 @@
 """gunicorn's settings for `identity serve` and the benchmarks:
-`gunicorn -c python:identity.gunicorn_conf wsgi:app`."""
+`gunicorn -c python:identity.gunicorn_conf 'identity:create_app()'`."""
 
 import os
 
 bind = f"127.0.0.1:{os.environ.get('PORT', '8000')}"
 workers = 2
 
-# A sync worker silent this long is killed. The largest import allowed
+# gevent: one greenlet per connection, so idle and trickling clients (hundreds, even
+# thousands) cannot hold up the others; identity.serving.Worker bounds how long a
+# request's headers may take (IDENTITY_HEADER_TIMEOUT_SECONDS), the app its body.
+worker_class = "identity.serving.Worker"
+worker_connections = 2000
+# Kept-alive connections wait for their next request up to the header timeout; the
+# worker uses this only as "keep-alive is on".
+keepalive = 5
+
+# A worker silent this long is killed. The largest import allowed
 # (IDENTITY_MAX_IMPORT_BYTES) takes about two minutes; gunicorn's 30 s would cut it off.
 timeout = 300
 
 # One control socket per user by default: a second server would take it over.
 control_socket_disable = True
 
+# JSON lines: the access log names each request by its path only (a query string can
+# hold an address) with the request id the app answered with.
+logger_class = "identity.serving.JsonLogger"
 accesslog = "-"
-# The path only: a query string can hold an address, which has no place in a log.
-access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
+errorlog = "-"
 
 
 def post_worker_init(worker):
@@ -23,3 +34,12 @@ def post_worker_init(worker):
     from identity.api import bulk
 
     bulk.warm_up(worker.app.wsgi().config["IDENTITY"]["IMPORT_PROCESSES"])
+
+
+def worker_exit(server, worker):
+    """Close the worker's database pool: its connections end cleanly, and psycopg_pool
+    does not complain at interpreter exit."""
+    from identity.db import EXTENSION
+
+    app = worker.app.wsgi()
+    app.extensions[EXTENSION].close()

@@ -7,7 +7,6 @@ import sys
 import uuid
 from datetime import UTC, datetime
 
-from flask import Flask, Response, g, has_request_context, request
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's id is taken when it looks like an id; anything else (long, odd characters,
@@ -37,6 +36,8 @@ class RequestIdFilter(logging.Filter):
     """Puts the id of the request being served on every record logged while serving it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        from flask import g, has_request_context
+
         if not hasattr(record, "request_id") and has_request_context():
             record.request_id = g.get("request_id")
         return True
@@ -66,17 +67,20 @@ def configure(level: int = logging.INFO) -> None:
     logger.setLevel(level)
 
 
-def init_app(app: Flask) -> None:
+def init_app(app) -> None:
+    """JSON logs, and the request id taken from each request and given back with it."""
+    # Flask is imported here, not above: gunicorn's master loads this module (for the
+    # formatter) before gevent has patched anything.
+    from flask import g, request
+
+    def take_request_id() -> None:
+        given = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+    def return_request_id(response):
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id") or uuid.uuid4().hex
+        return response
+
     configure()
-    app.before_request(_take_request_id)
-    app.after_request(_return_request_id)
-
-
-def _take_request_id() -> None:
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-
-
-def _return_request_id(response: Response) -> Response:
-    response.headers[REQUEST_ID_HEADER] = g.get("request_id") or uuid.uuid4().hex
-    return response
+    app.before_request(take_request_id)
+    app.after_request(return_request_id)

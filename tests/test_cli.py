@@ -188,7 +188,7 @@ def test_serve_runs_on_an_embedded_database_stops_cleanly_and_keeps_the_data(tmp
         assert leftover_processes(env["IDENTITY_DATA_DIR"]) == []
         # The access log names each request by its path only: no address, no key.
         logged = log.read_text()
-        assert '"GET /v1/users HTTP/1.1" 200' in logged
+        assert '"method": "GET", "path": "/v1/users", "status": 200' in logged
         assert "example.com" not in logged and key[8:] not in logged
     finally:
         stop(server)

@@ -18,6 +18,7 @@ from schemas.common import ProblemSchema
 
 JSON = "application/json"
 RECENT_SITE_KEYS = "identity.recent_site_keys"
+ACCOUNTS = "identity.accounts"
 # The time source of everything time-limited (site keys kept, an import's deadline):
 # tests replace it to move time without sleeping.
 CLOCK = "identity.clock"
@@ -151,6 +152,32 @@ class Blueprint(flask_smorest.Blueprint):
 
         return decorator
 
+    def user_token(self):
+        """Let a request through only with a valid access token of a signed-in person.
+        The token is checked here, offline; whether its sign-in still holds (not logged
+        out, no password change since) is checked by the service in the request's
+        transaction."""
+
+        def decorator(view):
+            @functools.wraps(view)
+            def guarded(*args, **kwargs):
+                g.principal = accounts().authenticate_user(bearer_token())
+                check_media_type()
+                return view(*args, **kwargs)
+
+            guarded = self.alt_response(HTTPStatus.UNAUTHORIZED, response="UNAUTHORIZED")(guarded)
+            guarded = self.alt_response(
+                HTTPStatus.SERVICE_UNAVAILABLE, response="SERVICE_UNAVAILABLE"
+            )(guarded)
+            return self.doc(security=[{"userToken": []}])(guarded)
+
+        return decorator
+
+
+def accounts():
+    """This app's accounts service."""
+    return current_app.extensions[ACCOUNTS]
+
 
 def principal() -> Principal:
     """Who is calling this request, as its guard found."""
@@ -160,7 +187,7 @@ def principal() -> Principal:
 def bearer_token() -> str:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("send the site key as Authorization: Bearer <key>")
+        raise Unauthenticated("send the key or token as Authorization: Bearer <it>")
     return token.strip()
 
 
@@ -193,7 +220,17 @@ SECURITY_SCHEMES = {
         "scheme": "bearer",
         "description": (
             "A key issued to one site by `identity sites create NAME`. Keys carry scopes"
-            " (`profiles:write`, `users:read`); the one an operation needs is its `x-scope`."
+            " (`profiles:write`, `users:read`, `auth`); the one an operation needs is its"
+            " `x-scope`."
+        ),
+    },
+    "userToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": (
+            "An access token from `POST /v1/auth/login` or `/v1/auth/refresh`: a JWT signed"
+            " with EdDSA, verifiable with `/.well-known/jwks.json`, about 15 minutes long."
         ),
     },
 }

@@ -5,7 +5,7 @@ import json
 from flask import Request, current_app
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
 _CHUNK = 64 * 1024
 
@@ -32,6 +32,8 @@ def read_body(req: Request, limit: int) -> bytes:
     while received < want:
         try:
             chunk = stream.read(min(_CHUNK, want - received))
+        except HTTPException:  # the body's deadline passed (408)
+            raise
         except Exception:  # the server's own "client went away" errors differ per server
             raise IncompleteBody() from None
         if not chunk:

@@ -12,11 +12,12 @@ from itertools import islice
 
 from flask import Response, current_app, request
 from marshmallow import ValidationError
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, RequestTimeout
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, RequestTimeout
 
 from identity.api import CLOCK, bulk
 from identity.api.parsing import DuplicateKey, IncompleteBody, unique_keys
 from identity.db import get_conn
+from identity.deadlines import DeadlineInput
 from identity.errors import ImportStopped, InvalidInput
 from identity.services.principal import Principal
 from identity.services.profiles import CheckedLine, Outcome, check_line, exclusive_import
@@ -62,8 +63,11 @@ def run_import(principal: Principal, source: str) -> Response:
     settings = current_app.config["IDENTITY"]
     if not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", ""):
         raise BadRequest("send the lines in the body: NDJSON or CSV with a header row")
+    stream = request.environ["wsgi.input"]
+    if isinstance(stream, DeadlineInput):  # the import's own, longer deadline
+        stream.allow(settings["MAX_IMPORT_SECONDS"])
     body = ImportBody(
-        request.environ["wsgi.input"],
+        stream,
         request.content_length,
         max_bytes=settings["MAX_IMPORT_BYTES"],
         max_seconds=settings["MAX_IMPORT_SECONDS"],
@@ -109,6 +113,8 @@ class ImportBody(io.RawIOBase):
                 return 0
         try:
             chunk = self.stream.read(want)
+        except HTTPException:  # the body's deadline passed (408)
+            raise
         except Exception:  # each server says "the client went away" its own way
             raise IncompleteBody() from None
         if not chunk:

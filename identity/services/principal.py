@@ -1,6 +1,7 @@
 """Who is calling: one value, set by the guards of the HTTP face and passed to services."""
 
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from identity.errors import Forbidden
@@ -17,18 +18,30 @@ class SiteCaller:
 
 
 @dataclass(frozen=True)
-class Principal:
-    """The caller of one request. Today always a site with its key's scopes; a signed-in
-    user, a staff member and an impersonation (a staff member acting as a user) join it
-    as the capabilities that need them land."""
+class UserCaller:
+    """A signed-in person, as their access token proves: through which site, in which
+    sign-in (session), since when."""
 
-    site: SiteCaller
+    user_id: UUID
+    site_name: str
+    session_id: UUID
+    issued_at: datetime
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller of one request: a site with its key's scopes, or a signed-in person.
+    A staff member and an impersonation (a staff member acting as a person) join these
+    when the capabilities that need them land."""
+
+    site: SiteCaller | None = None
+    user: UserCaller | None = None
 
     @property
     def site_name(self) -> str:
         """The site that gets the credit in `field_sources` and in the trail."""
-        return self.site.site_name
+        return self.site.site_name if self.site else self.user.site_name
 
     def require_scope(self, scope: str) -> None:
-        if scope not in self.site.scopes:
+        if self.site is None or scope not in self.site.scopes:
             raise Forbidden(f"this site key lacks the scope {scope!r}")

@@ -21,6 +21,7 @@ from identity.store import sites as store
 SCOPES = {
     "profiles:write": "make and add to records (POST /v1/profiles, /v1/profiles/import)",
     "users:read": "look records up (GET /v1/users)",
+    "auth": "sign people up and in, and reset their passwords (POST /v1/auth/*)",
 }
 
 _SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")

@@ -1,0 +1,59 @@
+"""A deadline for each request's body, so a client sending it a byte at a time is cut off."""
+
+import time
+
+import gevent
+from gevent import monkey
+from werkzeug.exceptions import RequestTimeout
+
+
+class BodyDeadline:
+    """WSGI middleware: a request's body must arrive within `seconds` of its start, so a
+    client sending it a byte at a time is cut off (408). An endpoint that streams a long
+    body (the import) sets its own deadline with `input.allow(seconds)`."""
+
+    def __init__(self, app, seconds: float):
+        self.app = app
+        self.seconds = seconds
+
+    def __call__(self, environ, start_response):
+        environ["wsgi.input"] = DeadlineInput(environ["wsgi.input"], self.seconds)
+        return self.app(environ, start_response)
+
+
+class DeadlineInput:
+    """The request body, refusing to wait past its deadline. Under gevent a read that
+    waits is cut off at the deadline; without it (a threaded test server) the deadline
+    is checked between reads."""
+
+    def __init__(self, stream, seconds: float):
+        self.stream = stream
+        self.deadline = time.monotonic() + seconds
+
+    def allow(self, seconds: float) -> None:
+        """Give the body `seconds` from now."""
+        self.deadline = time.monotonic() + seconds
+
+    def read(self, *args):
+        return self._bounded(self.stream.read, *args)
+
+    def readline(self, *args):
+        return self._bounded(self.stream.readline, *args)
+
+    def __iter__(self):
+        return iter(self.readline, b"")
+
+    def _bounded(self, read, *args):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise BodyTooSlow()
+        if monkey.is_module_patched("socket"):
+            with gevent.Timeout(left, BodyTooSlow):
+                return read(*args)
+        return read(*args)
+
+
+class BodyTooSlow(RequestTimeout):
+    """The body did not arrive by its deadline (408)."""
+
+    description = "the request body took too long to arrive"

@@ -1,0 +1,147 @@
+"""Slow clients against the service as `identity serve` runs it (gunicorn, our gevent
+worker): they must not hold up anyone else, and they are cut off in the end."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from identity.services.sites import issue_site_key
+from tests.test_cli import free_port, stop, wait_ready
+
+pytestmark = pytest.mark.committing
+
+HEADER_TIMEOUT = 2
+BODY_TIMEOUT = 2
+
+
+@pytest.fixture
+def served(database_url, committing_db):
+    """(host, port, site key) of gunicorn with our settings, on the test database."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
+        "IDENTITY_DATABASE_URL": database_url,
+        "IDENTITY_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+        "IDENTITY_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
+        "IDENTITY_IMPORT_PROCESSES": "0",
+    }
+    command = [
+        sys.executable, "-m", "gunicorn", "--config", "python:identity.gunicorn_conf",
+        "--bind", f"127.0.0.1:{port}", "--workers", "1", "identity:create_app()",
+    ]  # fmt: skip
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", server)
+        yield "127.0.0.1", port, issue_site_key(committing_db, "copernica.com")
+    finally:
+        stop(server)
+        server.stderr.close()
+
+
+def _live_seconds(host, port) -> float:
+    started = time.monotonic()
+    with urllib.request.urlopen(f"http://{host}:{port}/health/live", timeout=5) as response:
+        assert response.status == 200
+    return time.monotonic() - started
+
+
+def _answer(sock) -> tuple[int, dict | None]:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    if not data:
+        return 0, None
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"application/problem+json" in head
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+def test_idle_and_trickling_clients_do_not_hold_up_others_and_are_cut_off(served):
+    host, port, key = served
+    idle = []
+    for _ in range(200):
+        sock = socket.create_connection((host, port))
+        sock.sendall(b"GET /health/li")  # half a request line, then nothing
+        idle.append(sock)
+    trickler = socket.create_connection((host, port))
+    trickler.sendall(
+        (
+            f"POST /v1/profiles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+        ).encode()
+    )
+    stop_trickling = threading.Event()
+
+    def trickle():
+        for char in b'{"email": "slow@example.com", "source": "event"' + b" " * 150:
+            if stop_trickling.is_set():
+                return
+            try:
+                trickler.send(bytes([char]))
+            except OSError:
+                return
+            time.sleep(0.1)
+
+    started = time.monotonic()
+    threading.Thread(target=trickle, daemon=True).start()
+    try:
+        latencies = [_live_seconds(host, port) for _ in range(10)]
+        assert max(latencies) < 0.5, latencies
+        # The trickled body is cut off at its deadline: a 408 problem, unless the reset
+        # of a connection closed while the client still sends overtakes it.
+        trickler.settimeout(BODY_TIMEOUT + 5)
+        try:
+            status, problem = _answer(trickler)
+            assert status == 408 and problem["status"] == 408
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - started < BODY_TIMEOUT + 3
+        # And the idle ones at the header deadline (closed, or reset).
+        idle[0].settimeout(HEADER_TIMEOUT + 5)
+        try:
+            assert idle[0].recv(10) == b""
+        except ConnectionResetError:
+            pass
+    finally:
+        stop_trickling.set()
+        for sock in [*idle, trickler]:
+            sock.close()
+
+
+def test_a_stranger_is_refused_before_the_body_is_waited_for(served):
+    host, port, _ = served
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /v1/profiles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer idsk_nope\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        started = time.monotonic()
+        data = sock.recv(65536)
+        assert time.monotonic() - started < 1
+    assert data.startswith(b"HTTP/1.1 401")
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        # Sizes that gunicorn reads whole before it answers: bytes left unread when it
+        # closes would reset the connection before the answer is read.
+        (b"GET /" + b"x" * 5000 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % n for n in range(120)) + b"\r\n", 431),
+    ],
+    ids=["bad request line", "request line too long", "too many headers"],
+)
+def test_what_gunicorn_answers_itself_is_problem_json(served, request_bytes, status):
+    host, port, _ = served
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(request_bytes)
+        answered, problem = _answer(sock)
+    assert answered == status == problem["status"]
+    assert problem["title"] and problem["detail"]
