@@ -29,13 +29,6 @@ accesslog = "-"
 errorlog = "-"
 
 
-def post_worker_init(worker):
-    """Start the import's helper processes with the worker, not in its first import."""
-    from identity.api import bulk
-
-    bulk.warm_up(worker.app.wsgi().config["IDENTITY"]["IMPORT_PROCESSES"])
-
-
 def worker_exit(server, worker):
     """Close the worker's database pool: its connections end cleanly, and psycopg_pool
     does not complain at interpreter exit."""

@@ -7,7 +7,6 @@ import sys
 import uuid
 from datetime import UTC, datetime
 
-
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's id is taken when it looks like an id; anything else (long, odd characters,
 # an address: no "@") is replaced by a new one.

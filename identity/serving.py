@@ -14,6 +14,7 @@ import gevent
 from gunicorn import glogging, util
 from gunicorn.workers.ggevent import GeventWorker
 
+from identity import bulk
 from identity.config import load_config
 from identity.logs import JsonLines
 
@@ -25,10 +26,14 @@ class Worker(GeventWorker):
     line and headers (the first one, and each next one on a kept-alive connection)."""
 
     def init_process(self):
-        self.header_timeout = load_config()["HEADER_TIMEOUT_SECONDS"]
+        config = load_config()
+        self.header_timeout = config["HEADER_TIMEOUT_SECONDS"]
         # gunicorn answers the requests it cannot parse itself, with text/html written
         # by util.write_error; every answer of this service is problem+json.
         util.write_error = write_problem
+        # The import's helper processes start before gevent patches this process (in
+        # super().init_process): their pool's threads and pipes must be real ones.
+        bulk.warm_up(config["IMPORT_PROCESSES"])
         super().init_process()
 
     def timeout_ctx(self):

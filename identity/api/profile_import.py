@@ -14,7 +14,8 @@ from flask import Response, current_app, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, RequestTimeout
 
-from identity.api import CLOCK, bulk
+from identity import bulk
+from identity.api import CLOCK
 from identity.api.parsing import DuplicateKey, IncompleteBody, unique_keys
 from identity.db import get_conn
 from identity.deadlines import DeadlineInput

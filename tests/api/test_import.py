@@ -4,8 +4,8 @@ import signal
 
 import pytest
 
-from identity import create_app
-from identity.api import CLOCK, bulk
+from identity import bulk, create_app
+from identity.api import CLOCK
 from identity.api.profile_import import MAX_LINE_BYTES
 from identity.db import PinnedDatabase
 from tests.api.problems import assert_problem
