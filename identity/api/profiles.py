@@ -90,6 +90,10 @@ _IMPORT_REPORT_EXAMPLE = "\n".join(
 )
 
 
+# The body as text; an empty one is a 400.
+_IMPORT_BODY = {"type": "string", "minLength": 1}
+
+
 @blp.route("/import")
 class ProfileImport(MethodView):
     @blp.site_key("profiles:write")
@@ -101,12 +105,12 @@ class ProfileImport(MethodView):
             " names the fields.",
             "content": {
                 NDJSON: {
-                    "schema": {"type": "string"},
+                    "schema": _IMPORT_BODY,
                     "example": '{"email": "anna@example.com", "first_name": "Anna"}\n'
                     '{"email": "bob@example.com", "source": "event", "phone": "+31201234567"}\n',
                 },
                 CSV: {
-                    "schema": {"type": "string"},
+                    "schema": _IMPORT_BODY,
                     "example": "email,first_name,last_name\nanna@example.com,Anna,Berg\n",
                 },
             },
