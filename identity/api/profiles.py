@@ -37,10 +37,31 @@ _SUBMISSION_EXAMPLE = {
 }
 
 
+# Where the answer leads: the record it describes, by its id or by its address.
+_RECORD_LINKS = {
+    "GetUserById": {
+        "operationRef": "#/paths/~1v1~1users~1{user_id}/get",
+        "parameters": {"user_id": "$response.body#/id"},
+        "description": "The record, by its `id`.",
+    },
+    "GetUserByEmail": {
+        "operationRef": "#/paths/~1v1~1users/get",
+        "parameters": {"email": "$response.body#/email"},
+        "description": "The record, by its address.",
+    },
+}
+
+
 @blp.route("")
 class Profiles(MethodView):
     @blp.site_key("profiles:write")
     @blp.arguments(ProfileSubmissionSchema, example=_SUBMISSION_EXAMPLE)
+    @blp.doc(
+        responses={
+            HTTPStatus.CREATED: {"links": _RECORD_LINKS},
+            HTTPStatus.OK: {"links": _RECORD_LINKS},
+        }
+    )
     @blp.response(
         HTTPStatus.CREATED,
         ProfileResultSchema,
