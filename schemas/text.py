@@ -8,11 +8,15 @@ from marshmallow import fields
 # What no stored text may hold: C0 and C1 control characters (NUL among them), lone
 # surrogates (not Unicode at all: PostgreSQL cannot store them), and the bidi embeddings,
 # overrides and isolates of Unicode TR 9, which make "Anna\u202egreB" display as another
-# name than the one stored. Multi-line text may hold line feeds and tabs.
-_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
-_FORBIDDEN_MULTILINE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]"
-)
+# name than the one stored. Multi-line text may hold line feeds and tabs. Written as regex
+# escapes, so the OpenAPI document can say the same as a `pattern`; lone surrogates are
+# left out there, as a JSON Schema pattern cannot name them (nor can valid UTF-8 hold them).
+_CONTROLS = r"\x00-\x1f\x7f-\x9f"
+_CONTROLS_MULTILINE = r"\x00-\x08\x0b-\x1f\x7f-\x9f"
+_SURROGATES = r"\ud800-\udfff"
+_BIDI = r"\u202a-\u202e\u2066-\u2069"
+_FORBIDDEN = re.compile(f"[{_CONTROLS}{_SURROGATES}{_BIDI}]")
+_FORBIDDEN_MULTILINE = re.compile(f"[{_CONTROLS_MULTILINE}{_SURROGATES}{_BIDI}]")
 
 
 class Text(fields.String):
@@ -29,6 +33,8 @@ class Text(fields.String):
         self.max_length = max_length
         self.forbidden = _FORBIDDEN_MULTILINE if multiline else _FORBIDDEN
         self.metadata.setdefault("maxLength", max_length)
+        controls = _CONTROLS_MULTILINE if multiline else _CONTROLS
+        self.metadata.setdefault("pattern", f"^[^{controls}{_BIDI}]*$")
 
     def _deserialize(self, value, attr, data, **kwargs) -> str:
         value = super()._deserialize(value, attr, data, **kwargs)

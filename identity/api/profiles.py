@@ -37,10 +37,31 @@ _SUBMISSION_EXAMPLE = {
 }
 
 
+# Where the answer leads: the record it describes, by its id or by its address.
+_RECORD_LINKS = {
+    "GetUserById": {
+        "operationRef": "#/paths/~1v1~1users~1{user_id}/get",
+        "parameters": {"user_id": "$response.body#/id"},
+        "description": "The record, by its `id`.",
+    },
+    "GetUserByEmail": {
+        "operationRef": "#/paths/~1v1~1users/get",
+        "parameters": {"email": "$response.body#/email"},
+        "description": "The record, by its address.",
+    },
+}
+
+
 @blp.route("")
 class Profiles(MethodView):
     @blp.site_key("profiles:write")
     @blp.arguments(ProfileSubmissionSchema, example=_SUBMISSION_EXAMPLE)
+    @blp.doc(
+        responses={
+            HTTPStatus.CREATED: {"links": _RECORD_LINKS},
+            HTTPStatus.OK: {"links": _RECORD_LINKS},
+        }
+    )
     @blp.response(
         HTTPStatus.CREATED,
         ProfileResultSchema,
@@ -90,6 +111,10 @@ _IMPORT_REPORT_EXAMPLE = "\n".join(
 )
 
 
+# The body as text; an empty one is a 400.
+_IMPORT_BODY = {"type": "string", "minLength": 1}
+
+
 @blp.route("/import")
 class ProfileImport(MethodView):
     @blp.site_key("profiles:write")
@@ -101,12 +126,12 @@ class ProfileImport(MethodView):
             " names the fields.",
             "content": {
                 NDJSON: {
-                    "schema": {"type": "string"},
+                    "schema": _IMPORT_BODY,
                     "example": '{"email": "anna@example.com", "first_name": "Anna"}\n'
                     '{"email": "bob@example.com", "source": "event", "phone": "+31201234567"}\n',
                 },
                 CSV: {
-                    "schema": {"type": "string"},
+                    "schema": _IMPORT_BODY,
                     "example": "email,first_name,last_name\nanna@example.com,Anna,Berg\n",
                 },
             },
