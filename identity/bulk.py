@@ -39,6 +39,13 @@ def in_order(check: Callable, batches: Iterable, processes: int) -> Iterator:
         raise
 
 
+def shut_down() -> None:
+    """Stop this process's helpers (its worker is exiting)."""
+    while _pools:
+        _, pool = _pools.popitem()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def warm_up(processes: int) -> None:
     """Start the pool now (in the background), so the first import does not wait for it."""
     if processes > 0:

@@ -29,10 +29,15 @@ accesslog = "-"
 errorlog = "-"
 
 
+# On SIGTERM a worker finishes what it is answering for this long, then is stopped.
+graceful_timeout = 20
+
+
 def worker_exit(server, worker):
-    """Close the worker's database pool: its connections end cleanly, and psycopg_pool
-    does not complain at interpreter exit."""
+    """Close the worker's database pool (its connections end cleanly, and psycopg_pool
+    does not complain at interpreter exit) and stop its import helpers."""
+    from identity import bulk
     from identity.db import EXTENSION
 
-    app = worker.app.wsgi()
-    app.extensions[EXTENSION].close()
+    worker.app.wsgi().extensions[EXTENSION].close()
+    bulk.shut_down()

@@ -42,12 +42,12 @@ class Text(fields.String):
         if bad:
             code = ord(bad.group())
             raise self.make_error("forbidden", code=code, what=_what(code))
-        if not value.isascii():
-            value = unicodedata.normalize("NFC", value)
         value = value.strip()
+        # The limit is on what the client sent, as the document says (maxLength): NFC
+        # may make text longer (U+0958 becomes two characters), never by much.
         if len(value) > self.max_length:
             raise self.make_error("too_long", max_length=self.max_length)
-        return value
+        return value if value.isascii() else unicodedata.normalize("NFC", value).strip()
 
 
 def _what(code: int) -> str:

@@ -5,7 +5,12 @@ import json
 from flask import Request, current_app
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
-from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    RequestEntityTooLarge,
+    UnprocessableEntity,
+)
 
 _CHUNK = 64 * 1024
 
@@ -90,7 +95,18 @@ def _invalid_json(why: str) -> BadRequest:
 
 
 class Parser(FlaskParser):
-    """webargs' parser, with the body read by `read_body` and parsed by `load_json`."""
+    """webargs' parser, with the body read by `read_body` and parsed by `load_json`, and
+    a query parameter given twice refused rather than read as its first value."""
+
+    def load_querystring(self, req: Request, schema):
+        repeated = sorted({key for key in req.args if len(req.args.getlist(key)) > 1})
+        if repeated:
+            error = UnprocessableEntity("a query parameter is given more than once")
+            error.data = {
+                "messages": {"query": {key: ["Given more than once."] for key in repeated}}
+            }
+            raise error
+        return super().load_querystring(req, schema)
 
     def load_json(self, req: Request, schema):
         if not is_json_request(req):

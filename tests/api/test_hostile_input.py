@@ -182,3 +182,17 @@ def test_a_key_given_twice_is_refused_not_guessed(site, conn):
     report, _ = run_import(site, body + "\n" + json.dumps({"email": "bob@example.com"}) + "\n")
     assert [line["status"] for line in report] == ["rejected", "created"]
     assert count_users(conn) == 1
+
+
+def test_a_query_parameter_given_twice_is_refused_not_guessed(site):
+    response = site.get("/v1/users?email=anna@example.com&email=eve@example.com")
+    assert_problem(response, 422, "email")
+
+
+def test_the_length_limit_is_on_what_was_sent_even_where_nfc_makes_it_longer(site):
+    name = "\u0958" * 100  # NFC: each becomes two characters
+    response = site.post("/v1/profiles", json=PROFILE | {"first_name": name})
+    assert response.status_code == 201
+    assert_problem(
+        site.post("/v1/profiles", json=PROFILE | {"last_name": "\u0958" * 101}), 422, "last_name"
+    )
