@@ -288,8 +288,8 @@ class KeyRing:
         loaded = _Loaded(
             at=self._clock(),
             public=public,
-            signing_kid=signing and signing["kid"],
-            signing_sealed=signing and bytes(signing["private_key"]),
+            signing_kid=None if signing is None else signing["kid"],
+            signing_sealed=None if signing is None else bytes(signing["private_key"]),
         )
         self._loaded = loaded
         return loaded
