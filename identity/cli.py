@@ -1,4 +1,4 @@
-"""The `identity` console script: serve, migrate, issue site keys, write the OpenAPI document."""
+"""The `identity` console script: serve, migrate, site and signing keys, the OpenAPI document."""
 
 import json
 import os
@@ -152,6 +152,39 @@ def list_sites():
 
     with connection() as conn:
         for key in list_site_keys(conn):
+            click.echo(json.dumps(key, default=str))
+
+
+@main.group()
+def keys():
+    """The keys that sign access tokens."""
+
+
+@keys.command("rotate")
+def rotate_keys():
+    """Make a new signing key and retire the current one, which stays published until the
+    tokens it signed have expired. Every replica signs with the new key within a minute."""
+    from identity.security.access_tokens import publish_seconds, rotate_signing_key
+
+    config = _config()
+    with connection() as conn:
+        kid, retired = rotate_signing_key(
+            conn, config["SECRET_KEY"], access_token_seconds=config["ACCESS_TOKEN_SECONDS"]
+        )
+    click.echo(f"signing with {kid}")
+    if retired:
+        seconds = publish_seconds(config["ACCESS_TOKEN_SECONDS"])
+        click.echo(f"retired {retired}; published {seconds} s more, until its tokens expire")
+
+
+@keys.command("list")
+def list_keys():
+    """Every signing key: kid, algorithm, created, retired, published until. Never a
+    private part."""
+    from identity.security.access_tokens import list_signing_keys
+
+    with connection() as conn:
+        for key in list_signing_keys(conn):
             click.echo(json.dumps(key, default=str))
 
 

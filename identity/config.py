@@ -24,7 +24,18 @@ DEFAULTS = {
     "DB_STATEMENT_TIMEOUT_MS": 30_000,
     "DB_LOCK_TIMEOUT_MS": 10_000,
     "DB_IDLE_IN_TRANSACTION_MS": 60_000,
+    # Also the root of the key that encrypts the access tokens' signing keys at rest:
+    # changing it makes the stored signing keys unreadable (`identity keys rotate` then).
     "SECRET_KEY": DEV_SECRET_KEY,
+    # argon2id's cost for each password hash and check, OWASP's minimum for argon2id
+    # (19 MiB, 2 passes, 1 lane) and the least the service starts with: about 31 ms a
+    # hash or check on this 2-core machine. Raise them as the hardware allows.
+    "PASSWORD_TIME_COST": 2,
+    "PASSWORD_MEMORY_KIB": 19456,
+    "PASSWORD_PARALLELISM": 1,
+    # How long an access token lives; a retired signing key stays published this long
+    # (and a little more), so the tokens it signed can be checked until they expire.
+    "ACCESS_TOKEN_SECONDS": 900,
     "PUBLIC_URL": "http://127.0.0.1:8000",
     # smtp://[user:password@]host:port[?starttls=1] or smtps://...; unset: mails are
     # written to the log (template, masked recipient, subject), not sent.
@@ -42,9 +53,8 @@ DEFAULTS = {
     # Seconds a process trusts a site key it found valid before asking the database
     # again: so long may a revoked key keep working. 0 asks on every request.
     "SITE_KEY_CACHE_SECONDS": 5.0,
-    # Accounts: an access token lives this long; a sign-in (refresh-token family) ends
-    # when unused this long, and in any case after the absolute time.
-    "ACCESS_TOKEN_SECONDS": 900,
+    # Accounts: a sign-in (refresh-token family) ends when unused this long, and in any
+    # case after the absolute time.
     "REFRESH_IDLE_SECONDS": 30 * 86400,
     "REFRESH_ABSOLUTE_SECONDS": 90 * 86400,
     # Failed logins allowed per account and per client IP within 15 minutes before
@@ -72,6 +82,11 @@ DEFAULTS = {
 
 _TYPES = {key: type(value) for key, value in DEFAULTS.items() if value is not None}
 REQUIRED_IN_PRODUCTION = ("DATABASE_URL", "SECRET_KEY", "PUBLIC_URL")
+PASSWORD_COST_FLOOR = {
+    "PASSWORD_TIME_COST": 2,
+    "PASSWORD_MEMORY_KIB": 19456,
+    "PASSWORD_PARALLELISM": 1,
+}
 
 
 def load_config(overrides: dict | None = None, environ: dict | None = None) -> dict:
@@ -99,6 +114,9 @@ def _parse(key: str, raw: str):
 def _check(config: dict, environ) -> None:
     if config["ENV"] not in ("development", "production"):
         raise ConfigurationError("IDENTITY_ENV must be 'development' or 'production'")
+    for key, floor in PASSWORD_COST_FLOOR.items():
+        if config[key] < floor:
+            raise ConfigurationError(f"IDENTITY_{key} must be at least {floor} (OWASP's minimum)")
     if config["ENV"] != "production":
         return
     missing = [

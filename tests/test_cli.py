@@ -64,6 +64,22 @@ def test_bad_names_and_scopes_are_clear_errors(cli):
     assert "site name" in cli("sites", "create", "Not A Name", ok=False).output
 
 
+def test_keys_rotate_makes_a_signing_key_and_retires_the_one_before(cli, committing_db):
+    first = cli("keys", "rotate").stdout
+    assert first.startswith("signing with ") and "retired" not in first
+    second = cli("keys", "rotate").stdout.splitlines()
+    new_kid = second[0].removeprefix("signing with ")
+    old_kid = first.split()[-1]
+    assert second[1] == f"retired {old_kid}; published 990 s more, until its tokens expire"
+
+    listed = [json.loads(line) for line in cli("keys", "list").stdout.splitlines()]
+    assert [key["kid"] for key in listed] == [new_kid, old_kid]
+    assert set(listed[0]) == {"kid", "algorithm", "created_at", "retired_at", "publish_until"}
+    assert listed[0]["retired_at"] is None and listed[1]["publish_until"] is not None
+    sealed = committing_db.execute("select private_key from signing_keys").fetchone()
+    assert bytes(sealed["private_key"]).hex() not in cli("keys", "list").stdout
+
+
 def test_db_upgrade_reports_that_migrations_are_current(cli):
     assert "migrations are current" in cli("db", "upgrade").output
 

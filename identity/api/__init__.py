@@ -8,10 +8,12 @@ import flask_smorest
 from flask import Flask, current_app, g, request
 from werkzeug.exceptions import UnsupportedMediaType
 
+from identity import db
 from identity.api import problems
 from identity.api.parsing import Parser
 from identity.db import database
 from identity.errors import Unauthenticated
+from identity.security.access_tokens import KeyRing
 from identity.services.principal import Principal
 from identity.services.sites import RecentSiteKeys, authenticate_site
 from schemas.common import ProblemSchema
@@ -19,6 +21,7 @@ from schemas.common import ProblemSchema
 JSON = "application/json"
 RECENT_SITE_KEYS = "identity.recent_site_keys"
 ACCOUNTS = "identity.accounts"
+KEY_RING = "identity.key_ring"
 # The time source of everything time-limited (site keys kept, an import's deadline):
 # tests replace it to move time without sleeping.
 CLOCK = "identity.clock"
@@ -238,16 +241,21 @@ SECURITY_SCHEMES = {
 
 def init_app(app: Flask) -> Api:
     """The Api with every resource, registered in a fixed order so the document is stable."""
-    from identity.api import docs, health, profiles, users
+    from identity.api import docs, health, jwks, profiles, users
 
     app.extensions[CLOCK] = time.monotonic
     app.extensions[RECENT_SITE_KEYS] = RecentSiteKeys(
         app.config["IDENTITY"]["SITE_KEY_CACHE_SECONDS"], clock=lambda: app.extensions[CLOCK]()
     )
+    # The ring reads the keys on a connection of its own, borrowed for a moment: beside,
+    # not inside, a request's transaction, and outside a request too.
+    app.extensions[KEY_RING] = KeyRing(
+        lambda: app.extensions[db.EXTENSION].connection(), app.config["IDENTITY"]["SECRET_KEY"]
+    )
     api = Api(app)
     for name, scheme in SECURITY_SCHEMES.items():
         api.spec.components.security_scheme(name, scheme)
-    for module in (health, profiles, users):
+    for module in (health, jwks, profiles, users):
         api.register_blueprint(module.blp)
     docs.init_app(app)
     return api

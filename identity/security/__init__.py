@@ -1,1 +1,1 @@
-"""Secrets: site keys now; passwords and tokens as their issues land."""
+"""Secrets: site keys, passwords, and the keys that sign access tokens."""

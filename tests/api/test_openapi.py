@@ -6,7 +6,7 @@ import pytest
 from identity.api.openapi import openapi_document
 
 COMMITTED = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
-PUBLIC = {"/health/live", "/health/ready"}
+PUBLIC = {"/health/live", "/health/ready", "/.well-known/jwks.json"}
 METHODS = {"get", "put", "post", "patch", "delete"}
 
 

@@ -116,7 +116,14 @@ def test_a_kept_key_still_has_only_its_own_scopes(conn, client):
     assert_problem(call(client, *ENDPOINTS[0], reader), 403)
 
 
-PUBLIC = {"/health/live", "/health/ready", "/openapi.json", "/docs", "/docs/assets/<name>"}
+PUBLIC = {
+    "/health/live",
+    "/health/ready",
+    "/.well-known/jwks.json",
+    "/openapi.json",
+    "/docs",
+    "/docs/assets/<name>",
+}
 
 
 def test_every_route_but_the_public_ones_wants_credentials(app, client):

@@ -52,3 +52,12 @@ def test_production_refuses_a_weak_secret_key(secret):
 def test_an_unknown_environment_is_refused():
     with pytest.raises(ConfigurationError, match="IDENTITY_ENV"):
         load_config(environ={"IDENTITY_ENV": "staging"})
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("PASSWORD_TIME_COST", "1"), ("PASSWORD_MEMORY_KIB", "8192"), ("PASSWORD_PARALLELISM", "0")],
+)
+def test_password_hashing_below_owasps_minimum_is_refused(key, value):
+    with pytest.raises(ConfigurationError, match=f"IDENTITY_{key} must be at least"):
+        load_config(environ={f"IDENTITY_{key}": value})
