@@ -11,9 +11,12 @@ from werkzeug.exceptions import UnsupportedMediaType
 from identity import db
 from identity.api import problems
 from identity.api.parsing import Parser
+from identity.concurrency import cpu_bound
 from identity.db import database
 from identity.errors import Unauthenticated
 from identity.security.access_tokens import KeyRing
+from identity.security.passwords import Passwords
+from identity.services.accounts import Accounts, account_settings
 from identity.services.principal import Principal
 from identity.services.sites import RecentSiteKeys, authenticate_site
 from schemas.common import ProblemSchema
@@ -241,7 +244,7 @@ SECURITY_SCHEMES = {
 
 def init_app(app: Flask) -> Api:
     """The Api with every resource, registered in a fixed order so the document is stable."""
-    from identity.api import docs, health, jwks, profiles, users
+    from identity.api import auth, docs, health, jwks, me, profiles, users
 
     app.extensions[CLOCK] = time.monotonic
     app.extensions[RECENT_SITE_KEYS] = RecentSiteKeys(
@@ -255,7 +258,13 @@ def init_app(app: Flask) -> Api:
     api = Api(app)
     for name, scheme in SECURITY_SCHEMES.items():
         api.spec.components.security_scheme(name, scheme)
-    for module in (health, jwks, profiles, users):
+    settings = app.config["IDENTITY"]
+    app.extensions[ACCOUNTS] = Accounts(
+        account_settings(settings),
+        Passwords.from_settings(settings, offload=cpu_bound),
+        app.extensions[KEY_RING],
+    )
+    for module in (health, jwks, auth, profiles, users, me):
         api.register_blueprint(module.blp)
     docs.init_app(app)
     return api

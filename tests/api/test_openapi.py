@@ -54,11 +54,15 @@ def test_every_operation_is_documented_with_its_errors_and_examples(document):
                 assert "example" in content, (where, media_type)
 
 
-def test_every_v1_operation_needs_a_site_key_with_a_named_scope(document):
+def test_every_v1_operation_needs_a_site_key_with_a_named_scope_or_a_user_token(document):
     schemes = document["components"]["securitySchemes"]
     for path, _, operation in operations(document):
         if path in PUBLIC:
             assert operation["security"] == [], path
+            continue
+        if path.startswith("/v1/me"):
+            assert operation["security"] == [{"userToken": []}], path
+            assert "401" in operation["responses"], path
             continue
         assert operation["security"] == [{"siteKey": []}], path
         assert operation["x-scope"] in schemes["siteKey"]["description"]

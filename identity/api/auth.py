@@ -1,0 +1,187 @@
+"""Signing up and in, for the sites: register, prove the address, log in, refresh, log
+out, reset a password. The sites call these with their key (scope `auth`) and pass on
+what they know of the person's browser."""
+
+from http import HTTPStatus
+
+from flask.views import MethodView
+
+from identity.api import Blueprint, accounts, principal
+from identity.db import unit_of_work
+from identity.services.accounts import Browser, Refused, Tokens
+from schemas.accounts import (
+    AcceptedSchema,
+    LoginSchema,
+    PasswordResetConfirmSchema,
+    PasswordResetSchema,
+    RefreshSchema,
+    RegisterSchema,
+    TokenSchema,
+    TokensSchema,
+)
+from schemas.profiles import USER_EXAMPLE, UserSchema
+
+blp = Blueprint(
+    "auth", __name__, url_prefix="/v1/auth", description="Sign people up and in, for the sites."
+)
+
+ACCEPTED = {
+    "status": "accepted",
+    "detail": "if the address can be used for this, a mail is on its way to it",
+}
+_TOKENS_EXAMPLE = {
+    "access_token": "eyJhbGciOiJFZERTQSIsImtpZCI6IjEyMyIsInR5cCI6IkpXVCJ9.e30.c2ln",
+    "refresh_token": "idrt_Vq3h4B0o0yE0nq1lqj4c0p7N2b8lW9dQ2m1xYv5s6t8",
+    "token_type": "Bearer",
+    "expires_in": 900,
+    "user": USER_EXAMPLE | {"status": "registered"},
+}
+_PASSWORD = "plum tractor quietly 83 violins"  # noqa: S105 - an example in the document
+
+
+def _tokens(outcome: Tokens | Refused) -> dict:
+    """The answer to a login or refresh, once what it recorded is committed."""
+    if isinstance(outcome, Refused):
+        raise outcome.error
+    return outcome.__dict__
+
+
+def _browser(body: dict) -> Browser:
+    return Browser(client_ip=body.get("client_ip"), user_agent=body.get("user_agent"))
+
+
+@blp.route("/register")
+class Register(MethodView):
+    @blp.site_key("auth")
+    @blp.arguments(
+        RegisterSchema,
+        example={"email": "anna@example.com", "password": _PASSWORD, "first_name": "Anna",
+                 "language": "nl", "client_ip": "203.0.113.7", "user_agent": "Mozilla/5.0"},
+    )  # fmt: skip
+    @blp.response(HTTPStatus.ACCEPTED, AcceptedSchema, example=ACCEPTED)
+    @blp.alt_response(HTTPStatus.BAD_REQUEST, response="BAD_REQUEST")
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    def post(self, body):
+        """Register a person
+
+        Always `202` with the same body, whether or not the address was known: a new
+        address gets an account waiting for proof and a verification mail; an address
+        held by a minimal profile or an unproven account is claimed once the person
+        proves it (`POST /v1/auth/verify-email`), and nothing sent here reaches the record
+        before; an address with an account gets a "someone tried to register" notice.
+        A password the policy refuses is a `422` that says why.
+        """
+        caller = principal()
+        unit_of_work(lambda conn: accounts().register(conn, caller, body))
+        return ACCEPTED
+
+
+@blp.route("/verify-email")
+class VerifyEmail(MethodView):
+    @blp.site_key("auth")
+    @blp.arguments(TokenSchema, example={"token": "Zk3v9S0m3T0k3nFr0mTh3L1nk"})
+    @blp.response(HTTPStatus.OK, UserSchema, example=USER_EXAMPLE | {"status": "registered"})
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
+    def post(self, body):
+        """Prove an address
+
+        With the `token` of the link mailed on registration: the account is ready, the
+        record it claimed keeps its earlier data with the person's own fields winning,
+        and every earlier sign-in ends. With the token of an address change: the record
+        moves to the new address. A used, expired or unknown token is a `422`.
+        """
+        caller = principal()
+        return unit_of_work(lambda conn: accounts().verify_email(conn, caller, body["token"]))
+
+
+@blp.route("/login")
+class Login(MethodView):
+    @blp.site_key("auth")
+    @blp.arguments(
+        LoginSchema,
+        example={"email": "anna@example.com", "password": _PASSWORD,
+                 "client_ip": "203.0.113.7", "user_agent": "Mozilla/5.0"},
+    )  # fmt: skip
+    @blp.response(HTTPStatus.OK, TokensSchema, example=_TOKENS_EXAMPLE)
+    @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    def post(self, body):
+        """Log a person in
+
+        An access token (a JWT for `/v1/me`, about 15 minutes) and a refresh token.
+        Every attempt is recorded. A wrong password, an unknown address and an unproven
+        one get the same `401`. Repeated failures for one account or one `client_ip`
+        make logins wait a while (`429` with `Retry-After`); a password reset lifts it.
+        """
+        caller = principal()
+        outcome = unit_of_work(
+            lambda conn: accounts().login(
+                conn, caller, body["email"], body["password"], _browser(body)
+            )
+        )
+        return _tokens(outcome)
+
+
+@blp.route("/refresh")
+class Refresh(MethodView):
+    @blp.site_key("auth")
+    @blp.arguments(RefreshSchema, example={"refresh_token": _TOKENS_EXAMPLE["refresh_token"]})
+    @blp.response(HTTPStatus.OK, TokensSchema, example=_TOKENS_EXAMPLE)
+    def post(self, body):
+        """Swap a refresh token for a new pair
+
+        The refresh token is spent. Showing a spent one again means it was copied: the
+        whole sign-in it belongs to ends, and the answer is `401`.
+        """
+        return _tokens(unit_of_work(lambda conn: accounts().refresh(conn, body["refresh_token"])))
+
+
+@blp.route("/logout")
+class Logout(MethodView):
+    @blp.site_key("auth")
+    @blp.arguments(RefreshSchema, example={"refresh_token": _TOKENS_EXAMPLE["refresh_token"]})
+    @blp.response(HTTPStatus.NO_CONTENT, description="The sign-in has ended (or never was).")
+    def post(self, body):
+        """Log out
+
+        Ends the sign-in the refresh token belongs to: its refresh tokens stop working,
+        and so do its access tokens at `/v1/me`. Always `204`.
+        """
+        unit_of_work(lambda conn: accounts().logout(conn, body["refresh_token"]))
+
+
+@blp.route("/password-reset")
+class PasswordReset(MethodView):
+    @blp.site_key("auth")
+    @blp.arguments(PasswordResetSchema, example={"email": "anna@example.com"})
+    @blp.response(HTTPStatus.ACCEPTED, AcceptedSchema, example=ACCEPTED)
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    def post(self, body):
+        """Ask for a password reset
+
+        Always `202` with the same body; when the address has an account, a single-use
+        link that expires in 30 minutes is mailed to it.
+        """
+        unit_of_work(lambda conn: accounts().request_password_reset(conn, body["email"]))
+        return ACCEPTED
+
+
+@blp.route("/password-reset/confirm")
+class PasswordResetConfirm(MethodView):
+    @blp.site_key("auth")
+    @blp.arguments(
+        PasswordResetConfirmSchema,
+        example={"token": "Zk3v9S0m3T0k3nFr0mTh3L1nk", "new_password": _PASSWORD},
+    )
+    @blp.response(HTTPStatus.NO_CONTENT, description="The password is set.")
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    def post(self, body):
+        """Set a new password with a reset link
+
+        The policy and the account's last five passwords apply (`422` says why). Every
+        sign-in ends, failed-login waits are lifted, and a notice is mailed.
+        """
+        unit_of_work(
+            lambda conn: accounts().reset_password(conn, body["token"], body["new_password"])
+        )

@@ -1,0 +1,148 @@
+"""The signed-in person's own record, password, address, login attempts and sign-ins,
+with the access token that login gave them."""
+
+from http import HTTPStatus
+
+from flask.views import MethodView
+
+from identity.api import Blueprint, accounts, principal
+from identity.db import unit_of_work
+from schemas.accounts import (
+    EmailChangeSchema,
+    LoginAttemptSchema,
+    MeEditSchema,
+    PasswordChangeSchema,
+    SessionSchema,
+)
+from schemas.profiles import USER_EXAMPLE, UserSchema
+
+blp = Blueprint(
+    "me", __name__, url_prefix="/v1/me", description="The signed-in person's own account."
+)
+
+_ME = USER_EXAMPLE | {"status": "registered", "registered_at": "2026-11-25T09:31:00Z"}
+_SESSION = {
+    "id": "3f2a9c1e-8b7d-4e6f-a5c4-b3a2f1e0d9c8",
+    "site": "copernica.com",
+    "created_at": "2026-11-25T09:31:00Z",
+    "last_used_at": "2026-11-26T14:02:00Z",
+    "user_agent": "Mozilla/5.0 (X11)",
+    "client_ip": "203.0.113.7",
+}
+
+
+@blp.route("")
+class Me(MethodView):
+    @blp.user_token()
+    @blp.response(HTTPStatus.OK, UserSchema, example=_ME)
+    def get(self):
+        """The signed-in person's record
+
+        Name parts, gender, phones, language, status and timestamps, and where each
+        field's value came from.
+        """
+        caller = principal()
+        return unit_of_work(lambda conn: accounts().me(conn, caller))
+
+    @blp.user_token()
+    @blp.arguments(MeEditSchema, example={"first_name": "Anna", "phone": None})
+    @blp.response(HTTPStatus.OK, UserSchema, example=_ME)
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    def patch(self, body):
+        """Change the signed-in person's record
+
+        The fields sent are set (null clears one): the person's own edits win over
+        anything a site sent, and `field_sources` marks them as the person's.
+        """
+        caller = principal()
+        return unit_of_work(lambda conn: accounts().edit_me(conn, caller, body))
+
+
+@blp.route("/password")
+class Password(MethodView):
+    @blp.user_token()
+    @blp.arguments(
+        PasswordChangeSchema,
+        example={"current_password": "an old one", "new_password": "correct horse battery"},
+    )
+    @blp.response(HTTPStatus.NO_CONTENT, description="The password is changed.")
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    def put(self, body):
+        """Change the password
+
+        Needs the current password. The policy and the last five passwords apply (`422`
+        says why). Every other sign-in ends, and a notice is mailed.
+        """
+        caller = principal()
+        unit_of_work(
+            lambda conn: accounts().change_password(
+                conn, caller, body["current_password"], body["new_password"]
+            )
+        )
+
+
+@blp.route("/email")
+class Email(MethodView):
+    @blp.user_token()
+    @blp.arguments(EmailChangeSchema, example={"new_email": "anna@work.example"})
+    @blp.response(
+        HTTPStatus.ACCEPTED,
+        description="A confirmation is mailed to the new address, a notice to the old.",
+    )
+    @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    def post(self, body):
+        """Move the account to another address
+
+        The change happens when the new address proves itself with the mailed link
+        (`POST /v1/auth/verify-email`); the link expires in a day. An address that
+        another record holds is a `409` that does not say whose.
+        """
+        caller = principal()
+        unit_of_work(lambda conn: accounts().request_email_change(conn, caller, body["new_email"]))
+
+
+@blp.route("/login-attempts")
+class LoginAttempts(MethodView):
+    @blp.user_token()
+    @blp.response(
+        HTTPStatus.OK,
+        LoginAttemptSchema(many=True),
+        example=[{"at": "2026-11-26T14:01:58Z", "outcome": "success", "site": "copernica.com",
+                  "client_ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11)"}],
+    )  # fmt: skip
+    def get(self):
+        """The person's own recent login attempts
+
+        The last 100, newest first: when, through which site, from where, and how it went.
+        """
+        caller = principal()
+        return unit_of_work(lambda conn: accounts().login_attempts(conn, caller))
+
+
+@blp.route("/sessions")
+class Sessions(MethodView):
+    @blp.user_token()
+    @blp.response(HTTPStatus.OK, SessionSchema(many=True), example=[_SESSION])
+    def get(self):
+        """The live sign-ins
+
+        Each one a login and its refresh tokens: site, when it began, when it was last
+        used, and the browser.
+        """
+        caller = principal()
+        return unit_of_work(lambda conn: accounts().sessions(conn, caller))
+
+
+@blp.route("/sessions/<uuid:session_id>")
+class Session(MethodView):
+    @blp.user_token()
+    @blp.response(HTTPStatus.NO_CONTENT, description="The sign-in has ended.")
+    @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
+    def delete(self, session_id):
+        """End one sign-in
+
+        Its refresh tokens stop working at once, and so do its access tokens here.
+        """
+        caller = principal()
+        unit_of_work(lambda conn: accounts().end_session(conn, caller, session_id))

@@ -1,0 +1,475 @@
+"""Accounts: registering, proving the address (and claiming the record it had), logging in,
+tokens, passwords and the person's own edits.
+
+Every function joins the caller's transaction. Answers that could tell whether an address
+has an account have one shape, whatever the address: registration and password reset
+always answer the same, and a login fails the same way (and takes the same time) for an
+unknown address, an unproven one and a wrong password.
+"""
+
+import hashlib
+import hmac
+import math
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import psycopg
+
+from identity.errors import Conflict, InvalidInput, NotFound, TooManyRequests, Unauthenticated
+from identity.mail import enqueue as enqueue_mail
+from identity.security.access_tokens import KeyRing, issue_access_token
+from identity.security.passwords import Passwords, check_password, normalise_password
+from identity.services.contact import email_key, normalise_email, normalise_phone
+from identity.services.principal import Principal, UserCaller
+from identity.store import accounts as store
+from identity.store import users as users_store
+
+# What the person may set about themselves, and what registration may carry.
+OWN_FIELDS = ("first_name", "infix", "last_name", "suffix", "gender", "phone", "mobile", "fax",
+              "language")  # fmt: skip
+_PHONE_FIELDS = ("phone", "mobile", "fax")
+PASSWORD_HISTORY = 5
+# At most this many verification (or reset) mails to one address an hour: nobody can
+# use the service to flood someone's mailbox.
+_MAILS_AN_HOUR = 5
+
+INVALID_LOGIN = "the email address or the password is not right"
+INVALID_TOKEN = "this link is not valid: it was used already, has expired, or was never made"  # noqa: S105
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    issuer: str
+    secret_key: str
+    access_token_seconds: int = 900
+    refresh_idle_seconds: int = 30 * 86400
+    refresh_absolute_seconds: int = 90 * 86400
+    verify_email_hours: int = 24
+    password_reset_minutes: int = 30
+    email_change_hours: int = 24
+    # Failed logins: free ones inside the window, then waits of 1 s, 2 s, 4 s, ... up to
+    # the cap, per account (so a stranger holds the owner up for minutes, not days; a
+    # completed password reset lifts it) and per client IP (which a stranger cannot
+    # spread over many accounts).
+    account_free_failures: int = 5
+    ip_free_failures: int = 20
+    throttle_window_seconds: int = 900
+    account_block_cap_seconds: int = 900
+    ip_block_cap_seconds: int = 3600
+
+
+def account_settings(config: dict) -> AccountSettings:
+    """The account settings in `config` (identity.config's settings)."""
+    return AccountSettings(
+        issuer=config["PUBLIC_URL"],
+        secret_key=config["SECRET_KEY"],
+        access_token_seconds=config["ACCESS_TOKEN_SECONDS"],
+        refresh_idle_seconds=config["REFRESH_IDLE_SECONDS"],
+        refresh_absolute_seconds=config["REFRESH_ABSOLUTE_SECONDS"],
+        account_free_failures=config["LOGIN_ACCOUNT_FAILURES"],
+        ip_free_failures=config["LOGIN_IP_FAILURES"],
+    )
+
+
+@dataclass(frozen=True)
+class Browser:
+    """What the site knows of the person's browser, passed on in the body."""
+
+    client_ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True)
+class Tokens:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    user: dict
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A login or refresh that failed, with what it recorded (the attempt, a failure
+    counted, a copied token's sign-in ended) to be committed before the caller answers
+    with `error`: raising inside the transaction would roll that back."""
+
+    error: Exception
+
+
+class Accounts:
+    """The accounts of the one record: built once per process from the settings."""
+
+    def __init__(self, settings: AccountSettings, passwords: Passwords, ring: KeyRing):
+        self.settings = settings
+        self.passwords = passwords
+        self.ring = ring
+
+    def authenticate_user(self, access_token: str) -> Principal:
+        """The signed-in person an access token names, if the token is genuine and live."""
+        claims = self.ring.verify(access_token, audience=None, issuer=self.settings.issuer)
+        try:
+            caller = UserCaller(
+                user_id=UUID(claims["sub"]),
+                site_name=str(claims["aud"]),
+                session_id=UUID(claims["sid"]),
+                issued_at=datetime.fromtimestamp(int(claims["iat"]), UTC),
+            )
+        except (KeyError, ValueError, TypeError, OverflowError):
+            raise Unauthenticated("this access token is not valid") from None
+        return Principal(user=caller)
+
+    # --- registering and proving the address -------------------------------------------
+
+    def register(self, conn: psycopg.Connection, principal: Principal, data: dict) -> None:
+        """Start an account for `data["email"]`; the same outcome for the caller whatever
+        the address. Nothing the registering party sent reaches the record before the
+        address is proven: it waits in the verification token."""
+        address = normalise_email(data["email"])
+        fields = _own_fields(data)
+        password = self._acceptable_password(
+            data["password"], email=address, names=_names(fields), previous=[]
+        )
+        # Hashed whatever happens next, so every answer takes the time of a hash.
+        password_hash = self.passwords.hash(password)
+        key = email_key(address)
+        user = store.lock_by_email_key(conn, key)
+        if user is None:
+            users_store.insert_new(conn, [_new_record(address, key, principal)])
+            user = store.lock_by_email_key(conn, key)
+        if not self._may_mail(conn, user["id"], "verify_email"):
+            return
+        if user["email_verified_at"] is not None:
+            enqueue_mail(conn, "registration_attempt", user["email"], user["language"])
+            # A token expired at birth: it only counts this mail for the hourly limit.
+            store.insert_token(conn, _token()[1], "verify_email", user["id"], {},
+                               datetime.now(UTC))  # fmt: skip
+            return
+        # Only the latest registration's link works: an older one (perhaps a stranger's,
+        # made to take the account over) is void.
+        store.void_tokens(conn, user["id"], ("verify_email",))
+        token, token_hash = _token()
+        store.insert_token(
+            conn, token_hash, "verify_email", user["id"],
+            {"password_hash": password_hash, "fields": fields, "site": principal.site_name},
+            datetime.now(UTC) + timedelta(hours=self.settings.verify_email_hours),
+        )  # fmt: skip
+        enqueue_mail(
+            conn, "verify_email", user["email"], fields.get("language") or user["language"],
+            token=token, valid_hours=self.settings.verify_email_hours,
+        )  # fmt: skip
+
+    def verify_email(self, conn: psycopg.Connection, principal: Principal, token: str) -> dict:
+        """Prove an address with the token mailed to it: the registration it finishes (the
+        record claimed, earlier data kept, the person's own fields winning, every session
+        and token from before void), or the change of address it confirms."""
+        found = store.take_token(conn, _hash(token), ("verify_email", "email_change"))
+        if found is None:
+            raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
+        user_id, payload = found["user_id"], found["payload"]
+        if found["purpose"] == "email_change":
+            self._change_email(conn, principal, user_id, payload["email"])
+        else:
+            self._claim(conn, principal, user_id, payload)
+        return users_store.get_by_id(conn, user_id)
+
+    def _claim(self, conn, principal: Principal, user_id: UUID, payload: dict) -> None:
+        fields = payload["fields"]
+        store.lock_user(conn, user_id)
+        store.prove_address(
+            conn, user_id, payload["password_hash"], fields,
+            _person_sources(("email", *fields), principal),
+        )  # fmt: skip
+        store.remember_password(conn, user_id, payload["password_hash"], PASSWORD_HISTORY)
+        store.void_tokens(conn, user_id, ("verify_email", "email_change", "password_reset"))
+        store.revoke_sessions(conn, user_id)
+
+    # --- logging in ------------------------------------------------------------------------
+
+    def login(
+        self,
+        conn: psycopg.Connection,
+        principal: Principal,
+        address: str,
+        password: str,
+        browser: Browser,
+    ) -> Tokens | Refused:
+        """Tokens for a right address and password. Every attempt is recorded; failures
+        are counted per account and per client IP, and past a few, logins wait (429)."""
+        key = email_key(normalise_email(address, field="email"))
+        throttles = [self._account_throttle(key)]
+        if browser.client_ip:
+            throttles.append(f"ip:{browser.client_ip}")
+        until = store.blocked_until(conn, throttles)
+        account = store.login_view(conn, key)
+        user_id = account["id"] if account else None
+        site_id = principal.site.site_id if principal.site else None
+        if until is not None:
+            store.record_attempt(conn, user_id=user_id, site_id=site_id,
+                                 outcome="throttled", **browser.__dict__)  # fmt: skip
+            return Refused(TooManyRequests(
+                "too many failed logins; wait before trying again, or reset the password",
+                retry_after=max(1, math.ceil((until - datetime.now(UTC)).total_seconds())),
+            ))  # fmt: skip
+        password = normalise_password(password)
+        usable = account is not None and account["email_verified_at"] and account["password_hash"]
+        if usable:
+            right = self.passwords.verify(account["password_hash"], password)
+        else:
+            self.passwords.verify_nothing(password)
+            right = False
+        if not right:
+            store.record_attempt(
+                conn, user_id=user_id, site_id=site_id,
+                outcome="wrong_password" if usable else "no_account", **browser.__dict__,
+            )  # fmt: skip
+            s = self.settings
+            store.count_failure(conn, throttles[0], free=s.account_free_failures,
+                                window_seconds=s.throttle_window_seconds,
+                                cap_seconds=s.account_block_cap_seconds)  # fmt: skip
+            if len(throttles) > 1:
+                store.count_failure(conn, throttles[1], free=s.ip_free_failures,
+                                    window_seconds=s.throttle_window_seconds,
+                                    cap_seconds=s.ip_block_cap_seconds)  # fmt: skip
+            return Refused(Unauthenticated(INVALID_LOGIN))
+        if self.passwords.needs_rehash(account["password_hash"]):
+            store.rehash_password(conn, user_id, account["password_hash"],
+                                  self.passwords.hash(password))  # fmt: skip
+        store.record_attempt(conn, user_id=user_id, site_id=site_id, outcome="success",
+                             **browser.__dict__)  # fmt: skip
+        store.clear_throttle(conn, throttles[0])
+        return self._sign_in(conn, principal, user_id, browser)
+
+    def _sign_in(self, conn, principal: Principal, user_id: UUID, browser: Browser) -> Tokens:
+        s = self.settings
+        session_id = store.insert_session(
+            conn, user_id=user_id,
+            site_id=principal.site.site_id if principal.site else None,
+            site_name=principal.site_name, absolute_seconds=s.refresh_absolute_seconds,
+            **browser.__dict__,
+        )  # fmt: skip
+        return self._tokens(conn, user_id, principal.site_name, session_id)
+
+    def _tokens(self, conn, user_id: UUID, site_name: str, session_id: UUID) -> Tokens:
+        refresh, refresh_hash = _token("idrt_")
+        store.insert_refresh_token(conn, refresh_hash, session_id,
+                                   self.settings.refresh_idle_seconds)  # fmt: skip
+        access, expires_in = issue_access_token(
+            self.ring, user_id=user_id, site=site_name, issuer=self.settings.issuer,
+            lifetime_seconds=self.settings.access_token_seconds,
+            extra={"sid": str(session_id)},
+        )  # fmt: skip
+        return Tokens(access, refresh, expires_in, users_store.get_by_id(conn, user_id))
+
+    def refresh(self, conn: psycopg.Connection, refresh_token: str) -> Tokens | Refused:
+        """A new pair for a live refresh token, which is spent. A spent one shown again
+        means it was copied: its whole family is revoked."""
+        found = store.lock_refresh_token(conn, _hash(refresh_token))
+        if found is None:
+            raise Unauthenticated("this refresh token is not valid")
+        if found["spent_at"] is not None:
+            store.revoke_session(conn, found["session_id"])
+            return Refused(
+                Unauthenticated("this refresh token was used before; the sign-in is ended")
+            )
+        if found["revoked_at"] or not (found["fresh"] and found["live"]):
+            raise Unauthenticated("this sign-in has ended; log in again")
+        store.spend_refresh_token(conn, _hash(refresh_token), found["session_id"])
+        return self._tokens(conn, found["user_id"], found["site_name"], found["session_id"])
+
+    def logout(self, conn: psycopg.Connection, refresh_token: str) -> None:
+        """End the sign-in the refresh token belongs to (nothing, for an unknown one)."""
+        found = store.lock_refresh_token(conn, _hash(refresh_token))
+        if found is not None:
+            store.revoke_session(conn, found["session_id"])
+
+    # --- passwords -------------------------------------------------------------------------
+
+    def request_password_reset(self, conn: psycopg.Connection, address: str) -> None:
+        """Mail a reset link when the address has an account; the same answer if not."""
+        user = store.lock_by_email_key(conn, email_key(normalise_email(address)))
+        if user is None or user["email_verified_at"] is None:
+            return
+        if not self._may_mail(conn, user["id"], "password_reset"):
+            return
+        store.void_tokens(conn, user["id"], ("password_reset",))
+        token, token_hash = _token()
+        store.insert_token(
+            conn, token_hash, "password_reset", user["id"], {},
+            datetime.now(UTC) + timedelta(minutes=self.settings.password_reset_minutes),
+        )  # fmt: skip
+        enqueue_mail(conn, "password_reset", user["email"], user["language"], token=token,
+                     valid_minutes=self.settings.password_reset_minutes)  # fmt: skip
+
+    def reset_password(self, conn: psycopg.Connection, token: str, new_password: str) -> None:
+        """Set the password with a reset token: every sign-in ends, the throttle lifts,
+        and the person is told."""
+        found = store.take_token(conn, _hash(token), ("password_reset",))
+        if found is None:
+            raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
+        user = store.lock_user(conn, found["user_id"])
+        self._set_password(conn, user, new_password, field="new_password")
+        store.clear_throttle(conn, self._account_throttle(user["email_key"]))
+
+    def change_password(
+        self, conn: psycopg.Connection, principal: Principal, current: str, new: str
+    ) -> None:
+        """The signed-in person's new password; their other sign-ins end."""
+        self.me(conn, principal)
+        user = store.lock_user(conn, principal.user.user_id)
+        if not self.passwords.verify(user["password_hash"] or "", normalise_password(current)):
+            raise InvalidInput(
+                "the current password is not right",
+                errors={"current_password": ["not the current password"]},
+            )
+        self._set_password(conn, user, new, field="new_password",
+                           keep_session=principal.user.session_id)  # fmt: skip
+
+    def _set_password(self, conn, user: dict, new: str, *, field: str, keep_session=None):
+        previous = store.previous_password_hashes(conn, user["id"], PASSWORD_HISTORY)
+        password = self._acceptable_password(
+            new, email=user["email"], names=_names(user), previous=previous, field=field
+        )
+        password_hash = self.passwords.hash(password)
+        store.set_password(conn, user["id"], password_hash)
+        store.remember_password(conn, user["id"], password_hash, PASSWORD_HISTORY)
+        store.revoke_sessions(conn, user["id"], except_id=keep_session)
+        store.void_tokens(conn, user["id"], ("password_reset",))
+        enqueue_mail(conn, "password_changed", user["email"], user["language"])
+
+    def _acceptable_password(
+        self, password: str, *, email: str, names: list[str], previous: list[str],
+        field: str = "password",
+    ) -> str:  # fmt: skip
+        reasons = check_password(password, email=email, names=names, previous_hashes=previous)
+        if reasons:
+            raise InvalidInput("the password is not acceptable", errors={field: reasons})
+        return normalise_password(password)
+
+    # --- the signed-in person --------------------------------------------------------------
+
+    def me(self, conn: psycopg.Connection, principal: Principal) -> dict:
+        """The signed-in person's record, while their sign-in holds (a claim, a password
+        change or a logout ends it at once, access tokens included)."""
+        caller = principal.user
+        user = store.signed_in_user(conn, caller.user_id, caller.session_id)
+        if user is None:
+            raise Unauthenticated("this sign-in has ended; log in again")
+        return user
+
+    def edit_me(self, conn: psycopg.Connection, principal: Principal, data: dict) -> dict:
+        """The person's own edits: they win over anything a site sent, and are marked as
+        theirs in `field_sources`. A field sent as null is cleared."""
+        self.me(conn, principal)
+        fields = _own_fields(data, keep_nulls=True)
+        store.edit_fields(conn, principal.user.user_id, fields,
+                          _person_sources(fields, principal))  # fmt: skip
+        return users_store.get_by_id(conn, principal.user.user_id)
+
+    def request_email_change(
+        self, conn: psycopg.Connection, principal: Principal, new_email: str
+    ) -> None:
+        """Mail a confirmation to the new address and a notice to the old one; the change
+        happens on proof. An address of another record is refused without saying whose."""
+        self.me(conn, principal)
+        address = normalise_email(new_email, field="new_email")
+        user = store.lock_user(conn, principal.user.user_id)
+        if users_store.get_by_email(conn, email_key(address)) is not None:
+            raise Conflict(
+                "this address cannot be used for your account",
+                errors={"new_email": ["already in use"]},
+            )
+        store.void_tokens(conn, user["id"], ("email_change",))
+        token, token_hash = _token()
+        store.insert_token(
+            conn, token_hash, "email_change", user["id"], {"email": address},
+            datetime.now(UTC) + timedelta(hours=self.settings.email_change_hours),
+        )  # fmt: skip
+        enqueue_mail(conn, "email_change_confirm", address, user["language"], token=token,
+                     valid_hours=self.settings.email_change_hours)  # fmt: skip
+        enqueue_mail(conn, "email_change_notice", user["email"], user["language"])
+
+    def _change_email(self, conn, principal: Principal, user_id: UUID, address: str) -> None:
+        if users_store.get_by_email(conn, email_key(address)) is not None:
+            raise Conflict("this address is in use by another record now")
+        store.lock_user(conn, user_id)
+        store.change_email(conn, user_id, address, email_key(address),
+                           _person_source(principal))  # fmt: skip
+
+    def login_attempts(self, conn: psycopg.Connection, principal: Principal) -> list[dict]:
+        self.me(conn, principal)
+        return store.attempts_of(conn, principal.user.user_id, limit=100)
+
+    def sessions(self, conn: psycopg.Connection, principal: Principal) -> list[dict]:
+        self.me(conn, principal)
+        return store.live_sessions(conn, principal.user.user_id)
+
+    def end_session(self, conn: psycopg.Connection, principal: Principal, session_id: UUID):
+        self.me(conn, principal)
+        if not store.revoke_session(conn, session_id, principal.user.user_id):
+            raise NotFound("no live sign-in of yours with this id")
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _account_throttle(self, key: str) -> str:
+        # A keyed hash: the table of throttles holds no address.
+        digest = hmac.new(self.settings.secret_key.encode(), key.encode(), hashlib.sha256)
+        return f"account:{digest.hexdigest()[:32]}"
+
+    def _may_mail(self, conn, user_id: UUID, purpose: str) -> bool:
+        return store.tokens_made_since(conn, user_id, purpose, 3600) < _MAILS_AN_HOUR
+
+
+def _token(prefix: str = "") -> tuple[str, bytes]:
+    """A new secret of 256 random bits, and the hash under which it is kept."""
+    token = prefix + secrets.token_urlsafe(32)
+    return token, _hash(token)
+
+
+def _hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def _own_fields(data: dict, *, keep_nulls: bool = False) -> dict:
+    """The person's own fields from a checked body: phones in E.164, blanks dropped (or,
+    for edits, kept as null to clear the field)."""
+    fields, errors = {}, {}
+    for name in OWN_FIELDS:
+        if name not in data:
+            continue
+        value = data[name]
+        if value in (None, ""):
+            if keep_nulls:
+                fields[name] = "unspecified" if name == "gender" else None
+            continue
+        if name in _PHONE_FIELDS:
+            try:
+                value = normalise_phone(value, name, data.get("country"))
+            except InvalidInput as exc:
+                errors.update(exc.errors)
+                continue
+        fields[name] = value
+    if errors:
+        raise InvalidInput("some fields are not acceptable", errors=errors)
+    return fields
+
+
+def _names(fields: dict) -> list[str]:
+    return [fields[name] for name in ("first_name", "last_name") if fields.get(name)]
+
+
+def _person_source(principal: Principal) -> dict:
+    return {"source": "person", "site": principal.site_name,
+            "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
+
+
+def _person_sources(fields, principal: Principal) -> dict:
+    source = _person_source(principal)
+    return {name: source for name in fields}
+
+
+def _new_record(address: str, key: str, principal: Principal) -> dict:
+    """A minimal record for an address first met at registration (not yet proven)."""
+    source = _person_source(principal) | {"source": "registration"}
+    return {"email": address, "email_key": key, "field_sources": {"email": source}}

@@ -1,0 +1,405 @@
+"""SQL for accounts: passwords, mailed tokens, login attempts, throttles and sessions."""
+
+from datetime import datetime
+from uuid import UUID
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from identity.store.users import USER_COLUMNS
+
+# --- the account on the record ---------------------------------------------------------
+
+
+def lock_by_email_key(conn: psycopg.Connection, key: str) -> dict | None:
+    return conn.execute(
+        """
+        select id, email, email_key, status, password_hash, email_verified_at,
+               coalesce(language, 'en') as language, first_name, last_name
+        from users where email_key = %(key)s for update
+        """,
+        {"key": key},
+    ).fetchone()
+
+
+def lock_user(conn: psycopg.Connection, user_id: UUID) -> dict | None:
+    return conn.execute(
+        """
+        select id, email, email_key, status, password_hash, email_verified_at,
+               coalesce(language, 'en') as language, first_name, last_name, field_sources
+        from users where id = %(id)s for update
+        """,
+        {"id": user_id},
+    ).fetchone()
+
+
+def login_view(conn: psycopg.Connection, key: str) -> dict | None:
+    """What a login needs of the account with this address (no lock: a login reads)."""
+    return conn.execute(
+        """
+        select id, password_hash, email_verified_at from users where email_key = %(key)s
+        """,
+        {"key": key},
+        prepare=True,
+    ).fetchone()
+
+
+def prove_address(
+    conn: psycopg.Connection,
+    user_id: UUID,
+    password_hash: str,
+    fields: dict,
+    field_sources: dict,
+) -> None:
+    """The address is proven: the account gets its password and the person's own fields
+    (over whatever a site had sent)."""
+    assignments = "".join(f", {name} = %({name})s" for name in fields)
+    conn.execute(
+        f"""
+        update users set
+            password_hash = %(password_hash)s,
+            email_verified_at = now(),
+            status = 'registered',
+            registered_at = coalesce(registered_at, now()),
+            field_sources = field_sources || %(field_sources)s,
+            updated_at = now()
+            {assignments}
+        where id = %(id)s
+        """,  # noqa: S608 - column names from the fixed profile columns
+        {"id": user_id, "password_hash": password_hash,
+         "field_sources": Jsonb(field_sources), **fields},
+    )  # fmt: skip
+
+
+def set_password(conn: psycopg.Connection, user_id: UUID, password_hash: str) -> None:
+    conn.execute(
+        """
+        update users set password_hash = %(hash)s, updated_at = now() where id = %(id)s
+        """,
+        {"id": user_id, "hash": password_hash},
+    )
+
+
+def rehash_password(conn: psycopg.Connection, user_id: UUID, old: str, new: str) -> None:
+    """The same password under today's parameters; nothing else changes."""
+    conn.execute(
+        "update users set password_hash = %(new)s where id = %(id)s and password_hash = %(old)s",
+        {"id": user_id, "old": old, "new": new},
+    )
+
+
+def change_email(
+    conn: psycopg.Connection, user_id: UUID, email: str, key: str, source: dict
+) -> None:
+    conn.execute(
+        """
+        update users set email = %(email)s, email_key = %(key)s,
+               field_sources = field_sources || jsonb_build_object('email', %(source)s::jsonb),
+               updated_at = now()
+        where id = %(id)s
+        """,
+        {"id": user_id, "email": email, "key": key, "source": Jsonb(source)},
+    )
+
+
+def edit_fields(conn: psycopg.Connection, user_id: UUID, fields: dict, field_sources: dict) -> None:
+    """The person's own edits: they set (or clear) what they name."""
+    if not fields:
+        return
+    assignments = ", ".join(f"{name} = %({name})s" for name in fields)
+    conn.execute(
+        f"""
+        update users set {assignments}, field_sources = field_sources || %(field_sources)s,
+               updated_at = now()
+        where id = %(id)s
+        """,  # noqa: S608 - column names from the fixed profile columns
+        {"id": user_id, "field_sources": Jsonb(field_sources), **fields},
+    )
+
+
+def previous_password_hashes(conn: psycopg.Connection, user_id: UUID, count: int) -> list[str]:
+    rows = conn.execute(
+        """
+        select password_hash from password_history where user_id = %(id)s
+        order by id desc limit %(count)s
+        """,
+        {"id": user_id, "count": count},
+    ).fetchall()
+    return [row["password_hash"] for row in rows]
+
+
+def remember_password(conn: psycopg.Connection, user_id: UUID, password_hash: str, keep: int):
+    """Add to the history, keeping only the last `keep`."""
+    conn.execute(
+        """
+        insert into password_history (user_id, password_hash) values (%(id)s, %(hash)s);
+        """,
+        {"id": user_id, "hash": password_hash},
+    )
+    conn.execute(
+        """
+        delete from password_history where user_id = %(id)s and id not in (
+            select id from password_history where user_id = %(id)s
+            order by id desc limit %(keep)s)
+        """,
+        {"id": user_id, "keep": keep},
+    )
+
+
+# --- tokens sent by mail ------------------------------------------------------------------
+
+
+def insert_token(
+    conn: psycopg.Connection,
+    token_hash: bytes,
+    purpose: str,
+    user_id: UUID,
+    payload: dict,
+    expires_at: datetime,
+) -> None:
+    conn.execute(
+        """
+        insert into account_tokens (token_hash, purpose, user_id, payload, expires_at)
+        values (%(hash)s, %(purpose)s, %(user_id)s, %(payload)s, %(expires_at)s)
+        """,
+        {"hash": token_hash, "purpose": purpose, "user_id": user_id,
+         "payload": Jsonb(payload), "expires_at": expires_at},
+    )  # fmt: skip
+
+
+def tokens_made_since(conn: psycopg.Connection, user_id: UUID, purpose: str, seconds: int) -> int:
+    row = conn.execute(
+        """
+        select count(*) as n from account_tokens
+        where user_id = %(user_id)s and purpose = %(purpose)s
+          and created_at > now() - make_interval(secs => %(seconds)s)
+        """,
+        {"user_id": user_id, "purpose": purpose, "seconds": seconds},
+    ).fetchone()
+    return row["n"]
+
+
+def take_token(conn: psycopg.Connection, token_hash: bytes, purposes: tuple[str, ...]):
+    """The unused, unexpired token with this hash, locked; marked used in the same step,
+    so of two requests with one token exactly one gets it."""
+    return conn.execute(
+        """
+        update account_tokens set used_at = now()
+        where token_hash = %(hash)s and purpose = any(%(purposes)s)
+          and used_at is null and expires_at > now()
+        returning purpose, user_id, payload
+        """,
+        {"hash": token_hash, "purposes": list(purposes)},
+    ).fetchone()
+
+
+def void_tokens(conn: psycopg.Connection, user_id: UUID, purposes: tuple[str, ...]) -> None:
+    conn.execute(
+        """
+        update account_tokens set used_at = now()
+        where user_id = %(user_id)s and purpose = any(%(purposes)s) and used_at is null
+        """,
+        {"user_id": user_id, "purposes": list(purposes)},
+    )
+
+
+# --- login attempts and throttles ------------------------------------------------------------
+
+
+def record_attempt(
+    conn: psycopg.Connection,
+    *,
+    user_id: UUID | None,
+    site_id: UUID | None,
+    client_ip: str | None,
+    user_agent: str | None,
+    outcome: str,
+) -> None:
+    conn.execute(
+        """
+        insert into login_attempts (user_id, site_id, client_ip, user_agent, outcome)
+        values (%(user_id)s, %(site_id)s, %(client_ip)s, %(user_agent)s, %(outcome)s)
+        """,
+        {"user_id": user_id, "site_id": site_id, "client_ip": client_ip,
+         "user_agent": user_agent, "outcome": outcome},
+        prepare=True,
+    )  # fmt: skip
+
+
+def attempts_of(conn: psycopg.Connection, user_id: UUID, limit: int) -> list[dict]:
+    return conn.execute(
+        """
+        select a.at, a.outcome, host(a.client_ip) as client_ip, a.user_agent, s.name as site
+        from login_attempts a left join sites s on s.id = a.site_id
+        where a.user_id = %(user_id)s order by a.at desc, a.id desc limit %(limit)s
+        """,
+        {"user_id": user_id, "limit": limit},
+    ).fetchall()
+
+
+def blocked_until(conn: psycopg.Connection, keys: list[str]) -> datetime | None:
+    row = conn.execute(
+        """
+        select max(blocked_until) as until from login_throttles
+        where key = any(%(keys)s) and blocked_until > now()
+        """,
+        {"keys": keys},
+        prepare=True,
+    ).fetchone()
+    return row["until"]
+
+
+def count_failure(
+    conn: psycopg.Connection, key: str, *, free: int, window_seconds: int, cap_seconds: int
+) -> None:
+    """One more failure for `key`, counted atomically (parallel failures all count). Past
+    `free` failures inside the window, logins wait 1 s, then 2, 4, ... up to `cap_seconds`;
+    a failure after a quiet window starts the count again."""
+    conn.execute(
+        """
+        insert into login_throttles as t (key, failures, last_failure_at)
+        values (%(key)s, 1, now())
+        on conflict (key) do update set
+            failures = case
+                when t.last_failure_at < now() - make_interval(secs => %(window)s) then 1
+                else t.failures + 1 end,
+            last_failure_at = now()
+        """,
+        {"key": key, "window": window_seconds},
+        prepare=True,
+    )
+    conn.execute(
+        """
+        update login_throttles set blocked_until = case
+            when failures > %(free)s then now() + make_interval(
+                secs => least(%(cap)s, power(2, least(failures - %(free)s - 1, 30))))
+            end
+        where key = %(key)s
+        """,
+        {"key": key, "free": free, "cap": cap_seconds},
+        prepare=True,
+    )
+
+
+def clear_throttle(conn: psycopg.Connection, key: str) -> None:
+    conn.execute("delete from login_throttles where key = %(key)s", {"key": key})
+
+
+# --- sessions and refresh tokens ----------------------------------------------------------
+
+
+def insert_session(
+    conn: psycopg.Connection,
+    *,
+    user_id: UUID,
+    site_id: UUID | None,
+    site_name: str,
+    user_agent: str | None,
+    client_ip: str | None,
+    absolute_seconds: int,
+) -> UUID:
+    row = conn.execute(
+        """
+        insert into sessions (user_id, site_id, site_name, user_agent, client_ip, expires_at)
+        values (%(user_id)s, %(site_id)s, %(site_name)s, %(user_agent)s, %(client_ip)s,
+                now() + make_interval(secs => %(absolute)s))
+        returning id
+        """,
+        {"user_id": user_id, "site_id": site_id, "site_name": site_name,
+         "user_agent": user_agent, "client_ip": client_ip, "absolute": absolute_seconds},
+    ).fetchone()  # fmt: skip
+    return row["id"]
+
+
+def insert_refresh_token(
+    conn: psycopg.Connection, token_hash: bytes, session_id: UUID, idle_seconds: int
+) -> None:
+    conn.execute(
+        """
+        insert into refresh_tokens (token_hash, session_id, idle_expires_at)
+        values (%(hash)s, %(session_id)s, now() + make_interval(secs => %(idle)s))
+        """,
+        {"hash": token_hash, "session_id": session_id, "idle": idle_seconds},
+        prepare=True,
+    )
+
+
+def lock_refresh_token(conn: psycopg.Connection, token_hash: bytes) -> dict | None:
+    """The refresh token and its session, locked: two uses of one token queue here."""
+    return conn.execute(
+        """
+        select r.session_id, r.spent_at, r.idle_expires_at > now() as fresh,
+               s.user_id, s.site_name, s.revoked_at, s.expires_at > now() as live
+        from refresh_tokens r join sessions s on s.id = r.session_id
+        where r.token_hash = %(hash)s
+        for update of r, s
+        """,
+        {"hash": token_hash},
+        prepare=True,
+    ).fetchone()
+
+
+def spend_refresh_token(conn: psycopg.Connection, token_hash: bytes, session_id: UUID) -> None:
+    conn.execute(
+        """
+        update refresh_tokens set spent_at = now() where token_hash = %(hash)s;
+        """,
+        {"hash": token_hash},
+        prepare=True,
+    )
+    conn.execute(
+        "update sessions set last_used_at = now() where id = %(id)s",
+        {"id": session_id},
+        prepare=True,
+    )
+
+
+def revoke_session(conn: psycopg.Connection, session_id: UUID, user_id: UUID | None = None) -> bool:
+    """Revoke a session (only the user's own when `user_id` is given); whether one was."""
+    cur = conn.execute(
+        """
+        update sessions set revoked_at = now()
+        where id = %(id)s and revoked_at is null
+          and (%(user_id)s::uuid is null or user_id = %(user_id)s)
+        """,
+        {"id": session_id, "user_id": user_id},
+    )
+    return cur.rowcount > 0
+
+
+def revoke_sessions(conn: psycopg.Connection, user_id: UUID, *, except_id: UUID | None = None):
+    conn.execute(
+        """
+        update sessions set revoked_at = now()
+        where user_id = %(user_id)s and revoked_at is null
+          and (%(except)s::uuid is null or id <> %(except)s)
+        """,
+        {"user_id": user_id, "except": except_id},
+    )
+
+
+def live_sessions(conn: psycopg.Connection, user_id: UUID) -> list[dict]:
+    return conn.execute(
+        """
+        select s.id, s.site_name as site, s.created_at, s.last_used_at, s.user_agent,
+               host(s.client_ip) as client_ip
+        from sessions s
+        where s.user_id = %(user_id)s and s.revoked_at is null and s.expires_at > now()
+        order by s.last_used_at desc
+        """,
+        {"user_id": user_id},
+    ).fetchall()
+
+
+def signed_in_user(conn: psycopg.Connection, user_id: UUID, session_id: UUID) -> dict | None:
+    """The record of a signed-in person, if their sign-in (session) is still live."""
+    return conn.execute(
+        f"""
+        select {USER_COLUMNS} from users u
+        where id = %(user_id)s
+          and exists (select 1 from sessions s where s.id = %(session_id)s
+                      and s.user_id = u.id and s.revoked_at is null and s.expires_at > now())
+        """,  # noqa: S608 - fixed column list
+        {"user_id": user_id, "session_id": session_id},
+        prepare=True,
+    ).fetchone()

@@ -1,0 +1,121 @@
+"""Accounts: what the sites send to sign people up and in, and what they get back."""
+
+import marshmallow as ma
+from marshmallow import fields, post_load, validate
+
+from schemas.common import UtcDateTime
+from schemas.profiles import ProfileFieldsSchema, UserSchema
+from schemas.text import Text
+
+# Checked by the password policy, which says what is wrong; this only bounds the work.
+_password = {"required": True, "validate": validate.Length(min=1, max=4096)}
+_token = {"required": True, "max_length": 200}
+
+
+class BrowserSchema(ma.Schema):
+    """What the site knows of the person's browser: it is the site that calls."""
+
+    client_ip = fields.IP(
+        load_default=None,
+        metadata={
+            "description": "the person's IP address (v4 or v6), as the site saw it",
+            "example": "203.0.113.7",
+            "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
+        },
+    )
+    user_agent = Text(
+        max_length=512,
+        load_default=None,
+        metadata={"description": "the person's browser", "example": "Mozilla/5.0 (X11)"},
+    )
+
+    @post_load
+    def ip_as_text(self, data, **kwargs):
+        if data.get("client_ip") is not None:
+            data["client_ip"] = str(data["client_ip"])
+        return data
+
+
+class RegisterSchema(ProfileFieldsSchema, BrowserSchema):
+    email = Text(required=True, max_length=320, metadata={"example": "anna@example.com"})
+    password = fields.String(**_password, metadata={"example": "correct horse battery staple"})
+    country = fields.String(
+        validate=validate.Regexp(r"^[A-Z]{2}$", error="an ISO 3166 alpha-2 code, e.g. NL"),
+        metadata={"description": "for reading national phone numbers", "example": "NL"},
+    )
+
+
+class AcceptedSchema(ma.Schema):
+    status = fields.String(metadata={"example": "accepted"})
+    detail = fields.String()
+
+
+class TokenSchema(ma.Schema):
+    token = Text(**_token, metadata={"description": "the `token=` of the link in the mail"})
+
+
+class LoginSchema(BrowserSchema):
+    email = Text(required=True, max_length=320, metadata={"example": "anna@example.com"})
+    password = fields.String(**_password, metadata={"example": "correct horse battery staple"})
+
+
+class TokensSchema(ma.Schema):
+    access_token = fields.String(
+        metadata={"description": "a JWT for `Authorization: Bearer` on /v1/me, about 15 min"}
+    )
+    refresh_token = fields.String(
+        metadata={"description": "opaque; spent by POST /v1/auth/refresh for a new pair"}
+    )
+    token_type = fields.String(dump_default="Bearer")
+    expires_in = fields.Integer(metadata={"description": "seconds the access token lives"})
+    user = fields.Nested(UserSchema)
+
+
+class RefreshSchema(ma.Schema):
+    refresh_token = Text(**_token)
+
+
+class PasswordResetSchema(ma.Schema):
+    email = Text(required=True, max_length=320, metadata={"example": "anna@example.com"})
+
+
+class PasswordResetConfirmSchema(ma.Schema):
+    token = Text(**_token)
+    new_password = fields.String(**_password)
+
+
+class MeEditSchema(ProfileFieldsSchema):
+    """The person's own edits; a field sent as null is cleared."""
+
+    country = fields.String(
+        validate=validate.Regexp(r"^[A-Z]{2}$", error="an ISO 3166 alpha-2 code, e.g. NL"),
+        metadata={"description": "for reading national phone numbers", "example": "NL"},
+    )
+
+
+class PasswordChangeSchema(ma.Schema):
+    current_password = fields.String(**_password)
+    new_password = fields.String(**_password)
+
+
+class EmailChangeSchema(ma.Schema):
+    new_email = Text(required=True, max_length=320, metadata={"example": "anna@work.example"})
+
+
+class LoginAttemptSchema(ma.Schema):
+    at = UtcDateTime()
+    outcome = fields.String(
+        validate=validate.OneOf(("success", "wrong_password", "no_account", "throttled"))
+    )
+    site = fields.String(allow_none=True)
+    client_ip = fields.String(allow_none=True)
+    user_agent = fields.String(allow_none=True)
+
+
+class SessionSchema(ma.Schema):
+    id = fields.UUID()
+    site = fields.String()
+    created_at = UtcDateTime()
+    last_used_at = UtcDateTime()
+    user_agent = fields.String(allow_none=True)
+    client_ip = fields.String(allow_none=True)

@@ -1,0 +1,416 @@
+"""Accounts through the HTTP API: register, prove, claim, log in, refresh, reset, /v1/me."""
+
+import base64
+import itertools
+import json
+
+import pytest
+
+from tests.api.problems import assert_problem
+
+PASSWORD = "plum tractor quietly 83 violins"
+OTHER_PASSWORD = "seven amber kites over Delft"
+BROWSER = {"client_ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11; Test)"}
+
+
+def mailed(conn, to: str, template: str) -> dict:
+    """The values of the last mail of `template` queued for `to`."""
+    row = conn.execute(
+        "select mail_values, language from outbox where recipient = %s and template = %s"
+        " order by id desc limit 1",
+        (to, template),
+    ).fetchone()
+    assert row is not None, f"no {template} mail to {to}"
+    return row["mail_values"] | {"language": row["language"]}
+
+
+def mails(conn, to: str) -> list[str]:
+    rows = conn.execute("select template from outbox where recipient = %s order by id", (to,))
+    return [row["template"] for row in rows]
+
+
+def register(site, email="anna@example.com", password=PASSWORD, **fields):
+    return site.post("/v1/auth/register", json={"email": email, "password": password, **fields})
+
+
+def sign_up(site, conn, email="anna@example.com", password=PASSWORD, **fields) -> dict:
+    assert register(site, email, password, **fields).status_code == 202
+    verified = site.post(
+        "/v1/auth/verify-email", json={"token": mailed(conn, email, "verify_email")["token"]}
+    )
+    assert verified.status_code == 200, verified.get_data(as_text=True)
+    return verified.get_json()
+
+
+def login(site, email="anna@example.com", password=PASSWORD, **browser):
+    return site.post(
+        "/v1/auth/login", json={"email": email, "password": password, **(browser or BROWSER)}
+    )
+
+
+def as_user(app, access_token):
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {access_token}"
+    return client
+
+
+# --- register and prove ---------------------------------------------------------------------
+
+
+def test_registration_answers_the_same_whatever_the_address(site, conn):
+    site.post("/v1/profiles", json={"email": "minimal@example.com", "source": "webinar"})
+    sign_up(site, conn, "taken@example.com")
+    answers = [
+        register(site, email)
+        for email in ("new@example.com", "minimal@example.com", "taken@example.com")
+    ]
+    assert {a.status_code for a in answers} == {202}
+    assert len({a.get_data() for a in answers}) == 1
+    assert len({tuple(sorted(set(a.headers.keys()) - {"X-Request-ID"})) for a in answers}) == 1
+    assert mails(conn, "new@example.com") == ["verify_email"]
+    assert mails(conn, "minimal@example.com") == ["verify_email"]
+    assert mails(conn, "taken@example.com") == ["verify_email", "registration_attempt"]
+
+
+def test_a_new_address_becomes_an_account_once_proven(site, conn, app):
+    assert login(site).status_code == 401  # not before
+    register(site, first_name="Anna", language="nl")
+    token = mailed(conn, "anna@example.com", "verify_email")
+    assert token["language"] == "nl"
+    assert login(site).status_code == 401  # not before the proof either
+    user = site.post("/v1/auth/verify-email", json={"token": token["token"]}).get_json()
+    assert user["status"] == "registered" and user["registered_at"]
+    assert user["first_name"] == "Anna" and user["language"] == "nl"
+    assert user["field_sources"]["first_name"]["source"] == "person"
+    tokens = login(site).get_json()
+    assert tokens["user"]["id"] == user["id"] and tokens["expires_in"] > 800
+    me = as_user(app, tokens["access_token"]).get("/v1/me")
+    assert me.status_code == 200 and me.get_json()["email"] == "anna@example.com"
+
+
+def test_a_claim_keeps_earlier_data_the_persons_own_fields_winning(site, conn):
+    made = site.post(
+        "/v1/profiles",
+        json={"email": "anna@example.com", "source": "webinar", "first_name": "Ann",
+              "phone": "+31201234567"},
+    ).get_json()  # fmt: skip
+    register(site, first_name="Anna", last_name="Berg")
+    # Before the proof, the record shows nothing of the registration.
+    before = site.get(f"/v1/users/{made['id']}").get_json()
+    assert before["first_name"] == "Ann" and before["last_name"] is None
+    token = mailed(conn, "anna@example.com", "verify_email")["token"]
+    after = site.post("/v1/auth/verify-email", json={"token": token}).get_json()
+    assert after["id"] == made["id"]
+    assert (after["first_name"], after["last_name"], after["phone"]) == (
+        "Anna",
+        "Berg",
+        "+31201234567",
+    )
+    assert after["field_sources"]["first_name"]["source"] == "person"
+    assert after["field_sources"]["phone"]["source"] == "webinar"
+
+
+def test_a_claim_ends_every_earlier_sign_in_and_pending_change(site, conn, app):
+    sign_up(site, conn)
+    tokens = login(site).get_json()
+    user = as_user(app, tokens["access_token"])
+    assert user.post("/v1/me/email", json={"new_email": "anna@new.example"}).status_code == 202
+    change = mailed(conn, "anna@new.example", "email_change_confirm")["token"]
+    # A second registration of the same (verified) address changes nothing...
+    register(site, password=OTHER_PASSWORD)
+    assert login(site).status_code == 200
+    # ...but an unverified account claimed by its owner voids whatever came before.
+    conn.execute("update users set email_verified_at = null where email = 'anna@example.com'")
+    conn.execute("delete from account_tokens where purpose = 'verify_email'")
+    register(site, password=OTHER_PASSWORD)
+    token = mailed(conn, "anna@example.com", "verify_email")["token"]
+    assert site.post("/v1/auth/verify-email", json={"token": token}).status_code == 200
+    assert_problem(user.get("/v1/me"), 401)
+    assert_problem(
+        site.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}), 401
+    )
+    assert_problem(site.post("/v1/auth/verify-email", json={"token": change}), 422)
+    assert login(site, password=PASSWORD).status_code == 401
+    assert login(site, password=OTHER_PASSWORD).status_code == 200
+
+
+def test_only_the_latest_registration_link_works(site, conn):
+    register(site, password=OTHER_PASSWORD)  # a stranger, with someone else's address
+    stranger = mailed(conn, "anna@example.com", "verify_email")["token"]
+    register(site)  # the owner
+    owner = mailed(conn, "anna@example.com", "verify_email")["token"]
+    assert_problem(site.post("/v1/auth/verify-email", json={"token": stranger}), 422)
+    assert site.post("/v1/auth/verify-email", json={"token": owner}).status_code == 200
+    assert login(site).status_code == 200
+
+
+@pytest.mark.parametrize("token", ["", "x" * 201, "nope", "\x00", "a\ud800"])
+def test_a_bad_verification_token_is_refused(site, token):
+    response = site.post("/v1/auth/verify-email", json={"token": token})
+    assert response.status_code == 422
+    assert_problem(response, 422)
+
+
+def test_a_verification_link_works_once(site, conn):
+    register(site)
+    token = mailed(conn, "anna@example.com", "verify_email")["token"]
+    assert site.post("/v1/auth/verify-email", json={"token": token}).status_code == 200
+    assert_problem(site.post("/v1/auth/verify-email", json={"token": token}), 422)
+
+
+def test_registration_mails_are_limited_per_address(site, conn):
+    for _ in range(8):
+        assert register(site).status_code == 202
+    assert mails(conn, "anna@example.com").count("verify_email") == 5
+
+
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [
+        ("short", "8"),
+        ("x" * 1001, "1,000"),
+        ("password1", ""),
+        ("anna.berg2026", ""),
+        ("Copernica2026!", ""),
+    ],
+)
+def test_a_weak_password_is_refused_with_a_reason(site, conn, password, why):
+    response = register(site, "anna.berg@example.com", password, first_name="Anna")
+    body = assert_problem(response, 422, "password")
+    assert why in " ".join(body["errors"]["password"])
+    assert mails(conn, "anna.berg@example.com") == []
+
+
+def test_a_long_unicode_password_is_accepted_whole(site, conn, app):
+    password = "ﬁve ｆｕｌｌｗｉｄｔｈ words 🦜 " + "ü" * 900
+    sign_up(site, conn, password=password)
+    assert login(site, password=password).status_code == 200
+    # NFKC: the same password typed with plain letters is the same password.
+    assert login(site, password="five fullwidth words 🦜 " + "ü" * 900).status_code == 200
+    assert login(site, password=password[:-1]).status_code == 401
+
+
+# --- log in -------------------------------------------------------------------------------------
+
+
+def test_wrong_password_unknown_and_unproven_address_look_the_same(site, conn):
+    sign_up(site, conn, "known@example.com")
+    register(site, "unproven@example.com")
+    answers = [
+        login(site, "known@example.com", OTHER_PASSWORD),
+        login(site, "nobody@example.com", PASSWORD),
+        login(site, "unproven@example.com", PASSWORD),
+    ]
+    for answer in answers:
+        assert_problem(answer, 401)
+    assert len({a.get_data() for a in answers}) == 1
+    assert len({tuple((k, v) for k, v in a.headers if k != "X-Request-ID") for a in answers}) == 1
+
+
+def test_every_attempt_is_recorded_and_the_person_sees_their_own(site, conn, app):
+    sign_up(site, conn)
+    login(site, password=OTHER_PASSWORD)
+    tokens = login(site).get_json()
+    attempts = as_user(app, tokens["access_token"]).get("/v1/me/login-attempts").get_json()
+    assert [a["outcome"] for a in attempts] == ["success", "wrong_password"]
+    assert attempts[0]["client_ip"] == BROWSER["client_ip"]
+    assert attempts[0]["user_agent"] == BROWSER["user_agent"]
+    assert attempts[0]["site"] == "copernica.com"
+
+
+def test_repeated_failures_make_logins_wait_and_a_reset_lifts_it(site, conn):
+    sign_up(site, conn)
+    statuses = [login(site, password=OTHER_PASSWORD).status_code for _ in range(7)]
+    assert statuses[:5] == [401] * 5 and statuses[-1] == 429
+    waiting = login(site)  # even the right password waits
+    assert_problem(waiting, 429)
+    assert int(waiting.headers["Retry-After"]) >= 1
+    site.post("/v1/auth/password-reset", json={"email": "anna@example.com"})
+    token = mailed(conn, "anna@example.com", "password_reset")["token"]
+    confirmed = site.post(
+        "/v1/auth/password-reset/confirm", json={"token": token, "new_password": OTHER_PASSWORD}
+    )
+    assert confirmed.status_code == 204
+    assert login(site, password=OTHER_PASSWORD).status_code == 200
+
+
+def test_failures_from_one_client_ip_over_many_accounts_make_it_wait(site):
+    statuses = [
+        login(site, f"p{n}@example.com", PASSWORD, client_ip="198.51.100.9").status_code
+        for n in range(22)
+    ]
+    assert statuses[:20] == [401] * 20 and statuses[-1] == 429
+    assert login(site, "p0@example.com", PASSWORD, client_ip="198.51.100.10").status_code == 401
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+
+def test_a_refresh_token_is_spent_on_use_and_its_reuse_ends_the_sign_in(site, conn, app):
+    sign_up(site, conn)
+    first = login(site).get_json()
+    second = site.post("/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert second.status_code == 200
+    second = second.get_json()
+    assert second["refresh_token"] != first["refresh_token"]
+    assert as_user(app, second["access_token"]).get("/v1/me").status_code == 200
+    reused = site.post("/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert_problem(reused, 401)
+    # The whole family is gone: the thief's copy and the owner's newer one alike.
+    assert_problem(
+        site.post("/v1/auth/refresh", json={"refresh_token": second["refresh_token"]}), 401
+    )
+    assert_problem(as_user(app, second["access_token"]).get("/v1/me"), 401)
+
+
+def test_logout_ends_the_sign_in(site, conn, app):
+    sign_up(site, conn)
+    tokens = login(site).get_json()
+    assert (
+        site.post("/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]}).status_code
+        == 204
+    )
+    assert_problem(as_user(app, tokens["access_token"]).get("/v1/me"), 401)
+    assert site.post("/v1/auth/logout", json={"refresh_token": "idrt_unknown"}).status_code == 204
+
+
+def _b64(data) -> str:
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def test_forged_and_tampered_access_tokens_are_refused(site, conn, app):
+    sign_up(site, conn)
+    token = login(site).get_json()["access_token"]
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    forged = [
+        f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{payload}.",
+        f"{header}.{_b64(claims | {'sub': '00000000-0000-0000-0000-000000000000'})}.{signature}",
+        f"{header}.{_b64(claims | {'exp': claims['exp'] + 3600})}.{signature}",
+        token[:-2],
+        token + "x",
+        "not.a.jwt",
+        "x" * 5000,
+    ]
+    for bad in forged:
+        assert_problem(as_user(app, bad).get("/v1/me"), 401)
+
+
+# --- passwords ----------------------------------------------------------------------------------
+
+
+def test_a_password_change_needs_the_current_one_ends_other_sign_ins_and_tells(site, conn, app):
+    sign_up(site, conn)
+    here = login(site).get_json()
+    elsewhere = login(site).get_json()
+    me = as_user(app, here["access_token"])
+    wrong = me.put(
+        "/v1/me/password", json={"current_password": "nope", "new_password": OTHER_PASSWORD}
+    )
+    assert_problem(wrong, 422, "current_password")
+    same = me.put("/v1/me/password", json={"current_password": PASSWORD, "new_password": PASSWORD})
+    assert_problem(same, 422, "new_password")
+    done = me.put(
+        "/v1/me/password", json={"current_password": PASSWORD, "new_password": OTHER_PASSWORD}
+    )
+    assert done.status_code == 204
+    assert me.get("/v1/me").status_code == 200
+    assert_problem(as_user(app, elsewhere["access_token"]).get("/v1/me"), 401)
+    assert mails(conn, "anna@example.com")[-1] == "password_changed"
+    assert login(site, password=OTHER_PASSWORD).status_code == 200
+
+
+def test_none_of_the_last_five_passwords_comes_back(site, conn, app):
+    sign_up(site, conn)
+    passwords = [PASSWORD] + [f"harbour lantern number {n} glows" for n in range(5)]
+    me = as_user(app, login(site).get_json()["access_token"])
+    for current, new in itertools.pairwise(passwords):
+        assert (
+            me.put(
+                "/v1/me/password", json={"current_password": current, "new_password": new}
+            ).status_code
+            == 204
+        )
+    again = me.put(
+        "/v1/me/password", json={"current_password": passwords[-1], "new_password": passwords[2]}
+    )
+    assert_problem(again, 422, "new_password")
+    oldest = me.put(
+        "/v1/me/password", json={"current_password": passwords[-1], "new_password": PASSWORD}
+    )
+    assert oldest.status_code == 204, oldest.get_json()  # six changes ago: out of the history
+
+
+def test_a_password_reset_answers_the_same_and_mails_only_accounts(site, conn):
+    sign_up(site, conn)
+    answers = [
+        site.post("/v1/auth/password-reset", json={"email": email})
+        for email in ("anna@example.com", "nobody@example.com")
+    ]
+    assert {a.status_code for a in answers} == {202}
+    assert answers[0].get_data() == answers[1].get_data()
+    assert mails(conn, "nobody@example.com") == []
+    token = mailed(conn, "anna@example.com", "password_reset")["token"]
+    body = {"token": token, "new_password": OTHER_PASSWORD}
+    assert site.post("/v1/auth/password-reset/confirm", json=body).status_code == 204
+    assert_problem(site.post("/v1/auth/password-reset/confirm", json=body), 422, "token")
+    assert mails(conn, "anna@example.com")[-1] == "password_changed"
+
+
+# --- the signed-in person -----------------------------------------------------------------------
+
+
+def test_the_persons_own_edits_win_and_are_marked_theirs(site, conn, app):
+    sign_up(site, conn, first_name="Anna")
+    me = as_user(app, login(site).get_json()["access_token"])
+    edited = me.patch(
+        "/v1/me",
+        json={"last_name": "Berg", "first_name": None, "phone": "020 123 4567", "country": "NL"},
+    )
+    assert edited.status_code == 200, edited.get_data(as_text=True)
+    body = edited.get_json()
+    assert (body["first_name"], body["last_name"], body["phone"]) == (None, "Berg", "+31201234567")
+    assert body["field_sources"]["last_name"]["source"] == "person"
+    # A site's later submission fills blanks only: the person's value stays.
+    site.post(
+        "/v1/profiles", json={"email": "anna@example.com", "source": "event", "last_name": "Other"}
+    )
+    assert me.get("/v1/me").get_json()["last_name"] == "Berg"
+    assert_problem(me.patch("/v1/me", json={"email": "x@example.com"}), 422, "email")
+
+
+def test_an_address_change_happens_on_proof_and_refuses_a_taken_one(site, conn, app):
+    sign_up(site, conn)
+    site.post("/v1/profiles", json={"email": "taken@example.com", "source": "event"})
+    me = as_user(app, login(site).get_json()["access_token"])
+    taken = me.post("/v1/me/email", json={"new_email": "TAKEN@example.com"})
+    body = assert_problem(taken, 409)
+    assert "taken@example.com" not in json.dumps(body).lower()
+    assert me.post("/v1/me/email", json={"new_email": "anna@new.example"}).status_code == 202
+    assert mails(conn, "anna@example.com")[-1] == "email_change_notice"
+    assert me.get("/v1/me").get_json()["email"] == "anna@example.com"
+    token = mailed(conn, "anna@new.example", "email_change_confirm")["token"]
+    assert (
+        site.post("/v1/auth/verify-email", json={"token": token}).get_json()["email"]
+        == "anna@new.example"
+    )
+    assert login(site, "anna@new.example").status_code == 200
+
+
+def test_sessions_are_listed_and_one_can_be_ended(site, conn, app):
+    sign_up(site, conn)
+    first = login(site).get_json()
+    second = login(site, **{"client_ip": "192.0.2.1", "user_agent": "Phone"}).get_json()
+    me = as_user(app, first["access_token"])
+    sessions = me.get("/v1/me/sessions").get_json()
+    assert {s["user_agent"] for s in sessions} == {BROWSER["user_agent"], "Phone"}
+    phone = next(s for s in sessions if s["user_agent"] == "Phone")
+    assert me.delete(f"/v1/me/sessions/{phone['id']}").status_code == 204
+    assert_problem(as_user(app, second["access_token"]).get("/v1/me"), 401)
+    assert_problem(me.delete(f"/v1/me/sessions/{phone['id']}"), 404)
+    assert len(me.get("/v1/me/sessions").get_json()) == 1
+
+
+def test_a_site_key_is_not_a_user_token(site):
+    assert_problem(site.get("/v1/me"), 401)
