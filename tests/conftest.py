@@ -86,7 +86,9 @@ def committing_db(database_url):
     outside any test transaction; every table is emptied afterwards."""
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
         yield conn
-        conn.execute("truncate users, site_keys, sites, outbox, signing_keys cascade")
+        conn.execute(
+            "truncate users, site_keys, sites, outbox, signing_keys, login_throttles cascade"
+        )
 
 
 @pytest.fixture

@@ -132,9 +132,9 @@ def test_every_route_but_the_public_ones_wants_credentials(app, client):
     for rule in app.url_map.iter_rules():
         if rule.rule in PUBLIC or rule.endpoint == "static":
             continue
-        path = rule.rule.replace(
-            "<uuid:user_id>", "7d5c3f0e-2b1a-4c8e-9f6d-0a1b2c3d4e5f"
-        ).replace("<uuid:session_id>", "3f2a9c1e-8b7d-4e6f-a5c4-b3a2f1e0d9c8")
+        path = rule.rule.replace("<uuid:user_id>", "7d5c3f0e-2b1a-4c8e-9f6d-0a1b2c3d4e5f").replace(
+            "<uuid:session_id>", "3f2a9c1e-8b7d-4e6f-a5c4-b3a2f1e0d9c8"
+        )
         assert "<" not in path, f"give {rule.rule} a sample value here"
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             response = client.open(path, method=method, data=b"{}", content_type="text/plain")

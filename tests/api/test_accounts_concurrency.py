@@ -1,0 +1,165 @@
+"""Accounts under parallel requests, on committing connections, and one sign-up whose mail
+goes through a real SMTP server."""
+
+import re
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from identity.config import load_config
+from identity.mail.courier import courier_from_settings
+from identity.services.sites import issue_site_key
+from tests.api.liveserver import serving
+from tests.mailsink import MailServer
+
+pytestmark = pytest.mark.committing
+
+PASSWORD = "plum tractor quietly 83 violins"
+
+
+@pytest.fixture
+def live(pooled_app, committing_db):
+    key = issue_site_key(committing_db, "copernica.com")
+    with serving(pooled_app) as base_url:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {key}"
+        yield base_url, session
+
+
+def _token(db, to, template):
+    row = db.execute(
+        "select mail_values from outbox where recipient = %s and template = %s"
+        " order by id desc limit 1",
+        (to, template),
+    ).fetchone()
+    return row["mail_values"]["token"]
+
+
+def _sign_up(base_url, session, db, email="anna@example.com"):
+    session.post(f"{base_url}/v1/auth/register", json={"email": email, "password": PASSWORD})
+    token = _token(db, email, "verify_email")
+    assert session.post(f"{base_url}/v1/auth/verify-email", json={"token": token}).ok
+
+
+def test_50_parallel_wrong_passwords_count_as_50(live, committing_db):
+    base_url, session = live
+    _sign_up(base_url, session, committing_db)
+
+    def wrong(n):
+        return session.post(
+            f"{base_url}/v1/auth/login",
+            json={
+                "email": "anna@example.com",
+                "password": f"wrong {n}",
+                "client_ip": f"192.0.2.{n}",
+            },
+            timeout=60,
+        ).status_code
+
+    with ThreadPoolExecutor(10) as pool:
+        statuses = list(pool.map(wrong, range(50)))
+    assert set(statuses) <= {401, 429}
+    failures = committing_db.execute(
+        "select failures from login_throttles where key like 'account:%'"
+    ).fetchone()["failures"]
+    attempts = committing_db.execute(
+        "select count(*) as n from login_attempts where outcome = 'wrong_password'"
+    ).fetchone()["n"]
+    assert failures == attempts == statuses.count(401)
+    assert statuses.count(401) + statuses.count(429) == 50
+    assert statuses.count(429) > 0  # the throttle caught some of them while they ran
+
+
+def test_two_parallel_refreshes_with_one_token_never_make_two_live_pairs(live, committing_db):
+    base_url, session = live
+    _sign_up(base_url, session, committing_db)
+    answer = session.post(
+        f"{base_url}/v1/auth/login", json={"email": "anna@example.com", "password": PASSWORD}
+    )
+    assert answer.ok, answer.text
+    tokens = answer.json()
+
+    def refresh(_):
+        return session.post(
+            f"{base_url}/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+        )
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(refresh, range(2)))
+    assert sorted(a.status_code for a in answers) == [200, 401]
+    winner = next(a for a in answers if a.ok).json()
+    # The loser showed a spent token: the family is ended, the winner's pair with it.
+    again = session.post(
+        f"{base_url}/v1/auth/refresh", json={"refresh_token": winner["refresh_token"]}
+    )
+    assert again.status_code == 401
+    live_refresh = committing_db.execute(
+        "select count(*) as n from refresh_tokens r join sessions s on s.id = r.session_id"
+        " where r.spent_at is null and s.revoked_at is null"
+    ).fetchone()["n"]
+    assert live_refresh == 0
+
+
+def test_a_login_takes_the_same_time_whatever_is_wrong(live, committing_db):
+    base_url, session = live
+    _sign_up(base_url, session, committing_db, "known@example.com")
+    session.post(
+        f"{base_url}/v1/auth/register", json={"email": "unproven@example.com", "password": PASSWORD}
+    )
+    cases = {
+        "wrong password": ("known@example.com", "not the password"),
+        "unknown address": ("nobody@example.com", PASSWORD),
+        "unproven address": ("unproven@example.com", PASSWORD),
+    }
+    seconds = {name: [] for name in cases}
+    for n in range(12):  # interleaved, each from its own client IP so no throttle applies
+        for name, (email, password) in cases.items():
+            started = time.perf_counter()
+            answer = session.post(
+                f"{base_url}/v1/auth/login",
+                json={"email": email, "password": password, "client_ip": f"198.51.100.{n}"},
+            )
+            seconds[name].append(time.perf_counter() - started)
+            assert answer.status_code in (401, 429)
+            committing_db.execute("delete from login_throttles")
+    medians = {name: statistics.median(times) for name, times in seconds.items()}
+    fastest, slowest = min(medians.values()), max(medians.values())
+    assert slowest / fastest < 1.3, medians  # an argon2 check in every case
+
+
+def test_a_sign_up_mail_arrives_over_smtp_and_its_link_proves_the_address(
+    live, committing_db, database_url
+):
+    base_url, session = live
+    server = MailServer()
+    server.start()
+    try:
+        assert (
+            session.post(
+                f"{base_url}/v1/auth/register",
+                json={"email": "anna@example.com", "password": PASSWORD, "language": "nl"},
+            ).status_code
+            == 202
+        )
+        config = load_config({"DATABASE_URL": database_url, "SMTP_URL": server.url,
+                              "PUBLIC_URL": "https://id.example.com"})  # fmt: skip
+        courier = courier_from_settings(config)
+        try:
+            courier.deliver_due(committing_db)
+        finally:
+            courier.close()
+        (message,) = server.sink.wait_for(1)
+    finally:
+        server.stop()
+    assert message["Subject"] == "Bevestig je e-mailadres"
+    text = message.get_body(("plain",)).get_content()
+    token = re.search(r"https://id\.example\.com/verify-email\?token=([\w-]+)", text).group(1)
+    proven = session.post(f"{base_url}/v1/auth/verify-email", json={"token": token})
+    assert proven.status_code == 200 and proven.json()["status"] == "registered"
+    login = session.post(
+        f"{base_url}/v1/auth/login", json={"email": "anna@example.com", "password": PASSWORD}
+    )
+    assert login.status_code == 200
