@@ -139,13 +139,28 @@ def _make_profile(bench: harness.Bench) -> str:
     return user_id
 
 
-def _run_wrk(wrk: str, url: str, headers: list[str], seconds: int) -> dict:
-    command = [wrk, "--threads", str(THREADS), "--connections", str(CONNECTIONS)]
+def _run_wrk(
+    wrk: str,
+    url: str,
+    headers: list[str],
+    seconds: int,
+    *,
+    script=None,
+    script_args: list[str] = (),
+    threads: int = THREADS,
+    connections: int = CONNECTIONS,
+) -> dict:
+    command = [wrk, "--threads", str(threads), "--connections", str(connections)]
     command += ["--duration", f"{seconds}s", "--timeout", "5s", "--latency"]
     for header in headers:
         command += ["--header", header]
+    if script is not None:
+        command += ["--script", str(script)]
+    command.append(url)
+    if script_args:
+        command += ["--", *script_args]
     out = subprocess.run(
-        [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 60
+        command, capture_output=True, text=True, check=True, timeout=seconds + 60
     ).stdout
     return _parse_wrk(out)
 

@@ -161,11 +161,22 @@ def database():
 
 
 def unit_of_work(work: Callable[[psycopg.Connection], T]) -> T:
-    """The request's one transaction: `work(conn)` on this request's connection, committed
-    when it returns and rolled back when it raises, so a change and everything written
-    with it (its outbox mail, its audit event) land together or not at all. Run again,
-    whole, after a deadlock or serialization failure."""
-    return in_transaction(get_conn(), work)
+    """The request's one transaction: `work(conn)`, committed when it returns and rolled
+    back when it raises, so a change and everything written with it (its outbox mail, its
+    audit event) land together or not at all. Run again, whole, after a deadlock or
+    serialization failure. The connection is borrowed for the work alone: a request that
+    also waits for something else (a password hash) holds none meanwhile."""
+    if "db_conn" in g:
+        return in_transaction(g.db_conn, work)
+    with database().connection() as conn:
+        return in_transaction(conn, work)
+
+
+def read(work: Callable[[psycopg.Connection], T]) -> T:
+    """`work(conn)` for a request that only reads: one statement needs no transaction
+    around it, which would be two more round trips."""
+    with database().connection() as conn:
+        return work(conn)
 
 
 def _release_connection(_exc) -> None:

@@ -71,6 +71,13 @@ class TokensSchema(ma.Schema):
     user = fields.Nested(UserSchema)
 
 
+class RefreshedTokensSchema(TokensSchema):
+    """A new pair; the record comes with a login only."""
+
+    class Meta:
+        exclude = ("user",)
+
+
 class RefreshSchema(ma.Schema):
     refresh_token = Text(**_token)
 

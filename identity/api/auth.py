@@ -7,13 +7,14 @@ from http import HTTPStatus
 from flask.views import MethodView
 
 from identity.api import Blueprint, accounts, principal
-from identity.db import unit_of_work
+from identity.db import read, unit_of_work
 from identity.services.accounts import Browser, Refused, Tokens
 from schemas.accounts import (
     AcceptedSchema,
     LoginSchema,
     PasswordResetConfirmSchema,
     PasswordResetSchema,
+    RefreshedTokensSchema,
     RefreshSchema,
     RegisterSchema,
     TokenSchema,
@@ -43,7 +44,7 @@ def _tokens(outcome: Tokens | Refused) -> dict:
     """The answer to a login or refresh, once what it recorded is committed."""
     if isinstance(outcome, Refused):
         raise outcome.error
-    return outcome.__dict__
+    return {key: value for key, value in outcome.__dict__.items() if value is not None}
 
 
 def _browser(body: dict) -> Browser:
@@ -72,7 +73,8 @@ class Register(MethodView):
         A password the policy refuses is a `422` that says why.
         """
         caller = principal()
-        unit_of_work(lambda conn: accounts().register(conn, caller, body))
+        prepared = accounts().prepare_registration(body)
+        unit_of_work(lambda conn: accounts().register(conn, caller, prepared))
         return ACCEPTED
 
 
@@ -114,11 +116,8 @@ class Login(MethodView):
         one get the same `401`. Repeated failures for one account or one `client_ip`
         make logins wait a while (`429` with `Retry-After`); a password reset lifts it.
         """
-        caller = principal()
-        outcome = unit_of_work(
-            lambda conn: accounts().login(
-                conn, caller, body["email"], body["password"], _browser(body)
-            )
+        outcome = accounts().login(
+            unit_of_work, principal(), body["email"], body["password"], _browser(body)
         )
         return _tokens(outcome)
 
@@ -127,14 +126,18 @@ class Login(MethodView):
 class Refresh(MethodView):
     @blp.site_key("auth")
     @blp.arguments(RefreshSchema, example={"refresh_token": _TOKENS_EXAMPLE["refresh_token"]})
-    @blp.response(HTTPStatus.OK, TokensSchema, example=_TOKENS_EXAMPLE)
+    @blp.response(
+        HTTPStatus.OK,
+        RefreshedTokensSchema,
+        example={k: v for k, v in _TOKENS_EXAMPLE.items() if k != "user"},
+    )
     def post(self, body):
         """Swap a refresh token for a new pair
 
         The refresh token is spent. Showing a spent one again means it was copied: the
         whole sign-in it belongs to ends, and the answer is `401`.
         """
-        return _tokens(unit_of_work(lambda conn: accounts().refresh(conn, body["refresh_token"])))
+        return _tokens(read(lambda conn: accounts().refresh(conn, body["refresh_token"])))
 
 
 @blp.route("/logout")

@@ -6,7 +6,7 @@ from http import HTTPStatus
 from flask.views import MethodView
 
 from identity.api import Blueprint, accounts, principal
-from identity.db import unit_of_work
+from identity.db import read, unit_of_work
 from schemas.accounts import (
     EmailChangeSchema,
     LoginAttemptSchema,
@@ -42,7 +42,7 @@ class Me(MethodView):
         field's value came from.
         """
         caller = principal()
-        return unit_of_work(lambda conn: accounts().me(conn, caller))
+        return read(lambda conn: accounts().me(conn, caller))
 
     @blp.user_token()
     @blp.arguments(MeEditSchema, example={"first_name": "Anna", "phone": None})
@@ -117,7 +117,7 @@ class LoginAttempts(MethodView):
         The last 100, newest first: when, through which site, from where, and how it went.
         """
         caller = principal()
-        return unit_of_work(lambda conn: accounts().login_attempts(conn, caller))
+        return read(lambda conn: accounts().login_attempts(conn, caller))
 
 
 @blp.route("/sessions")
@@ -131,7 +131,7 @@ class Sessions(MethodView):
         used, and the browser.
         """
         caller = principal()
-        return unit_of_work(lambda conn: accounts().sessions(conn, caller))
+        return read(lambda conn: accounts().sessions(conn, caller))
 
 
 @blp.route("/sessions/<uuid:session_id>")

@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import math
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -34,6 +36,9 @@ PASSWORD_HISTORY = 5
 # At most this many verification (or reset) mails to one address an hour: nobody can
 # use the service to flood someone's mailbox.
 _MAILS_AN_HOUR = 5
+
+# Access tokens a process keeps as checked (then it forgets them all and starts again).
+_CHECKED_TOKENS = 10_000
 
 INVALID_LOGIN = "the email address or the password is not right"
 INVALID_TOKEN = "this link is not valid: it was used already, has expired, or was never made"  # noqa: S105
@@ -86,7 +91,7 @@ class Tokens:
     access_token: str
     refresh_token: str
     expires_in: int
-    user: dict
+    user: dict | None  # a login answers the record; a refresh, only the new pair
 
 
 @dataclass(frozen=True)
@@ -105,10 +110,20 @@ class Accounts:
         self.settings = settings
         self.passwords = passwords
         self.ring = ring
+        # Access tokens found genuine, with their claims: this process's memory only,
+        # and only of what a signature already proved.
+        self._checked: dict[str, dict] = {}
 
     def authenticate_user(self, access_token: str) -> Principal:
-        """The signed-in person an access token names, if the token is genuine and live."""
-        claims = self.ring.verify(access_token, audience=None, issuer=self.settings.issuer)
+        """The signed-in person an access token names, if the token is genuine and live.
+        A token checked before is not checked again while it lives: a site sends the same
+        one with every request of a person for its quarter of an hour."""
+        claims = self._checked.get(access_token)
+        if claims is None or claims["exp"] <= time.time():
+            claims = self.ring.verify(access_token, audience=None, issuer=self.settings.issuer)
+            if len(self._checked) >= _CHECKED_TOKENS:
+                self._checked.clear()
+            self._checked[access_token] = claims
         try:
             caller = UserCaller(
                 user_id=UUID(claims["sub"]),
@@ -122,17 +137,22 @@ class Accounts:
 
     # --- registering and proving the address -------------------------------------------
 
-    def register(self, conn: psycopg.Connection, principal: Principal, data: dict) -> None:
-        """Start an account for `data["email"]`; the same outcome for the caller whatever
-        the address. Nothing the registering party sent reaches the record before the
-        address is proven: it waits in the verification token."""
+    def prepare_registration(self, data: dict) -> dict:
+        """A registration checked and its password hashed, before any transaction: the
+        hash takes tens of milliseconds, and always, so every answer takes that long."""
         address = normalise_email(data["email"])
         fields = _own_fields(data)
         password = self._acceptable_password(
             data["password"], email=address, names=_names(fields), previous=[]
         )
-        # Hashed whatever happens next, so every answer takes the time of a hash.
-        password_hash = self.passwords.hash(password)
+        return {"email": address, "fields": fields, "password_hash": self.passwords.hash(password)}
+
+    def register(self, conn: psycopg.Connection, principal: Principal, prepared: dict) -> None:
+        """Start an account for a prepared registration; the same outcome for the caller
+        whatever the address. Nothing the registering party sent reaches the record before
+        the address is proven: it waits in the verification token."""
+        address, fields = prepared["email"], prepared["fields"]
+        password_hash = prepared["password_hash"]
         key = email_key(address)
         user = store.lock_by_email_key(conn, key)
         if user is None:
@@ -189,29 +209,28 @@ class Accounts:
 
     def login(
         self,
-        conn: psycopg.Connection,
+        run: Callable,
         principal: Principal,
         address: str,
         password: str,
         browser: Browser,
     ) -> Tokens | Refused:
         """Tokens for a right address and password. Every attempt is recorded; failures
-        are counted per account and per client IP, and past a few, logins wait (429)."""
+        are counted per account and per client IP, and past a few, logins wait (429).
+
+        Unlike other services it takes `run`, the caller's way to run work in a
+        transaction, and uses two: the password is checked between them, so no database
+        connection waits while argon2 works. What the second records is committed before
+        the caller answers, also for a refusal.
+        """
         key = email_key(normalise_email(address, field="email"))
         throttles = [self._account_throttle(key)]
         if browser.client_ip:
             throttles.append(f"ip:{browser.client_ip}")
-        until = store.blocked_until(conn, throttles)
-        account = store.login_view(conn, key)
-        user_id = account["id"] if account else None
         site_id = principal.site.site_id if principal.site else None
-        if until is not None:
-            store.record_attempt(conn, user_id=user_id, site_id=site_id,
-                                 outcome="throttled", **browser.__dict__)  # fmt: skip
-            return Refused(TooManyRequests(
-                "too many failed logins; wait before trying again, or reset the password",
-                retry_after=max(1, math.ceil((until - datetime.now(UTC)).total_seconds())),
-            ))  # fmt: skip
+        account = run(lambda conn: self._start_login(conn, throttles, key, site_id, browser))
+        if isinstance(account, Refused):
+            return account
         password = normalise_password(password)
         usable = account is not None and account["email_verified_at"] and account["password_hash"]
         if usable:
@@ -219,7 +238,33 @@ class Accounts:
         else:
             self.passwords.verify_nothing(password)
             right = False
+        rehashed = None
+        if right and self.passwords.needs_rehash(account["password_hash"]):
+            rehashed = self.passwords.hash(password)
+        return run(
+            lambda conn: self._finish_login(
+                conn, principal, account, throttles, right, rehashed, site_id, browser
+            )
+        )
+
+    def _start_login(self, conn, throttles, key, site_id, browser) -> dict | Refused | None:
+        until = store.blocked_until(conn, throttles)
+        account = store.login_view(conn, key)
+        if until is None:
+            return account
+        store.record_attempt(conn, user_id=account["id"] if account else None,
+                             site_id=site_id, outcome="throttled", **browser.__dict__)  # fmt: skip
+        return Refused(TooManyRequests(
+            "too many failed logins; wait before trying again, or reset the password",
+            retry_after=max(1, math.ceil((until - datetime.now(UTC)).total_seconds())),
+        ))  # fmt: skip
+
+    def _finish_login(
+        self, conn, principal, account, throttles, right, rehashed, site_id, browser
+    ) -> Tokens | Refused:
+        user_id = account["id"] if account else None
         if not right:
+            usable = account is not None and account["email_verified_at"]
             store.record_attempt(
                 conn, user_id=user_id, site_id=site_id,
                 outcome="wrong_password" if usable else "no_account", **browser.__dict__,
@@ -233,9 +278,8 @@ class Accounts:
                                     window_seconds=s.throttle_window_seconds,
                                     cap_seconds=s.ip_block_cap_seconds)  # fmt: skip
             return Refused(Unauthenticated(INVALID_LOGIN))
-        if self.passwords.needs_rehash(account["password_hash"]):
-            store.rehash_password(conn, user_id, account["password_hash"],
-                                  self.passwords.hash(password))  # fmt: skip
+        if rehashed is not None:
+            store.rehash_password(conn, user_id, account["password_hash"], rehashed)
         store.record_attempt(conn, user_id=user_id, site_id=site_id, outcome="success",
                              **browser.__dict__)  # fmt: skip
         store.clear_throttle(conn, throttles[0])
@@ -255,28 +299,37 @@ class Accounts:
         refresh, refresh_hash = _token("idrt_")
         store.insert_refresh_token(conn, refresh_hash, session_id,
                                    self.settings.refresh_idle_seconds)  # fmt: skip
-        access, expires_in = issue_access_token(
+        access, expires_in = self._access_token(user_id, site_name, session_id)
+        return Tokens(access, refresh, expires_in, users_store.get_by_id(conn, user_id))
+
+    def _access_token(self, user_id: UUID, site_name: str, session_id: UUID) -> tuple[str, int]:
+        return issue_access_token(
             self.ring, user_id=user_id, site=site_name, issuer=self.settings.issuer,
             lifetime_seconds=self.settings.access_token_seconds,
             extra={"sid": str(session_id)},
         )  # fmt: skip
-        return Tokens(access, refresh, expires_in, users_store.get_by_id(conn, user_id))
 
     def refresh(self, conn: psycopg.Connection, refresh_token: str) -> Tokens | Refused:
         """A new pair for a live refresh token, which is spent. A spent one shown again
-        means it was copied: its whole family is revoked."""
-        found = store.lock_refresh_token(conn, _hash(refresh_token))
-        if found is None:
-            raise Unauthenticated("this refresh token is not valid")
-        if found["spent_at"] is not None:
-            store.revoke_session(conn, found["session_id"])
-            return Refused(
-                Unauthenticated("this refresh token was used before; the sign-in is ended")
-            )
-        if found["revoked_at"] or not (found["fresh"] and found["live"]):
-            raise Unauthenticated("this sign-in has ended; log in again")
-        store.spend_refresh_token(conn, _hash(refresh_token), found["session_id"])
-        return self._tokens(conn, found["user_id"], found["site_name"], found["session_id"])
+        means it was copied: its whole family is revoked. Needs no transaction around it:
+        the rotation is one statement."""
+        old_hash = _hash(refresh_token)
+        refresh, refresh_hash = _token("idrt_")
+        rotated = store.rotate_refresh_token(
+            conn, old_hash, refresh_hash, self.settings.refresh_idle_seconds
+        )
+        if rotated is None:
+            copied = store.spent_refresh_token_session(conn, old_hash)
+            if copied is not None:
+                store.revoke_session(conn, copied)
+                return Refused(
+                    Unauthenticated("this refresh token was used before; the sign-in is ended")
+                )
+            return Refused(Unauthenticated("this refresh token is not valid, or its sign-in ended"))
+        access, expires_in = self._access_token(
+            rotated["user_id"], rotated["site_name"], rotated["session_id"]
+        )
+        return Tokens(access, refresh, expires_in, None)
 
     def logout(self, conn: psycopg.Connection, refresh_token: str) -> None:
         """End the sign-in the refresh token belongs to (nothing, for an unknown one)."""

@@ -339,6 +339,55 @@ def lock_refresh_token(conn: psycopg.Connection, token_hash: bytes) -> dict | No
     ).fetchone()
 
 
+def rotate_refresh_token(
+    conn: psycopg.Connection, old_hash: bytes, new_hash: bytes, idle_seconds: int
+) -> dict | None:
+    """Spend a live refresh token of a live session and give that session the next one,
+    in one statement (so in one transaction, with no round trips for BEGIN and COMMIT).
+    Of two uses of one token the second waits for the first's row lock and then finds the
+    token spent: None, as for a token that is unknown, expired or of an ended session.
+
+    Committed without waiting for the disk (synchronous_commit off, for this statement's
+    transaction only): a crash may forget the last fraction of a second of rotations,
+    which costs the people concerned a new login and nothing else; waiting for the flush
+    would halve how many refreshes the service answers.
+    """
+    return conn.execute(
+        """
+        with durability as (
+            select set_config('synchronous_commit', 'off', true)
+        ), spent as (
+            update refresh_tokens set spent_at = now()
+            where token_hash = %(old)s and spent_at is null and idle_expires_at > now()
+            returning session_id
+        ), session as (
+            update sessions s set last_used_at = now()
+            from spent
+            where s.id = spent.session_id and s.revoked_at is null and s.expires_at > now()
+            returning s.id, s.user_id, s.site_name
+        ), next as (
+            insert into refresh_tokens (token_hash, session_id, idle_expires_at)
+            select %(new)s, id, now() + make_interval(secs => %(idle)s) from session
+        )
+        select id as session_id, user_id, site_name from session, durability
+        """,
+        {"old": old_hash, "new": new_hash, "idle": idle_seconds},
+        prepare=True,
+    ).fetchone()
+
+
+def spent_refresh_token_session(conn: psycopg.Connection, token_hash: bytes) -> UUID | None:
+    """The session of a refresh token that was spent before: shown again, it was copied."""
+    row = conn.execute(
+        """
+        select session_id from refresh_tokens
+        where token_hash = %(hash)s and spent_at is not null
+        """,
+        {"hash": token_hash},
+    ).fetchone()
+    return row["session_id"] if row else None
+
+
 def spend_refresh_token(conn: psycopg.Connection, token_hash: bytes, session_id: UUID) -> None:
     conn.execute(
         """
