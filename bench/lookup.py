@@ -97,7 +97,7 @@ def main() -> int:
     print(
         f"wrk {THREADS} threads, {CONNECTIONS} connections, {args.duration}s runs"
         f" (after {WARMUP_SECONDS}s warm-up), best of {ROUNDS}; gunicorn {harness.WORKERS}"
-        " sync workers"
+        " workers (identity/gunicorn_conf.py)"
     )
     for name, label in (("baseline", "baseline /bench/select1"), ("target", "GET /v1/users/<id>")):
         r = best[name]
