@@ -43,6 +43,9 @@ openapi: $(VENV)/.installed-run
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/lookup.py
 	$(BIN)/python bench/import_profiles.py
+	$(BIN)/python bench/slow_clients.py
+	$(BIN)/python bench/mail_delivery.py
+	$(BIN)/python bench/accounts.py
 
 ## lock: write requirements/*.txt from pyproject.toml for Python 3.11 on Linux x86_64;
 ## keeps the pins that still fit (UV_FLAGS=--upgrade: the newest that fit)

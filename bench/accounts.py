@@ -27,7 +27,7 @@ import psycopg
 from lookup import _run_wrk
 from psycopg.rows import dict_row
 
-PASSWORD = "plum tractor quietly 83 violins"
+PASSWORD = "plum tractor quietly 83 violins"  # noqa: S105 - the bench account's
 EMAIL = "bench@example.com"
 TARGETS = {"login": 0.9, "refresh": 0.6, "me": 0.7}
 REFRESH_CHAINS = 32
