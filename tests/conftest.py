@@ -98,3 +98,14 @@ def pooled_app(database_url, committing_db):
     database.open()
     yield create_app({"DATABASE_URL": database_url}, database=database)
     database.close()
+
+
+@pytest.fixture
+def mail_server():
+    """A real SMTP server on loopback (aiosmtpd) that keeps what it takes."""
+    from tests.mailsink import MailServer
+
+    server = MailServer()
+    server.start()
+    yield server
+    server.stop()

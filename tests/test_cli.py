@@ -224,16 +224,6 @@ def test_serve_refuses_to_start_in_production_without_its_secrets(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.fixture
-def mail_server():
-    from tests.mailsink import MailServer
-
-    server = MailServer()
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_mail_test_says_whether_the_relay_took_the_mail(database_url, committing_db, mail_server):
     runner = CliRunner()
     env = {"IDENTITY_DATABASE_URL": database_url, "IDENTITY_SMTP_URL": mail_server.url}

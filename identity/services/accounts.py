@@ -23,7 +23,7 @@ from identity.errors import Conflict, InvalidInput, NotFound, TooManyRequests, U
 from identity.mail import enqueue as enqueue_mail
 from identity.security.access_tokens import KeyRing, issue_access_token
 from identity.security.passwords import Passwords, check_password, normalise_password
-from identity.services.contact import email_key, normalise_email, normalise_phone
+from identity.services.contact import email_key, normalise_email, normalise_phones
 from identity.services.principal import Principal, UserCaller
 from identity.store import accounts as store
 from identity.store import users as users_store
@@ -31,7 +31,6 @@ from identity.store import users as users_store
 # What the person may set about themselves, and what registration may carry.
 OWN_FIELDS = ("first_name", "infix", "last_name", "suffix", "gender", "phone", "mobile", "fax",
               "language")  # fmt: skip
-_PHONE_FIELDS = ("phone", "mobile", "fax")
 PASSWORD_HISTORY = 5
 # At most this many verification (or reset) mails to one address an hour: nobody can
 # use the service to flood someone's mailbox.
@@ -487,22 +486,16 @@ def _hash(token: str) -> bytes:
 def _own_fields(data: dict, *, keep_nulls: bool = False) -> dict:
     """The person's own fields from a checked body: phones in E.164, blanks dropped (or,
     for edits, kept as null to clear the field)."""
-    fields, errors = {}, {}
+    fields = {}
     for name in OWN_FIELDS:
         if name not in data:
             continue
-        value = data[name]
-        if value in (None, ""):
-            if keep_nulls:
-                fields[name] = "unspecified" if name == "gender" else None
-            continue
-        if name in _PHONE_FIELDS:
-            try:
-                value = normalise_phone(value, name, data.get("country"))
-            except InvalidInput as exc:
-                errors.update(exc.errors)
-                continue
-        fields[name] = value
+        if data[name] not in (None, ""):
+            fields[name] = data[name]
+        elif keep_nulls:
+            fields[name] = "unspecified" if name == "gender" else None
+    errors: dict[str, list[str]] = {}
+    fields = normalise_phones(fields, data.get("country"), errors)
     if errors:
         raise InvalidInput("some fields are not acceptable", errors=errors)
     return fields

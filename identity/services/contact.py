@@ -64,3 +64,21 @@ def _parse_reason(exc: phonenumbers.NumberParseException) -> str:
         phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
         phonenumbers.NumberParseException.TOO_LONG: "too long",
     }.get(exc.error_type, "not a phone number")
+
+
+PHONE_FIELDS = ("phone", "mobile", "fax")
+
+
+def normalise_phones(fields: dict, country: str | None, errors: dict) -> dict:
+    """`fields` with each phone number in it in E.164; a number that cannot be read is
+    left out, and why goes into `errors`."""
+    normalised = {}
+    for name, value in fields.items():
+        if name in PHONE_FIELDS and value is not None:
+            try:
+                value = normalise_phone(value, name, country)
+            except InvalidInput as exc:
+                errors.update(exc.errors)
+                continue
+        normalised[name] = value
+    return normalised

@@ -17,14 +17,13 @@ from uuid import UUID
 import psycopg
 
 from identity.errors import InvalidInput, NotFound, TooManyRequests
-from identity.services.contact import email_key, normalise_email, normalise_phone
+from identity.services.contact import email_key, normalise_email, normalise_phones
 from identity.services.principal import Principal
 from identity.store import sites as site_store
 from identity.store import users as store
 from identity.store.transactions import in_transaction
 
 PROFILE_FIELDS = store.PROFILE_COLUMNS
-_PHONE_FIELDS = ("phone", "mobile", "fax")
 
 
 @dataclass(frozen=True)
@@ -59,20 +58,13 @@ def prepare_submission(data: dict) -> Submission:
         email = normalise_email(data["email"])
     except InvalidInput as exc:
         errors.update(exc.errors)
-    fields = {}
-    country = data.get("country")
-    for name in PROFILE_FIELDS:
-        value = data.get(name)
-        # Blank and "unspecified" say nothing, so they fill nothing.
-        if not value or (name == "gender" and value == "unspecified"):
-            continue
-        if name in _PHONE_FIELDS:
-            try:
-                value = normalise_phone(value, name, country)
-            except InvalidInput as exc:
-                errors.update(exc.errors)
-                continue
-        fields[name] = value
+    # Blank and "unspecified" say nothing, so they fill nothing.
+    fields = {
+        name: data[name]
+        for name in PROFILE_FIELDS
+        if data.get(name) and not (name == "gender" and data[name] == "unspecified")
+    }
+    fields = normalise_phones(fields, data.get("country"), errors)
     if errors:
         raise InvalidInput("some fields are not acceptable", errors=errors)
     return Submission(email=email, source=data["source"], fields=fields)

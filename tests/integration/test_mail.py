@@ -22,14 +22,6 @@ TOKEN = "tok_5e3r3t-T0ken_value"
 
 
 @pytest.fixture
-def mail_server():
-    server = MailServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def db(committing_db):
     return committing_db
 
