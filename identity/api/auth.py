@@ -117,7 +117,7 @@ class Login(MethodView):
         make logins wait a while (`429` with `Retry-After`); a password reset lifts it.
         """
         outcome = accounts().login(
-            unit_of_work, principal(), body["email"], body["password"], _browser(body)
+            unit_of_work, read, principal(), body["email"], body["password"], _browser(body)
         )
         return _tokens(outcome)
 

@@ -209,6 +209,7 @@ class Accounts:
     def login(
         self,
         run: Callable,
+        look: Callable,
         principal: Principal,
         address: str,
         password: str,
@@ -217,17 +218,17 @@ class Accounts:
         """Tokens for a right address and password. Every attempt is recorded; failures
         are counted per account and per client IP, and past a few, logins wait (429).
 
-        Unlike other services it takes `run`, the caller's way to run work in a
-        transaction, and uses two: the password is checked between them, so no database
-        connection waits while argon2 works. What the second records is committed before
-        the caller answers, also for a refusal.
+        Unlike other services it takes the caller's ways to run work: `run` in a
+        transaction, `look` on a connection for one statement (atomic by itself). The
+        password is checked between them, so no connection waits while argon2 works.
+        What is recorded is committed before the caller answers, also for a refusal.
         """
         key = email_key(normalise_email(address, field="email"))
         throttles = [self._account_throttle(key)]
         if browser.client_ip:
             throttles.append(f"ip:{browser.client_ip}")
         site_id = principal.site.site_id if principal.site else None
-        account = run(lambda conn: self._start_login(conn, throttles, key, site_id, browser))
+        account = look(lambda conn: self._start_login(conn, throttles, key, site_id, browser))
         if isinstance(account, Refused):
             return account
         password = normalise_password(password)
@@ -237,12 +238,14 @@ class Accounts:
         else:
             self.passwords.verify_nothing(password)
             right = False
+        if not right:
+            return run(lambda conn: self._refuse_login(conn, account, throttles, site_id, browser))
         rehashed = None
-        if right and self.passwords.needs_rehash(account["password_hash"]):
+        if self.passwords.needs_rehash(account["password_hash"]):
             rehashed = self.passwords.hash(password)
-        return run(
-            lambda conn: self._finish_login(
-                conn, principal, account, throttles, right, rehashed, site_id, browser
+        return look(
+            lambda conn: self._sign_in(
+                conn, principal, account, throttles[0], rehashed, site_id, browser
             )
         )
 
@@ -258,48 +261,39 @@ class Accounts:
             retry_after=max(1, math.ceil((until - datetime.now(UTC)).total_seconds())),
         ))  # fmt: skip
 
-    def _finish_login(
-        self, conn, principal, account, throttles, right, rehashed, site_id, browser
-    ) -> Tokens | Refused:
-        user_id = account["id"] if account else None
-        if not right:
-            usable = account is not None and account["email_verified_at"]
-            store.record_attempt(
-                conn, user_id=user_id, site_id=site_id,
-                outcome="wrong_password" if usable else "no_account", **browser.__dict__,
-            )  # fmt: skip
-            s = self.settings
-            store.count_failure(conn, throttles[0], free=s.account_free_failures,
-                                window_seconds=s.throttle_window_seconds,
-                                cap_seconds=s.account_block_cap_seconds)  # fmt: skip
-            if len(throttles) > 1:
-                store.count_failure(conn, throttles[1], free=s.ip_free_failures,
-                                    window_seconds=s.throttle_window_seconds,
-                                    cap_seconds=s.ip_block_cap_seconds)  # fmt: skip
-            return Refused(Unauthenticated(INVALID_LOGIN))
-        if rehashed is not None:
-            store.rehash_password(conn, user_id, account["password_hash"], rehashed)
-        store.record_attempt(conn, user_id=user_id, site_id=site_id, outcome="success",
-                             **browser.__dict__)  # fmt: skip
-        store.clear_throttle(conn, throttles[0])
-        return self._sign_in(conn, principal, user_id, browser)
-
-    def _sign_in(self, conn, principal: Principal, user_id: UUID, browser: Browser) -> Tokens:
+    def _refuse_login(self, conn, account, throttles, site_id, browser) -> Refused:
+        usable = account is not None and account["email_verified_at"]
+        store.record_attempt(
+            conn, user_id=account["id"] if account else None, site_id=site_id,
+            outcome="wrong_password" if usable else "no_account", **browser.__dict__,
+        )  # fmt: skip
         s = self.settings
-        session_id = store.insert_session(
-            conn, user_id=user_id,
-            site_id=principal.site.site_id if principal.site else None,
-            site_name=principal.site_name, absolute_seconds=s.refresh_absolute_seconds,
+        store.count_failure(conn, throttles[0], free=s.account_free_failures,
+                            window_seconds=s.throttle_window_seconds,
+                            cap_seconds=s.account_block_cap_seconds)  # fmt: skip
+        if len(throttles) > 1:
+            store.count_failure(conn, throttles[1], free=s.ip_free_failures,
+                                window_seconds=s.throttle_window_seconds,
+                                cap_seconds=s.ip_block_cap_seconds)  # fmt: skip
+        return Refused(Unauthenticated(INVALID_LOGIN))
+
+    def _sign_in(
+        self, conn, principal: Principal, account: dict, throttle: str, rehashed, site_id,
+        browser: Browser,
+    ) -> Tokens:  # fmt: skip
+        if rehashed is not None:
+            store.rehash_password(conn, account["id"], account["password_hash"], rehashed)
+        refresh, refresh_hash = _token("idrt_")
+        s = self.settings
+        user = store.sign_in(
+            conn, user_id=account["id"], site_id=site_id, site_name=principal.site_name,
+            throttle_key=throttle, refresh_hash=refresh_hash,
+            idle_seconds=s.refresh_idle_seconds, absolute_seconds=s.refresh_absolute_seconds,
             **browser.__dict__,
         )  # fmt: skip
-        return self._tokens(conn, user_id, principal.site_name, session_id)
-
-    def _tokens(self, conn, user_id: UUID, site_name: str, session_id: UUID) -> Tokens:
-        refresh, refresh_hash = _token("idrt_")
-        store.insert_refresh_token(conn, refresh_hash, session_id,
-                                   self.settings.refresh_idle_seconds)  # fmt: skip
-        access, expires_in = self._access_token(user_id, site_name, session_id)
-        return Tokens(access, refresh, expires_in, users_store.get_by_id(conn, user_id))
+        session_id = user.pop("session_id")
+        access, expires_in = self._access_token(account["id"], principal.site_name, session_id)
+        return Tokens(access, refresh, expires_in, user)
 
     def _access_token(self, user_id: UUID, site_name: str, session_id: UUID) -> tuple[str, int]:
         return issue_access_token(

@@ -288,7 +288,7 @@ def clear_throttle(conn: psycopg.Connection, key: str) -> None:
 # --- sessions and refresh tokens ----------------------------------------------------------
 
 
-def insert_session(
+def sign_in(
     conn: psycopg.Connection,
     *,
     user_id: UUID,
@@ -296,32 +296,39 @@ def insert_session(
     site_name: str,
     user_agent: str | None,
     client_ip: str | None,
+    throttle_key: str,
+    refresh_hash: bytes,
+    idle_seconds: int,
     absolute_seconds: int,
-) -> UUID:
-    row = conn.execute(
-        """
-        insert into sessions (user_id, site_id, site_name, user_agent, client_ip, expires_at)
-        values (%(user_id)s, %(site_id)s, %(site_name)s, %(user_agent)s, %(client_ip)s,
-                now() + make_interval(secs => %(absolute)s))
-        returning id
-        """,
+) -> dict:
+    """A good login, in one statement (one transaction, no round trips for BEGIN and
+    COMMIT): the attempt recorded, the account's failures forgotten, a session begun with
+    its first refresh token; the person's record, and the session's id."""
+    return conn.execute(
+        f"""
+        with attempt as (
+            insert into login_attempts (user_id, site_id, client_ip, user_agent, outcome)
+            values (%(user_id)s, %(site_id)s, %(client_ip)s, %(user_agent)s, 'success')
+        ), cleared as (
+            delete from login_throttles where key = %(throttle)s
+        ), session as (
+            insert into sessions (user_id, site_id, site_name, user_agent, client_ip,
+                                  expires_at)
+            values (%(user_id)s, %(site_id)s, %(site_name)s, %(user_agent)s, %(client_ip)s,
+                    now() + make_interval(secs => %(absolute)s))
+            returning id as session_id
+        ), refresh as (
+            insert into refresh_tokens (token_hash, session_id, idle_expires_at)
+            select %(hash)s, session_id, now() + make_interval(secs => %(idle)s) from session
+        )
+        select {USER_COLUMNS}, session.session_id
+        from users, session where users.id = %(user_id)s
+        """,  # noqa: S608 - fixed column list
         {"user_id": user_id, "site_id": site_id, "site_name": site_name,
-         "user_agent": user_agent, "client_ip": client_ip, "absolute": absolute_seconds},
-    ).fetchone()  # fmt: skip
-    return row["id"]
-
-
-def insert_refresh_token(
-    conn: psycopg.Connection, token_hash: bytes, session_id: UUID, idle_seconds: int
-) -> None:
-    conn.execute(
-        """
-        insert into refresh_tokens (token_hash, session_id, idle_expires_at)
-        values (%(hash)s, %(session_id)s, now() + make_interval(secs => %(idle)s))
-        """,
-        {"hash": token_hash, "session_id": session_id, "idle": idle_seconds},
+         "user_agent": user_agent, "client_ip": client_ip, "throttle": throttle_key,
+         "hash": refresh_hash, "idle": idle_seconds, "absolute": absolute_seconds},
         prepare=True,
-    )
+    ).fetchone()  # fmt: skip
 
 
 def lock_refresh_token(conn: psycopg.Connection, token_hash: bytes) -> dict | None:
@@ -386,21 +393,6 @@ def spent_refresh_token_session(conn: psycopg.Connection, token_hash: bytes) -> 
         {"hash": token_hash},
     ).fetchone()
     return row["session_id"] if row else None
-
-
-def spend_refresh_token(conn: psycopg.Connection, token_hash: bytes, session_id: UUID) -> None:
-    conn.execute(
-        """
-        update refresh_tokens set spent_at = now() where token_hash = %(hash)s;
-        """,
-        {"hash": token_hash},
-        prepare=True,
-    )
-    conn.execute(
-        "update sessions set last_used_at = now() where id = %(id)s",
-        {"id": session_id},
-        prepare=True,
-    )
 
 
 def revoke_session(conn: psycopg.Connection, session_id: UUID, user_id: UUID | None = None) -> bool:
