@@ -6,7 +6,9 @@ nothing else: hundreds of them cannot hold up the requests of others, as two of 
 with sync workers. The deadlines make them go away in the end.
 """
 
+import importlib
 import json
+import sys
 from datetime import UTC, datetime
 from http import HTTPStatus
 
@@ -35,6 +37,15 @@ class Worker(GeventWorker):
         # super().init_process): their pool's threads and pipes must be real ones.
         bulk.warm_up(config["IMPORT_PROCESSES"])
         super().init_process()
+
+    def patch(self):
+        super().patch()
+        # psycopg chooses how to wait for the server when it is imported, and gunicorn's
+        # master imported it (with this package) before this worker patched `select`: it
+        # chose a wait that blocks the whole process during every query. Let it choose
+        # again, now that gevent's `select` is in place.
+        if "psycopg.waiting" in sys.modules:
+            importlib.reload(sys.modules["psycopg.waiting"])
 
     def timeout_ctx(self):
         return gevent.Timeout(self.header_timeout, False)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -31,6 +32,7 @@ def served(database_url, committing_db):
         "IDENTITY_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
         "IDENTITY_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
         "IDENTITY_IMPORT_PROCESSES": "0",
+        "IDENTITY_DB_LOCK_TIMEOUT_MS": "3000",
     }
     command = [
         sys.executable, "-m", "gunicorn", "--config", "python:identity.gunicorn_conf",
@@ -144,3 +146,27 @@ def test_what_gunicorn_answers_itself_is_problem_json(served, request_bytes, sta
         answered, problem = _answer(sock)
     assert answered == status == problem["status"]
     assert problem["title"] and problem["detail"]
+
+
+def test_a_request_waiting_on_the_database_does_not_hold_up_the_others(served, committing_db):
+    host, port, key = served
+    blocked = threading.Event()
+
+    def look_up():
+        request = urllib.request.Request(
+            f"http://{host}:{port}/v1/users?email=anna@example.com",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        blocked.set()
+        with contextlib.suppress(urllib.error.HTTPError):  # 503 once the lock times out
+            urllib.request.urlopen(request, timeout=10)
+
+    with committing_db.transaction():
+        committing_db.execute("lock table users in access exclusive mode")
+        waiting = threading.Thread(target=look_up)
+        waiting.start()
+        blocked.wait(5)
+        time.sleep(0.3)  # the look-up now waits for the lock, inside a query
+        latencies = [_live_seconds(host, port) for _ in range(5)]
+    waiting.join(timeout=10)
+    assert max(latencies) < 0.5, latencies
