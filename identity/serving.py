@@ -91,7 +91,8 @@ class JsonLogger(glogging.Logger):
             "logger": "gunicorn.access",
             "method": req.method,
             "path": req.path,
-            "status": resp.status_code,
+            # gunicorn's own error answers carry only `status` ("400 Bad Request").
+            "status": getattr(resp, "status_code", None) or int(str(resp.status).split()[0]),
             "bytes": getattr(resp, "sent", None),
             "ms": round(request_time.total_seconds() * 1000, 1),
             "request_id": request_id,

@@ -136,8 +136,12 @@ def test_a_stranger_is_refused_before_the_body_is_waited_for(served):
         # closes would reset the connection before the answer is read.
         (b"GET /" + b"x" * 5000 + b" HTTP/1.1\r\n\r\n", 414),
         (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % n for n in range(120)) + b"\r\n", 431),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
     ],
-    ids=["bad request line", "request line too long", "too many headers"],
+    ids=["bad request line", "request line too long", "too many headers", "two framings"],
 )
 def test_what_gunicorn_answers_itself_is_problem_json(served, request_bytes, status):
     host, port, _ = served
