@@ -11,6 +11,11 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's id is taken when it looks like an id; anything else (long, odd characters,
 # an address: no "@") is replaced by a new one.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+# ...unless it looks like one of the service's own credentials (a site key, a refresh
+# token, a JWT), sent there by mistake: a credential never goes into a log line.
+_CREDENTIAL = re.compile(r"idsk_|idrt_|eyJ", re.IGNORECASE)
+# Where the app leaves, for the access log, the pattern of the route a request matched.
+ROUTE = "identity.route"
 # The attributes every LogRecord has; anything else came as `extra` and is logged too.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -74,7 +79,9 @@ def init_app(app) -> None:
 
     def take_request_id() -> None:
         given = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        taken = _REQUEST_ID.fullmatch(given) and not _CREDENTIAL.match(given)
+        g.request_id = given if taken else uuid.uuid4().hex
+        request.environ[ROUTE] = request.url_rule.rule if request.url_rule else None
 
     def return_request_id(response):
         response.headers[REQUEST_ID_HEADER] = g.get("request_id") or uuid.uuid4().hex

@@ -9,6 +9,7 @@ with sync workers. The deadlines make them go away in the end.
 import importlib
 import json
 import sys
+import uuid
 from datetime import UTC, datetime
 from http import HTTPStatus
 
@@ -18,7 +19,7 @@ from gunicorn.workers.ggevent import GeventWorker
 
 from identity import bulk
 from identity.config import load_config
-from identity.logs import JsonLines
+from identity.logs import REQUEST_ID_HEADER, ROUTE, JsonLines
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -64,7 +65,8 @@ def write_problem(sock, status_int: int, reason: str, mesg: str) -> None:
     ).encode()
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
-        f"Content-Type: {PROBLEM_JSON}\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"Content-Type: {PROBLEM_JSON}\r\nContent-Length: {len(body)}\r\n"
+        f"{REQUEST_ID_HEADER}: {uuid.uuid4().hex}\r\n\r\n"
     )
     util.write_nonblock(sock, head.encode("latin-1") + body)
 
@@ -90,7 +92,9 @@ class JsonLogger(glogging.Logger):
             "level": "info",
             "logger": "gunicorn.access",
             "method": req.method,
-            "path": req.path,
+            # The route's pattern, not the path as sent: a path can hold an address or
+            # an unsubscribe token. A path that matched no route is not shown at all.
+            "path": (environ or {}).get(ROUTE) or "(no route)",
             # gunicorn's own error answers carry only `status` ("400 Bad Request").
             "status": getattr(resp, "status_code", None) or int(str(resp.status).split()[0]),
             "bytes": getattr(resp, "sent", None),

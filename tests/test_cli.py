@@ -198,13 +198,21 @@ def test_serve_runs_on_an_embedded_database_stops_cleanly_and_keeps_the_data(tmp
         record.pop("filled")
         assert call(base, f"/v1/users/{record['id']}", key) == (200, record)
         assert call(base, "/v1/users?email=a%40example.com", key)[1]["id"] == record["id"]
+        with pytest.raises(urllib.error.HTTPError) as missing:  # an address where no route is
+            call(base, "/v1/users/anna@example.com", key)
+        assert missing.value.code == 404
+        mistaken = urllib.request.Request(f"{base}/health/live", headers={"X-Request-ID": key})
+        with urllib.request.urlopen(mistaken, timeout=10) as answer:
+            assert answer.headers["X-Request-ID"] != key
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=30) == 0
         assert not (pgdata / "postmaster.pid").exists()
         assert leftover_processes(env["IDENTITY_DATA_DIR"]) == []
-        # The access log names each request by its path only: no address, no key.
+        # The access log names each request by its route only: no address, no key.
         logged = log.read_text()
         assert '"method": "GET", "path": "/v1/users", "status": 200' in logged
+        assert '"path": "/v1/users/<uuid:user_id>", "status": 200' in logged
+        assert '"path": "(no route)", "status": 404' in logged
         assert "example.com" not in logged and key[8:] not in logged
     finally:
         stop(server)

@@ -7,7 +7,7 @@ from http import HTTPStatus
 
 import psycopg
 from flask import Flask, Response, json
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, default_exceptions
 
 from identity.errors import (
     Conflict,
@@ -84,10 +84,14 @@ def describe(error: BaseException) -> Problem:
     if isinstance(error, ImportStopped):
         stopped = describe(error.cause)
         stopped.extensions["lines_done"] = error.lines_done
-        stopped.detail += (
-            f"; the import stopped after input line {error.lines_done}: the lines up to it are"
-            " done and stay so, and running the whole file again is safe"
-        )
+        if error.lines_done:
+            stopped.detail += (
+                f"; the import stopped after input line {error.lines_done}: the lines up to"
+                " it are written and stay so, none after it is; running the whole file again"
+                " is safe"
+            )
+        else:
+            stopped.detail += "; no line was written, and running the whole file again is safe"
         return stopped
     if isinstance(error, IdentityError):
         return _from_domain_error(error)
@@ -142,6 +146,10 @@ def _invalid_request(status: int, messages: dict, headers: dict) -> Problem:
 
 
 def _detail(error: HTTPException) -> str:
+    """The error's own words where it has some; werkzeug's stock ones are replaced."""
+    stock = default_exceptions.get(error.code or 500)
+    if error.description and (stock is None or error.description != stock.description):
+        return error.description
     return {
         HTTPStatus.NOT_FOUND: "no resource at this path",
         HTTPStatus.METHOD_NOT_ALLOWED: "this method is not allowed here; see the Allow header",

@@ -34,6 +34,8 @@ MAX_LINE_BYTES = 64 * 1024
 _REPORT_IN_MEMORY = 1024 * 1024
 _READ_SIZE = 256 * 1024
 
+# What the import says of a body that ended early; the problem adds how far it got.
+_CUT_OFF = "the request body ended before its Content-Length; the incomplete line was not taken"
 _TOO_LONG = {"line": [f"longer than {MAX_LINE_BYTES} bytes"]}
 
 _submission_schema = ProfileSubmissionSchema()
@@ -44,9 +46,17 @@ ReadLine = tuple[int, dict | None, dict | None]
 
 @dataclass(frozen=True)
 class LongLine:
-    """A line too long to take, read past and dropped; the quotes it held, for CSV."""
+    """A line too long to take, read past and dropped. For CSV: whether a quoted cell
+    is open at its end, if one was open at its start, and if not."""
 
-    quotes: int
+    quoted_after_quoted: bool
+    quoted_after_unquoted: bool
+
+
+class EmptyBody(BadRequest):
+    """A chunked body without one byte in its chunks."""
+
+    description = "send the lines in the body: NDJSON or CSV with a header row"
 
 
 class TooManyLines(RequestEntityTooLarge):
@@ -63,7 +73,7 @@ def run_import(principal: Principal, source: str) -> Response:
     far it got."""
     settings = current_app.config["IDENTITY"]
     if not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", ""):
-        raise BadRequest("send the lines in the body: NDJSON or CSV with a header row")
+        raise EmptyBody()
     stream = request.environ["wsgi.input"]
     if isinstance(stream, DeadlineInput):  # the import's own, longer deadline
         stream.allow(settings["MAX_IMPORT_SECONDS"])
@@ -117,10 +127,10 @@ class ImportBody(io.RawIOBase):
         except HTTPException:  # the body's deadline passed (408)
             raise
         except Exception:  # each server says "the client went away" its own way
-            raise IncompleteBody() from None
+            raise IncompleteBody(_CUT_OFF) from None
         if not chunk:
             if self.length is not None and self.received < self.length:
-                raise IncompleteBody()
+                raise IncompleteBody(_CUT_OFF)
             return 0
         self.received += len(chunk)
         if self.received > self.max_bytes:
@@ -199,7 +209,7 @@ def read_csv(lines: Iterable[tuple[int, bytes | LongLine]], source: str) -> Iter
         except StopIteration:
             return
         except csv.Error as exc:
-            yield current[0][0], None, {"line": [f"not valid CSV: {exc}"]}
+            yield current[0][0], None, {"line": [_csv_reason(exc)]}
             continue
         line_no, errors = current[0]
         if errors:
@@ -220,27 +230,31 @@ def _csv_records(
 ) -> Iterator[tuple[int, str, dict | None]]:
     """Whole CSV records: (first line number, text, None), or (line number, "", why not).
 
-    A quoted cell may hold line breaks, so a record ends at the first line end with an
-    even count of quotes behind it. A record over MAX_LINE_BYTES is rejected and skipped
-    to its end (its quotes still counted), so a long cell cannot turn the rows after it
+    A quoted cell may hold line breaks, so a record ends at the first line end outside a
+    quoted cell. Only a quote at the start of a cell opens one (RFC 4180); a quote inside
+    an unquoted cell is a character like any other, as the csv module reads it, so a
+    stray `Robert "Bob` cannot swallow the lines after it. A record over MAX_LINE_BYTES
+    is rejected and skipped to its end, so a long cell cannot turn the rows after it
     into cells; a quote never closed takes the rest of the body with it.
     """
     parts: list[bytes] = []
-    first = size = quotes = 0
-    oversized = False
+    first = size = 0
+    quoted = oversized = False
     for line_no, raw in lines:
         if not parts and not oversized:
             first = line_no
         if isinstance(raw, LongLine):
-            oversized, quotes = True, quotes + raw.quotes
+            oversized = True
+            quoted = raw.quoted_after_quoted if quoted else raw.quoted_after_unquoted
         else:
             size += len(raw)
-            quotes += raw.count(b'"')
             oversized = oversized or size > MAX_LINE_BYTES
+            if quoted or b'"' in raw:
+                quoted = _still_quoted(raw, quoted)
             parts.append(raw)
         if oversized:
             parts.clear()
-        if quotes % 2:
+        if quoted:
             continue
         if oversized:
             yield first, "", _TOO_LONG
@@ -249,9 +263,39 @@ def _csv_records(
                 yield first, b"".join(parts).decode("utf-8"), None
             except UnicodeDecodeError:
                 yield first, "", {"line": ["not UTF-8"]}
-        parts, size, quotes, oversized = [], 0, 0, False
+        parts, size, oversized = [], 0, False
     if parts or oversized:
         yield first, "", {"line": ["a quoted cell is never closed"]}
+
+
+_CELL_START = frozenset(b",\n")
+
+
+def _still_quoted(line: bytes, quoted: bool) -> bool:
+    """Whether a quoted cell is still open at the end of this line, given whether one
+    was open at its start. (For a line read in pieces, a quote at a piece's edge may be
+    misread; such a line is rejected anyway.)"""
+    at = line.find(b'"')
+    while at != -1:
+        if quoted:
+            if line[at + 1 : at + 2] == b'"':  # a doubled quote: one quote in the cell
+                at = line.find(b'"', at + 2)
+                continue
+            quoted = False  # closed; text after it is the csv module's to refuse
+        elif at == 0 or line[at - 1] in _CELL_START:
+            quoted = True
+        at = line.find(b'"', at + 1)
+    return quoted
+
+
+def _csv_reason(error: csv.Error) -> str:
+    """The csv module's complaint in the words of someone writing a CSV file."""
+    text = str(error)
+    if "new-line character" in text:
+        return "not valid CSV: a line break inside an unquoted cell; lines end in LF or CRLF"
+    if "expected after" in text:
+        return "not valid CSV: text after the closing quote of a cell; double a quote inside one"
+    return "not valid CSV"
 
 
 def _csv_header(record: tuple[int, str, dict | None]) -> list[str]:
@@ -259,7 +303,7 @@ def _csv_header(record: tuple[int, str, dict | None]) -> list[str]:
     try:
         row = next(csv.reader([text], strict=True), []) if errors is None else None
     except csv.Error as exc:
-        row, errors = None, {"line": [f"not valid CSV: {exc}"]}
+        row, errors = None, {"line": [_csv_reason(exc)]}
     if row is None:
         raise InvalidInput(
             "the first CSV row must name the columns, one of them email; lines end in LF or CRLF",
@@ -290,16 +334,22 @@ def _numbered_lines(stream: io.RawIOBase, max_lines: int) -> Iterator[tuple[int,
     while True:
         raw = reader.readline(MAX_LINE_BYTES + 1)
         if not raw:
+            if line_no == 0:
+                raise EmptyBody()
             return
         line_no += 1
         if line_no > max_lines:
             raise TooManyLines(f"an import takes at most {max_lines} lines")
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-            quotes = raw.count(b'"')
-            while raw and not raw.endswith(b"\n"):
+            # Whether it ends in a quoted cell depends on whether it starts in one.
+            after_quoted, after_unquoted = True, False
+            while raw:
+                after_quoted = _still_quoted(raw, after_quoted)
+                after_unquoted = _still_quoted(raw, after_unquoted)
+                if raw.endswith(b"\n"):
+                    break
                 raw = reader.readline(MAX_LINE_BYTES)
-                quotes += raw.count(b'"')
-            yield line_no, LongLine(quotes)
+            yield line_no, LongLine(after_quoted, after_unquoted)
             continue
         yield line_no, raw
 
@@ -316,9 +366,9 @@ def report(outcomes: Iterable[Outcome]) -> Response:
             counts[outcome.status] += 1
             last_line = outcome.ref
             spool.write(_report_line(outcome))
-    except InvalidInput:
+    except (InvalidInput, EmptyBody):
         spool.close()
-        raise  # the CSV header: nothing was read past it, nothing written
+        raise  # no line, or the CSV header: nothing was read past it, nothing written
     except Exception as exc:
         spool.close()
         raise ImportStopped(exc, last_line) from exc

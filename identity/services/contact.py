@@ -2,6 +2,7 @@
 
 import unicodedata
 
+import idna
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
@@ -21,9 +22,11 @@ def normalise_email(address: str, field: str = "email") -> str:
 
 
 def email_key(address: str) -> str:
-    """What makes two addresses the same person: the normalised address under Unicode's
-    canonical caseless matching (NFC of the case-folded NFD), so İ, final ς and ß compare
-    as Unicode says they do, the same on every database whatever its locale.
+    """What makes two addresses the same person, the same on every database whatever its
+    locale: the local part under Unicode's canonical caseless matching (NFC of the
+    case-folded NFD), so İ, final ς and ß compare as Unicode says they do; the domain as
+    DNS knows it, in its IDNA (xn--) form, where straße.de and strasse.de, or two Greek
+    names that differ in a final sigma, are different domains that case-folding merges.
 
     Stored in users.email_key and looked up by plain equality: PostgreSQL's lower()
     depends on the database's locale and disagrees with Python (and with itself) outside
@@ -31,7 +34,16 @@ def email_key(address: str) -> str:
     """
     if address.isascii():
         return address.lower()
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", address).casefold())
+    local, at, domain = address.rpartition("@")
+    local = unicodedata.normalize("NFC", unicodedata.normalize("NFD", local).casefold())
+    if domain.isascii():
+        return f"{local}{at}{domain.lower()}"
+    try:
+        return f"{local}{at}{idna.encode(domain, uts46=True).decode('ascii').lower()}"
+    except idna.IDNAError:
+        # Not an address the record could hold (every stored domain encodes), so a key
+        # with a Unicode domain, which no stored key has, finds nothing.
+        return f"{local}{at}{unicodedata.normalize('NFC', domain.casefold())}"
 
 
 def normalise_phone(number: str, field: str, country: str | None = None) -> str:
@@ -53,7 +65,12 @@ def normalise_phone(number: str, field: str, country: str | None = None) -> str:
             "invalid phone number",
             errors={field: ["not a valid number for its country"]},
         )
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    if len(e164) > 16:  # "+" and at most 15 digits; leading zeros can make a valid one longer
+        raise InvalidInput(
+            "invalid phone number", errors={field: ["longer than the 15 digits E.164 allows"]}
+        )
+    return e164
 
 
 def _parse_reason(exc: phonenumbers.NumberParseException) -> str:

@@ -7,7 +7,7 @@ person typed in themselves; the person corrects their own record.
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -183,7 +183,11 @@ def exclusive_import(conn: psycopg.Connection, principal: Principal) -> Iterator
     try:
         yield
     finally:
-        site_store.unlock_import(conn, principal.site.site_id)
+        # A lost connection took the lock with it; failing here would hide why the
+        # import stopped, and how far it got.
+        with suppress(psycopg.OperationalError):
+            if not conn.broken:
+                site_store.unlock_import(conn, principal.site.site_id)
 
 
 def import_profiles(

@@ -160,6 +160,7 @@ def test_an_import_body_shorter_than_its_content_length_writes_nothing_of_the_cu
     assert status == 400
     problem = json.loads(answer)
     assert problem["lines_done"] == 2
+    assert "line 2" in problem["detail"] and "nothing was done" not in problem["detail"]
     emails = {row["email"] for row in committing_db.execute("select email from users")}
     assert emails == {"a@example.com", "b@example.com"}
 

@@ -1,6 +1,7 @@
 """What a hostile client sends: every one of these is a 4xx problem+json and writes nothing
 (single requests), or a rejected line of its own (imports)."""
 
+import io
 import json
 
 import pytest
@@ -146,6 +147,16 @@ def test_an_import_without_a_body_is_a_400(site):
     assert_problem(response, 400)
 
 
+def test_an_empty_chunked_import_is_a_400(site):
+    response = site.post(
+        "/v1/profiles/import",
+        input_stream=io.BytesIO(b""),
+        content_type=NDJSON,
+        headers={"Transfer-Encoding": "chunked"},
+    )
+    assert_problem(response, 400)
+
+
 def test_a_phone_extension_is_refused_not_dropped(site, conn):
     response = site.post("/v1/profiles", json=PROFILE | {"phone": "+31 20 123 4567 ext. 12"})
     body = assert_problem(response, 422, "phone")
@@ -196,3 +207,61 @@ def test_the_length_limit_is_on_what_was_sent_even_where_nfc_makes_it_longer(sit
     assert_problem(
         site.post("/v1/profiles", json=PROFILE | {"last_name": "\u0958" * 101}), 422, "last_name"
     )
+
+
+STRAY_QUOTES = {
+    "a quote inside a cell": 'bob@example.com,Robert "Bob\n',
+    "a quote between letters": 'bob@example.com,A"B\n',
+    "a quote after a space": 'bob@example.com, "Bob\n',
+}
+
+
+@pytest.mark.parametrize("line", STRAY_QUOTES.values(), ids=STRAY_QUOTES.keys())
+def test_a_stray_quote_in_a_csv_cell_is_a_character_and_swallows_no_rows(site, line):
+    body = "email,first_name\nanna@example.com,Anna\n" + line + "carl@example.com,Carl\n"
+    report, _ = run_import(site, body, content_type="text/csv")
+    assert [entry["status"] for entry in report] == ["created", "created", "created"]
+    assert record_of(site, "bob@example.com")["first_name"] == line.split(",", 1)[1].strip()
+    assert record_of(site, "carl@example.com")["first_name"] == "Carl"
+
+
+def test_text_after_a_closing_quote_rejects_that_row_only_and_says_why(site):
+    body = 'email,first_name\nanna@example.com,"An"na\nbob@example.com,Bob\n'
+    report, _ = run_import(site, body, content_type="text/csv")
+    assert [entry["status"] for entry in report] == ["rejected", "created"]
+    assert "closing quote" in report[0]["errors"]["line"][0]
+
+
+def test_a_long_line_with_a_stray_quote_is_rejected_alone(site):
+    body = f'email,first_name\nbob@example.com,{"B" * 200_000}"Bob\ncarl@example.com,Carl\n'
+    report, _ = run_import(site, body, content_type="text/csv")
+    assert [entry["status"] for entry in report] == ["rejected", "created"]
+
+
+def test_cr_only_line_endings_are_named_in_the_problem(site):
+    response = site.post(
+        "/v1/profiles/import",
+        data="email,first_name\ranna@example.com,Anna\r",
+        content_type="text/csv",
+    )
+    body = assert_problem(response, 422, "header")
+    assert "LF or CRLF" in body["errors"]["header"][0]
+    assert "universal-newline" not in json.dumps(body)
+
+
+@pytest.mark.parametrize("field", ["phone", "mobile", "fax"])
+def test_a_valid_number_longer_than_e164_is_a_422_not_a_500(site, conn, field):
+    # phonenumbers takes German fixed lines up to 15 national digits; E.164 takes 15 in all.
+    response = site.post("/v1/profiles", json=PROFILE | {field: "+49 30 1234567890123"})
+    body = assert_problem(response, 422, field)
+    assert "15 digits" in body["errors"][field][0]
+    assert count_users(conn) == 0
+
+
+def test_a_number_longer_than_e164_rejects_its_import_line_only(site):
+    body = ndjson(
+        {"email": "anna@example.com", "phone": "+49 30 1234567890123"},
+        {"email": "bob@example.com", "phone": "+49 30 12345678"},
+    )
+    report, _ = run_import(site, body)
+    assert [entry["status"] for entry in report] == ["rejected", "created"]

@@ -215,6 +215,7 @@ def test_an_import_over_its_line_limit_stops_with_a_413_that_says_how_far_it_got
     response = client.post("/v1/profiles/import", data=body, content_type=NDJSON)
     problem = assert_problem(response, 413)
     assert problem["lines_done"] == 4 and "line 4" in problem["detail"]
+    assert "at most 5 lines" in problem["detail"]
     assert conn.execute("select count(*) as n from users").fetchone()["n"] == 4
 
 

@@ -1,3 +1,5 @@
+import io
+import json
 import time
 
 import pytest
@@ -64,3 +66,49 @@ def test_after_a_database_restart_no_request_fails_on_a_stale_connection(client,
     proxy.restore()
     for _ in range(5):
         assert client.get(path).status_code == 200
+
+
+class CutsTheDatabase(io.RawIOBase):
+    """An import body, a line per read, that cuts the database off after `cut_after`
+    lines have been read: an outage in the middle of an import."""
+
+    def __init__(self, lines: list[bytes], cut_after: int, proxy: DatabaseProxy):
+        self.lines, self.cut_after, self.proxy, self.given = lines, cut_after, proxy, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.given == self.cut_after:
+            self.proxy.cut()
+        if self.given >= len(self.lines):
+            return 0
+        line = self.lines[self.given]
+        self.given += 1
+        buffer[: len(line)] = line
+        return len(line)
+
+
+def test_an_import_cut_off_by_an_outage_says_how_many_lines_were_written(proxy, committing_db):
+    database = Database(proxy.url, min_size=1, max_size=2, timeout=1.0)
+    database.open()
+    settings = {"IMPORT_BATCH_SIZE": 2, "IMPORT_PROCESSES": 0}
+    app = create_app({"DATABASE_URL": proxy.url, **settings}, database=database)
+    client = app.test_client()
+    key = issue_site_key(committing_db, "copernica.com")
+    lines = [json.dumps({"email": f"p{n}@example.com"}).encode() + b"\n" for n in range(20)]
+    body = CutsTheDatabase(lines, cut_after=7, proxy=proxy)
+    try:
+        response = client.post(
+            "/v1/profiles/import",
+            content_type="application/x-ndjson",
+            headers={"Authorization": f"Bearer {key}"},
+            environ_overrides={"wsgi.input": body, "CONTENT_LENGTH": str(sum(map(len, lines)))},
+        )
+    finally:
+        database.close()
+    problem = assert_problem(response, 503)
+    written = committing_db.execute("select count(*) as n from users").fetchone()["n"]
+    assert 0 < written < 20
+    assert problem["lines_done"] == written
+    assert f"line {written}" in problem["detail"]

@@ -62,6 +62,7 @@ def _answer(sock) -> tuple[int, dict | None]:
         return 0, None
     head, _, body = data.partition(b"\r\n\r\n")
     assert b"application/problem+json" in head
+    assert b"\r\nX-Request-ID: " in head, head
     return int(head.split(b" ", 2)[1]), json.loads(body)
 
 

@@ -106,3 +106,28 @@ def test_addresses_that_come_to_share_a_key_stop_the_migration_unmerged(empty_da
             "select count(*) from information_schema.columns where column_name = 'email_key'"
         ).fetchone()[0]
         assert columns == 0
+
+
+def test_the_domain_migration_keys_each_domain_as_dns_knows_it(empty_database, tmp_path):
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        _migrate_to(conn, "0005_signing_keys", tmp_path)
+        # Keyed as 0002 first keyed them: the whole address case-folded.
+        conn.execute(
+            "insert into users (email, email_key) values"
+            " ('anna@straße.de', 'anna@strasse.de'), ('bob@ΣΑΣ.gr', 'bob@σασ.gr'),"
+            " ('carl@example.com', 'carl@example.com')"
+        )
+        migrations.upgrade(conn)
+        keys = {row[0]: row[1] for row in conn.execute("select email, email_key from users")}
+        assert keys == {
+            "anna@straße.de": "anna@xn--strae-oqa.de",
+            "bob@ΣΑΣ.gr": "bob@xn--mxa9ab.gr",
+            "carl@example.com": "carl@example.com",
+        }
+        conn.execute(
+            "insert into users (email, email_key) values ('anna@strasse.de', 'anna@strasse.de')"
+        )
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "insert into users (email, email_key) values ('Anna@STRASSE.de', 'anna@strasse.de')"
+            )
