@@ -14,14 +14,27 @@ from marshmallow import fields
 _CONTROLS = r"\x00-\x1f\x7f-\x9f"
 _CONTROLS_MULTILINE = r"\x00-\x08\x0b-\x1f\x7f-\x9f"
 _SURROGATES = r"\ud800-\udfff"
-_BIDI = r"\u202a-\u202e\u2066-\u2069"
-_FORBIDDEN = re.compile(f"[{_CONTROLS}{_SURROGATES}{_BIDI}]")
-_FORBIDDEN_MULTILINE = re.compile(f"[{_CONTROLS_MULTILINE}{_SURROGATES}{_BIDI}]")
+# Unicode's whole Bidi_Control set: the marks (ALM, LRM, RLM) as well.
+_BIDI = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+# Characters that show nothing, or break a line where none may be: a zero-width space or
+# a byte order mark makes two names look alike that are not. (ZWJ and ZWNJ stay: Persian
+# and Indic names and emoji need them.)
+_INVISIBLE = r"\u200b\u2028\u2029\ufeff"
+# Unicode's noncharacters, never for interchange; those past U+FFFF, and the tag
+# characters (invisible ASCII look-alikes), are left out of the pattern as surrogates are.
+_NONCHARACTERS = r"\ufdd0-\ufdef\ufffe\uffff"
+_ASTRAL = "\U000e0000-\U000e007f" + "".join(
+    f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(1, 17)
+)
+_ANYWHERE = f"{_SURROGATES}{_BIDI}{_INVISIBLE}{_NONCHARACTERS}{_ASTRAL}"
+_FORBIDDEN = re.compile(f"[{_CONTROLS}{_ANYWHERE}]")
+_FORBIDDEN_MULTILINE = re.compile(f"[{_CONTROLS_MULTILINE}{_ANYWHERE}]")
 
 
 class Text(fields.String):
     """A string in NFC, trimmed, at most `max_length` characters, with no control
-    characters, lone surrogates or bidi controls. Blank text loads as ""."""
+    characters, lone surrogates, bidi controls, invisible characters or noncharacters.
+    Blank text loads as ""."""
 
     default_error_messages = {
         "too_long": "Longer than {max_length} characters.",
@@ -34,7 +47,7 @@ class Text(fields.String):
         self.forbidden = _FORBIDDEN_MULTILINE if multiline else _FORBIDDEN
         self.metadata.setdefault("maxLength", max_length)
         controls = _CONTROLS_MULTILINE if multiline else _CONTROLS
-        self.metadata.setdefault("pattern", f"^[^{controls}{_BIDI}]*$")
+        self.metadata.setdefault("pattern", f"^[^{controls}{_BIDI}{_INVISIBLE}{_NONCHARACTERS}]*$")
 
     def _deserialize(self, value, attr, data, **kwargs) -> str:
         value = super()._deserialize(value, attr, data, **kwargs)
@@ -53,6 +66,12 @@ class Text(fields.String):
 def _what(code: int) -> str:
     if 0xD800 <= code <= 0xDFFF:
         return "a lone surrogate, not valid Unicode"
-    if code >= 0x202A:
+    if code in (0x2028, 0x2029):
+        return "a line break"
+    if re.fullmatch(f"[{_BIDI}]", chr(code)):
         return "a bidi control character"
+    if code in (0x200B, 0xFEFF) or 0xE0000 <= code <= 0xE007F:
+        return "an invisible character"
+    if code >= 0xFDD0:
+        return "a noncharacter"
     return "a control character"

@@ -40,9 +40,7 @@ _PROBLEM_EXAMPLES = {
     HTTPStatus.FORBIDDEN: ("this site key lacks the scope 'users:read'", None, "forbidden"),
     HTTPStatus.NOT_FOUND: ("no record with this id", None, "not-found"),
     HTTPStatus.REQUEST_TIMEOUT: (
-        "the body took longer to arrive than an import may take; the import stopped after"
-        " input line 2000: the lines up to it are done and stay so, and running the whole"
-        " file again is safe",
+        "the request body took too long to arrive",
         None,
         None,
     ),
@@ -95,6 +93,9 @@ class Api(flask_smorest.Api):
     def _register_error_handlers(self):
         problems.init_app(self._app)
 
+    def _register_pagination_header(self):
+        """None: the service pages with cursors of its own, not flask-smorest's pages."""
+
     def _register_responses(self):
         for status, (detail, errors, kind) in _PROBLEM_EXAMPLES.items():
             self.spec.components.response(
@@ -133,6 +134,28 @@ class Blueprint(flask_smorest.Blueprint):
     """
 
     ARGUMENTS_PARSER = Parser()
+    # What any operation that reads a body may answer before its schema sees it.
+    BODY_PROBLEMS = (
+        HTTPStatus.BAD_REQUEST,
+        HTTPStatus.REQUEST_TIMEOUT,
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+    )
+
+    def arguments(self, schema, *, location="json", **kwargs):
+        """flask-smorest's, and for a body also the problems of reading one: malformed
+        (400), too slow (408), too large (413), of another type (415)."""
+        decorator = super().arguments(schema, location=location, **kwargs)
+        if location not in ("json", "form", "json_or_form", "files"):
+            return decorator
+
+        def documented(view):
+            view = decorator(view)
+            for status in self.BODY_PROBLEMS:
+                view = self.alt_response(status, response=status.name)(view)
+            return view
+
+        return documented
 
     def site_key(self, scope: str):
         """Let a request through only with a valid, active site key that has `scope`."""

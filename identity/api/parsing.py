@@ -67,25 +67,37 @@ def unique_keys(pairs: list[tuple[str, object]]) -> dict:
     return obj
 
 
-def load_json(data: bytes):
-    """The JSON document in `data`; BadRequest naming what is wrong with it."""
+class InvalidJson(ValueError):
+    """Bytes that are not one JSON document; `why` says what is wrong, in a client's words."""
+
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why
+
+
+def parse_json(data: bytes):
+    """The JSON document in `data`, or InvalidJson saying why not: the same reasons for a
+    request body and for a line of an import."""
     try:
         return json.loads(data.decode("utf-8"), object_pairs_hook=unique_keys)
     except UnicodeDecodeError:
-        raise _invalid_json("not UTF-8") from None
+        raise InvalidJson("not UTF-8") from None
     except RecursionError:
-        raise _invalid_json("nested too deep") from None
-    except ValueError as exc:
-        # Also Python's limit on the digits of an integer (4,300).
-        raise _invalid_json(_reason(exc)) from None
+        raise InvalidJson("nested too deep") from None
+    except DuplicateKey as exc:
+        raise InvalidJson(str(exc)) from None
+    except json.JSONDecodeError as exc:
+        raise InvalidJson(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError:  # Python's limit on the digits of an integer (4,300)
+        raise InvalidJson("a number is too long") from None
 
 
-def _reason(exc: ValueError) -> str:
-    if isinstance(exc, DuplicateKey):
-        return str(exc)
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-    return "a number is too long"
+def load_json(data: bytes):
+    """The JSON document in `data`; BadRequest naming what is wrong with it."""
+    try:
+        return parse_json(data)
+    except InvalidJson as exc:
+        raise _invalid_json(exc.why) from None
 
 
 def _invalid_json(why: str) -> BadRequest:

@@ -16,7 +16,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
 from identity import bulk
 from identity.api import CLOCK
-from identity.api.parsing import DuplicateKey, IncompleteBody, unique_keys
+from identity.api.parsing import IncompleteBody, InvalidJson, parse_json
 from identity.db import get_conn
 from identity.deadlines import DeadlineInput
 from identity.errors import ImportStopped, InvalidInput
@@ -170,18 +170,9 @@ def read_ndjson(lines: Iterable[tuple[int, bytes | LongLine]], source: str) -> I
         if not raw.strip():
             continue
         try:
-            data = json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys)
-        except UnicodeDecodeError:
-            yield line_no, None, {"line": ["not UTF-8"]}
-            continue
-        except RecursionError:
-            yield line_no, None, {"line": ["not a JSON object: nested too deep"]}
-            continue
-        except DuplicateKey as exc:
-            yield line_no, None, {"line": [f"not a JSON object: {exc}"]}
-            continue
-        except ValueError:  # also a number longer than Python reads (4,300 digits)
-            yield line_no, None, {"line": ["not a JSON object"]}
+            data = parse_json(raw)
+        except InvalidJson as exc:
+            yield line_no, None, {"line": [f"not valid JSON: {exc.why}"]}
             continue
         if not isinstance(data, dict):
             yield line_no, None, {"line": ["not a JSON object"]}

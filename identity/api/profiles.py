@@ -76,9 +76,6 @@ class Profiles(MethodView):
         example=USER_EXAMPLE | {"filled": ["phone"]},
         success=True,
     )
-    @blp.alt_response(HTTPStatus.BAD_REQUEST, response="BAD_REQUEST")
-    @blp.alt_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, response="UNSUPPORTED_MEDIA_TYPE")
-    @blp.alt_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, response="REQUEST_ENTITY_TOO_LARGE")
     def post(self, submission):
         """Submit what a site knows about an address
 

@@ -3,6 +3,7 @@
 
 import io
 import json
+import unicodedata
 
 import pytest
 
@@ -23,6 +24,14 @@ BAD_TEXT = {
     "a bidi override": "Anna\u202egreB",
     "a line break": "Anna\nBerg",
     "too long": "A" * 101,
+    "a right-to-left mark": "Anna\u200f",
+    "an Arabic letter mark": "Anna\u061c",
+    "a line separator": "Anna\u2028Berg",
+    "a zero-width space": "An\u200bna",
+    "a byte order mark": "\ufeffAnna",
+    "a tag character": "Anna\U000e0041",
+    "a noncharacter": "Anna\ufdd0",
+    "a noncharacter past U+FFFF": "Anna\U0001fffe",
 }
 
 
@@ -32,6 +41,20 @@ def test_hostile_text_in_a_name_is_a_422_that_names_the_field(site, conn, value)
     response = site.post("/v1/profiles", data=body, content_type="application/json")
     assert_problem(response, 422, "first_name")
     assert count_users(conn) == 0
+
+
+GOOD_TEXT = {
+    "a Persian name with a zero-width non-joiner": "\u0645\u06cc\u200c\u0631\u0648\u062f",
+    "an emoji sequence with a zero-width joiner": "Anna \U0001f469\u200d\U0001f4bb",
+    "combining marks": "Ame\u0301lie",
+}
+
+
+@pytest.mark.parametrize("value", GOOD_TEXT.values(), ids=GOOD_TEXT.keys())
+def test_text_that_needs_joiners_or_marks_is_kept(site, value):
+    response = site.post("/v1/profiles", json=PROFILE | {"first_name": value})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.get_json()["first_name"] == unicodedata.normalize("NFC", value)
 
 
 @pytest.mark.parametrize("value", BAD_TEXT.values(), ids=BAD_TEXT.keys())
@@ -265,3 +288,22 @@ def test_a_number_longer_than_e164_rejects_its_import_line_only(site):
     )
     report, _ = run_import(site, body)
     assert [entry["status"] for entry in report] == ["rejected", "created"]
+
+
+NDJSON_LINES = {
+    "nested too deep": b"[" * 30_000 + b"]" * 30_000,
+    "a number is too long": b'{"email": "anna@example.com", "first_name": ' + b"9" * 5000 + b"}",
+    "not UTF-8": b'{"email": "anna@example.com", "first_name": "\xff"}',
+    "a key is given twice": b'{"email": "anna@example.com", "email": "bob@example.com"}',
+    "Expecting": b'{"email": "anna@example.com",',
+}
+
+
+@pytest.mark.parametrize(("why", "line"), NDJSON_LINES.items(), ids=NDJSON_LINES.keys())
+def test_a_bad_ndjson_line_is_rejected_with_the_reason_a_single_request_gets(site, why, line):
+    body = line + b"\n" + json.dumps({"email": "carl@example.com"}).encode() + b"\n"
+    report, _ = run_import(site, body)
+    assert [entry["status"] for entry in report] == ["rejected", "created"]
+    assert why in report[0]["errors"]["line"][0]
+    single = site.post("/v1/profiles", data=line, content_type="application/json")
+    assert why in assert_problem(single, 400)["detail"]

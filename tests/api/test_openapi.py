@@ -54,6 +54,14 @@ def test_every_operation_is_documented_with_its_errors_and_examples(document):
                 assert "example" in content, (where, media_type)
 
 
+def test_every_operation_that_reads_a_body_documents_the_ways_reading_it_fails(document):
+    with_body = [(p, m, op) for p, m, op in operations(document) if "requestBody" in op]
+    assert with_body
+    for path, method, operation in with_body:
+        missing = {"400", "408", "413", "415"} - set(operation["responses"])
+        assert not missing, f"{method.upper()} {path} does not document {sorted(missing)}"
+
+
 def test_every_v1_operation_needs_a_site_key_with_a_named_scope_or_a_user_token(document):
     schemes = document["components"]["securitySchemes"]
     for path, _, operation in operations(document):
