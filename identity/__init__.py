@@ -36,6 +36,8 @@ def create_app(config: dict | None = None, database=None) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL=ASSETS_URL,
+        # Swagger UI would send the document to validator.swagger.io for its badge.
+        OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},
         API_SPEC_OPTIONS={"info": {"description": API_DESCRIPTION}},
     )
     logs.init_app(app)

@@ -228,7 +228,7 @@ def deliver_mail():
 
 @mail.command("list")
 @click.option("--failed", is_flag=True, help="only mails given up on")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 def list_mail(failed: bool, limit: int):
     """The latest mails: id, status, template, recipient, tries, times, the relay's answer."""
     from identity.store import outbox
@@ -266,10 +266,12 @@ def test_mail(address: str):
     courier = _run(courier_from_settings, config)
     address = _run(normalise_email, address)
     with connection() as conn:
-        with conn.transaction():
-            mail_id = enqueue(conn, "test", address, "en")
         try:
-            courier.deliver_due(conn, only_id=mail_id)
+            # Sent in the transaction that queues it, so no other worker (the one beside
+            # `make run`) can see it, let alone take it, before this one has tried.
+            with conn.transaction():
+                mail_id = enqueue(conn, "test", address, "en")
+                courier.deliver_due(conn, only_id=mail_id)
         finally:
             courier.close()
         row = outbox.get(conn, mail_id)
@@ -301,4 +303,5 @@ def _run(action, *args):
     try:
         return action(*args)
     except IdentityError as exc:
-        raise click.ClickException(exc.detail) from None
+        reasons = [reason for messages in (exc.errors or {}).values() for reason in messages]
+        raise click.ClickException("; ".join([exc.detail, *reasons])) from None

@@ -10,7 +10,9 @@ workers = 2
 # thousands) cannot hold up the others; identity.serving.Worker bounds how long a
 # request's headers may take (IDENTITY_HEADER_TIMEOUT_SECONDS), the app its body.
 worker_class = "identity.serving.Worker"
-worker_connections = 2000
+# Beyond worker_connections x workers open connections, a new one waits until an idle
+# one is cut off (the header timeout). A cap per client IP belongs to the proxy in front.
+worker_connections = 10_000
 # Kept-alive connections wait for their next request up to the header timeout; the
 # worker uses this only as "keep-alive is on".
 keepalive = 5

@@ -59,8 +59,14 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
+# Loggers of libraries whose warnings belong in the service's log: psycopg_pool's
+# "discarding closed connection", for one, would otherwise come out as plain text.
+_LIBRARIES = ("psycopg",)
+
+
 def configure(level: int = logging.INFO) -> None:
-    """The service's loggers write JSON lines to stderr (once per process)."""
+    """The service's loggers, and the libraries' warnings, write JSON lines to stderr
+    (once per process)."""
     logger = logging.getLogger("identity")
     if any(isinstance(h, _Stderr) for h in logger.handlers):
         return
@@ -69,6 +75,10 @@ def configure(level: int = logging.INFO) -> None:
     handler.addFilter(RequestIdFilter())
     logger.addHandler(handler)
     logger.setLevel(level)
+    for name in _LIBRARIES:
+        library = logging.getLogger(name)
+        library.addHandler(handler)
+        library.setLevel(logging.WARNING)
 
 
 def init_app(app) -> None:

@@ -8,6 +8,7 @@ with sync workers. The deadlines make them go away in the end.
 
 import importlib
 import json
+import resource
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ class Worker(GeventWorker):
         # The import's helper processes start before gevent patches this process (in
         # super().init_process): their pool's threads and pipes must be real ones.
         bulk.warm_up(config["IMPORT_PROCESSES"])
+        _allow_open_files(self.worker_connections + 1000)
         super().init_process()
 
     def patch(self):
@@ -50,6 +52,16 @@ class Worker(GeventWorker):
 
     def timeout_ctx(self):
         return gevent.Timeout(self.header_timeout, False)
+
+
+def _allow_open_files(wanted: int) -> None:
+    """Raise this process's limit of open files towards `wanted` (as far as the hard limit
+    lets it): a connection is a file, and the common default of 1,024 would refuse
+    connections long before the worker's limit of them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
 
 
 def write_problem(sock, status_int: int, reason: str, mesg: str) -> None:

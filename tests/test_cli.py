@@ -201,6 +201,7 @@ def test_serve_runs_on_an_embedded_database_stops_cleanly_and_keeps_the_data(tmp
         with pytest.raises(urllib.error.HTTPError) as missing:  # an address where no route is
             call(base, "/v1/users/anna@example.com", key)
         assert missing.value.code == 404
+        missing.value.close()
         mistaken = urllib.request.Request(f"{base}/health/live", headers={"X-Request-ID": key})
         with urllib.request.urlopen(mistaken, timeout=10) as answer:
             assert answer.headers["X-Request-ID"] != key
@@ -288,3 +289,48 @@ def test_serve_delivers_queued_mail_beside_the_server_and_stops_both(
         assert leftover_processes(env["IDENTITY_DATA_DIR"]) == []
     finally:
         stop(server)
+
+
+def test_mail_test_is_not_raced_by_a_worker_that_runs_beside_it(
+    database_url, committing_db, mail_server
+):
+    import threading
+
+    from identity.config import load_config
+    from identity.mail.courier import courier_from_settings
+
+    env = {"IDENTITY_DATABASE_URL": database_url, "IDENTITY_SMTP_URL": mail_server.url}
+    worker = courier_from_settings(load_config(environ=env))
+    stop = threading.Event()
+    beside = threading.Thread(target=worker.run, args=(database_url, stop))
+    beside.start()
+    try:
+        for n in range(5):
+            result = CliRunner().invoke(main, ["mail", "test", f"ops{n}@example.com"], env=env)
+            assert result.exit_code == 0, result.output
+            assert "taken by the relay" in result.output
+    finally:
+        stop.set()
+        beside.join(timeout=30)
+        worker.close()
+    arrived = sorted(message["To"] for message in mail_server.sink.wait_for(5))
+    assert arrived == [f"ops{n}@example.com" for n in range(5)]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["mail", "list", "--limit", "-1"], {}, "-1"),
+        (["mail", "list", "--limit", "99999999999999999999"], {}, "99999999999999999999"),
+        (["mail", "test", "no-at-sign"], {}, "@-sign"),
+        (["mail", "test", "ops@example.com"], {"IDENTITY_SMTP_URL": "smtp://[::1"}, "smtp://"),
+    ],
+    ids=["negative limit", "huge limit", "bad address", "malformed relay URL"],
+)
+def test_mail_commands_answer_bad_input_with_a_reason_not_a_traceback(
+    database_url, args, env, says
+):
+    result = CliRunner().invoke(main, args, env={"IDENTITY_DATABASE_URL": database_url} | env)
+    assert result.exit_code in (1, 2), result.output
+    assert says in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

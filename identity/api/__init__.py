@@ -236,6 +236,8 @@ def check_media_type() -> None:
         return
     if not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", ""):
         return
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        raise UnsupportedMediaType("send the body without a Content-Encoding (no gzip)")
     view = current_app.view_functions[request.endpoint]
     method = getattr(getattr(view, "view_class", None), request.method.lower(), view)
     media_types = getattr(method, "accepted_media_types", (JSON,))

@@ -87,7 +87,9 @@ def parse_json(data: bytes):
     except DuplicateKey as exc:
         raise InvalidJson(str(exc)) from None
     except json.JSONDecodeError as exc:
-        raise InvalidJson(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        # Some of json's messages end in "at" ("Invalid control character at").
+        what = exc.msg.removesuffix(" at")
+        raise InvalidJson(f"{what} at line {exc.lineno} column {exc.colno}") from None
     except ValueError:  # Python's limit on the digits of an integer (4,300)
         raise InvalidJson("a number is too long") from None
 

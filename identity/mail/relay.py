@@ -32,11 +32,13 @@ class RelaySettings:
 
 def parse_smtp_url(url: str) -> RelaySettings:
     """smtp://[user:password@]host[:port][?starttls=1] or smtps://... (implicit TLS)."""
-    parts = urlsplit(url)
+    shape = "IDENTITY_SMTP_URL must look like smtp://host:port or smtps://user:password@host"
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed [ of an IPv6 address, say
+        raise ConfigurationError(shape) from None
     if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-        raise ConfigurationError(
-            "IDENTITY_SMTP_URL must look like smtp://host:port or smtps://user:password@host"
-        )
+        raise ConfigurationError(shape)
     query = parse_qs(parts.query)
     try:
         port = parts.port or (465 if parts.scheme == "smtps" else 25)

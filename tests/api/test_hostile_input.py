@@ -307,3 +307,31 @@ def test_a_bad_ndjson_line_is_rejected_with_the_reason_a_single_request_gets(sit
     assert why in report[0]["errors"]["line"][0]
     single = site.post("/v1/profiles", data=line, content_type="application/json")
     assert why in assert_problem(single, 400)["detail"]
+
+
+def test_a_compressed_body_is_a_415_not_garbage(site, conn):
+    import gzip
+
+    body = gzip.compress(json.dumps(PROFILE).encode())
+    response = site.post(
+        "/v1/profiles",
+        data=body,
+        content_type="application/json",
+        headers={"Content-Encoding": "gzip"},
+    )
+    assert "Content-Encoding" in assert_problem(response, 415)["detail"]
+    assert count_users(conn) == 0
+
+
+def test_a_json_error_message_reads_as_english(site):
+    body = b'{"email": "a\x01"}'
+    response = site.post("/v1/profiles", data=body, content_type="application/json")
+    detail = assert_problem(response, 400)["detail"]
+    assert "control character at line 1" in detail and "at at" not in detail
+
+
+@pytest.mark.parametrize("query", ["email=%ff%fe", "email=anna%00@example.com", "email=%"])
+def test_a_query_that_is_not_text_is_a_4xx(site, query):
+    response = site.get(f"/v1/users?{query}")
+    assert 400 <= response.status_code < 500
+    assert response.headers["Content-Type"] == "application/problem+json"

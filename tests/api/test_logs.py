@@ -74,3 +74,10 @@ def test_an_odd_or_missing_request_id_is_replaced_by_a_new_one(client, given):
     response = client.get("/health/live", headers={"X-Request-ID": given} if given else {})
     made = response.headers["X-Request-ID"]
     assert made and made != given and len(made) == 32
+
+
+def test_a_library_warning_is_a_json_line_too(app, capsys):
+    logging.getLogger("psycopg.pool").warning("discarding closed connection: %s", "<conn>")
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "discarding" in line]
+    logged = json.loads(line)
+    assert logged["logger"] == "psycopg.pool" and logged["level"] == "warning"
