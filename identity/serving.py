@@ -10,6 +10,7 @@ import importlib
 import json
 import resource
 import sys
+import threading
 import uuid
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -39,6 +40,7 @@ class Worker(GeventWorker):
         # super().init_process): their pool's threads and pipes must be real ones.
         bulk.warm_up(config["IMPORT_PROCESSES"])
         _allow_open_files(self.worker_connections + 1000)
+        sys.unraisablehook = _quiet_helper_thread_exit
         super().init_process()
 
     def patch(self):
@@ -52,6 +54,17 @@ class Worker(GeventWorker):
 
     def timeout_ctx(self):
         return gevent.Timeout(self.header_timeout, False)
+
+
+def _quiet_helper_thread_exit(unraisable) -> None:
+    """Drop one known, harmless error: the import pool's threads, started before gevent
+    patched `threading`, end by looking themselves up under gevent's thread ids, fail
+    with a KeyError, and print it at every worker exit. Every other one is reported."""
+    if unraisable.exc_type is KeyError and (
+        getattr(unraisable.object, "__func__", None) is threading.Thread._bootstrap
+    ):
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def _allow_open_files(wanted: int) -> None:
