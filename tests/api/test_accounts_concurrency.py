@@ -163,3 +163,62 @@ def test_a_sign_up_mail_arrives_over_smtp_and_its_link_proves_the_address(
         f"{base_url}/v1/auth/login", json={"email": "anna@example.com", "password": PASSWORD}
     )
     assert login.status_code == 200
+
+
+@pytest.fixture
+def two_servers(database_url, committing_db):
+    """Two gunicorn servers, as two replicas would run, on one database."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_cli import free_port, stop, wait_ready
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
+        "IDENTITY_DATABASE_URL": database_url,
+        "IDENTITY_IMPORT_PROCESSES": "0",
+    }
+    servers, bases = [], []
+    try:
+        for _ in range(2):
+            port = free_port()
+            command = [
+                sys.executable, "-m", "gunicorn", "--config", "python:identity.gunicorn_conf",
+                "--bind", f"127.0.0.1:{port}", "--workers", "1", "identity:create_app()",
+            ]  # fmt: skip
+            servers.append(subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL))
+            bases.append(f"http://127.0.0.1:{port}")
+        for base, server in zip(bases, servers, strict=True):
+            wait_ready(base, server)
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {issue_site_key(committing_db, 'x.com')}"
+        yield bases, session
+    finally:
+        for server in servers:
+            stop(server)
+
+
+def test_50_parallel_wrong_passwords_over_two_server_processes_count_as_50(
+    two_servers, committing_db
+):
+    bases, session = two_servers
+    _sign_up(bases[0], session, committing_db)
+
+    def wrong(n):
+        return session.post(
+            f"{bases[n % 2]}/v1/auth/login",
+            json={"email": "anna@example.com", "password": f"wrong {n}", "client_ip": "192.0.2.7"},
+            timeout=60,
+        ).status_code
+
+    with ThreadPoolExecutor(10) as pool:
+        statuses = list(pool.map(wrong, range(50)))
+    assert set(statuses) <= {401, 429} and statuses.count(429) > 0
+    throttles = {
+        row["key"].split(":")[0]: row["failures"]
+        for row in committing_db.execute("select key, failures from login_throttles")
+    }
+    attempts = committing_db.execute(
+        "select count(*) as n from login_attempts where outcome = 'wrong_password'"
+    ).fetchone()["n"]
+    assert throttles["account"] == throttles["ip"] == attempts == statuses.count(401)
