@@ -55,6 +55,9 @@ DEFAULTS = {
     "SITE_KEY_CACHE_SECONDS": 5.0,
     # Accounts: a sign-in (refresh-token family) ends when unused this long, and in any
     # case after the absolute time.
+    # Threads per worker process that hash and check passwords: workers x threads about
+    # the machine's cores (more only thrash the caches; requests wait for one cheaply).
+    "PASSWORD_THREADS": 1,
     "REFRESH_IDLE_SECONDS": 30 * 86400,
     "REFRESH_ABSOLUTE_SECONDS": 90 * 86400,
     # Failed logins allowed per account and per client IP within 15 minutes before
@@ -117,6 +120,8 @@ def _check(config: dict, environ) -> None:
     for key, floor in PASSWORD_COST_FLOOR.items():
         if config[key] < floor:
             raise ConfigurationError(f"IDENTITY_{key} must be at least {floor} (OWASP's minimum)")
+    if config["PASSWORD_THREADS"] < 1:
+        raise ConfigurationError("IDENTITY_PASSWORD_THREADS must be at least 1")
     if config["ENV"] != "production":
         return
     missing = [

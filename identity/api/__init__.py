@@ -11,7 +11,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 from identity import db
 from identity.api import problems
 from identity.api.parsing import Parser
-from identity.concurrency import cpu_bound
+from identity.concurrency import CpuThreads
 from identity.db import database
 from identity.errors import Unauthenticated
 from identity.security.access_tokens import KeyRing
@@ -286,7 +286,7 @@ def init_app(app: Flask) -> Api:
     settings = app.config["IDENTITY"]
     app.extensions[ACCOUNTS] = Accounts(
         account_settings(settings),
-        Passwords.from_settings(settings, offload=cpu_bound),
+        Passwords.from_settings(settings, offload=CpuThreads(settings["PASSWORD_THREADS"])),
         app.extensions[KEY_RING],
     )
     for module in (health, jwks, auth, profiles, users, me):
