@@ -1,7 +1,7 @@
 """Accounts: what the sites send to sign people up and in, and what they get back."""
 
 import marshmallow as ma
-from marshmallow import fields, post_load, validate
+from marshmallow import ValidationError, fields, post_load, validate, validates
 
 from schemas.common import UtcDateTime
 from schemas.profiles import ProfileFieldsSchema, UserSchema
@@ -29,10 +29,21 @@ class BrowserSchema(ma.Schema):
         metadata={"description": "the person's browser", "example": "Mozilla/5.0 (X11)"},
     )
 
+    @validates("client_ip")
+    def no_zone(self, value, **kwargs):
+        # Python reads "fe80::1%eth0"; a zone names an interface of the site's machine,
+        # not anything about the person, and PostgreSQL's inet does not take it.
+        if value is not None and getattr(value, "scope_id", None):
+            raise ValidationError("an IP address without a %zone")
+
     @post_load
     def ip_as_text(self, data, **kwargs):
-        if data.get("client_ip") is not None:
-            data["client_ip"] = str(data["client_ip"])
+        """The address as text; an IPv4 address written as IPv6 (::ffff:192.0.2.7) as the
+        IPv4 address it is, so it counts as that one."""
+        ip = data.get("client_ip")
+        if ip is not None:
+            mapped = getattr(ip, "ipv4_mapped", None)
+            data["client_ip"] = str(mapped or ip)
         return data
 
 

@@ -2,6 +2,7 @@
 out, reset a password. The sites call these with their key (scope `auth`) and pass on
 what they know of the person's browser."""
 
+import time
 from http import HTTPStatus
 
 from flask.views import MethodView
@@ -49,6 +50,10 @@ def _tokens(outcome: Tokens | Refused) -> dict:
 
 def _browser(body: dict) -> Browser:
     return Browser(client_ip=body.get("client_ip"), user_agent=body.get("user_agent"))
+
+
+# The least time a password-reset request takes to answer, whatever the address.
+_RESET_ANSWER_SECONDS = 0.1
 
 
 @blp.route("/register")
@@ -137,7 +142,8 @@ class Refresh(MethodView):
         The refresh token is spent. Showing a spent one again means it was copied: the
         whole sign-in it belongs to ends, and the answer is `401`.
         """
-        return _tokens(read(lambda conn: accounts().refresh(conn, body["refresh_token"])))
+        caller = principal()
+        return _tokens(read(lambda conn: accounts().refresh(conn, caller, body["refresh_token"])))
 
 
 @blp.route("/logout")
@@ -151,7 +157,8 @@ class Logout(MethodView):
         Ends the sign-in the refresh token belongs to: its refresh tokens stop working,
         and so do its access tokens at `/v1/me`. Always `204`.
         """
-        unit_of_work(lambda conn: accounts().logout(conn, body["refresh_token"]))
+        caller = principal()
+        unit_of_work(lambda conn: accounts().logout(conn, caller, body["refresh_token"]))
 
 
 @blp.route("/password-reset")
@@ -163,10 +170,15 @@ class PasswordReset(MethodView):
     def post(self, body):
         """Ask for a password reset
 
-        Always `202` with the same body; when the address has an account, a single-use
+        Always `202` with the same body, after the same time (at least a tenth of a
+        second), whether the address has an account or not; when it has, a single-use
         link that expires in 30 minutes is mailed to it.
         """
+        started = time.monotonic()
         unit_of_work(lambda conn: accounts().request_password_reset(conn, body["email"]))
+        # Queueing the mail takes a few milliseconds more than finding no account: an
+        # answer that came sooner for unknown addresses would tell them apart.
+        time.sleep(max(0.0, _RESET_ANSWER_SECONDS - (time.monotonic() - started)))
         return ACCEPTED
 
 

@@ -67,18 +67,23 @@ class Password(MethodView):
     )
     @blp.response(HTTPStatus.NO_CONTENT, description="The password is changed.")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
     def put(self, body):
         """Change the password
 
-        Needs the current password. The policy and the last five passwords apply (`422`
-        says why). Every other sign-in ends, and a notice is mailed.
+        Needs the current password, which is checked like a login's: wrong ones count
+        against the account, and past a few the next must wait (`429`). The policy and
+        the last five passwords apply (`422` says why). Every other sign-in ends, a
+        pending change of address is void, and a notice is mailed.
         """
         caller = principal()
-        unit_of_work(
+        refused = unit_of_work(
             lambda conn: accounts().change_password(
                 conn, caller, body["current_password"], body["new_password"]
             )
         )
+        if refused is not None:  # the wrong password is counted: committed, then answered
+            raise refused.error
 
 
 @blp.route("/email")
@@ -91,15 +96,22 @@ class Email(MethodView):
     )
     @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
     def post(self, body):
         """Move the account to another address
 
         The change happens when the new address proves itself with the mailed link
-        (`POST /v1/auth/verify-email`); the link expires in a day. An address that
-        another record holds is a `409` that does not say whose.
+        (`POST /v1/auth/verify-email`) while this sign-in lasts; the link expires in a
+        day, and a password change or reset voids it. An address that another record
+        holds is a `409` that does not say whose. At most five requests an hour, refused
+        ones included (`429`).
         """
         caller = principal()
-        unit_of_work(lambda conn: accounts().request_email_change(conn, caller, body["new_email"]))
+        refused = unit_of_work(
+            lambda conn: accounts().request_email_change(conn, caller, body["new_email"])
+        )
+        if refused is not None:  # the request is counted: committed, then answered
+            raise refused.error
 
 
 @blp.route("/login-attempts")

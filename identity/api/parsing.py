@@ -18,7 +18,10 @@ _CHUNK = 64 * 1024
 class IncompleteBody(BadRequest):
     """The body ended before its Content-Length, or the client went away while sending it."""
 
-    description = "the request body ended before its Content-Length; nothing was done"
+    description = (
+        "the request body ended before its Content-Length or its last chunk, or its chunks"
+        " could not be read; nothing was done"
+    )
 
 
 def read_body(req: Request, limit: int) -> bytes:

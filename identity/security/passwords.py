@@ -59,6 +59,11 @@ class Passwords:
             offload=offload,
         )
 
+    def offload(self, fn: Callable[..., Any], *args) -> Any:
+        """`fn(*args)` where the hashing runs: other CPU-bound password work, such as
+        `check_password`, goes there too."""
+        return self._offload(fn, *args)
+
     def hash(self, password: str) -> str:
         """The hash to store for `password` (normalised first), with a fresh salt."""
         return self._offload(self._hasher.hash, normalise_password(password))

@@ -7,8 +7,10 @@ always answer the same, and a login fails the same way (and takes the same time)
 unknown address, an unproven one and a wrong password.
 """
 
+import functools
 import hashlib
 import hmac
+import ipaddress
 import math
 import secrets
 import time
@@ -35,6 +37,10 @@ PASSWORD_HISTORY = 5
 # At most this many verification (or reset) mails to one address an hour: nobody can
 # use the service to flood someone's mailbox.
 _MAILS_AN_HOUR = 5
+
+# A client IP the account logged in from within this many days is the owner's own: the
+# account's failure limit does not hold there (the IP's own limit does).
+_KNOWN_IP_DAYS = 90
 
 # Access tokens a process keeps as checked (then it forgets them all and starts again).
 _CHECKED_TOKENS = 10_000
@@ -120,6 +126,8 @@ class Accounts:
         claims = self._checked.get(access_token)
         if claims is None or claims["exp"] <= time.time():
             claims = self.ring.verify(access_token, audience=None, issuer=self.settings.issuer)
+            if not isinstance(claims.get("aud"), str):  # one site's token, never a list
+                raise Unauthenticated("this access token is not valid")
             if len(self._checked) >= _CHECKED_TOKENS:
                 self._checked.clear()
             self._checked[access_token] = claims
@@ -157,27 +165,28 @@ class Accounts:
         if user is None:
             users_store.insert_new(conn, [_new_record(address, key, principal)])
             user = store.lock_by_email_key(conn, key)
-        if not self._may_mail(conn, user["id"], "verify_email"):
-            return
+        may_mail = self._may_mail(conn, user["id"], "verify_email")
         if user["email_verified_at"] is not None:
-            enqueue_mail(conn, "registration_attempt", user["email"], user["language"])
-            # A token expired at birth: it only counts this mail for the hourly limit.
-            store.insert_token(conn, _token()[1], "verify_email", user["id"], {},
-                               datetime.now(UTC))  # fmt: skip
+            if may_mail:
+                enqueue_mail(conn, "registration_attempt", user["email"], user["language"])
+                # A token expired at birth: it only counts this mail for the hourly limit.
+                store.insert_token(conn, _token()[1], "verify_email", user["id"], {},
+                                   datetime.now(UTC))  # fmt: skip
             return
-        # Only the latest registration's link works: an older one (perhaps a stranger's,
-        # made to take the account over) is void.
-        store.void_tokens(conn, user["id"], ("verify_email",))
+        # Every registration's link stays good (a later one, perhaps a stranger's, voids
+        # none), and each is kept even when the hourly limit sends no mail for it: at
+        # proof, more than one registration means none of their passwords is taken.
         token, token_hash = _token()
         store.insert_token(
             conn, token_hash, "verify_email", user["id"],
             {"password_hash": password_hash, "fields": fields, "site": principal.site_name},
             datetime.now(UTC) + timedelta(hours=self.settings.verify_email_hours),
         )  # fmt: skip
-        enqueue_mail(
-            conn, "verify_email", user["email"], fields.get("language") or user["language"],
-            token=token, valid_hours=self.settings.verify_email_hours,
-        )  # fmt: skip
+        if may_mail:
+            enqueue_mail(
+                conn, "verify_email", user["email"], fields.get("language") or user["language"],
+                token=token, valid_hours=self.settings.verify_email_hours,
+            )  # fmt: skip
 
     def verify_email(self, conn: psycopg.Connection, principal: Principal, token: str) -> dict:
         """Prove an address with the token mailed to it: the registration it finishes (the
@@ -188,21 +197,38 @@ class Accounts:
             raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
         user_id, payload = found["user_id"], found["payload"]
         if found["purpose"] == "email_change":
-            self._change_email(conn, principal, user_id, payload["email"])
+            self._change_email(conn, principal, user_id, payload)
         else:
             self._claim(conn, principal, user_id, payload)
         return users_store.get_by_id(conn, user_id)
 
     def _claim(self, conn, principal: Principal, user_id: UUID, payload: dict) -> None:
-        fields = payload["fields"]
-        store.lock_user(conn, user_id)
+        """The address is proven. With one registration in its link's lifetime, the
+        account takes that registration's password and fields. With more, the link's
+        clicker cannot be told from whoever else registered the address (a stranger may
+        have registered it after its owner, hoping the owner clicks the stranger's
+        link): the address is proven, no password or field of any of them is taken, and
+        the proven address gets a link to choose a password."""
+        user = store.lock_user(conn, user_id)
+        window = self.settings.verify_email_hours * 3600
+        contested = store.registrations_since(conn, user_id, window) > 1
+        fields = {} if contested else payload["fields"]
+        password_hash = None if contested else payload["password_hash"]
         store.prove_address(
-            conn, user_id, payload["password_hash"], fields,
-            _person_sources(("email", *fields), principal),
+            conn, user_id, password_hash, fields,
+            _person_sources(("email", *fields), payload.get("site") or principal.site_name),
         )  # fmt: skip
-        store.remember_password(conn, user_id, payload["password_hash"], PASSWORD_HISTORY)
+        if password_hash is not None:
+            store.remember_password(conn, user_id, password_hash, PASSWORD_HISTORY)
         store.void_tokens(conn, user_id, ("verify_email", "email_change", "password_reset"))
         store.revoke_sessions(conn, user_id)
+        if contested:
+            minutes = self.settings.password_reset_minutes
+            token, token_hash = _token()
+            store.insert_token(conn, token_hash, "password_reset", user_id, {},
+                               datetime.now(UTC) + timedelta(minutes=minutes))  # fmt: skip
+            enqueue_mail(conn, "choose_password", user["email"], user["language"],
+                         token=token, valid_minutes=minutes)  # fmt: skip
 
     # --- logging in ------------------------------------------------------------------------
 
@@ -226,7 +252,7 @@ class Accounts:
         key = email_key(normalise_email(address, field="email"))
         throttles = [self._account_throttle(key)]
         if browser.client_ip:
-            throttles.append(f"ip:{browser.client_ip}")
+            throttles.append(_ip_throttle(browser.client_ip))
         site_id = principal.site.site_id if principal.site else None
         account = look(lambda conn: self._start_login(conn, throttles, key, site_id, browser))
         if isinstance(account, Refused):
@@ -245,13 +271,34 @@ class Accounts:
             rehashed = self.passwords.hash(password)
         return look(
             lambda conn: self._sign_in(
-                conn, principal, account, throttles[0], rehashed, site_id, browser
+                conn, principal, account, throttles, rehashed, site_id, browser
             )
         )
 
     def _start_login(self, conn, throttles, key, site_id, browser) -> dict | Refused | None:
-        until = store.blocked_until(conn, throttles)
+        """The account, once this attempt's password check is counted against the client
+        IP and the account (atomically, before the check: parallel attempts cannot slip
+        past the count); or the refusal of an attempt that must wait. The account's own
+        limit does not hold for an IP it logged in from before: a stranger's failures
+        elsewhere do not lock the owner out on their own device."""
         account = store.login_view(conn, key)
+        s = self.settings
+        until = None
+        if len(throttles) > 1:
+            until = store.reserve_attempt(conn, throttles[1], free=s.ip_free_failures,
+                                          window_seconds=s.throttle_window_seconds,
+                                          cap_seconds=s.ip_block_cap_seconds)  # fmt: skip
+        if until is None:
+            until = store.reserve_attempt(conn, throttles[0], free=s.account_free_failures,
+                                          window_seconds=s.throttle_window_seconds,
+                                          cap_seconds=s.account_block_cap_seconds)  # fmt: skip
+            if (
+                until is not None
+                and account is not None
+                and browser.client_ip
+                and (store.signed_in_from(conn, account["id"], browser.client_ip, _KNOWN_IP_DAYS))
+            ):
+                until = None
         if until is None:
             return account
         store.record_attempt(conn, user_id=account["id"] if account else None,
@@ -262,24 +309,17 @@ class Accounts:
         ))  # fmt: skip
 
     def _refuse_login(self, conn, account, throttles, site_id, browser) -> Refused:
+        # The check was counted before it was made (_start_login).
         usable = account is not None and account["email_verified_at"]
         store.record_attempt(
             conn, user_id=account["id"] if account else None, site_id=site_id,
             outcome="wrong_password" if usable else "no_account", **browser.__dict__,
         )  # fmt: skip
-        s = self.settings
-        store.count_failure(conn, throttles[0], free=s.account_free_failures,
-                            window_seconds=s.throttle_window_seconds,
-                            cap_seconds=s.account_block_cap_seconds)  # fmt: skip
-        if len(throttles) > 1:
-            store.count_failure(conn, throttles[1], free=s.ip_free_failures,
-                                window_seconds=s.throttle_window_seconds,
-                                cap_seconds=s.ip_block_cap_seconds)  # fmt: skip
         return Refused(Unauthenticated(INVALID_LOGIN))
 
     def _sign_in(
-        self, conn, principal: Principal, account: dict, throttle: str, rehashed, site_id,
-        browser: Browser,
+        self, conn, principal: Principal, account: dict, throttles: list[str], rehashed,
+        site_id, browser: Browser,
     ) -> Tokens:  # fmt: skip
         if rehashed is not None:
             store.rehash_password(conn, account["id"], account["password_hash"], rehashed)
@@ -287,7 +327,8 @@ class Accounts:
         s = self.settings
         user = store.sign_in(
             conn, user_id=account["id"], site_id=site_id, site_name=principal.site_name,
-            throttle_key=throttle, refresh_hash=refresh_hash,
+            throttle_key=throttles[0], ip_throttle_key=throttles[1] if len(throttles) > 1 else None,
+            ip_free_failures=s.ip_free_failures, refresh_hash=refresh_hash,
             idle_seconds=s.refresh_idle_seconds, absolute_seconds=s.refresh_absolute_seconds,
             **browser.__dict__,
         )  # fmt: skip
@@ -302,17 +343,20 @@ class Accounts:
             extra={"sid": str(session_id)},
         )  # fmt: skip
 
-    def refresh(self, conn: psycopg.Connection, refresh_token: str) -> Tokens | Refused:
-        """A new pair for a live refresh token, which is spent. A spent one shown again
-        means it was copied: its whole family is revoked. Needs no transaction around it:
-        the rotation is one statement."""
+    def refresh(
+        self, conn: psycopg.Connection, principal: Principal, refresh_token: str
+    ) -> Tokens | Refused:
+        """A new pair for a live refresh token of the calling site's sign-in, which is
+        spent. A spent one shown again means it was copied: its whole family is revoked.
+        Needs no transaction around it: the rotation is one statement."""
         old_hash = _hash(refresh_token)
         refresh, refresh_hash = _token("idrt_")
         rotated = store.rotate_refresh_token(
-            conn, old_hash, refresh_hash, self.settings.refresh_idle_seconds
-        )
+            conn, old_hash, refresh_hash, self.settings.refresh_idle_seconds,
+            principal.site_name,
+        )  # fmt: skip
         if rotated is None:
-            copied = store.spent_refresh_token_session(conn, old_hash)
+            copied = store.spent_refresh_token_session(conn, old_hash, principal.site_name)
             if copied is not None:
                 store.revoke_session(conn, copied)
                 return Refused(
@@ -324,10 +368,11 @@ class Accounts:
         )
         return Tokens(access, refresh, expires_in, None)
 
-    def logout(self, conn: psycopg.Connection, refresh_token: str) -> None:
-        """End the sign-in the refresh token belongs to (nothing, for an unknown one)."""
+    def logout(self, conn: psycopg.Connection, principal: Principal, refresh_token: str) -> None:
+        """End the sign-in the refresh token belongs to (nothing, for an unknown one or
+        another site's)."""
         found = store.lock_refresh_token(conn, _hash(refresh_token))
-        if found is not None:
+        if found is not None and found["site_name"] == principal.site_name:
             store.revoke_session(conn, found["session_id"])
 
     # --- passwords -------------------------------------------------------------------------
@@ -360,17 +405,32 @@ class Accounts:
 
     def change_password(
         self, conn: psycopg.Connection, principal: Principal, current: str, new: str
-    ) -> None:
-        """The signed-in person's new password; their other sign-ins end."""
+    ) -> Refused | None:
+        """The signed-in person's new password; their other sign-ins end. The current
+        password is checked like a login's: counted against the account first, so a
+        stolen access token is no way to guess it quickly. A refusal comes back as
+        Refused, for the caller to commit (the count) before answering."""
         self.me(conn, principal)
         user = store.lock_user(conn, principal.user.user_id)
+        s = self.settings
+        throttle = self._account_throttle(user["email_key"])
+        until = store.reserve_attempt(conn, throttle, free=s.account_free_failures,
+                                      window_seconds=s.throttle_window_seconds,
+                                      cap_seconds=s.account_block_cap_seconds)  # fmt: skip
+        if until is not None:
+            return Refused(TooManyRequests(
+                "too many wrong passwords; wait before trying again",
+                retry_after=max(1, math.ceil((until - datetime.now(UTC)).total_seconds())),
+            ))  # fmt: skip
         if not self.passwords.verify(user["password_hash"] or "", normalise_password(current)):
-            raise InvalidInput(
+            return Refused(InvalidInput(
                 "the current password is not right",
                 errors={"current_password": ["not the current password"]},
-            )
+            ))  # fmt: skip
+        store.take_back_attempt(conn, throttle, free=s.account_free_failures)
         self._set_password(conn, user, new, field="new_password",
                            keep_session=principal.user.session_id)  # fmt: skip
+        return None
 
     def _set_password(self, conn, user: dict, new: str, *, field: str, keep_session=None):
         previous = store.previous_password_hashes(conn, user["id"], PASSWORD_HISTORY)
@@ -381,14 +441,20 @@ class Accounts:
         store.set_password(conn, user["id"], password_hash)
         store.remember_password(conn, user["id"], password_hash, PASSWORD_HISTORY)
         store.revoke_sessions(conn, user["id"], except_id=keep_session)
-        store.void_tokens(conn, user["id"], ("password_reset",))
+        # A pending change of address goes too: it may be a thief's, made with a stolen
+        # sign-in that this change of password is meant to end.
+        store.void_tokens(conn, user["id"], ("password_reset", "email_change"))
         enqueue_mail(conn, "password_changed", user["email"], user["language"])
 
     def _acceptable_password(
         self, password: str, *, email: str, names: list[str], previous: list[str],
         field: str = "password",
     ) -> str:  # fmt: skip
-        reasons = check_password(password, email=email, names=names, previous_hashes=previous)
+        # zxcvbn and up to five argon2 checks of the history: off the loop, like a hash.
+        reasons = self.passwords.offload(
+            functools.partial(check_password, email=email, names=names, previous_hashes=previous),
+            password,
+        )
         if reasons:
             raise InvalidInput("the password is not acceptable", errors={field: reasons})
         return normalise_password(password)
@@ -415,33 +481,54 @@ class Accounts:
 
     def request_email_change(
         self, conn: psycopg.Connection, principal: Principal, new_email: str
-    ) -> None:
+    ) -> Refused | None:
         """Mail a confirmation to the new address and a notice to the old one; the change
-        happens on proof. An address of another record is refused without saying whose."""
+        happens on proof, while this sign-in lasts. An address of another record is
+        refused without saying whose. At most a few requests an hour, refused ones
+        counted too (each is a question whether an address is known): a Refused, for the
+        caller to commit before answering."""
         self.me(conn, principal)
         address = normalise_email(new_email, field="new_email")
         user = store.lock_user(conn, principal.user.user_id)
-        if users_store.get_by_email(conn, email_key(address)) is not None:
-            raise Conflict(
+        if not self._may_mail(conn, user["id"], "email_change"):
+            return Refused(TooManyRequests(
+                "too many changes of address asked for; try again in an hour", retry_after=3600
+            ))  # fmt: skip
+        holder = users_store.get_by_email(conn, email_key(address))
+        if holder is not None and holder["id"] != user["id"]:  # their own: a new spelling
+            # A token expired at birth: it only counts this request for the hourly limit.
+            store.insert_token(conn, _token()[1], "email_change", user["id"], {},
+                               datetime.now(UTC))  # fmt: skip
+            return Refused(Conflict(
                 "this address cannot be used for your account",
                 errors={"new_email": ["already in use"]},
-            )
+            ))  # fmt: skip
         store.void_tokens(conn, user["id"], ("email_change",))
         token, token_hash = _token()
         store.insert_token(
-            conn, token_hash, "email_change", user["id"], {"email": address},
+            conn, token_hash, "email_change", user["id"],
+            {"email": address, "session": str(principal.user.session_id)},
             datetime.now(UTC) + timedelta(hours=self.settings.email_change_hours),
         )  # fmt: skip
         enqueue_mail(conn, "email_change_confirm", address, user["language"], token=token,
                      valid_hours=self.settings.email_change_hours)  # fmt: skip
         enqueue_mail(conn, "email_change_notice", user["email"], user["language"])
+        return None
 
-    def _change_email(self, conn, principal: Principal, user_id: UUID, address: str) -> None:
-        if users_store.get_by_email(conn, email_key(address)) is not None:
+    def _change_email(self, conn, principal: Principal, user_id: UUID, payload: dict) -> None:
+        address = payload["email"]
+        session = payload.get("session")
+        if session is not None and store.signed_in_user(conn, user_id, UUID(session)) is None:
+            # The sign-in that asked has ended (logged out, a password reset): so has this.
+            raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
+        holder = users_store.get_by_email(conn, email_key(address))
+        if holder is not None and holder["id"] != user_id:
             raise Conflict("this address is in use by another record now")
         store.lock_user(conn, user_id)
         store.change_email(conn, user_id, address, email_key(address),
                            _person_source(principal))  # fmt: skip
+        # Reset links went to the old address, which is no longer the account's.
+        store.void_tokens(conn, user_id, ("password_reset",))
 
     def login_attempts(self, conn: psycopg.Connection, principal: Principal) -> list[dict]:
         self.me(conn, principal)
@@ -465,6 +552,15 @@ class Accounts:
 
     def _may_mail(self, conn, user_id: UUID, purpose: str) -> bool:
         return store.tokens_made_since(conn, user_id, purpose, 3600) < _MAILS_AN_HOUR
+
+
+def _ip_throttle(client_ip: str) -> str:
+    """The throttle of a client IP: an IPv4 address alone, an IPv6 address by its /64,
+    the block one subscriber gets (a stranger can take a new address from it at will)."""
+    ip = ipaddress.ip_address(client_ip)
+    if ip.version == 6:
+        return f"ip:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
+    return f"ip:{ip}"
 
 
 def _token(prefix: str = "") -> tuple[str, bytes]:
@@ -499,13 +595,15 @@ def _names(fields: dict) -> list[str]:
     return [fields[name] for name in ("first_name", "last_name") if fields.get(name)]
 
 
-def _person_source(principal: Principal) -> dict:
-    return {"source": "person", "site": principal.site_name,
+def _person_source(site: Principal | str) -> dict:
+    """Provenance of what the person gave themselves, through `site` (or the caller's)."""
+    site_name = site if isinstance(site, str) else site.site_name
+    return {"source": "person", "site": site_name,
             "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
 
 
-def _person_sources(fields, principal: Principal) -> dict:
-    source = _person_source(principal)
+def _person_sources(fields, site: Principal | str) -> dict:
+    source = _person_source(site)
     return {name: source for name in fields}
 
 

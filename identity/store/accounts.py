@@ -193,6 +193,20 @@ def take_token(conn: psycopg.Connection, token_hash: bytes, purposes: tuple[str,
     ).fetchone()
 
 
+def registrations_since(conn: psycopg.Connection, user_id: UUID, seconds: int) -> int:
+    """How many registrations (each with its password) were made for this account's
+    address in the last `seconds`, used, void or pending alike."""
+    row = conn.execute(
+        """
+        select count(*) as n from account_tokens
+        where user_id = %(user_id)s and purpose = 'verify_email' and payload ? 'password_hash'
+          and created_at > now() - make_interval(secs => %(seconds)s)
+        """,
+        {"user_id": user_id, "seconds": seconds},
+    ).fetchone()
+    return row["n"]
+
+
 def void_tokens(conn: psycopg.Connection, user_id: UUID, purposes: tuple[str, ...]) -> None:
     conn.execute(
         """
@@ -237,48 +251,71 @@ def attempts_of(conn: psycopg.Connection, user_id: UUID, limit: int) -> list[dic
     ).fetchall()
 
 
-def blocked_until(conn: psycopg.Connection, keys: list[str]) -> datetime | None:
+def reserve_attempt(
+    conn: psycopg.Connection, key: str, *, free: int, window_seconds: int, cap_seconds: int
+) -> datetime | None:
+    """Count a password check for `key` before it is made, in one atomic statement, so
+    that parallel attempts cannot all get their check in before the first failure is
+    counted: None when the check may go ahead (counted), else until when checks wait
+    (this one not counted). Past `free` checks inside the window each check makes the
+    next wait: 1 s, then 2, 4, ... up to `cap_seconds`. A burst therefore buys one check
+    per wait, not a jump to the longest block; a check after a quiet window starts the
+    count again. A good login takes its check back (sign_in)."""
     row = conn.execute(
         """
-        select max(blocked_until) as until from login_throttles
-        where key = any(%(keys)s) and blocked_until > now()
+        with before as (
+            select blocked_until from login_throttles where key = %(key)s for update
+        ), counted as (
+            insert into login_throttles as t (key, failures, last_failure_at)
+            select %(key)s, 1, now()
+            where not exists (select from before where blocked_until > now())
+            on conflict (key) do update set
+                failures = case
+                    when t.last_failure_at < now() - make_interval(secs => %(window)s) then 1
+                    else t.failures + 1 end,
+                last_failure_at = now(),
+                blocked_until = case
+                    when t.last_failure_at >= now() - make_interval(secs => %(window)s)
+                         and t.failures + 1 > %(free)s
+                    then now() + make_interval(secs => least(
+                        %(cap)s, power(2, least(t.failures - %(free)s, 30))))
+                    end
+        )
+        select (select blocked_until from before where blocked_until > now()) as until
         """,
-        {"keys": keys},
+        {"key": key, "free": free, "window": window_seconds, "cap": cap_seconds},
         prepare=True,
     ).fetchone()
     return row["until"]
 
 
-def count_failure(
-    conn: psycopg.Connection, key: str, *, free: int, window_seconds: int, cap_seconds: int
-) -> None:
-    """One more failure for `key`, counted atomically (parallel failures all count). Past
-    `free` failures inside the window, logins wait 1 s, then 2, 4, ... up to `cap_seconds`;
-    a failure after a quiet window starts the count again."""
+def take_back_attempt(conn: psycopg.Connection, key: str, *, free: int) -> None:
+    """A reserved check that was not a failure (the password was right) no longer counts."""
     conn.execute(
         """
-        insert into login_throttles as t (key, failures, last_failure_at)
-        values (%(key)s, 1, now())
-        on conflict (key) do update set
-            failures = case
-                when t.last_failure_at < now() - make_interval(secs => %(window)s) then 1
-                else t.failures + 1 end,
-            last_failure_at = now()
-        """,
-        {"key": key, "window": window_seconds},
-        prepare=True,
-    )
-    conn.execute(
-        """
-        update login_throttles set blocked_until = case
-            when failures > %(free)s then now() + make_interval(
-                secs => least(%(cap)s, power(2, least(failures - %(free)s - 1, 30))))
-            end
+        update login_throttles set
+            failures = greatest(failures - 1, 0),
+            blocked_until = case when failures - 1 > %(free)s then blocked_until end
         where key = %(key)s
         """,
-        {"key": key, "free": free, "cap": cap_seconds},
-        prepare=True,
+        {"key": key, "free": free},
     )
+
+
+def signed_in_from(conn: psycopg.Connection, user_id: UUID, client_ip: str, days: int) -> bool:
+    """Whether the account had a good login from this client IP in the last `days`: the
+    owner's own device, which a stranger's failures elsewhere must not lock out."""
+    row = conn.execute(
+        """
+        select exists (
+            select from login_attempts
+            where user_id = %(user_id)s and client_ip = %(ip)s and outcome = 'success'
+              and at > now() - make_interval(days => %(days)s)
+        ) as known
+        """,
+        {"user_id": user_id, "ip": client_ip, "days": days},
+    ).fetchone()
+    return row["known"]
 
 
 def clear_throttle(conn: psycopg.Connection, key: str) -> None:
@@ -297,13 +334,16 @@ def sign_in(
     user_agent: str | None,
     client_ip: str | None,
     throttle_key: str,
+    ip_throttle_key: str | None,
+    ip_free_failures: int,
     refresh_hash: bytes,
     idle_seconds: int,
     absolute_seconds: int,
 ) -> dict:
     """A good login, in one statement (one transaction, no round trips for BEGIN and
-    COMMIT): the attempt recorded, the account's failures forgotten, a session begun with
-    its first refresh token; the person's record, and the session's id."""
+    COMMIT): the attempt recorded, the account's failures forgotten and the check the
+    client IP was counted for taken back, a session begun with its first refresh token;
+    the person's record, and the session's id."""
     return conn.execute(
         f"""
         with attempt as (
@@ -311,6 +351,11 @@ def sign_in(
             values (%(user_id)s, %(site_id)s, %(client_ip)s, %(user_agent)s, 'success')
         ), cleared as (
             delete from login_throttles where key = %(throttle)s
+        ), ip_taken_back as (
+            update login_throttles set
+                failures = greatest(failures - 1, 0),
+                blocked_until = case when failures - 1 > %(ip_free)s then blocked_until end
+            where key = %(ip_throttle)s
         ), session as (
             insert into sessions (user_id, site_id, site_name, user_agent, client_ip,
                                   expires_at)
@@ -326,6 +371,7 @@ def sign_in(
         """,  # noqa: S608 - fixed column list
         {"user_id": user_id, "site_id": site_id, "site_name": site_name,
          "user_agent": user_agent, "client_ip": client_ip, "throttle": throttle_key,
+         "ip_throttle": ip_throttle_key, "ip_free": ip_free_failures,
          "hash": refresh_hash, "idle": idle_seconds, "absolute": absolute_seconds},
         prepare=True,
     ).fetchone()  # fmt: skip
@@ -347,12 +393,13 @@ def lock_refresh_token(conn: psycopg.Connection, token_hash: bytes) -> dict | No
 
 
 def rotate_refresh_token(
-    conn: psycopg.Connection, old_hash: bytes, new_hash: bytes, idle_seconds: int
+    conn: psycopg.Connection, old_hash: bytes, new_hash: bytes, idle_seconds: int, site: str
 ) -> dict | None:
     """Spend a live refresh token of a live session and give that session the next one,
     in one statement (so in one transaction, with no round trips for BEGIN and COMMIT).
     Of two uses of one token the second waits for the first's row lock and then finds the
-    token spent: None, as for a token that is unknown, expired or of an ended session.
+    token spent: None, as for a token that is unknown, expired, of an ended session, or
+    of another site's sign-in (which is left as it was).
 
     Committed without waiting for the disk (synchronous_commit off, for this statement's
     transaction only): a crash may forget the last fraction of a second of rotations,
@@ -364,9 +411,11 @@ def rotate_refresh_token(
         with durability as (
             select set_config('synchronous_commit', 'off', true)
         ), spent as (
-            update refresh_tokens set spent_at = now()
-            where token_hash = %(old)s and spent_at is null and idle_expires_at > now()
-            returning session_id
+            update refresh_tokens r set spent_at = now()
+            from sessions s
+            where r.token_hash = %(old)s and r.spent_at is null and r.idle_expires_at > now()
+              and s.id = r.session_id and s.site_name = %(site)s
+            returning r.session_id
         ), session as (
             update sessions s set last_used_at = now()
             from spent
@@ -378,19 +427,23 @@ def rotate_refresh_token(
         )
         select id as session_id, user_id, site_name from session, durability
         """,
-        {"old": old_hash, "new": new_hash, "idle": idle_seconds},
+        {"old": old_hash, "new": new_hash, "idle": idle_seconds, "site": site},
         prepare=True,
     ).fetchone()
 
 
-def spent_refresh_token_session(conn: psycopg.Connection, token_hash: bytes) -> UUID | None:
-    """The session of a refresh token that was spent before: shown again, it was copied."""
+def spent_refresh_token_session(
+    conn: psycopg.Connection, token_hash: bytes, site: str
+) -> UUID | None:
+    """The live session of a refresh token of `site` that was spent before: shown again,
+    it was copied. (A token of an ended session is only not valid.)"""
     row = conn.execute(
         """
-        select session_id from refresh_tokens
-        where token_hash = %(hash)s and spent_at is not null
+        select r.session_id from refresh_tokens r join sessions s on s.id = r.session_id
+        where r.token_hash = %(hash)s and r.spent_at is not null and s.site_name = %(site)s
+          and s.revoked_at is null
         """,
-        {"hash": token_hash},
+        {"hash": token_hash, "site": site},
     ).fetchone()
     return row["session_id"] if row else None
 

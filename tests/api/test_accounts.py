@@ -134,13 +134,56 @@ def test_a_claim_ends_every_earlier_sign_in_and_pending_change(site, conn, app):
     assert login(site, password=OTHER_PASSWORD).status_code == 200
 
 
-def test_only_the_latest_registration_link_works(site, conn):
-    register(site, password=OTHER_PASSWORD)  # a stranger, with someone else's address
-    stranger = mailed(conn, "anna@example.com", "verify_email")["token"]
-    register(site)  # the owner
-    owner = mailed(conn, "anna@example.com", "verify_email")["token"]
-    assert_problem(site.post("/v1/auth/verify-email", json={"token": stranger}), 422)
-    assert site.post("/v1/auth/verify-email", json={"token": owner}).status_code == 200
+def _reset_with(site, conn, template, password=PASSWORD):
+    token = mailed(conn, "anna@example.com", template)["token"]
+    confirm = {"token": token, "new_password": password}
+    assert site.post("/v1/auth/password-reset/confirm", json=confirm).status_code == 204
+
+
+@pytest.mark.parametrize("clicked", ["the stranger's link", "the owner's link"])
+@pytest.mark.parametrize("first", ["the stranger", "the owner"])
+def test_competing_registrations_give_nobody_a_password(site, conn, first, clicked):
+    """The pre-hijack attack: a stranger registers the owner's address too (before or
+    after the owner), hoping the owner clicks the stranger's link, which carries the
+    stranger's password and name. Whichever link is clicked, the address is proven, no
+    registration's password or fields are taken, and the owner chooses one by mail."""
+    links = {}
+    for who in (
+        ("the stranger", "the owner") if first == "the stranger" else ("the owner", "the stranger")
+    ):
+        if who == "the stranger":
+            register(site, password=OTHER_PASSWORD, first_name="Mallory")
+        else:
+            register(site, first_name="Anna")
+        links[who] = mailed(conn, "anna@example.com", "verify_email")["token"]
+    proven = site.post("/v1/auth/verify-email", json={"token": links[clicked.split("'")[0]]})
+    assert proven.status_code == 200 and proven.get_json()["status"] == "registered"
+    assert proven.get_json()["first_name"] is None
+    assert login(site, password=OTHER_PASSWORD).status_code == 401
+    assert login(site, password=PASSWORD).status_code == 401
+    for token in links.values():  # every other link is void now
+        assert_problem(site.post("/v1/auth/verify-email", json={"token": token}), 422)
+    _reset_with(site, conn, "choose_password")
+    assert login(site, password=PASSWORD).status_code == 200
+
+
+def test_a_stranger_who_used_up_the_mails_still_cannot_set_the_password(site, conn):
+    for _ in range(5):
+        register(site, password=OTHER_PASSWORD)
+    register(site)  # the owner's own: over the hourly limit, so no mail, but it counts
+    assert mails(conn, "anna@example.com").count("verify_email") == 5
+    newest = mailed(conn, "anna@example.com", "verify_email")["token"]  # the stranger's
+    assert site.post("/v1/auth/verify-email", json={"token": newest}).status_code == 200
+    assert login(site, password=OTHER_PASSWORD).status_code == 401
+    _reset_with(site, conn, "choose_password")
+    assert login(site).status_code == 200
+
+
+def test_one_registration_sets_its_password_and_fields_marked_with_its_site(site, conn):
+    proven = sign_up(site, conn, first_name="Anna")
+    assert proven["first_name"] == "Anna"
+    assert proven["field_sources"]["first_name"]["source"] == "person"
+    assert "choose_password" not in mails(conn, "anna@example.com")
     assert login(site).status_code == 200
 
 
@@ -414,3 +457,132 @@ def test_sessions_are_listed_and_one_can_be_ended(site, conn, app):
 
 def test_a_site_key_is_not_a_user_token(site):
     assert_problem(site.get("/v1/me"), 401)
+
+
+# --- found by the hostile round ---------------------------------------------------------------
+
+
+def test_a_burst_of_failures_waits_a_second_not_the_longest_block(site, conn):
+    sign_up(site, conn)
+    statuses = [login(site, password=f"wrong {n}").status_code for n in range(16)]
+    assert statuses.count(401) == 6  # five free checks, and the one that starts the waits
+    waiting = assert_problem(login(site, password="wrong again"), 429)
+    assert waiting["status"] == 429
+    retry = int(login(site).headers["Retry-After"])
+    assert 1 <= retry <= 2
+
+
+def test_the_owner_on_an_ip_they_logged_in_from_is_not_locked_out_by_a_stranger(site, conn):
+    sign_up(site, conn)
+    assert login(site).status_code == 200  # the owner's own IP, known from now on
+    stranger = {"client_ip": "198.51.100.9", "user_agent": "curl"}
+    for n in range(10):
+        login(site, password=f"wrong {n}", **stranger)
+    assert login(site, **stranger).status_code == 429  # from the stranger's IP it waits
+    assert login(site).status_code == 200  # from the owner's it does not
+
+
+def test_a_wrong_current_password_counts_like_a_failed_login(site, conn, app):
+    sign_up(site, conn)
+    me = as_user(app, login(site).get_json()["access_token"])
+    change = {"new_password": OTHER_PASSWORD}
+    statuses = [
+        me.put("/v1/me/password", json=change | {"current_password": f"guess {n}"}).status_code
+        for n in range(8)
+    ]
+    assert statuses[:6] == [422] * 6 and statuses[-1] == 429
+    counted = conn.execute(
+        "select failures from login_throttles where key like 'account:%'"
+    ).fetchone()["failures"]
+    assert counted == 6  # against the account, as failed logins are
+
+
+def test_a_client_ip_with_a_zone_is_a_422_and_a_mapped_ipv4_counts_as_itself(site, conn):
+    sign_up(site, conn)
+    zoned = login(site, client_ip="fe80::1%eth0", user_agent="x")
+    assert_problem(zoned, 422, "client_ip")
+    login(site, password="wrong", client_ip="::ffff:192.0.2.77", user_agent="x")
+    keys = [row["key"] for row in conn.execute("select key from login_throttles")]
+    assert "ip:192.0.2.77" in keys
+
+
+def test_ipv6_clients_are_throttled_by_their_64(site, conn):
+    for n in range(25):  # many accounts, one /64, a new address each time
+        login(site, f"nobody{n}@example.com", "wrong", client_ip=f"2001:db8:1:2::{n:x}",
+              user_agent="x")  # fmt: skip
+    waiting = login(site, "anna@example.com", "wrong", client_ip="2001:db8:1:2::ffff",
+                    user_agent="x")  # fmt: skip
+    assert_problem(waiting, 429)
+
+
+def test_a_refresh_token_works_only_for_the_site_it_was_issued_to(site, conn, app):
+    from identity.services.sites import issue_site_key
+
+    sign_up(site, conn)
+    tokens = login(site).get_json()
+    other = app.test_client()
+    other.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {issue_site_key(conn, 'smtpeter.com')}"
+    assert_problem(
+        other.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}), 401
+    )
+    assert (
+        other.post("/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]}).status_code
+        == 204
+    )
+    refreshed = site.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200  # neither spent nor ended by the other site
+
+
+def test_a_pending_address_change_dies_with_a_password_reset(site, conn, app):
+    sign_up(site, conn)
+    thief = as_user(app, login(site).get_json()["access_token"])
+    assert thief.post("/v1/me/email", json={"new_email": "thief@evil.example"}).status_code == 202
+    token = mailed(conn, "thief@evil.example", "email_change_confirm")["token"]
+    assert (
+        site.post("/v1/auth/password-reset", json={"email": "anna@example.com"}).status_code == 202
+    )
+    _reset_with(site, conn, "password_reset", password=OTHER_PASSWORD)
+    assert_problem(site.post("/v1/auth/verify-email", json={"token": token}), 422)
+    assert login(site, password=OTHER_PASSWORD).get_json()["user"]["email"] == "anna@example.com"
+
+
+def test_a_pending_address_change_dies_with_the_sign_in_that_asked(site, conn, app):
+    sign_up(site, conn)
+    tokens = login(site).get_json()
+    me = as_user(app, tokens["access_token"])
+    assert me.post("/v1/me/email", json={"new_email": "anna@new.example"}).status_code == 202
+    token = mailed(conn, "anna@new.example", "email_change_confirm")["token"]
+    site.post("/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]})
+    assert_problem(site.post("/v1/auth/verify-email", json={"token": token}), 422)
+
+
+def test_address_changes_asked_for_are_limited_refused_ones_too(site, conn, app):
+    sign_up(site, conn)
+    site.post("/v1/profiles", json={"email": "known@example.com", "source": "event"})
+    me = as_user(app, login(site).get_json()["access_token"])
+    statuses = [
+        me.post("/v1/me/email", json={"new_email": "known@example.com"}).status_code
+        for _ in range(5)
+    ]
+    assert statuses == [409] * 5
+    waiting = me.post("/v1/me/email", json={"new_email": "unknown@example.com"})
+    assert assert_problem(waiting, 429) and waiting.headers["Retry-After"]
+
+
+def test_a_password_reset_answers_no_sooner_for_an_unknown_address(site, conn):
+    import time
+
+    sign_up(site, conn)
+    for address in ("anna@example.com", "nobody@example.com"):
+        started = time.monotonic()
+        assert site.post("/v1/auth/password-reset", json={"email": address}).status_code == 202
+        assert time.monotonic() - started >= 0.1
+
+
+def test_a_person_may_change_only_the_case_of_their_address(site, conn, app):
+    sign_up(site, conn)
+    me = as_user(app, login(site).get_json()["access_token"])
+    assert me.post("/v1/me/email", json={"new_email": "Anna@Example.com"}).status_code == 202
+    token = mailed(conn, "Anna@example.com", "email_change_confirm")["token"]
+    proven = site.post("/v1/auth/verify-email", json={"token": token})
+    assert proven.status_code == 200 and proven.get_json()["email"] == "Anna@example.com"
