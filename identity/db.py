@@ -1,6 +1,7 @@
 """The psycopg pool, the one connection each request borrows from it, and the request's
 unit of work on that connection."""
 
+import logging
 import select
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +16,8 @@ from identity.errors import ConfigurationError, DatabaseUnavailable
 from identity.store.transactions import in_transaction
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 EXTENSION = "identity.db"
 
@@ -97,6 +100,15 @@ class Database(_Lending):
         try:
             return self.pool.getconn()
         except PoolTimeout:
+            stats = self.pool.get_stats()
+            log.warning(
+                "no database connection to lend in time",
+                extra={
+                    "pool_size": stats.get("pool_size"),
+                    "waiting": stats.get("requests_waiting"),
+                    "connection_errors": stats.get("connections_errors"),
+                },
+            )
             raise DatabaseUnavailable("the database cannot be reached; try again shortly") from None
 
     def release(self, conn: psycopg.Connection) -> None:

@@ -29,6 +29,10 @@ class DeadlineInput:
     def __init__(self, stream, seconds: float):
         self.stream = stream
         self.deadline = time.monotonic() + seconds
+        # Whether the body was read to its end: one left unread (a stranger's, refused
+        # before it was waited for) is a reason to close the connection after answering.
+        self.finished = False
+        self.received = 0
 
     def allow(self, seconds: float) -> None:
         """Give the body `seconds` from now."""
@@ -49,8 +53,26 @@ class DeadlineInput:
             raise BodyTooSlow()
         if monkey.is_module_patched("socket"):
             with gevent.Timeout(left, BodyTooSlow):
-                return read(*args)
-        return read(*args)
+                data = read(*args)
+        else:
+            data = read(*args)
+        self.received += len(data)
+        if not data:
+            self.finished = True
+        return data
+
+
+def body_left_unread(environ) -> bool:
+    """Whether the request came with a body that was not read to its end."""
+    body = environ.get("wsgi.input")
+    if not isinstance(body, DeadlineInput) or body.finished:
+        return False
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return True
+    try:
+        return body.received < int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return False
 
 
 class BodyTooSlow(RequestTimeout):

@@ -11,9 +11,14 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's id is taken when it looks like an id; anything else (long, odd characters,
 # an address: no "@") is replaced by a new one.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
-# ...unless it looks like one of the service's own credentials (a site key, a refresh
-# token, a JWT), sent there by mistake: a credential never goes into a log line.
-_CREDENTIAL = re.compile(r"idsk_|idrt_|eyJ", re.IGNORECASE)
+# ...unless it holds what looks like a credential, anywhere in it: one of the service's
+# own (a site key, a refresh token, a JWT), or any long run of random-looking URL-safe
+# characters (mixed case and digits, as a key's body without its prefix): a credential
+# sent there by mistake never goes into a log line. Hex ids (UUIDs) stay acceptable.
+_CREDENTIAL = re.compile(
+    r"idsk_|idrt_|eyJ|(?=[A-Za-z0-9_-]{24})(?=[A-Za-z0-9_-]*[a-z])(?=[A-Za-z0-9_-]*[A-Z])"
+    r"[A-Za-z0-9_-]{24}"
+)
 # Where the app leaves, for the access log, the pattern of the route a request matched.
 ROUTE = "identity.route"
 # The attributes every LogRecord has; anything else came as `extra` and is logged too.
@@ -89,7 +94,7 @@ def init_app(app) -> None:
 
     def take_request_id() -> None:
         given = request.headers.get(REQUEST_ID_HEADER, "")
-        taken = _REQUEST_ID.fullmatch(given) and not _CREDENTIAL.match(given)
+        taken = _REQUEST_ID.fullmatch(given) and not _CREDENTIAL.search(given)
         g.request_id = given if taken else uuid.uuid4().hex
         request.environ[ROUTE] = request.url_rule.rule if request.url_rule else None
 

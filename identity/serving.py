@@ -21,6 +21,7 @@ from gunicorn.workers.ggevent import GeventWorker
 
 from identity import bulk
 from identity.config import load_config
+from identity.deadlines import body_left_unread
 from identity.logs import REQUEST_ID_HEADER, ROUTE, JsonLines
 
 PROBLEM_JSON = "application/problem+json"
@@ -42,6 +43,21 @@ class Worker(GeventWorker):
         _allow_open_files(self.worker_connections + 1000)
         sys.unraisablehook = _quiet_helper_thread_exit
         super().init_process()
+
+    def load_wsgi(self):
+        super().load_wsgi()
+        app = self.wsgi
+
+        def closing_when_body_unread(environ, start_response):
+            answer = app(environ, start_response)
+            if body_left_unread(environ):
+                # gunicorn would read (and drop) the rest of the body to reach the next
+                # request on this connection: a stranger's 100 GB, after a 401. The
+                # answer says Connection: close instead.
+                start_response.__self__.force_close()
+            return answer
+
+        self.wsgi = closing_when_body_unread
 
     def patch(self):
         super().patch()

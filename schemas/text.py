@@ -16,24 +16,32 @@ _CONTROLS_MULTILINE = r"\x00-\x08\x0b-\x1f\x7f-\x9f"
 _SURROGATES = r"\ud800-\udfff"
 # Unicode's whole Bidi_Control set: the marks (ALM, LRM, RLM) as well.
 _BIDI = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-# Characters that show nothing, or break a line where none may be: a zero-width space or
-# a byte order mark makes two names look alike that are not. (ZWJ and ZWNJ stay: Persian
-# and Indic names and emoji need them.)
-_INVISIBLE = r"\u200b\u2028\u2029\ufeff"
+# Characters that show nothing (Unicode's default-ignorable ones, the Hangul fillers), or
+# break a line where none may be: a zero-width space, a soft hyphen or a filler makes two
+# names look alike that are not, or a name look blank that is not. (ZWJ and ZWNJ stay:
+# Persian and Indic names and emoji need them; so do the variation selectors.)
+_INVISIBLE = (
+    r"\u00ad\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b\u2028\u2029"
+    r"\u2060-\u2064\u206a-\u206f\u3164\ufeff\uffa0\ufff0-\ufff8"
+)
 # Unicode's noncharacters, never for interchange; those past U+FFFF, and the tag
 # characters (invisible ASCII look-alikes), are left out of the pattern as surrogates are.
 _NONCHARACTERS = r"\ufdd0-\ufdef\ufffe\uffff"
-_ASTRAL = "\U000e0000-\U000e007f" + "".join(
+# The private-use area of the BMP: characters that mean whatever a font makes of them.
+# (Unassigned code points are not refused: they are only unassigned to this Python's
+# Unicode version, and next year's emoji among them.)
+_PRIVATE_USE = r"\ue000-\uf8ff"
+_ASTRAL = "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e007f" + "".join(
     f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(1, 17)
 )
-_ANYWHERE = f"{_SURROGATES}{_BIDI}{_INVISIBLE}{_NONCHARACTERS}{_ASTRAL}"
+_ANYWHERE = f"{_SURROGATES}{_BIDI}{_INVISIBLE}{_NONCHARACTERS}{_PRIVATE_USE}{_ASTRAL}"
 _FORBIDDEN = re.compile(f"[{_CONTROLS}{_ANYWHERE}]")
 _FORBIDDEN_MULTILINE = re.compile(f"[{_CONTROLS_MULTILINE}{_ANYWHERE}]")
 
 
 class Text(fields.String):
     """A string in NFC, trimmed, at most `max_length` characters, with no control
-    characters, lone surrogates, bidi controls, invisible characters or noncharacters.
+    characters, lone surrogates, bidi controls, invisible, private-use or noncharacters.
     Blank text loads as ""."""
 
     default_error_messages = {
@@ -56,11 +64,15 @@ class Text(fields.String):
             code = ord(bad.group())
             raise self.make_error("forbidden", code=code, what=_what(code))
         value = value.strip()
-        # The limit is on what the client sent, as the document says (maxLength): NFC
-        # may make text longer (U+0958 becomes two characters), never by much.
         if len(value) > self.max_length:
             raise self.make_error("too_long", max_length=self.max_length)
-        return value if value.isascii() else unicodedata.normalize("NFC", value).strip()
+        if value.isascii():
+            return value
+        # Checked again as stored: NFC can make text longer (U+0958 becomes two).
+        value = unicodedata.normalize("NFC", value).strip()
+        if len(value) > self.max_length:
+            raise self.make_error("too_long", max_length=self.max_length)
+        return value
 
 
 def _what(code: int) -> str:
@@ -70,8 +82,10 @@ def _what(code: int) -> str:
         return "a line break"
     if re.fullmatch(f"[{_BIDI}]", chr(code)):
         return "a bidi control character"
-    if code in (0x200B, 0xFEFF) or 0xE0000 <= code <= 0xE007F:
-        return "an invisible character"
-    if code >= 0xFDD0:
+    if 0xE000 <= code <= 0xF8FF:
+        return "a private-use character"
+    if 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE:
         return "a noncharacter"
+    if re.fullmatch(f"[{_INVISIBLE}{_ASTRAL}]", chr(code)):
+        return "an invisible character"
     return "a control character"

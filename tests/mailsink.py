@@ -43,8 +43,10 @@ class Sink:
 class MailServer:
     """An aiosmtpd server on a fixed loopback port that a test can stop and start again."""
 
-    def __init__(self):
+    def __init__(self, idle_timeout: float | None = None):
         self.sink = Sink()
+        # Seconds the server keeps an idle session before closing it (Postfix: 300).
+        self.idle_timeout = idle_timeout
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -52,8 +54,9 @@ class MailServer:
         self._controller = None
 
     def start(self) -> None:
+        extra = {} if self.idle_timeout is None else {"timeout": self.idle_timeout}
         self._controller = Controller(
-            self.sink, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True
+            self.sink, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True, **extra
         )
         for _ in range(50):  # the port may linger a moment after a stop
             try:

@@ -245,7 +245,9 @@ def test_mail_test_says_whether_the_relay_took_the_mail(database_url, committing
     mail_server.stop()
     result = runner.invoke(main, ["mail", "test", "ops@example.com"], env=env)
     assert result.exit_code == 1
-    assert "did not take" in result.output and "stays queued" in result.output
+    assert "did not take" in result.output and "marked failed" in result.output
+    status = committing_db.execute("select status from outbox order by id desc limit 1")
+    assert status.fetchone()["status"] == "failed"
 
 
 def test_mail_list_and_retry_let_an_operator_resend_a_failed_mail(

@@ -82,11 +82,18 @@ def parse_json(data: bytes):
     """The JSON document in `data`, or InvalidJson saying why not: the same reasons for a
     request body and for a line of an import."""
     try:
-        return json.loads(data.decode("utf-8"), object_pairs_hook=unique_keys)
+        return json.loads(
+            data.decode("utf-8"),
+            object_pairs_hook=unique_keys,
+            parse_constant=_not_json,
+            parse_float=_finite,
+        )
     except UnicodeDecodeError:
         raise InvalidJson("not UTF-8") from None
     except RecursionError:
         raise InvalidJson("nested too deep") from None
+    except InvalidJson:
+        raise
     except DuplicateKey as exc:
         raise InvalidJson(str(exc)) from None
     except json.JSONDecodeError as exc:
@@ -95,6 +102,18 @@ def parse_json(data: bytes):
         raise InvalidJson(f"{what} at line {exc.lineno} column {exc.colno}") from None
     except ValueError:  # Python's limit on the digits of an integer (4,300)
         raise InvalidJson("a number is too long") from None
+
+
+def _not_json(name: str):
+    """NaN and Infinity: Python reads them, JSON (RFC 8259) has no such numbers."""
+    raise InvalidJson(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise InvalidJson("a number is too large")
+    return number
 
 
 def load_json(data: bytes):

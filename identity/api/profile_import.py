@@ -262,10 +262,11 @@ def _csv_records(
 _CELL_START = frozenset(b",\n")
 
 
-def _still_quoted(line: bytes, quoted: bool) -> bool:
+def _still_quoted(line: bytes, quoted: bool, starts_cell: bool = True) -> bool:
     """Whether a quoted cell is still open at the end of this line, given whether one
-    was open at its start. (For a line read in pieces, a quote at a piece's edge may be
-    misread; such a line is rejected anyway.)"""
+    was open at its start. For a line read in pieces, `starts_cell` says whether this
+    piece begins a cell (the one before ended in a comma). (A doubled quote split across
+    two pieces may be misread; such a line is rejected anyway.)"""
     at = line.find(b'"')
     while at != -1:
         if quoted:
@@ -273,7 +274,7 @@ def _still_quoted(line: bytes, quoted: bool) -> bool:
                 at = line.find(b'"', at + 2)
                 continue
             quoted = False  # closed; text after it is the csv module's to refuse
-        elif at == 0 or line[at - 1] in _CELL_START:
+        elif (line[at - 1] in _CELL_START) if at else starts_cell:
             quoted = True
         at = line.find(b'"', at + 1)
     return quoted
@@ -333,12 +334,13 @@ def _numbered_lines(stream: io.RawIOBase, max_lines: int) -> Iterator[tuple[int,
             raise TooManyLines(f"an import takes at most {max_lines} lines")
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
             # Whether it ends in a quoted cell depends on whether it starts in one.
-            after_quoted, after_unquoted = True, False
+            after_quoted, after_unquoted, starts_cell = True, False, True
             while raw:
-                after_quoted = _still_quoted(raw, after_quoted)
-                after_unquoted = _still_quoted(raw, after_unquoted)
+                after_quoted = _still_quoted(raw, after_quoted, starts_cell)
+                after_unquoted = _still_quoted(raw, after_unquoted, starts_cell)
                 if raw.endswith(b"\n"):
                     break
+                starts_cell = raw.endswith(b",")
                 raw = reader.readline(MAX_LINE_BYTES)
             yield line_no, LongLine(after_quoted, after_unquoted)
             continue

@@ -1,6 +1,7 @@
 """The SMTP relay that takes our mail: its URL, one session kept open, and what its
 answers mean for a mail (sent, try again later, or give up)."""
 
+import logging
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -8,6 +9,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from identity.errors import ConfigurationError
 from identity.mail.render import Outgoing
+
+log = logging.getLogger(__name__)
 
 
 class DeliveryFailed(Exception):
@@ -28,6 +31,16 @@ class RelaySettings:
     starttls: bool = False
     username: str | None = None
     password: str | None = None
+
+
+def _session_gone(error: Exception) -> bool:
+    """Whether `error` says the relay had closed the session before this mail: the
+    connection dropped, or a 421 ("closing transmission channel", said on its timeout)."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return False
+    if isinstance(error, smtplib.SMTPResponseException):
+        return error.smtp_code == 421
+    return isinstance(error, smtplib.SMTPServerDisconnected | ConnectionError)
 
 
 def parse_smtp_url(url: str) -> RelaySettings:
@@ -67,8 +80,23 @@ class Relay:
         """Hand `mail` to the relay, or raise DeliveryFailed."""
         options = ["SMTPUTF8"] if mail.smtputf8 else []
         try:
-            session = self._open()
-            session.sendmail(mail.sender, [mail.recipient], mail.data, mail_options=options)
+            reused = self._session is not None
+            try:
+                self._open().sendmail(
+                    mail.sender, [mail.recipient], mail.data, mail_options=options
+                )
+            except (smtplib.SMTPException, ConnectionError) as exc:
+                if not (reused and _session_gone(exc)):
+                    raise
+                # A session kept open across mails that the relay closed meanwhile (its
+                # idle timeout): the mail never reached it. Once more on a new session,
+                # at once, rather than a retry half a minute later.
+                self.close()
+                log.info("relay session closed by the relay; reconnecting",
+                         extra={"error_type": type(exc).__name__})  # fmt: skip
+                self._open().sendmail(
+                    mail.sender, [mail.recipient], mail.data, mail_options=options
+                )
         except smtplib.SMTPRecipientsRefused as exc:
             code, answer = next(iter(exc.recipients.values()))
             raise _failure(code, answer) from None

@@ -74,6 +74,18 @@ def record_outcomes(conn: psycopg.Connection, outcomes: list[dict]) -> None:
     )
 
 
+def give_up(conn: psycopg.Connection, mail_id: int) -> None:
+    """Mark a queued mail failed now, keeping the relay's last answer (a check of the
+    settings that did not go through is not for another worker to send later)."""
+    conn.execute(
+        """
+        update outbox set status = 'failed', failed_at = now(), next_attempt_at = now()
+        where id = %(id)s and status = 'queued'
+        """,
+        {"id": mail_id},
+    )
+
+
 def next_due(conn: psycopg.Connection) -> datetime | None:
     row = conn.execute(
         "select min(next_attempt_at) as at from outbox where status = 'queued'"

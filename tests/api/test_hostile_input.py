@@ -32,6 +32,11 @@ BAD_TEXT = {
     "a tag character": "Anna\U000e0041",
     "a noncharacter": "Anna\ufdd0",
     "a noncharacter past U+FFFF": "Anna\U0001fffe",
+    "a Hangul filler": "\u3164",
+    "a word joiner": "An\u2060na",
+    "a soft hyphen": "An\u00adna",
+    "a private-use character": "Anna\ue000",
+    "longer than the limit once in NFC": "\u0958" * 100,
 }
 
 
@@ -223,13 +228,15 @@ def test_a_query_parameter_given_twice_is_refused_not_guessed(site):
     assert_problem(response, 422, "email")
 
 
-def test_the_length_limit_is_on_what_was_sent_even_where_nfc_makes_it_longer(site):
-    name = "\u0958" * 100  # NFC: each becomes two characters
-    response = site.post("/v1/profiles", json=PROFILE | {"first_name": name})
-    assert response.status_code == 201
-    assert_problem(
-        site.post("/v1/profiles", json=PROFILE | {"last_name": "\u0958" * 101}), 422, "last_name"
+def test_the_length_limit_holds_for_what_is_stored_too(site):
+    # NFC makes each U+0958 two characters: what is stored must fit the limit the
+    # document gives for what is returned, so it can be sent back as it came.
+    response = site.post("/v1/profiles", json=PROFILE | {"first_name": "\u0958" * 50})
+    assert response.status_code == 201 and len(response.get_json()["first_name"]) == 100
+    body = assert_problem(
+        site.post("/v1/profiles", json=PROFILE | {"last_name": "\u0958" * 51}), 422, "last_name"
     )
+    assert "100" in body["errors"]["last_name"][0]
 
 
 STRAY_QUOTES = {
@@ -335,3 +342,27 @@ def test_a_query_that_is_not_text_is_a_4xx(site, query):
     response = site.get(f"/v1/users?{query}")
     assert 400 <= response.status_code < 500
     assert response.headers["Content-Type"] == "application/problem+json"
+
+
+def test_a_stray_quote_where_a_long_line_is_cut_into_pieces_swallows_no_rows(site):
+    from identity.api.profile_import import MAX_LINE_BYTES
+
+    prefix = b"bob@example.com,"
+    line = prefix + b"a" * (MAX_LINE_BYTES + 1 - len(prefix)) + b'"Bob\n'  # quote on the edge
+    body = b"email,first_name\n" + line + b"carl@example.com,Carl\ndirk@example.com,Dirk\n"
+    report, summary = run_import(site, body, content_type="text/csv")
+    assert [entry["status"] for entry in report] == ["rejected", "created", "created"]
+    assert summary["lines"] == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b'{"email": NaN}', "NaN"),
+        (b'{"email": -Infinity}', "Infinity"),
+        (b'{"email": 1e999}', "too large"),
+    ],
+)
+def test_numbers_json_does_not_have_are_a_400(site, body, why):
+    response = site.post("/v1/profiles", data=body, content_type="application/json")
+    assert why in assert_problem(response, 400)["detail"]

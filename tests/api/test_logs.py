@@ -59,6 +59,21 @@ def test_no_error_puts_an_address_in_the_log(app, site, caplog, capsys):
     assert SECRET.split("@")[0] not in logged
 
 
+@pytest.mark.parametrize(
+    "given",
+    [
+        "req-42.abc",
+        "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "9B2D1C0E8A7F4E6DB3C2A1F0E9D8C7B6",
+        "checkout:2026-11-29",
+    ],
+)
+def test_an_ordinary_request_id_is_taken(client, given):
+    assert (
+        client.get("/health/live", headers={"X-Request-ID": given}).headers["X-Request-ID"] == given
+    )
+
+
 def test_log_lines_are_json_with_the_request_id(app, site, capsys):
     response = site.get("/test/key-error", headers={"X-Request-ID": "req-42.abc"})
     assert response.headers["X-Request-ID"] == "req-42.abc"
@@ -69,7 +84,17 @@ def test_log_lines_are_json_with_the_request_id(app, site, capsys):
     assert line["where"] and line["time"].endswith("+00:00")
 
 
-@pytest.mark.parametrize("given", ["", "x" * 200, "anna example.com", "anna@example.com", "héllo"])
+KEY_BODY = "fC-Oo4NrbURLh4O_YQ_i4JUazipfdW0FoO4u9vpYCag"
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "", "x" * 200, "anna example.com", "anna@example.com", "héllo",
+        f"idsk_{KEY_BODY}", f"req/idsk_{KEY_BODY}", KEY_BODY, f"trace-{KEY_BODY}",
+        "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2ln",
+    ],
+)  # fmt: skip
 def test_an_odd_or_missing_request_id_is_replaced_by_a_new_one(client, given):
     response = client.get("/health/live", headers={"X-Request-ID": given} if given else {})
     made = response.headers["X-Request-ID"]

@@ -126,7 +126,28 @@ def test_a_stranger_is_refused_before_the_body_is_waited_for(served):
         started = time.monotonic()
         data = sock.recv(65536)
         assert time.monotonic() - started < 1
+        # The body left unread is not read after the answer: the connection closes.
+        sock.settimeout(2)
+        while chunk := sock.recv(65536):  # a socket.timeout here: it stayed open
+            data += chunk
     assert data.startswith(b"HTTP/1.1 401")
+    assert b"\r\nConnection: close\r\n" in data
+
+
+def test_a_connection_whose_body_was_read_stays_open(served):
+    host, port, key = served
+    body = json.dumps({"email": "anna@example.com", "source": "event"}).encode()
+    with socket.create_connection((host, port), timeout=5) as sock:
+        for _ in range(2):
+            sock.sendall(
+                b"POST /v1/profiles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                + key.encode()
+                + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+                + body
+            )
+            head = sock.recv(65536)
+            assert head.startswith((b"HTTP/1.1 201", b"HTTP/1.1 200"))
+            assert b"Connection: keep-alive" in head
 
 
 @pytest.mark.parametrize(

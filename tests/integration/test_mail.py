@@ -249,3 +249,22 @@ def test_every_template_renders_in_both_languages(template, language):
     assert letter.subject and "\n" not in letter.subject
     assert letter.text.strip() and letter.html.startswith("<!doctype html>")
     assert f'lang="{language}"' in letter.html
+
+
+def test_a_session_the_relay_closed_while_idle_costs_no_retry(db, make_courier):
+    server = MailServer(idle_timeout=0.5)
+    server.start()
+    try:
+        courier = make_courier(server, connections=1)
+        queue(db, to="first@example.com")
+        assert courier.deliver_due(db) == 1
+        time.sleep(1.5)  # the relay closes the kept session meanwhile
+        second = queue(db, to="second@example.com")
+        assert courier.deliver_due(db) == 1
+        row = outbox_row(db, second)
+        assert row["status"] == "sent" and row["attempts"] == 1
+        assert sorted(m["To"] for m in server.sink.wait_for(2)) == [
+            "first@example.com", "second@example.com",
+        ]  # fmt: skip
+    finally:
+        server.stop()
