@@ -65,8 +65,8 @@ class Register(MethodView):
                  "language": "nl", "client_ip": "203.0.113.7", "user_agent": "Mozilla/5.0"},
     )  # fmt: skip
     @blp.response(HTTPStatus.ACCEPTED, AcceptedSchema, example=ACCEPTED)
-    @blp.alt_response(HTTPStatus.BAD_REQUEST, response="BAD_REQUEST")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
     def post(self, body):
         """Register a person
 
@@ -75,9 +75,14 @@ class Register(MethodView):
         held by a minimal profile or an unproven account is claimed once the person
         proves it (`POST /v1/auth/verify-email`), and nothing sent here reaches the record
         before; an address with an account gets a "someone tried to register" notice.
-        A password the policy refuses is a `422` that says why.
+        A password the policy refuses is a `422` that says why. Registrations are
+        counted per client IP and per address before the password is hashed: past a
+        few within 15 minutes, the next must wait (`429` with `Retry-After`).
         """
         caller = principal()
+        refused = read(lambda conn: accounts().reserve_registration(conn, body))
+        if refused is not None:
+            raise refused.error
         prepared = accounts().prepare_registration(body)
         unit_of_work(lambda conn: accounts().register(conn, caller, prepared))
         return ACCEPTED

@@ -144,6 +144,30 @@ class Accounts:
 
     # --- registering and proving the address -------------------------------------------
 
+    def reserve_registration(self, conn: psycopg.Connection, data: dict) -> Refused | None:
+        """Count a registration before its password is hashed (the dearest thing a
+        stranger can make the service do), like login checks: past a few within the
+        window, registrations wait. Per client IP; per address only when the site sends
+        no client IP, because a limit per address is one a stranger can use up to keep
+        its owner from registering. A statement of its own, committed."""
+        s = self.settings
+        if data.get("client_ip"):
+            throttle = f"register-ip:{_network(data['client_ip'])}"
+            free, cap = s.ip_free_failures, s.ip_block_cap_seconds
+        else:
+            key = email_key(normalise_email(data["email"]))
+            throttle = f"register:{self._account_throttle(key)}"
+            free, cap = s.account_free_failures, s.account_block_cap_seconds
+        until = store.reserve_attempt(conn, throttle, free=free,
+                                      window_seconds=s.throttle_window_seconds,
+                                      cap_seconds=cap)  # fmt: skip
+        if until is None:
+            return None
+        return Refused(TooManyRequests(
+            "too many registrations; wait before trying again",
+            retry_after=max(1, math.ceil((until - datetime.now(UTC)).total_seconds())),
+        ))  # fmt: skip
+
     def prepare_registration(self, data: dict) -> dict:
         """A registration checked and its password hashed, before any transaction: the
         hash takes tens of milliseconds, and always, so every answer takes that long."""
@@ -152,7 +176,8 @@ class Accounts:
         password = self._acceptable_password(
             data["password"], email=address, names=_names(fields), previous=[]
         )
-        return {"email": address, "fields": fields, "password_hash": self.passwords.hash(password)}
+        return {"email": address, "fields": fields, "password": password,
+                "password_hash": self.passwords.hash(password)}  # fmt: skip
 
     def register(self, conn: psycopg.Connection, principal: Principal, prepared: dict) -> None:
         """Start an account for a prepared registration; the same outcome for the caller
@@ -176,6 +201,15 @@ class Accounts:
         # Every registration's link stays good (a later one, perhaps a stranger's, voids
         # none), and each is kept even when the hourly limit sends no mail for it: at
         # proof, more than one registration means none of their passwords is taken.
+        # A registration made again with the same password (a double submit, "the mail
+        # did not come") is the same person's: it replaces theirs rather than competing.
+        again = [
+            pending["token_hash"]
+            for pending in store.pending_registrations(conn, user["id"])
+            if self.passwords.verify(pending["password_hash"], prepared["password"])
+        ]
+        if again:
+            store.supersede_registrations(conn, again)
         token, token_hash = _token()
         store.insert_token(
             conn, token_hash, "verify_email", user["id"],
@@ -192,7 +226,7 @@ class Accounts:
         """Prove an address with the token mailed to it: the registration it finishes (the
         record claimed, earlier data kept, the person's own fields winning, every session
         and token from before void), or the change of address it confirms."""
-        found = store.take_token(conn, _hash(token), ("verify_email", "email_change"))
+        found = self._take_token(conn, token, ("verify_email", "email_change"))
         if found is None:
             raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
         user_id, payload = found["user_id"], found["payload"]
@@ -292,13 +326,14 @@ class Accounts:
             until = store.reserve_attempt(conn, throttles[0], free=s.account_free_failures,
                                           window_seconds=s.throttle_window_seconds,
                                           cap_seconds=s.account_block_cap_seconds)  # fmt: skip
-            if (
-                until is not None
-                and account is not None
-                and browser.client_ip
-                and (store.signed_in_from(conn, account["id"], browser.client_ip, _KNOWN_IP_DAYS))
-            ):
-                until = None
+            if until is not None and account is not None and browser.client_ip:
+                network = _network(browser.client_ip)
+                if store.signed_in_from(conn, account["id"], network, _KNOWN_IP_DAYS):
+                    until = None
+            if until is not None and len(throttles) > 1:
+                # No check is made, so the IP's count of one is taken back: a stranger
+                # keeping an account waiting must not get the owner's network blocked.
+                store.take_back_attempt(conn, throttles[1], free=s.ip_free_failures)
         if until is None:
             return account
         store.record_attempt(conn, user_id=account["id"] if account else None,
@@ -396,7 +431,7 @@ class Accounts:
     def reset_password(self, conn: psycopg.Connection, token: str, new_password: str) -> None:
         """Set the password with a reset token: every sign-in ends, the throttle lifts,
         and the person is told."""
-        found = store.take_token(conn, _hash(token), ("password_reset",))
+        found = self._take_token(conn, token, ("password_reset",))
         if found is None:
             raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
         user = store.lock_user(conn, found["user_id"])
@@ -545,6 +580,17 @@ class Accounts:
 
     # --- helpers ---------------------------------------------------------------------------
 
+    def _take_token(self, conn, token: str, purposes: tuple[str, ...]) -> dict | None:
+        """The token, spent, with its account locked first: locking an account before
+        its tokens, as every other path does, two clicks of two links of one account
+        cannot deadlock."""
+        token_hash = _hash(token)
+        owner = store.token_owner(conn, token_hash, purposes)
+        if owner is None:
+            return None
+        store.lock_user(conn, owner)
+        return store.take_token(conn, token_hash, purposes)
+
     def _account_throttle(self, key: str) -> str:
         # A keyed hash: the table of throttles holds no address.
         digest = hmac.new(self.settings.secret_key.encode(), key.encode(), hashlib.sha256)
@@ -554,13 +600,18 @@ class Accounts:
         return store.tokens_made_since(conn, user_id, purpose, 3600) < _MAILS_AN_HOUR
 
 
-def _ip_throttle(client_ip: str) -> str:
-    """The throttle of a client IP: an IPv4 address alone, an IPv6 address by its /64,
-    the block one subscriber gets (a stranger can take a new address from it at will)."""
+def _network(client_ip: str) -> str:
+    """The network a client IP stands for: an IPv4 address alone, an IPv6 address by its
+    /64, the block one subscriber gets (a device takes new addresses in it every day,
+    and a stranger can at will)."""
     ip = ipaddress.ip_address(client_ip)
     if ip.version == 6:
-        return f"ip:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
-    return f"ip:{ip}"
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def _ip_throttle(client_ip: str) -> str:
+    return f"ip:{_network(client_ip)}"
 
 
 def _token(prefix: str = "") -> tuple[str, bytes]:

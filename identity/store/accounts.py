@@ -179,6 +179,19 @@ def tokens_made_since(conn: psycopg.Connection, user_id: UUID, purpose: str, sec
     return row["n"]
 
 
+def token_owner(conn: psycopg.Connection, token_hash: bytes, purposes: tuple[str, ...]):
+    """The account a token with this hash belongs to, used or not, without a lock: to
+    lock the account before the token (every path locks an account, then its tokens)."""
+    row = conn.execute(
+        """
+        select user_id from account_tokens
+        where token_hash = %(hash)s and purpose = any(%(purposes)s)
+        """,
+        {"hash": token_hash, "purposes": list(purposes)},
+    ).fetchone()
+    return row["user_id"] if row else None
+
+
 def take_token(conn: psycopg.Connection, token_hash: bytes, purposes: tuple[str, ...]):
     """The unused, unexpired token with this hash, locked; marked used in the same step,
     so of two requests with one token exactly one gets it."""
@@ -195,16 +208,42 @@ def take_token(conn: psycopg.Connection, token_hash: bytes, purposes: tuple[str,
 
 def registrations_since(conn: psycopg.Connection, user_id: UUID, seconds: int) -> int:
     """How many registrations (each with its password) were made for this account's
-    address in the last `seconds`, used, void or pending alike."""
+    address in the last `seconds`, used, void or pending alike, but for those the same
+    person made again (superseded)."""
     row = conn.execute(
         """
         select count(*) as n from account_tokens
         where user_id = %(user_id)s and purpose = 'verify_email' and payload ? 'password_hash'
+          and not payload ? 'superseded'
           and created_at > now() - make_interval(secs => %(seconds)s)
         """,
         {"user_id": user_id, "seconds": seconds},
     ).fetchone()
     return row["n"]
+
+
+def pending_registrations(conn: psycopg.Connection, user_id: UUID) -> list[dict]:
+    """The registrations waiting for proof of this account's address: token_hash,
+    password_hash."""
+    return conn.execute(
+        """
+        select token_hash, payload->>'password_hash' as password_hash from account_tokens
+        where user_id = %(user_id)s and purpose = 'verify_email' and payload ? 'password_hash'
+          and used_at is null and expires_at > now()
+        """,
+        {"user_id": user_id},
+    ).fetchall()
+
+
+def supersede_registrations(conn: psycopg.Connection, token_hashes: list[bytes]) -> None:
+    """Registrations made again by the same person: void, and not counted as another's."""
+    conn.execute(
+        """
+        update account_tokens set used_at = now(), payload = payload || '{"superseded": true}'
+        where token_hash = any(%(hashes)s)
+        """,
+        {"hashes": token_hashes},
+    )
 
 
 def void_tokens(conn: psycopg.Connection, user_id: UUID, purposes: tuple[str, ...]) -> None:
@@ -259,8 +298,9 @@ def reserve_attempt(
     counted: None when the check may go ahead (counted), else until when checks wait
     (this one not counted). Past `free` checks inside the window each check makes the
     next wait: 1 s, then 2, 4, ... up to `cap_seconds`. A burst therefore buys one check
-    per wait, not a jump to the longest block; a check after a quiet window starts the
-    count again. A good login takes its check back (sign_in)."""
+    per wait, not a jump to the longest block. Only a window with no check and no wait
+    in it starts the count again (the end of a long wait is not a quiet window, so the
+    waits keep doubling to the cap). A good login takes its check back (sign_in)."""
     row = conn.execute(
         """
         with before as (
@@ -271,11 +311,13 @@ def reserve_attempt(
             where not exists (select from before where blocked_until > now())
             on conflict (key) do update set
                 failures = case
-                    when t.last_failure_at < now() - make_interval(secs => %(window)s) then 1
+                    when greatest(t.last_failure_at, t.blocked_until)
+                         < now() - make_interval(secs => %(window)s) then 1
                     else t.failures + 1 end,
                 last_failure_at = now(),
                 blocked_until = case
-                    when t.last_failure_at >= now() - make_interval(secs => %(window)s)
+                    when greatest(t.last_failure_at, t.blocked_until)
+                         >= now() - make_interval(secs => %(window)s)
                          and t.failures + 1 > %(free)s
                     then now() + make_interval(secs => least(
                         %(cap)s, power(2, least(t.failures - %(free)s, 30))))
@@ -302,18 +344,19 @@ def take_back_attempt(conn: psycopg.Connection, key: str, *, free: int) -> None:
     )
 
 
-def signed_in_from(conn: psycopg.Connection, user_id: UUID, client_ip: str, days: int) -> bool:
-    """Whether the account had a good login from this client IP in the last `days`: the
-    owner's own device, which a stranger's failures elsewhere must not lock out."""
+def signed_in_from(conn: psycopg.Connection, user_id: UUID, network: str, days: int) -> bool:
+    """Whether the account had a good login from this network (an IPv4 address, an IPv6
+    /64) in the last `days`: the owner's own device, which a stranger's failures
+    elsewhere must not lock out."""
     row = conn.execute(
         """
         select exists (
             select from login_attempts
-            where user_id = %(user_id)s and client_ip = %(ip)s and outcome = 'success'
-              and at > now() - make_interval(days => %(days)s)
+            where user_id = %(user_id)s and client_ip <<= %(network)s::inet
+              and outcome = 'success' and at > now() - make_interval(days => %(days)s)
         ) as known
         """,
-        {"user_id": user_id, "ip": client_ip, "days": days},
+        {"user_id": user_id, "network": network, "days": days},
     ).fetchone()
     return row["known"]
 

@@ -201,10 +201,33 @@ def test_a_verification_link_works_once(site, conn):
     assert_problem(site.post("/v1/auth/verify-email", json={"token": token}), 422)
 
 
-def test_registration_mails_are_limited_per_address(site, conn):
-    for _ in range(8):
-        assert register(site).status_code == 202
+def test_registrations_of_one_address_without_a_client_ip_are_limited_and_its_mails(site, conn):
+    statuses = [register(site).status_code for _ in range(8)]  # the site sends no client_ip
+    assert statuses[:6] == [202] * 6 and statuses[6:] == [429, 429]
     assert mails(conn, "anna@example.com").count("verify_email") == 5
+
+
+def test_registrations_from_one_client_ip_are_limited_before_hashing(site, conn):
+    browser = {"client_ip": "192.0.2.44", "user_agent": "x"}
+    statuses = [register(site, f"person{n}@example.com", **browser).status_code for n in range(23)]
+    assert statuses[:21] == [202] * 21 and statuses[-1] == 429
+    assert int(register(site, "late@example.com", **browser).headers["Retry-After"]) >= 1
+
+
+def test_registering_again_with_the_same_password_is_not_a_contest(site, conn):
+    register(site, first_name="Anna")
+    register(site, first_name="Anna")  # "the mail did not come"
+    first_link = conn.execute(
+        "select mail_values from outbox where template = 'verify_email' order by id limit 1"
+    ).fetchone()["mail_values"]["token"]
+    assert_problem(site.post("/v1/auth/verify-email", json={"token": first_link}), 422)
+    proven = site.post(
+        "/v1/auth/verify-email",
+        json={"token": mailed(conn, "anna@example.com", "verify_email")["token"]},
+    )
+    assert proven.status_code == 200 and proven.get_json()["first_name"] == "Anna"
+    assert login(site).status_code == 200
+    assert "choose_password" not in mails(conn, "anna@example.com")
 
 
 @pytest.mark.parametrize(
@@ -586,3 +609,35 @@ def test_a_person_may_change_only_the_case_of_their_address(site, conn, app):
     token = mailed(conn, "Anna@example.com", "email_change_confirm")["token"]
     proven = site.post("/v1/auth/verify-email", json={"token": token})
     assert proven.status_code == 200 and proven.get_json()["email"] == "Anna@example.com"
+
+
+def test_the_waits_keep_doubling_after_a_long_one_ends(site, conn):
+    # As if 30 checks had been made and a wait of over a window (1024 s) just ended.
+    conn.execute(
+        "insert into login_throttles (key, failures, last_failure_at, blocked_until)"
+        " values ('ip:192.0.2.250', 30, now() - interval '1025 seconds', now() - interval '1 s')"
+    )
+    browser = {"client_ip": "192.0.2.250", "user_agent": "x"}
+    assert login(site, "nobody@example.com", "wrong", **browser).status_code == 401
+    waiting = login(site, "nobody@example.com", "wrong", **browser)
+    assert int(assert_problem(waiting, 429) and waiting.headers["Retry-After"]) > 1000
+
+
+def test_attempts_an_account_refuses_do_not_count_against_the_clients_ip(site, conn):
+    sign_up(site, conn)
+    for n in range(8):  # a stranger keeps the account waiting
+        login(site, password=f"wrong {n}", client_ip=f"192.0.2.{10 + n}", user_agent="x")
+    office = {"client_ip": "198.18.0.1", "user_agent": "x"}
+    for _ in range(25):  # the owner, from a new IP, keeps trying
+        assert login(site, **office).status_code == 429
+    sign_up(site, conn, "colleague@example.com")
+    assert login(site, "colleague@example.com", **office).status_code == 200
+
+
+def test_the_owners_ipv6_network_is_known_whatever_address_the_device_takes(site, conn):
+    sign_up(site, conn)
+    assert login(site, client_ip="2001:db8:77::1", user_agent="x").status_code == 200
+    for n in range(8):
+        login(site, password=f"wrong {n}", client_ip=f"192.0.2.{10 + n}", user_agent="x")
+    renewed = login(site, client_ip="2001:db8:77::abcd:1234", user_agent="x")
+    assert renewed.status_code == 200

@@ -246,3 +246,25 @@ def test_parallel_attempts_cannot_slip_past_the_count_before_it_is_made(live, co
     ).fetchone()["n"]
     assert checked <= 6  # five free checks and the one that starts the waits: no more
     assert statuses.count(429) >= 44
+
+
+def test_clicking_many_links_of_one_address_at_once_cannot_deadlock(live, committing_db):
+    base_url, session = live
+    for n in range(5):
+        session.post(
+            f"{base_url}/v1/auth/register",
+            json={"email": "anna@example.com", "password": f"{PASSWORD} {n}"},
+        )
+    tokens = [
+        row["mail_values"]["token"]
+        for row in committing_db.execute(
+            "select mail_values from outbox where template = 'verify_email'"
+        )
+    ]
+
+    def click(token):
+        return session.post(f"{base_url}/v1/auth/verify-email", json={"token": token}).status_code
+
+    with ThreadPoolExecutor(10) as pool:
+        statuses = list(pool.map(click, tokens * 2))
+    assert statuses.count(200) == 1 and statuses.count(422) == 9
