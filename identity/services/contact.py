@@ -1,5 +1,7 @@
 """Email addresses and phone numbers, as the record keeps them."""
 
+import functools
+import importlib
 import unicodedata
 
 import idna
@@ -7,6 +9,15 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from identity.errors import InvalidInput
+
+# A domain is checked the same way every time (its IDNA form, its labels, its TLD), and
+# an import names a few domains a hundred thousand times: email-validator's check of the
+# domain is remembered per domain. A fifth of the work of checking an import line went
+# there. Only what passes is remembered (lru_cache keeps no exceptions).
+_checker = importlib.import_module("email_validator.validate_email")  # the module, not the function
+_checker.validate_email_domain_name = functools.lru_cache(maxsize=65536)(
+    _checker.validate_email_domain_name
+)
 
 
 def normalise_email(address: str, field: str = "email") -> str:
