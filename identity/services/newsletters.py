@@ -1,0 +1,425 @@
+"""Newsletters: the five lists, each person's flag on each, the consent that proves every
+change, double opt-in, one-click unsubscribe and unsubscribe links in bulk.
+
+Every function joins the caller's transaction (one statement, where it says so, is its
+own). A public endpoint never turns `unsubscribed` (or anything) into `subscribed`
+without a fresh confirmation, and nothing subscribes through an unsubscribe token.
+"""
+
+import json
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import psycopg
+
+from identity.errors import InvalidInput, NotFound, TooManyRequests, Unauthenticated
+from identity.mail import enqueue as enqueue_mail
+from identity.security.unsubscribe_tokens import UnsubscribeTokens, token_digest, token_sql
+from identity.services.contact import email_key, normalise_email
+from identity.services.principal import Principal
+from identity.services.profiles import record_profile
+from identity.store import accounts as accounts_store
+from identity.store import newsletters as store
+from identity.store import users as users_store
+
+LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
+# RFC 5322's limit on a header line, CRLF not counted.
+MAX_HEADER_LINE = 998
+# Links per POST .../unsubscribe-links.
+MAX_LINKS_BATCH = 1000
+# Confirmation mails to one address for one list per hour: the endpoint cannot be used
+# to flood someone's mailbox.
+_CONFIRMATIONS_AN_HOUR = 3
+INVALID_CONFIRMATION = (
+    "this confirmation link is not valid: it was used already, has expired, or was never made"
+)
+_NEVER = UUID(int=0)
+
+
+@dataclass(frozen=True)
+class Consent:
+    """Where a change of a flag came from, as its consent event records it."""
+
+    channel: str
+    site: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+    text: str | None = None
+
+    def event(self, action: str, at: datetime | None = None) -> dict:
+        return {
+            "action": action,
+            "at": at,
+            "site": self.site,
+            "client_ip": self.client_ip,
+            "user_agent": self.user_agent,
+            "consent_text": self.text,
+            "channel": self.channel,
+        }
+
+
+def mask_email(address: str) -> str:
+    """The address as an unsubscribe page may show it: a***@e***.com."""
+    local, _, domain = address.rpartition("@")
+    name, dot, tld = domain.rpartition(".")
+    shown_domain = f"{name[:1]}***{dot}{tld}" if dot else f"{domain[:1]}***"
+    return f"{local[:1]}***@{shown_domain}"
+
+
+class Newsletters:
+    """The newsletter service of one app: its token keys, its public URL, its catalog."""
+
+    def __init__(self, tokens: UnsubscribeTokens, public_url: str, confirm_hours: int = 72):
+        self.tokens = tokens
+        self.public_url = public_url.rstrip("/")
+        self.unsubscribe_base = f"{self.public_url}/v1/unsubscribe/"
+        self.confirm_hours = confirm_hours
+        self._catalog: list[dict] | None = None
+        if len(self.list_unsubscribe_header("x" * 44)) > MAX_HEADER_LINE:
+            raise ValueError("IDENTITY_PUBLIC_URL is too long for a List-Unsubscribe header line")
+
+    # --- the catalog ---------------------------------------------------------------------
+
+    def catalog(self, conn: psycopg.Connection) -> list[dict]:
+        """The lists, read once per process: they change only with a migration."""
+        if self._catalog is None:
+            self._catalog = store.catalog(conn)
+        return self._catalog
+
+    def newsletter(self, conn: psycopg.Connection, key: str) -> dict:
+        for newsletter in self.catalog(conn):
+            if newsletter["key"] == key:
+                return newsletter
+        raise NotFound(f"no newsletter {key!r}")
+
+    def _by_id(self, conn: psycopg.Connection, list_id: int) -> dict:
+        return next(n for n in self.catalog(conn) if n["id"] == list_id)
+
+    # --- links -------------------------------------------------------------------------
+
+    def unsubscribe_url(self, user_id: UUID, list_id: int) -> str:
+        return self.unsubscribe_base + self.tokens.sign(user_id, list_id)
+
+    @staticmethod
+    def list_unsubscribe_header(url: str) -> str:
+        """The whole header line a mail carries (RFC 2369, RFC 8058)."""
+        return f"List-Unsubscribe: <{url}>"
+
+    def link(self, user_id: UUID, list_id: int) -> dict:
+        url = self.unsubscribe_url(user_id, list_id)
+        return {
+            "user_id": user_id,
+            "unsubscribe_url": url,
+            "list_unsubscribe": f"<{url}>",
+            "list_unsubscribe_post": LIST_UNSUBSCRIBE_POST,
+        }
+
+    # --- subscribing -------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        conn: psycopg.Connection,
+        principal: Principal,
+        key: str,
+        address: str,
+        consent: Consent,
+        language: str | None = None,
+    ) -> dict:
+        """Subscribe an address (a minimal profile, source `newsletter`, when it is new).
+        A list with double opt-in, or a flag that was `unsubscribed`, gets `pending` and
+        a confirmation mail; `subscribed` stays as it is. The flag as it now is."""
+        newsletter = self.newsletter(conn, key)
+        user = self._record_for(conn, principal, address, language)
+        current = store.flags(conn, user["id"], lock=True).get(newsletter["id"])
+        state = current["state"] if current else None
+        if state == "subscribed":
+            return self._flag(newsletter, user["id"], current)
+        if newsletter["double_opt_in"] or state in ("unsubscribed", "pending"):
+            return self._ask_confirmation(conn, newsletter, user, consent, current)
+        flag = store.set_flag(
+            conn, user["id"], newsletter["id"], "subscribed", consent.event("subscribe")
+        )
+        return self._flag(newsletter, user["id"], flag)
+
+    def _record_for(self, conn, principal: Principal, address: str, language: str | None) -> dict:
+        data = {"email": address, "source": "newsletter"}
+        if language:
+            data["language"] = language
+        user, _ = record_profile(conn, principal, data)
+        return user
+
+    def _ask_confirmation(
+        self, conn, newsletter: dict, user: dict, consent: Consent, current: dict | None
+    ) -> dict:
+        if (
+            store.confirmations_since(conn, user["id"], newsletter["id"], 3600)
+            >= _CONFIRMATIONS_AN_HOUR
+        ):
+            raise TooManyRequests(
+                "a confirmation for this list was mailed to this address several times in"
+                " the last hour; it can be asked for again later",
+                retry_after=3600,
+            )
+        token = secrets.token_urlsafe(32)
+        store.insert_confirmation(
+            conn,
+            token_digest(token),
+            user["id"],
+            newsletter["id"],
+            {
+                "site": consent.site,
+                "client_ip": consent.client_ip,
+                "user_agent": consent.user_agent,
+                "text": consent.text,
+                "channel": consent.channel,
+            },
+            datetime.now(UTC) + timedelta(hours=self.confirm_hours),
+        )
+        enqueue_mail(
+            conn,
+            "newsletter_confirm",
+            user["email"],
+            user["language"],
+            token=token,
+            newsletter=newsletter["name"],
+        )
+        if current is not None and current["state"] == "pending":
+            return self._flag(newsletter, user["id"], current)
+        flag = store.set_flag(
+            conn, user["id"], newsletter["id"], "pending", consent.event("request")
+        )
+        return self._flag(newsletter, user["id"], flag)
+
+    def confirm(
+        self,
+        conn: psycopg.Connection,
+        principal: Principal,
+        token: str,
+        client_ip: str | None,
+        user_agent: str | None,
+    ) -> dict:
+        """Subscribe with the token from a confirmation mail (once; it expires). The
+        consent event keeps the text of the request and where the confirmation came from."""
+        found = store.take_confirmation(conn, token_digest(token))
+        if found is None:
+            raise InvalidInput(INVALID_CONFIRMATION, errors={"token": [INVALID_CONFIRMATION]})
+        newsletter = self._by_id(conn, found["newsletter"])
+        store.flags(conn, found["user_id"], lock=True)
+        consent = Consent(
+            channel=found["consent"].get("channel") or "form",
+            site=principal.site_name,
+            client_ip=client_ip,
+            user_agent=user_agent,
+            text=found["consent"].get("text"),
+        )
+        flag = store.set_flag(
+            conn, found["user_id"], newsletter["id"], "subscribed", consent.event("confirm")
+        )
+        return self._flag(newsletter, found["user_id"], flag)
+
+    @staticmethod
+    def _flag(newsletter: dict, user_id: UUID, flag: dict) -> dict:
+        return {
+            "newsletter": newsletter["key"],
+            "user_id": user_id,
+            "state": flag["state"],
+            "changed_at": flag["changed_at"],
+        }
+
+    # --- through an unsubscribe token ----------------------------------------------------
+
+    def holder(self, token: str) -> tuple[UUID, int]:
+        """(person, list number) of a genuine token; NotFound for anything else, which
+        says nothing about why."""
+        named = self.tokens.verify(token)
+        if named is None:
+            raise NotFound("this unsubscribe link is not valid")
+        return named
+
+    def describe_link(self, conn: psycopg.Connection, user_id: UUID, list_id: int) -> dict:
+        """Which list and which (masked) address a link is for, and its state. Reads only."""
+        found = store.flag_of(conn, user_id, list_id)
+        if found is None:
+            raise NotFound("this unsubscribe link is for a record that no longer exists")
+        newsletter = self._by_id(conn, list_id)
+        return {
+            "newsletter": newsletter["key"],
+            "name": newsletter["name"],
+            "email": mask_email(found["email"]),
+            "state": found["state"] or "unsubscribed",
+        }
+
+    def one_click(
+        self, conn: psycopg.Connection, user_id: UUID, list_id: int, consent: Consent
+    ) -> dict:
+        """Unsubscribe from the token's one list, at once; a repeat changes nothing. One
+        statement: call it outside a transaction, it commits on its own."""
+        found = store.unsubscribe(conn, user_id, list_id, consent.event("unsubscribe"))
+        if found is None:
+            raise NotFound("this unsubscribe link is for a record that no longer exists")
+        newsletter = self._by_id(conn, list_id)
+        return {
+            "newsletter": newsletter["key"],
+            "name": newsletter["name"],
+            "email": mask_email(found["email"]),
+            "state": "unsubscribed",
+            "changed": found["changed"],
+        }
+
+    def preferences(self, conn: psycopg.Connection, user_id: UUID) -> dict:
+        """Every list's flag of the person a token names, and the masked address."""
+        user = users_store.get_by_id(conn, user_id)
+        if user is None:
+            raise NotFound("this unsubscribe link is for a record that no longer exists")
+        return {"email": mask_email(user["email"]), "newsletters": self._all_flags(conn, user_id)}
+
+    def set_preferences(
+        self, conn: psycopg.Connection, user_id: UUID, wanted: dict[str, bool], consent: Consent
+    ) -> dict:
+        """Leave the lists set to false (all of them with `all: false`); true keeps a
+        subscribed flag and is refused for any other: subscribing takes a confirmation,
+        never an unsubscribe token. Refused as a whole, so nothing changes, or done whole."""
+        if users_store.get_by_id(conn, user_id) is None:
+            raise NotFound("this unsubscribe link is for a record that no longer exists")
+        current = store.flags(conn, user_id, lock=True)
+        lists = {n["key"]: n for n in self.catalog(conn)}
+        refused = {
+            key: ["subscribing takes a confirmation: POST /v1/newsletters/{key}/subscriptions"]
+            for key, want in wanted.items()
+            if want and (current.get(lists[key]["id"]) or {}).get("state") != "subscribed"
+        }
+        if refused:
+            raise InvalidInput("an unsubscribe link can only unsubscribe", errors=refused)
+        for key, want in sorted(wanted.items()):
+            flag = current.get(lists[key]["id"])
+            if not want and (flag is None or flag["state"] != "unsubscribed"):
+                store.set_flag(
+                    conn, user_id, lists[key]["id"], "unsubscribed", consent.event("unsubscribe")
+                )
+        return self.preferences(conn, user_id)
+
+    def _all_flags(self, conn: psycopg.Connection, user_id: UUID) -> list[dict]:
+        current = store.flags(conn, user_id)
+        return [
+            {
+                "key": n["key"],
+                "name": n["name"],
+                "product": n["product"],
+                "state": current[n["id"]]["state"] if n["id"] in current else None,
+                "subscribed": n["id"] in current and current[n["id"]]["state"] == "subscribed",
+            }
+            for n in self.catalog(conn)
+        ]
+
+    # --- the signed-in person ------------------------------------------------------------
+
+    def _signed_in(self, conn: psycopg.Connection, principal: Principal) -> dict:
+        caller = principal.user
+        user = accounts_store.signed_in_user(conn, caller.user_id, caller.session_id)
+        if user is None:
+            raise Unauthenticated("this sign-in has ended; log in again")
+        return user
+
+    def mine(self, conn: psycopg.Connection, principal: Principal) -> list[dict]:
+        user = self._signed_in(conn, principal)
+        return self._all_flags(conn, user["id"])
+
+    def set_mine(
+        self,
+        conn: psycopg.Connection,
+        principal: Principal,
+        key: str,
+        subscribed: bool,
+        consent: Consent,
+    ) -> list[dict]:
+        """The signed-in person subscribes or unsubscribes themselves: their sign-in has
+        proven the address, so no confirmation mail is needed. Leaving a list they were
+        never on records the refusal (`unsubscribed`), so no import subscribes them."""
+        user = self._signed_in(conn, principal)
+        newsletter = self.newsletter(conn, key)
+        current = store.flags(conn, user["id"], lock=True).get(newsletter["id"])
+        state = "subscribed" if subscribed else "unsubscribed"
+        if (current["state"] if current else None) != state:
+            store.set_flag(
+                conn,
+                user["id"],
+                newsletter["id"],
+                state,
+                consent.event("subscribe" if subscribed else "unsubscribe"),
+            )
+        return self._all_flags(conn, user["id"])
+
+    # --- links in bulk -----------------------------------------------------------------
+
+    def links(
+        self,
+        conn: psycopg.Connection,
+        key: str,
+        emails: list[str] | None,
+        user_ids: list[UUID] | None,
+    ) -> dict:
+        """One unsubscribe link per given address and id that has a record; the rest
+        (an address that is not valid has no record either) are listed as unknown.
+        Reads only: a link is computed, never stored."""
+        newsletter = self.newsletter(conn, key)
+        links, unknown, keyed = [], [], []
+        for address in emails or ():
+            try:
+                keyed.append((address, email_key(normalise_email(address))))
+            except InvalidInput:
+                keyed.append((address, None))
+        by_key = store.users_by_email_key(conn, [k for _, k in keyed if k is not None])
+        by_id = store.users_by_id(conn, user_ids) if user_ids else {}
+        wanted = [(address, by_key.get(k)) for address, k in keyed]
+        wanted += [(str(user_id), by_id.get(user_id)) for user_id in user_ids or ()]
+        for given, user in wanted:
+            if user is None:
+                unknown.append(given)
+            else:
+                links.append({"email": user["email"], **self.link(user["id"], newsletter["id"])})
+        return {"newsletter": newsletter["key"], "links": links, "unknown": unknown}
+
+    def export(
+        self,
+        conn: psycopg.Connection,
+        key: str,
+        csv: bool,
+        after: UUID | None,
+        limit: int | None,
+        batch_size: int = 10_000,
+    ) -> Iterator[str]:
+        """Every subscriber of a list in user id order, from after `after`, as NDJSON or
+        CSV text with their unsubscribe URL and header values, in batches written out by
+        PostgreSQL (tokens included): flat memory, database speed. The list is checked
+        before the first batch, so an unknown key fails before anything is sent."""
+        newsletter = self.newsletter(conn, key)
+        params = {
+            "newsletter": newsletter["id"],
+            "token_list": bytes((newsletter["id"],)),
+            **self.tokens.database_pads(),
+        }
+        if csv:
+            params["base"] = self.unsubscribe_base
+            sql = store.subscriber_batch_sql(_CSV_LINE, _TOKEN_SQL)
+        else:
+            params["base"] = json.dumps(self.unsubscribe_base)[1:-1]
+            sql = store.subscriber_batch_sql(_NDJSON_LINE, _TOKEN_SQL)
+        return store.subscriber_batches(conn, sql, params, after or _NEVER, limit, batch_size)
+
+
+_TOKEN_SQL = token_sql("token_list", "user_id")
+CSV_HEADER = "user_id,email,unsubscribe_url,list_unsubscribe,list_unsubscribe_post\r\n"
+_NDJSON_LINE = (
+    """'{"user_id":"' || user_id || '","email":' || to_json(email)::text"""
+    """ || ',"unsubscribe_url":"' || %(base)s || token"""
+    """ || '","list_unsubscribe":"<' || %(base)s || token"""
+    f""" || '>","list_unsubscribe_post":"{LIST_UNSUBSCRIBE_POST}"}}' || chr(10)"""
+)
+_CSV_LINE = (
+    """user_id || ',"' || replace(email, '"', '""') || '","' || replace(%(base)s, '"', '""')"""
+    """ || token || '","<' || replace(%(base)s, '"', '""') || token || '>",'"""
+    f""" || '{LIST_UNSUBSCRIBE_POST}' || chr(13) || chr(10)"""
+)
