@@ -206,14 +206,12 @@ class Subscribers(MethodView):
         service = newsletter_service()
         read(lambda conn: service.newsletter(conn, key))  # an unknown list: 404 now
         csv = request.accept_mimetypes.best_match([NDJSON, CSV]) == CSV
-        db = database()
+        rows = service.export(database().connection, key, csv, query["after"], query["limit"])
 
         def body():
             if csv:
                 yield CSV_HEADER.encode()
-            with db.connection() as conn:
-                for text in service.export(conn, key, csv, query["after"], query["limit"]):
-                    yield text.encode()
+            yield from rows
 
         return Response(body(), mimetype=CSV if csv else NDJSON)
 

@@ -221,50 +221,38 @@ def users_by_id(conn: psycopg.Connection, ids: list[UUID]) -> dict[UUID, dict]:
     return {row["id"]: row for row in rows}
 
 
-def subscriber_batch_sql(line_sql: str, token_sql: str) -> str:
-    """One keyset batch of a list's subscribers, already written out as text by
-    PostgreSQL: `line_sql` is an expression over `user_id`, `email` and `token`, the
-    unsubscribe token that `token_sql` computes from `user_id`. The batch as one text,
-    its row count and its last user id (the next batch's cursor)."""
+def subscriber_batch_sql(email_sql: str) -> str:
+    """One keyset batch of a list's subscribers: each one's user id and address (as
+    `email_sql`, an expression over `email`, writes it), each followed by a \\x01, end
+    to end (UTF-8); and their user ids' 16 bytes each, end to end, in the same order:
+    user id order, as the sorted subquery feeds both aggregates."""
     return f"""
-        with batch as (
+        select convert_to(string_agg(user_id::text || chr(1) || {email_sql} || chr(1), ''),
+                          'UTF8') as fields,
+               string_agg(uuid_send(user_id), ''::bytea) as user_ids
+        from (
             select s.user_id, u.email
             from subscriptions s join users u on u.id = s.user_id
             where s.newsletter = %(newsletter)s and s.state = 'subscribed'
               and s.user_id > %(after)s
+              -- the same condition again, so the join starts at the cursor on both sides
+              and u.id > %(after)s
             order by s.user_id
             limit %(limit)s
-        ), signed as (
-            select user_id, email, {token_sql} as token from batch
-        )
-        select string_agg({line_sql}, '' order by user_id) as lines, count(*) as n,
-               (array_agg(user_id order by user_id desc))[1] as last
-        from signed
+        ) as batch
         """  # noqa: S608 - built from fixed expressions
 
 
-def subscriber_batches(
-    conn: psycopg.Connection,
-    sql: str,
-    params: dict,
-    after: UUID,
-    limit: int | None,
-    batch_size: int,
-):
-    """The text of a list's subscribers, batch by batch (keyset, so each batch is one
-    short statement and memory stays flat however long the list)."""
-    cur = conn.cursor(row_factory=tuple_row)
-    remaining = limit
-    while remaining is None or remaining > 0:
-        size = batch_size if remaining is None else min(batch_size, remaining)
-        lines, n, last = cur.execute(
-            sql, params | {"after": after, "limit": size}, prepare=True
-        ).fetchone()
-        if not n:
-            return
-        yield lines
-        if n < size:
-            return
-        after = last
-        if remaining is not None:
-            remaining -= n
+def ask_for_subscriber_batch(
+    conn: psycopg.Connection, sql: str, params: dict
+) -> psycopg.Cursor:
+    """Send one batch's query and return at once, the connection in pipeline mode:
+    PostgreSQL reads the batch while the caller does other work. `subscriber_batch`
+    then takes it."""
+    return conn.cursor(row_factory=tuple_row, binary=True).execute(sql, params)
+
+
+def subscriber_batch(asked: psycopg.Cursor) -> tuple[bytes, bytes]:
+    """(fields, user ids) of a batch asked for; both empty after the last."""
+    fields, user_ids = asked.fetchone()
+    return fields or b"", user_ids or b""

@@ -58,3 +58,11 @@ def test_rotation_signs_with_the_new_id_and_still_verifies_the_old():
 def test_a_key_id_out_of_range_is_refused(kid):
     with pytest.raises(ValueError):
         UnsubscribeTokens(SECRET, kid)
+
+
+def test_signing_in_bulk_gives_the_same_tokens_as_one_by_one():
+    tokens = UnsubscribeTokens(SECRET, 7)
+    people = [uuid.uuid4() for _ in range(100)]
+    many = tokens.sign_many(b"".join(person.bytes for person in people), 5).decode()
+    assert many == "".join(tokens.sign(person, 5) for person in people)
+    assert tokens.sign_many(b"", 5) == b""
