@@ -221,38 +221,33 @@ def users_by_id(conn: psycopg.Connection, ids: list[UUID]) -> dict[UUID, dict]:
     return {row["id"]: row for row in rows}
 
 
-def subscriber_batch_sql(email_sql: str) -> str:
-    """One keyset batch of a list's subscribers: each one's user id and address (as
-    `email_sql`, an expression over `email`, writes it), each followed by a \\x01, end
-    to end (UTF-8); and their user ids' 16 bytes each, end to end, in the same order:
-    user id order, as the sorted subquery feeds both aggregates."""
-    return f"""
-        select convert_to(string_agg(user_id::text || chr(1) || {email_sql} || chr(1), ''),
-                          'UTF8') as fields,
-               string_agg(uuid_send(user_id), ''::bytea) as user_ids
-        from (
-            select s.user_id, u.email
-            from subscriptions s join users u on u.id = s.user_id
-            where s.newsletter = %(newsletter)s and s.state = 'subscribed'
-              and s.user_id > %(after)s
-              -- the same condition again, so the join starts at the cursor on both sides
-              and u.id > %(after)s
-            order by s.user_id
-            limit %(limit)s
-        ) as batch
-        """  # noqa: S608 - built from fixed expressions
+# One keyset batch of a list's subscribers, in user id order: their ids as text, 36
+# characters each, end to end, and their addresses joined by \x01 (a byte no address
+# holds), both UTF-8. Two aggregates over one sorted subquery see its rows in one order.
+SUBSCRIBER_BATCH = """
+    select convert_to(string_agg(user_id::text, ''), 'UTF8') as user_ids,
+           convert_to(string_agg(email, chr(1)), 'UTF8') as emails
+    from (
+        select s.user_id, u.email
+        from subscriptions s join users u on u.id = s.user_id
+        where s.newsletter = %(newsletter)s and s.state = 'subscribed'
+          and s.user_id > %(after)s
+          -- the same condition again, so the join starts at the cursor on both sides
+          and u.id > %(after)s
+        order by s.user_id
+        limit %(limit)s
+    ) as batch
+    """
 
 
-def ask_for_subscriber_batch(
-    conn: psycopg.Connection, sql: str, params: dict
-) -> psycopg.Cursor:
+def ask_for_subscriber_batch(conn: psycopg.Connection, params: dict) -> psycopg.Cursor:
     """Send one batch's query and return at once, the connection in pipeline mode:
     PostgreSQL reads the batch while the caller does other work. `subscriber_batch`
     then takes it."""
-    return conn.cursor(row_factory=tuple_row, binary=True).execute(sql, params)
+    return conn.cursor(row_factory=tuple_row, binary=True).execute(SUBSCRIBER_BATCH, params)
 
 
 def subscriber_batch(asked: psycopg.Cursor) -> tuple[bytes, bytes]:
-    """(fields, user ids) of a batch asked for; both empty after the last."""
-    fields, user_ids = asked.fetchone()
-    return fields or b"", user_ids or b""
+    """(user ids, addresses) of a batch asked for; both empty after the last."""
+    user_ids, emails = asked.fetchone()
+    return user_ids or b"", emails or b""

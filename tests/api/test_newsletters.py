@@ -405,3 +405,23 @@ def test_notification_settings_are_kept_apart_from_newsletters(anna, conn):
     ):
         assert_problem(anna.put("/v1/me/notifications", json=bad), 422)
     assert anna.get("/v1/me/notifications").get_json() == body
+
+
+def test_an_address_the_record_should_never_hold_is_still_escaped_in_the_export(site, conn):
+    # Written past the service's checks: quotes and a backslash, as no address it takes has.
+    odd = 'odd"one\\x@example.com'
+    user_id = conn.execute(
+        "insert into users (email, email_key) values (%s, %s) returning id", (odd, odd)
+    ).fetchone()["id"]
+    conn.execute(
+        "insert into subscriptions (user_id, newsletter, state) values (%s, 2, 'subscribed')",
+        (user_id,),
+    )
+    subscribe(site, email="plain@example.com")
+    ndjson = site.get("/v1/newsletters/copernica-updates/subscribers").get_data(as_text=True)
+    emails = {json.loads(line)["email"] for line in ndjson.splitlines()}
+    assert emails == {odd, "plain@example.com"}
+    text = site.get(
+        "/v1/newsletters/copernica-updates/subscribers", headers={"Accept": "text/csv"}
+    ).get_data(as_text=True)
+    assert {row["email"] for row in csv.DictReader(io.StringIO(text))} == emails
