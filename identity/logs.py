@@ -11,8 +11,15 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's id is taken when it looks like an id; anything else (long, odd characters,
 # an address: no "@") is replaced by a new one.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+# An unsubscribe token in a path is a credential: the log names the endpoint, not it.
+_UNSUBSCRIBE_TOKEN = re.compile(r"^/v1/unsubscribe/[^/]+")
 # The attributes every LogRecord has; anything else came as `extra` and is logged too.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def loggable_path(path: str) -> str:
+    """The path as a log line may name it: an unsubscribe link's token left out."""
+    return _UNSUBSCRIBE_TOKEN.sub("/v1/unsubscribe/{token}", path)
 
 
 class JsonLines(logging.Formatter):

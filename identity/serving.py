@@ -18,7 +18,7 @@ from gunicorn.workers.ggevent import GeventWorker
 
 from identity import bulk
 from identity.config import load_config
-from identity.logs import JsonLines
+from identity.logs import JsonLines, loggable_path
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -90,7 +90,7 @@ class JsonLogger(glogging.Logger):
             "level": "info",
             "logger": "gunicorn.access",
             "method": req.method,
-            "path": req.path,
+            "path": loggable_path(req.path),
             # gunicorn's own error answers carry only `status` ("400 Bad Request").
             "status": getattr(resp, "status_code", None) or int(str(resp.status).split()[0]),
             "bytes": getattr(resp, "sent", None),

@@ -94,7 +94,10 @@ class Newsletters:
         for newsletter in self.catalog(conn):
             if newsletter["key"] == key:
                 return newsletter
-        raise NotFound(f"no newsletter {key!r}")
+        raise NotFound(
+            "no such newsletter; the lists are "
+            + ", ".join(n["key"] for n in self.catalog(conn))
+        )
 
     def _by_id(self, conn: psycopg.Connection, list_id: int) -> dict:
         return next(n for n in self.catalog(conn) if n["id"] == list_id)

@@ -66,3 +66,14 @@ def test_signing_in_bulk_gives_the_same_tokens_as_one_by_one():
     many = tokens.sign_many(b"".join(person.bytes for person in people), 5).decode()
     assert many == "".join(tokens.sign(person, 5) for person in people)
     assert tokens.sign_many(b"", 5) == b""
+
+
+def test_the_access_log_names_the_unsubscribe_endpoint_not_the_token():
+    from identity.logs import loggable_path
+
+    token = UnsubscribeTokens(SECRET).sign(uuid.uuid4(), 1)
+    assert loggable_path(f"/v1/unsubscribe/{token}") == "/v1/unsubscribe/{token}"
+    assert loggable_path(f"/v1/unsubscribe/{token}/preferences") == (
+        "/v1/unsubscribe/{token}/preferences"
+    )
+    assert loggable_path("/v1/users/7d5c3f0e") == "/v1/users/7d5c3f0e"
