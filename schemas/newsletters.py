@@ -16,6 +16,7 @@ PRODUCTS = ("copernica", "smtpeter", "mailerq")
 STATES = ("pending", "subscribed", "unsubscribed")
 MAX_LINKS_BATCH = 1000
 
+
 class StrictBoolean(fields.Boolean):
     """true or false, and nothing that merely looks like one ("no", 0)."""
 

@@ -182,7 +182,6 @@ class Blueprint(flask_smorest.Blueprint):
 
         return decorator
 
-
     def unsubscribe_link(self):
         """Let a request through only with a genuine unsubscribe token in its path (the
         view's `token`): no other credential, no cookie. The token is checked here, in

@@ -95,8 +95,7 @@ class Newsletters:
             if newsletter["key"] == key:
                 return newsletter
         raise NotFound(
-            "no such newsletter; the lists are "
-            + ", ".join(n["key"] for n in self.catalog(conn))
+            "no such newsletter; the lists are " + ", ".join(n["key"] for n in self.catalog(conn))
         )
 
     def _by_id(self, conn: psycopg.Connection, list_id: int) -> dict:
@@ -206,12 +205,22 @@ class Newsletters:
         user_agent: str | None,
     ) -> dict:
         """Subscribe with the token from a confirmation mail (once; it expires). The
-        consent event keeps the text of the request and where the confirmation came from."""
+        consent event keeps the text of the request and where the confirmation came from.
+        A person who left the list after the mail was sent has withdrawn that request:
+        its link no longer subscribes. A flag already subscribed stays as it is."""
         found = store.take_confirmation(conn, token_digest(token))
         if found is None:
             raise InvalidInput(INVALID_CONFIRMATION, errors={"token": [INVALID_CONFIRMATION]})
         newsletter = self._by_id(conn, found["newsletter"])
-        store.flags(conn, found["user_id"], lock=True)
+        current = store.flags(conn, found["user_id"], lock=True).get(newsletter["id"])
+        if current is not None and current["state"] == "subscribed":
+            return self._flag(newsletter, found["user_id"], current)
+        if (
+            current is not None
+            and current["state"] == "unsubscribed"
+            and current["changed_at"] > found["created_at"]
+        ):
+            raise InvalidInput(INVALID_CONFIRMATION, errors={"token": [INVALID_CONFIRMATION]})
         consent = Consent(
             channel=found["consent"].get("channel") or "form",
             site=principal.site_name,

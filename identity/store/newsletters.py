@@ -197,7 +197,7 @@ def take_confirmation(conn: psycopg.Connection, token_hash: bytes) -> dict | Non
         """
         update newsletter_confirmations set used_at = now()
         where token_hash = %(hash)s and used_at is null and expires_at > now()
-        returning user_id, newsletter, consent
+        returning user_id, newsletter, consent, created_at
         """,
         {"hash": token_hash},
     ).fetchone()

@@ -137,6 +137,30 @@ def test_an_unsubscribed_flag_comes_back_only_through_a_fresh_confirmation(site,
     assert flags(conn) == {"copernica-updates": "subscribed"}
 
 
+def test_leaving_the_list_voids_the_confirmation_links_mailed_before(site, conn, app):
+    user_id = subscribe(site, key="smtpeter").get_json()["user_id"]
+    token = mailed(conn, "anna@example.com", "newsletter_confirm")["token"]
+    # The transaction's now() stands still: the request is dated a moment earlier.
+    conn.execute("update newsletter_confirmations set created_at = created_at - interval '1 s'")
+    link = app.extensions[NEWSLETTERS].tokens.sign(uuid.UUID(user_id), 4)
+    assert site.post(f"/v1/unsubscribe/{link}").status_code == 200
+    assert_problem(site.post("/v1/newsletters/confirm", json={"token": token}), 422, "token")
+    assert flags(conn) == {"smtpeter": "unsubscribed"}
+
+
+def test_confirming_twice_over_two_links_changes_the_flag_once(site, conn):
+    subscribe(site, key="smtpeter")
+    subscribe(site, key="smtpeter")
+    tokens = [
+        row["mail_values"]["token"]
+        for row in conn.execute("select mail_values from outbox order by id").fetchall()
+    ]
+    for token in tokens:
+        answer = site.post("/v1/newsletters/confirm", json={"token": token})
+        assert answer.status_code == 200 and answer.get_json()["state"] == "subscribed"
+    assert [e["action"] for e in events(conn)] == ["request", "confirm"]
+
+
 def test_confirmation_mails_are_limited_per_address_and_list(site, conn):
     for _ in range(3):
         assert subscribe(site, key="mailerq").status_code == 200
