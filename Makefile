@@ -46,6 +46,9 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/slow_clients.py
 	$(BIN)/python bench/mail_delivery.py
 	$(BIN)/python bench/accounts.py
+	$(BIN)/python bench/unsubscribe_tokens.py
+	$(BIN)/python bench/unsubscribe.py
+	$(BIN)/python bench/newsletter_export.py
 
 ## lock: write requirements/*.txt from pyproject.toml for Python 3.11 on Linux x86_64;
 ## keeps the pins that still fit (UV_FLAGS=--upgrade: the newest that fit)

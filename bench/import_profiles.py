@@ -1,6 +1,7 @@
 """Bulk import throughput: 100,000 NDJSON lines streamed to POST /v1/profiles/import, twice.
 
-    .venv/bin/python bench/import_profiles.py [--lines 100000] [--py-spy FILE [--idle]]
+    .venv/bin/python bench/import_profiles.py [--lines 100000] [--newsletters]
+        [--py-spy FILE [--idle]]
 
 The first run creates every record, the second (the same file) merges every line. Each
 prints lines/s (lines / wall seconds from the first byte sent to the last byte of the
@@ -33,6 +34,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=100_000, help="NDJSON lines to import")
     parser.add_argument(
+        "--newsletters",
+        action="store_true",
+        help="every line brings two newsletter consents over (copernica, smtpeter)",
+    )
+    parser.add_argument(
         "--py-spy", type=Path, help="profile the workers: FILE-created.txt, FILE-merged.txt"
     )
     parser.add_argument(
@@ -41,7 +47,7 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.NamedTemporaryFile(prefix="identity-import-", suffix=".ndjson") as data:
-        size = _generate(Path(data.name), args.lines)
+        size = _generate(Path(data.name), args.lines, newsletters=args.newsletters)
         harness.say(f"generated {args.lines} lines, {size / 1e6:.1f} MB, in {data.name}")
         with harness.running_service() as bench:
             runs = []
@@ -111,8 +117,9 @@ def main() -> int:
     return 0
 
 
-def _generate(path: Path, lines: int) -> int:
-    """`lines` submissions with unique addresses in mixed case; a phone on every third."""
+def _generate(path: Path, lines: int, *, newsletters: bool = False) -> int:
+    """`lines` submissions with unique addresses in mixed case; a phone on every third;
+    with `newsletters`, two consents from an old list on every line."""
     rng = random.Random(20261125)
     with open(path, "w", encoding="utf-8") as out:
         for i in range(lines):
@@ -127,6 +134,9 @@ def _generate(path: Path, lines: int) -> int:
             }
             if i % 3 == 0:
                 line["phone"] = f"+3120{rng.randrange(2, 10)}{rng.randrange(10**6):06d}"
+            if newsletters:
+                consent = {"consented_at": "2024-03-01T10:00:00Z", "consent_text": "form v1"}
+                line["newsletters"] = {"copernica": consent, "smtpeter": consent}
             out.write(json.dumps(line, ensure_ascii=False) + "\n")
     return path.stat().st_size
 

@@ -37,6 +37,11 @@ DEFAULTS = {
     # (and a little more), so the tokens it signed can be checked until they expire.
     "ACCESS_TOKEN_SECONDS": 900,
     "PUBLIC_URL": "http://127.0.0.1:8000",
+    # The key id that signs new unsubscribe tokens (1-255). Raising it rotates the key:
+    # tokens of every lower id keep working, as links in old mails must.
+    "UNSUBSCRIBE_KEY_ID": 1,
+    # How long the link of a newsletter's double opt-in confirmation mail works.
+    "NEWSLETTER_CONFIRM_HOURS": 72,
     # smtp://[user:password@]host:port[?starttls=1] or smtps://...; unset: mails are
     # written to the log (template, masked recipient, subject), not sent.
     "SMTP_URL": None,
@@ -122,6 +127,8 @@ def _check(config: dict, environ) -> None:
             raise ConfigurationError(f"IDENTITY_{key} must be at least {floor} (OWASP's minimum)")
     if config["PASSWORD_THREADS"] < 1:
         raise ConfigurationError("IDENTITY_PASSWORD_THREADS must be at least 1")
+    if not 1 <= config["UNSUBSCRIBE_KEY_ID"] <= 255:
+        raise ConfigurationError("IDENTITY_UNSUBSCRIBE_KEY_ID must be 1 to 255")
     if config["ENV"] != "production":
         return
     missing = [

@@ -42,20 +42,27 @@ _FORBIDDEN_MULTILINE = re.compile(f"[{_CONTROLS_MULTILINE}{_ANYWHERE}]")
 class Text(fields.String):
     """A string in NFC, trimmed, at most `max_length` characters, with no control
     characters, lone surrogates, bidi controls, invisible, private-use or noncharacters.
-    Blank text loads as ""."""
+    Blank text loads as "", unless `blank=False`, which refuses it (and says so in the
+    document's pattern)."""
 
     default_error_messages = {
         "too_long": "Longer than {max_length} characters.",
         "forbidden": "Contains U+{code:04X} ({what}); send plain text.",
+        "blank": "Blank; send some text.",
     }
 
-    def __init__(self, *, max_length: int, multiline: bool = False, **kwargs):
+    def __init__(self, *, max_length: int, multiline: bool = False, blank: bool = True,
+                 **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         self.max_length = max_length
+        self.blank = blank
         self.forbidden = _FORBIDDEN_MULTILINE if multiline else _FORBIDDEN
         self.metadata.setdefault("maxLength", max_length)
         controls = _CONTROLS_MULTILINE if multiline else _CONTROLS
-        self.metadata.setdefault("pattern", f"^[^{controls}{_BIDI}{_INVISIBLE}{_NONCHARACTERS}]*$")
+        refused = f"{controls}{_BIDI}{_INVISIBLE}{_NONCHARACTERS}{_PRIVATE_USE}"
+        allowed = f"[^{refused}]*"
+        visible = "" if blank else rf"[^\s{refused}]{allowed}"
+        self.metadata.setdefault("pattern", f"^{allowed}{visible}$")
 
     def _deserialize(self, value, attr, data, **kwargs) -> str:
         value = super()._deserialize(value, attr, data, **kwargs)
@@ -66,6 +73,8 @@ class Text(fields.String):
         value = value.strip()
         if len(value) > self.max_length:
             raise self.make_error("too_long", max_length=self.max_length)
+        if not value and not self.blank:
+            raise self.make_error("blank")
         if value.isascii():
             return value
         # Checked again as stored: NFC can make text longer (U+0958 becomes two).

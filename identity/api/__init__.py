@@ -16,8 +16,10 @@ from identity.db import database
 from identity.errors import Unauthenticated
 from identity.security.access_tokens import KeyRing
 from identity.security.passwords import Passwords
+from identity.security.unsubscribe_tokens import UnsubscribeTokens
 from identity.services.accounts import Accounts, account_settings
-from identity.services.principal import Principal
+from identity.services.newsletters import Newsletters
+from identity.services.principal import LinkHolder, Principal
 from identity.services.sites import RecentSiteKeys, authenticate_site
 from schemas.common import ProblemSchema
 
@@ -25,6 +27,7 @@ JSON = "application/json"
 RECENT_SITE_KEYS = "identity.recent_site_keys"
 ACCOUNTS = "identity.accounts"
 KEY_RING = "identity.key_ring"
+NEWSLETTERS = "identity.newsletters"
 # The time source of everything time-limited (site keys kept, an import's deadline):
 # tests replace it to move time without sleeping.
 CLOCK = "identity.clock"
@@ -202,10 +205,36 @@ class Blueprint(flask_smorest.Blueprint):
 
         return decorator
 
+    def unsubscribe_link(self):
+        """Let a request through only with a genuine unsubscribe token in its path (the
+        view's `token`): no other credential, no cookie. The token is checked here, in
+        memory, before anything else; the view gets the `Principal` holding the link."""
+
+        def decorator(view):
+            @functools.wraps(view)
+            def guarded(*args, token, **kwargs):
+                user_id, list_id = newsletter_service().holder(token)
+                g.principal = Principal(link=LinkHolder(user_id, list_id))
+                check_media_type()
+                return view(*args, **kwargs)
+
+            guarded = self.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")(guarded)
+            guarded = self.alt_response(
+                HTTPStatus.SERVICE_UNAVAILABLE, response="SERVICE_UNAVAILABLE"
+            )(guarded)
+            return self.doc(security=[])(guarded)
+
+        return decorator
+
 
 def accounts():
     """This app's accounts service."""
     return current_app.extensions[ACCOUNTS]
+
+
+def newsletter_service() -> Newsletters:
+    """This app's newsletter service."""
+    return current_app.extensions[NEWSLETTERS]
 
 
 def principal() -> Principal:
@@ -251,7 +280,8 @@ SECURITY_SCHEMES = {
         "scheme": "bearer",
         "description": (
             "A key issued to one site by `identity sites create NAME`. Keys carry scopes"
-            " (`profiles:write`, `users:read`, `auth`); the one an operation needs is its"
+            " (`profiles:write`, `users:read`, `auth`, `newsletters`); the one an operation"
+            " needs is its"
             " `x-scope`."
         ),
     },
@@ -269,7 +299,18 @@ SECURITY_SCHEMES = {
 
 def init_app(app: Flask) -> Api:
     """The Api with every resource, registered in a fixed order so the document is stable."""
-    from identity.api import auth, docs, health, jwks, me, profiles, users
+    from identity.api import (
+        auth,
+        docs,
+        health,
+        jwks,
+        me,
+        my_newsletters,
+        newsletters,
+        profiles,
+        unsubscribe,
+        users,
+    )
 
     app.extensions[CLOCK] = time.monotonic
     app.extensions[RECENT_SITE_KEYS] = RecentSiteKeys(
@@ -289,7 +330,13 @@ def init_app(app: Flask) -> Api:
         Passwords.from_settings(settings, offload=CpuThreads(settings["PASSWORD_THREADS"])),
         app.extensions[KEY_RING],
     )
-    for module in (health, jwks, auth, profiles, users, me):
+    app.extensions[NEWSLETTERS] = Newsletters(
+        UnsubscribeTokens(settings["SECRET_KEY"], settings["UNSUBSCRIBE_KEY_ID"]),
+        settings["PUBLIC_URL"],
+        confirm_hours=settings["NEWSLETTER_CONFIRM_HOURS"],
+    )
+    for module in (health, jwks, auth, profiles, users, me, newsletters, unsubscribe,
+                   my_newsletters):  # fmt: skip
         api.register_blueprint(module.blp)
     docs.init_app(app)
     return api

@@ -23,7 +23,7 @@ from identity.errors import ImportStopped, InvalidInput
 from identity.services.principal import Principal
 from identity.services.profiles import CheckedLine, Outcome, check_line, exclusive_import
 from identity.services.profiles import import_profiles as write_profiles
-from schemas.profiles import ProfileSubmissionSchema
+from schemas.newsletters import ImportLineSchema
 
 NDJSON = "application/x-ndjson"
 CSV = "text/csv"
@@ -38,7 +38,7 @@ _READ_SIZE = 256 * 1024
 _CUT_OFF = "the request body ended before its Content-Length; the incomplete line was not taken"
 _TOO_LONG = {"line": [f"longer than {MAX_LINE_BYTES} bytes"]}
 
-_submission_schema = ProfileSubmissionSchema()
+_submission_schema = ImportLineSchema()
 
 # A line as read: (line number, its fields, None), or (line number, None, why not).
 ReadLine = tuple[int, dict | None, dict | None]

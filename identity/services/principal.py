@@ -29,18 +29,32 @@ class UserCaller:
 
 
 @dataclass(frozen=True)
+class LinkHolder:
+    """Whoever holds an unsubscribe link: it names one person and one list, and lets its
+    holder read that person's flags and leave lists, nothing more."""
+
+    user_id: UUID
+    list_id: int
+
+
+@dataclass(frozen=True)
 class Principal:
-    """The caller of one request: a site with its key's scopes, or a signed-in person.
+    """The caller of one request: a site with its key's scopes, a signed-in person, or the
+    holder of an unsubscribe link.
     A staff member and an impersonation (a staff member acting as a person) join these
     when the capabilities that need them land."""
 
     site: SiteCaller | None = None
     user: UserCaller | None = None
+    link: LinkHolder | None = None
 
     @property
-    def site_name(self) -> str:
-        """The site that gets the credit in `field_sources` and in the trail."""
-        return self.site.site_name if self.site else self.user.site_name
+    def site_name(self) -> str | None:
+        """The site that gets the credit in `field_sources` and in the trail; none for
+        the holder of an unsubscribe link."""
+        if self.site:
+            return self.site.site_name
+        return self.user.site_name if self.user else None
 
     def require_scope(self, scope: str) -> None:
         if self.site is None or scope not in self.site.scopes:

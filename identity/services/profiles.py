@@ -19,6 +19,7 @@ import psycopg
 from identity.errors import InvalidInput, NotFound, TooManyRequests
 from identity.services.contact import email_key, normalise_email, normalise_phones
 from identity.services.principal import Principal
+from identity.store import newsletters as newsletter_store
 from identity.store import sites as site_store
 from identity.store import users as store
 from identity.store.transactions import in_transaction
@@ -33,6 +34,8 @@ class Submission:
     email: str
     source: str
     fields: dict[str, str]
+    # Lists brought over from an old system: (list key, consented at, consent text).
+    newsletters: tuple[tuple[str, datetime, str], ...] = ()
 
     @cached_property
     def key(self) -> str:
@@ -67,7 +70,11 @@ def prepare_submission(data: dict) -> Submission:
     fields = normalise_phones(fields, data.get("country"), errors)
     if errors:
         raise InvalidInput("some fields are not acceptable", errors=errors)
-    return Submission(email=email, source=data["source"], fields=fields)
+    newsletters = tuple(
+        (key, consent["consented_at"], consent["consent_text"])
+        for key, consent in sorted((data.get("newsletters") or {}).items())
+    )
+    return Submission(email=email, source=data["source"], fields=fields, newsletters=newsletters)
 
 
 def record_profile(
@@ -150,7 +157,23 @@ def _record_round(conn: psycopg.Connection, principal: Principal, round_: list) 
             )
         outcomes.append(Outcome(ref, "merged", record["id"], filled=filled))
     store.fill_blanks(conn, fills)
+    _import_consents(conn, principal, round_, outcomes)
     return outcomes
+
+
+def _import_consents(conn, principal: Principal, round_: list, outcomes: list[Outcome]) -> None:
+    """The lists each line's person consented to elsewhere: subscribed, with that consent
+    as the event, where they have no flag on the list yet (never over `unsubscribed`)."""
+    wanted = [(o.user_id, n) for (_, _, s), o in zip(round_, outcomes, strict=True)
+              for n in s.newsletters]  # fmt: skip
+    if not wanted:
+        return
+    ids = {n["key"]: n["id"] for n in newsletter_store.catalog(conn)}
+    newsletter_store.import_consents(
+        conn,
+        [{"user_id": user_id, "newsletter": ids[key], "at": at, "consent_text": text,
+          "site": principal.site_name} for user_id, (key, at, text) in wanted],
+    )  # fmt: skip
 
 
 def _sources(fields: Iterable[str], source: str, site: str, at: str) -> dict:

@@ -22,6 +22,8 @@ SCOPES = {
     "profiles:write": "make and add to records (POST /v1/profiles, /v1/profiles/import)",
     "users:read": "look records up (GET /v1/users)",
     "auth": "sign people up and in, and reset their passwords (POST /v1/auth/*)",
+    "newsletters": "subscribe addresses, export subscribers and unsubscribe links"
+    " (/v1/newsletters/*)",
 }
 
 _SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")

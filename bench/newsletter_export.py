@@ -1,0 +1,146 @@
+"""The subscriber export: 1,000,000 rows of one list streamed with their unsubscribe links,
+against PostgreSQL's COPY of the same rows' id and email, and the server's peak memory.
+
+    .venv/bin/python bench/newsletter_export.py [--rows 1000000]
+
+The service runs as `identity serve` runs it (bench/harness.py). ROWS people subscribed
+to one list are written straight into the database. Baseline: psycopg's `copy` of
+`COPY (SELECT id, email FROM <the same join, same order>) TO STDOUT`, every block read.
+Target: `GET /v1/newsletters/copernica/subscribers` (NDJSON, then CSV), every byte read
+over HTTP and the rows counted, while the gunicorn workers' RSS is sampled every 20 ms.
+Best of two runs each. Exit 0 whatever the numbers; PASS/FAIL against the targets.
+"""
+
+import argparse
+import contextlib
+import sys
+import threading
+import time
+import urllib.request
+
+import harness
+import psutil
+import psycopg
+
+TARGET_RATIO = 0.5
+TARGET_PEAK_RSS_MB = 150
+ROUNDS = 2
+
+_COPY = """
+COPY (
+    select u.id, u.email
+    from subscriptions s join users u on u.id = s.user_id
+    where s.newsletter = 1 and s.state = 'subscribed'
+    order by s.user_id
+) TO STDOUT
+"""
+
+
+def _subscribers(database_url: str, rows: int) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            """
+            with made as (
+                insert into users (email, email_key)
+                select 'reader' || i || '@example.com', 'reader' || i || '@example.com'
+                from generate_series(1, %(rows)s::int) as i
+                returning id
+            )
+            insert into subscriptions (user_id, newsletter, state)
+            select id, 1, 'subscribed' from made
+            """,
+            {"rows": rows},
+        )
+        conn.execute("vacuum analyze users")
+        conn.execute("vacuum analyze subscriptions")
+
+
+def _copy_rows_per_second(database_url: str) -> tuple[float, int]:
+    with psycopg.connect(database_url) as conn, conn.cursor() as cur:
+        started, lines = time.perf_counter(), 0
+        with cur.copy(_COPY) as copy:
+            for block in copy:
+                lines += bytes(block).count(b"\n")
+        return lines / (time.perf_counter() - started), lines
+
+
+class PeakRss:
+    """The highest RSS of any gunicorn worker while the block runs."""
+
+    def __init__(self, pids: list[int]):
+        self.processes = [psutil.Process(pid) for pid in pids]
+        self.peak = 0
+        self.before = max(p.memory_info().rss for p in self.processes)
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self):
+        while not self._stop.is_set():
+            for process in self.processes:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    self.peak = max(self.peak, process.memory_info().rss)
+            time.sleep(0.02)
+
+
+def _export_rows_per_second(bench, accept: str) -> tuple[float, int, int]:
+    request = urllib.request.Request(
+        f"{bench.base_url}/v1/newsletters/copernica/subscribers",
+        headers={"Authorization": f"Bearer {bench.key}", "Accept": accept},
+    )
+    with PeakRss(bench.worker_pids()) as rss:
+        started, lines = time.perf_counter(), 0
+        with urllib.request.urlopen(request, timeout=600) as response:
+            while block := response.read1(1 << 20):
+                lines += block.count(b"\n")
+        elapsed = time.perf_counter() - started
+    if accept == "text/csv":
+        lines -= 1  # the header row
+    return lines / elapsed, lines, rss.peak
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    with harness.running_service() as bench:
+        started = time.monotonic()
+        _subscribers(bench.database_url, args.rows)
+        harness.say(f"{args.rows} subscribers written in {time.monotonic() - started:.1f}s")
+        results: dict[str, list] = {"COPY": [], "NDJSON": [], "CSV": []}
+        for round_no in range(1, ROUNDS + 1):
+            results["COPY"].append((*_copy_rows_per_second(bench.database_url), 0))
+            results["NDJSON"].append(_export_rows_per_second(bench, "application/x-ndjson"))
+            results["CSV"].append(_export_rows_per_second(bench, "text/csv"))
+            harness.say(
+                f"round {round_no}: "
+                + "  ".join(f"{name} {runs[-1][0]:,.0f} rows/s" for name, runs in results.items())
+            )
+        log = bench.gunicorn_log()
+    best = {name: max(runs) for name, runs in results.items()}
+    peak = max(rss for runs in results.values() for _, _, rss in runs) / 2**20
+    print(f"== subscriber export, {args.rows:,} rows: streamed with links vs COPY id, email ==")
+    for name, (rate, lines, _) in best.items():
+        print(f"  {name:7} {rate:12,.0f} rows/s   ({lines:,} rows)")
+        if lines != args.rows:
+            print(f"  WARNING: {name} gave {lines:,} rows, not {args.rows:,}")
+    for name in ("NDJSON", "CSV"):
+        ratio = best[name][0] / best["COPY"][0]
+        verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
+        print(f"  ratio {name:7} {ratio:6.3f}   (target >= {TARGET_RATIO}): {verdict}")
+    verdict = "PASS" if peak < TARGET_PEAK_RSS_MB else "FAIL"
+    print(f"  peak worker RSS {peak:6.1f} MB   (target < {TARGET_PEAK_RSS_MB} MB): {verdict}")
+    if "Traceback" in log:
+        print("  WARNING: gunicorn logged tracebacks:\n    " + log[-3000:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

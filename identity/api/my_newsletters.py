@@ -1,0 +1,128 @@
+"""The signed-in person's own newsletter flags and, apart from them, their notification
+settings per product dashboard."""
+
+from http import HTTPStatus
+
+from flask.views import MethodView
+
+from identity.api import Blueprint, newsletter_service, principal
+from identity.api.newsletters import _KEY_PARAMETER
+from identity.db import read, unit_of_work
+from identity.services.newsletters import Consent
+from identity.services.notifications import (
+    change_notification_settings,
+    notification_settings,
+)
+from schemas.newsletters import FlagSchema, MyFlagChangeSchema, NotificationSettingsSchema
+
+blp = Blueprint(
+    "my_newsletters",
+    __name__,
+    url_prefix="/v1/me",
+    description="The signed-in person's newsletters and notification settings.",
+)
+
+_FLAGS_EXAMPLE = [
+    {
+        "key": "copernica",
+        "name": "Copernica newsletter",
+        "product": "copernica",
+        "subscribed": True,
+        "state": "subscribed",
+    },
+    {
+        "key": "mailerq",
+        "name": "MailerQ newsletter",
+        "product": "mailerq",
+        "subscribed": False,
+        "state": "unsubscribed",
+    },
+]
+_NOTIFICATIONS_EXAMPLE = {
+    "marketing-suite": {"campaign-sent": ["in-app"], "invoice": ["in-app", "email"]},
+    "smtpeter": {"quota-warning": ["in-app", "push", "email"]},
+    "mailerq": {"security": ["in-app", "email"]},
+}
+
+
+@blp.route("/newsletters")
+class MyNewsletters(MethodView):
+    @blp.user_token()
+    @blp.response(HTTPStatus.OK, FlagSchema(many=True), example=_FLAGS_EXAMPLE)
+    def get(self):
+        """The signed-in person's newsletters
+
+        Every list with `subscribed` (and the flag's `state`; null: never subscribed).
+        """
+        caller, service = principal(), newsletter_service()
+        return read(lambda conn: service.mine(conn, caller))
+
+
+@blp.route("/newsletters/<key>")
+class MyNewsletter(MethodView):
+    @blp.user_token()
+    @blp.doc(parameters=[_KEY_PARAMETER])
+    @blp.arguments(
+        MyFlagChangeSchema, example={"subscribed": True, "consent_text": "newsletter settings v2"}
+    )
+    @blp.response(HTTPStatus.OK, FlagSchema(many=True), example=_FLAGS_EXAMPLE)
+    @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
+    @blp.alt_response(HTTPStatus.BAD_REQUEST, response="BAD_REQUEST")
+    @blp.alt_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, response="UNSUPPORTED_MEDIA_TYPE")
+    @blp.alt_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, response="REQUEST_ENTITY_TOO_LARGE")
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    def put(self, body, key):
+        """Subscribe to or leave a list, as the signed-in person
+
+        `{subscribed: true}` subscribes at once: the sign-in has proven the address, so
+        no confirmation mail is needed. `false` leaves the list. A change is kept as a
+        consent event (channel `preference-page`, the site the person signed in through,
+        `consent_text` when given). Every list's flag after the change.
+        """
+        caller, service = principal(), newsletter_service()
+        consent = Consent(
+            channel="preference-page", site=caller.site_name, text=body["consent_text"]
+        )
+        return unit_of_work(
+            lambda conn: service.set_mine(conn, caller, key, body["subscribed"], consent)
+        )
+
+
+@blp.route("/notifications")
+class MyNotifications(MethodView):
+    @blp.user_token()
+    @blp.response(HTTPStatus.OK, NotificationSettingsSchema, example=_NOTIFICATIONS_EXAMPLE)
+    def get(self):
+        """The signed-in person's notification settings
+
+        Per product dashboard (`marketing-suite`, `smtpeter`, `mailerq`), each event with
+        the channels it notifies on (`in-app`, `push`, `email`). Separate from the
+        newsletters: these are the products' own messages to their users.
+        """
+        caller = principal()
+        return _by_attribute(read(lambda conn: notification_settings(conn, caller)))
+
+    @blp.user_token()
+    @blp.arguments(NotificationSettingsSchema, example={"smtpeter": {"quota-warning": ["push"]}})
+    @blp.response(HTTPStatus.OK, NotificationSettingsSchema, example=_NOTIFICATIONS_EXAMPLE)
+    @blp.alt_response(HTTPStatus.BAD_REQUEST, response="BAD_REQUEST")
+    @blp.alt_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, response="UNSUPPORTED_MEDIA_TYPE")
+    @blp.alt_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, response="REQUEST_ENTITY_TOO_LARGE")
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    def put(self, body):
+        """Change notification settings
+
+        `{dashboard: {event: [channels]}}`: each event given notifies on exactly the
+        channels listed (`[]`: not at all); every other event keeps its setting. All
+        settings after the change.
+        """
+        caller = principal()
+        changes = {name.replace("_", "-"): events for name, events in body.items()}
+        return _by_attribute(
+            unit_of_work(lambda conn: change_notification_settings(conn, caller, changes))
+        )
+
+
+def _by_attribute(settings: dict) -> dict:
+    """The settings by the schema's attribute names (marketing_suite for marketing-suite)."""
+    return {name.replace("-", "_"): events for name, events in settings.items()}

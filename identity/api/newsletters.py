@@ -1,0 +1,246 @@
+"""Newsletters for the sites: the lists, subscribing with consent, double opt-in
+confirmation, every subscriber's unsubscribe link (streamed) and links in bulk."""
+
+import json
+from http import HTTPStatus
+
+from flask import Response, request
+from flask.views import MethodView
+from werkzeug.exceptions import BadRequest
+
+from identity.api import Blueprint, newsletter_service, principal
+from identity.api.profile_import import CSV, NDJSON
+from identity.db import database, read, unit_of_work
+from identity.services.newsletters import CSV_HEADER, Consent
+from schemas.newsletters import (
+    NEWSLETTER_KEYS,
+    ConfirmationSchema,
+    ExportQuerySchema,
+    LinksRequestSchema,
+    LinksSchema,
+    NewsletterSchema,
+    SubscriberLinkSchema,
+    SubscriptionRequestSchema,
+    SubscriptionSchema,
+)
+
+blp = Blueprint(
+    "newsletters",
+    __name__,
+    url_prefix="/v1/newsletters",
+    description="The five lists: subscribing with proof of consent, and unsubscribe links.",
+)
+
+SCOPE = "newsletters"
+_USER_ID = "7d5c3f0e-2b1a-4c8e-9f6d-0a1b2c3d4e5f"
+_URL = "https://id.example.com/v1/unsubscribe/AQF9XD8OKxpMjp9tChs8PU5fxA8ZrxcsR6x0wEXs2cqM"
+_LINK = {
+    "user_id": _USER_ID,
+    "email": "anna@example.com",
+    "unsubscribe_url": _URL,
+    "list_unsubscribe": f"<{_URL}>",
+    "list_unsubscribe_post": "List-Unsubscribe=One-Click",
+}
+_CATALOG_EXAMPLE = [
+    {
+        "key": "copernica",
+        "name": "Copernica newsletter",
+        "product": "copernica",
+        "description": "Copernica's regular newsletter: product news, cases and events.",
+        "double_opt_in": True,
+    }
+]
+_FLAG_EXAMPLE = {
+    "newsletter": "copernica",
+    "user_id": _USER_ID,
+    "state": "pending",
+    "changed_at": "2026-11-25T09:30:00Z",
+}
+# The list key in the path: one of the five, or a 404.
+_KEY_PARAMETER = {
+    "in": "path",
+    "name": "key",
+    "required": True,
+    "schema": {"type": "string", "enum": list(NEWSLETTER_KEYS)},
+    "description": "the list",
+}
+
+
+def _consent(body: dict, channel: str | None = None) -> Consent:
+    return Consent(
+        channel=channel or body.get("channel") or "form",
+        site=principal().site_name,
+        client_ip=body.get("client_ip"),
+        user_agent=body.get("user_agent"),
+        text=body.get("text"),
+    )
+
+
+@blp.route("")
+class Catalog(MethodView):
+    @blp.site_key(SCOPE)
+    @blp.response(HTTPStatus.OK, NewsletterSchema(many=True), example=_CATALOG_EXAMPLE)
+    def get(self):
+        """The five lists
+
+        `copernica`, `copernica-updates`, `copernica-partners`, `smtpeter` and `mailerq`,
+        with their name, product, description and whether subscribing waits for a
+        confirmation mail (double opt-in).
+        """
+        service = newsletter_service()
+        return read(service.catalog)
+
+
+@blp.route("/<key>/subscriptions")
+class Subscriptions(MethodView):
+    @blp.site_key(SCOPE)
+    @blp.doc(parameters=[_KEY_PARAMETER])
+    @blp.arguments(
+        SubscriptionRequestSchema,
+        example={
+            "email": "anna@example.com",
+            "consent": {
+                "text": "Yes, send me the Copernica newsletter (v3)",
+                "client_ip": "203.0.113.7",
+                "user_agent": "Mozilla/5.0",
+            },
+        },
+    )
+    @blp.response(HTTPStatus.OK, SubscriptionSchema, example=_FLAG_EXAMPLE)
+    @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
+    @blp.alt_response(HTTPStatus.BAD_REQUEST, response="BAD_REQUEST")
+    @blp.alt_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, response="UNSUPPORTED_MEDIA_TYPE")
+    @blp.alt_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, response="REQUEST_ENTITY_TOO_LARGE")
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
+    def post(self, body, key):
+        """Subscribe an address to a list
+
+        A new address gets a minimal record (source `newsletter`). A list with double
+        opt-in answers `pending` and mails a confirmation link (`token=`) to the address,
+        for `POST /v1/newsletters/confirm`; so does a flag that was `unsubscribed`, on
+        every list: nothing here turns it back into `subscribed` without a fresh
+        confirmation. Otherwise the flag is `subscribed` at once; one that was
+        `subscribed` stays so. Every change of the flag is kept as a consent event: the
+        list, what was done, when, by which site, the consent text, the person's IP
+        address and browser, and the channel. At most 3 confirmation mails per address
+        and list an hour (`429`).
+        """
+        caller, service = principal(), newsletter_service()
+        return unit_of_work(
+            lambda conn: service.subscribe(
+                conn, caller, key, body["email"], _consent(body["consent"]), body["language"]
+            )
+        )
+
+
+@blp.route("/confirm")
+class Confirmation(MethodView):
+    @blp.site_key(SCOPE)
+    @blp.arguments(
+        ConfirmationSchema,
+        example={
+            "token": "n7Qb1tZkV6Yc9xM2pLr8sD4fGh3jK5aW0eUoIy7TqCw",
+            "client_ip": "203.0.113.7",
+            "user_agent": "Mozilla/5.0",
+        },
+    )
+    @blp.response(
+        HTTPStatus.OK, SubscriptionSchema, example=_FLAG_EXAMPLE | {"state": "subscribed"}
+    )
+    @blp.alt_response(HTTPStatus.BAD_REQUEST, response="BAD_REQUEST")
+    @blp.alt_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, response="UNSUPPORTED_MEDIA_TYPE")
+    @blp.alt_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, response="REQUEST_ENTITY_TOO_LARGE")
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    def post(self, body):
+        """Confirm a subscription (double opt-in)
+
+        With the `token` of the confirmation mail's link: the flag becomes `subscribed`,
+        and a consent event keeps the consent text of the request and where this
+        confirmation came from (`client_ip`, `user_agent`). A token works once and for
+        72 hours (`IDENTITY_NEWSLETTER_CONFIRM_HOURS`); any other is a `422`.
+        """
+        caller, service = principal(), newsletter_service()
+        return unit_of_work(
+            lambda conn: service.confirm(
+                conn, caller, body["token"], body["client_ip"], body["user_agent"]
+            )
+        )
+
+
+_EXPORT_NDJSON = json.dumps(_LINK) + "\n"
+_EXPORT_CSV = CSV_HEADER + (
+    f'{_USER_ID},"anna@example.com","{_URL}","<{_URL}>",List-Unsubscribe=One-Click\r\n'
+)
+
+
+@blp.route("/<key>/subscribers")
+class Subscribers(MethodView):
+    @blp.site_key(SCOPE)
+    @blp.doc(parameters=[_KEY_PARAMETER])
+    @blp.arguments(ExportQuerySchema, location="query")
+    @blp.doc(
+        responses={
+            "200": {
+                "description": "One subscriber per line, in `user_id` order.",
+                "content": {
+                    NDJSON: {"schema": SubscriberLinkSchema, "example": _EXPORT_NDJSON},
+                    CSV: {"schema": {"type": "string"}, "example": _EXPORT_CSV},
+                },
+            }
+        }
+    )
+    @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    def get(self, query, key):
+        """Every subscriber of a list, with their unsubscribe link
+
+        Streamed, for millions of rows at database speed and in flat memory: NDJSON by
+        default, CSV (a header row, then one row each) with `Accept: text/csv`. Each row:
+        `user_id`, `email`, `unsubscribe_url`, and the values of the two headers a mail
+        needs for one-click unsubscribe (RFC 8058): `List-Unsubscribe` (`<url>`, the whole
+        header line at most 998 characters) and `List-Unsubscribe-Post`. Only `subscribed`
+        flags are listed. Rows come in `user_id` order: to resume after a broken transfer,
+        ask again with `after` = the last `user_id` received. `limit` caps the rows.
+        """
+        service = newsletter_service()
+        read(lambda conn: service.newsletter(conn, key))  # an unknown list: 404 now
+        csv = request.accept_mimetypes.best_match([NDJSON, CSV]) == CSV
+        rows = service.export(database().connection, key, csv, query["after"], query["limit"])
+
+        def body():
+            if csv:
+                yield CSV_HEADER.encode()
+            yield from rows
+
+        return Response(body(), mimetype=CSV if csv else NDJSON)
+
+
+@blp.route("/<key>/unsubscribe-links")
+class UnsubscribeLinks(MethodView):
+    @blp.site_key(SCOPE)
+    @blp.doc(parameters=[_KEY_PARAMETER])
+    @blp.arguments(LinksRequestSchema, example={"emails": ["anna@example.com"]})
+    @blp.response(
+        HTTPStatus.OK,
+        LinksSchema,
+        example={"newsletter": "copernica", "links": [_LINK], "unknown": []},
+    )
+    @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
+    @blp.alt_response(HTTPStatus.BAD_REQUEST, response="BAD_REQUEST")
+    @blp.alt_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, response="UNSUPPORTED_MEDIA_TYPE")
+    @blp.alt_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, response="REQUEST_ENTITY_TOO_LARGE")
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    def post(self, body, key):
+        """Unsubscribe links for a batch of addresses or ids
+
+        `{emails: [...]}` or `{user_ids: [...]}` (or both), up to 1,000 each: one link for
+        each that has a record (whatever its flag), in the order given, with the ready
+        `List-Unsubscribe` and `List-Unsubscribe-Post` values; the others (an address that
+        is not valid among them) are listed in `unknown`. Nothing is stored: a link is
+        computed, and the same person and list always get the same link.
+        """
+        if not request.content_length and not request.headers.get("Transfer-Encoding"):
+            raise BadRequest("send the addresses or ids: {emails: [...]} or {user_ids: [...]}")
+        service = newsletter_service()
+        return read(lambda conn: service.links(conn, key, body.get("emails"), body.get("user_ids")))

@@ -1,0 +1,214 @@
+"""Unsubscribe links: what a link in a newsletter (and its List-Unsubscribe header) may
+do, with no credential but the token in its path. Reading never changes anything (link
+scanners fetch every link of a mail); POST unsubscribes from that one list at once
+(RFC 8058 one-click); the preferences leave any of the person's lists. Nothing here ever
+subscribes, and nothing answers with a redirect."""
+
+import json
+from http import HTTPStatus
+from urllib.parse import parse_qsl
+
+from flask import Response, request
+from flask.views import MethodView
+from werkzeug.exceptions import BadRequest
+
+from identity.api import JSON, Blueprint, accepts, newsletter_service, principal
+from identity.api.parsing import read_body
+from identity.db import get_conn, read, unit_of_work
+from identity.errors import InvalidInput
+from identity.services.newsletters import LIST_UNSUBSCRIBE_POST, Consent
+from schemas.newsletters import (
+    LinkSchema,
+    PreferencesChangeSchema,
+    PreferencesSchema,
+    UnsubscribedSchema,
+)
+
+blp = Blueprint(
+    "unsubscribe",
+    __name__,
+    url_prefix="/v1/unsubscribe",
+    description="What an unsubscribe link does: its token is the only credential.",
+)
+
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+_ONE_CLICK_KEY, _, _ONE_CLICK_VALUE = LIST_UNSUBSCRIBE_POST.partition("=")
+_ONE_CLICK_BODY = LIST_UNSUBSCRIBE_POST.encode()
+# The body a one-click POST may carry: RFC 8058's, or nothing to speak of.
+_ONE_CLICK = {
+    "type": "object",
+    "properties": {_ONE_CLICK_KEY: {"type": "string", "enum": [_ONE_CLICK_VALUE]}},
+}
+_BODY_LIMIT = 64 * 1024
+_TOKEN = "<string(length=44):token>"  # noqa: S105 - a URL rule, not a secret
+
+_LINK_EXAMPLE = {
+    "newsletter": "copernica",
+    "name": "Copernica newsletter",
+    "email": "a***@e***.com",
+    "state": "subscribed",
+}
+_FLAGS_EXAMPLE = {
+    "email": "a***@e***.com",
+    "newsletters": [
+        {
+            "key": "copernica",
+            "name": "Copernica newsletter",
+            "product": "copernica",
+            "subscribed": True,
+            "state": "subscribed",
+        },
+        {
+            "key": "smtpeter",
+            "name": "SMTPeter newsletter",
+            "product": "smtpeter",
+            "subscribed": False,
+            "state": None,
+        },
+    ],
+}
+
+
+def _consent(channel: str) -> Consent:
+    """The browser (or mail client) that used the link, as it reached us."""
+    agent = request.headers.get("User-Agent")
+    return Consent(
+        channel=channel, client_ip=request.remote_addr, user_agent=agent[:512] if agent else None
+    )
+
+
+@blp.route(f"/{_TOKEN}")
+class Link(MethodView):
+    @blp.unsubscribe_link()
+    @blp.response(HTTPStatus.OK, LinkSchema, example=_LINK_EXAMPLE)
+    def get(self):
+        """What an unsubscribe link is for
+
+        The list, the address (masked: `a***@e***.com`) and its flag (`unsubscribed` for
+        a person never subscribed). Changes nothing: mail scanners open every link. A
+        token that is not one this service signed, or that was altered, is a `404`.
+        """
+        link, service = principal().link, newsletter_service()
+        return read(lambda conn: service.describe_link(conn, link.user_id, link.list_id))
+
+    @blp.unsubscribe_link()
+    @blp.doc(
+        requestBody={
+            "required": False,
+            "description": "RFC 8058's `List-Unsubscribe=One-Click` (form-encoded or"
+            " multipart), or an empty or JSON body; none is needed.",
+            "content": {
+                FORM: {"schema": _ONE_CLICK, "example": {_ONE_CLICK_KEY: _ONE_CLICK_VALUE}},
+                MULTIPART: {
+                    "schema": _ONE_CLICK,
+                    "example": {_ONE_CLICK_KEY: _ONE_CLICK_VALUE},
+                },
+                JSON: {"schema": _ONE_CLICK, "example": {}},
+            },
+        }
+    )
+    @blp.response(
+        HTTPStatus.OK,
+        UnsubscribedSchema,
+        example=_LINK_EXAMPLE | {"state": "unsubscribed", "changed": True},
+    )
+    @blp.alt_response(HTTPStatus.BAD_REQUEST, response="BAD_REQUEST")
+    @blp.alt_response(HTTPStatus.REQUEST_TIMEOUT, response="REQUEST_TIMEOUT")
+    @blp.alt_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, response="UNSUPPORTED_MEDIA_TYPE")
+    @blp.alt_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, response="REQUEST_ENTITY_TOO_LARGE")
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @accepts(FORM, MULTIPART, JSON)
+    def post(self):
+        """Unsubscribe from this list (one-click)
+
+        At once, from the link's one list; the person's other lists stay as they are.
+        This is the URL of the mail's `List-Unsubscribe` header: mailbox providers POST
+        `List-Unsubscribe=One-Click` to it (RFC 8058), form-encoded or as
+        `multipart/form-data`; an empty or JSON body works too. No cookie or other
+        credential is needed, and the answer is never a redirect. Using the link again is
+        a `200` that changes nothing (`changed: false`). The change is kept as a consent
+        event (channel `one-click`, the client's IP address and user agent).
+        """
+        _check_one_click_body()
+        link, service = principal().link, newsletter_service()
+        consent = _consent("one-click")
+        # One statement that commits by itself: no BEGIN and COMMIT round trips.
+        answer = service.one_click(get_conn(), link.user_id, link.list_id, consent)
+        # Written as it is (every value a plain string or bool): the busiest endpoint of
+        # all, every mailbox provider's one-click, skips the schema's dump.
+        return Response(json.dumps(answer), mimetype=JSON)
+
+
+def _check_one_click_body() -> None:
+    """Whatever the body says, it must not say something else than RFC 8058's words."""
+    if not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", ""):
+        return
+    if request.mimetype == FORM:
+        body = read_body(request, _BODY_LIMIT)
+        if body.strip() == _ONE_CLICK_BODY:  # what mailbox providers send: no parsing
+            return
+        values = [v for k, v in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+                  if k == _ONE_CLICK_KEY]  # fmt: skip
+        value = values[0] if len(values) == 1 else (_ONE_CLICK_VALUE if not values else None)
+    elif request.mimetype == JSON:
+        try:
+            body = json.loads(read_body(request, _BODY_LIMIT) or b"{}")
+        except (ValueError, RecursionError):
+            raise BadRequest("the body is not JSON; send List-Unsubscribe=One-Click") from None
+        if not isinstance(body, dict):
+            raise InvalidInput(
+                "send a JSON object, or List-Unsubscribe=One-Click as a form",
+                errors={"_schema": ["not a JSON object"]},
+            )
+        value = body.get(_ONE_CLICK_KEY, _ONE_CLICK_VALUE)
+    else:
+        values = request.form.getlist(_ONE_CLICK_KEY)
+        value = values[0] if len(values) == 1 else (_ONE_CLICK_VALUE if not values else None)
+    if value != _ONE_CLICK_VALUE:
+        raise InvalidInput(
+            f"the body may only say {LIST_UNSUBSCRIBE_POST}",
+            errors={_ONE_CLICK_KEY: [f"must be {_ONE_CLICK_VALUE}"]},
+        )
+
+
+@blp.route(f"/{_TOKEN}/preferences")
+class Preferences(MethodView):
+    @blp.unsubscribe_link()
+    @blp.response(HTTPStatus.OK, PreferencesSchema, example=_FLAGS_EXAMPLE)
+    def get(self):
+        """All lists of the person a link is for
+
+        Every one of the five lists with the person's flag (`state` null: never
+        subscribed), and the masked address. Changes nothing.
+        """
+        link, service = principal().link, newsletter_service()
+        return read(lambda conn: service.preferences(conn, link.user_id))
+
+    @blp.unsubscribe_link()
+    @blp.arguments(
+        PreferencesChangeSchema,
+        example={"newsletters": {"copernica": True, "smtpeter": False}},
+    )
+    @blp.response(HTTPStatus.OK, PreferencesSchema, example=_FLAGS_EXAMPLE)
+    @blp.alt_response(HTTPStatus.BAD_REQUEST, response="BAD_REQUEST")
+    @blp.alt_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, response="UNSUPPORTED_MEDIA_TYPE")
+    @blp.alt_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, response="REQUEST_ENTITY_TOO_LARGE")
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    def put(self, body):
+        """Leave some or all of the person's lists
+
+        `{all: false}` leaves every list; `{newsletters: {key: false, ...}}` the lists
+        set to false. `true` keeps a list the person is subscribed to and is refused
+        (`422`, nothing changed) for any other: a link never subscribes, that takes a
+        confirmation. Each flag that changes gets a consent event (channel
+        `preference-page`).
+        """
+        link, service = principal().link, newsletter_service()
+        wanted = body.get("newsletters")
+        if wanted is None:
+            wanted = {n["key"]: False for n in read(service.catalog)}
+        consent = _consent("preference-page")
+        return unit_of_work(
+            lambda conn: service.set_preferences(conn, link.user_id, wanted, consent)
+        )

@@ -1,0 +1,514 @@
+"""Newsletters: the five lists, each person's flag on each, the consent that proves every
+change, double opt-in, one-click unsubscribe and unsubscribe links in bulk.
+
+Every function joins the caller's transaction (one statement, where it says so, is its
+own). A public endpoint never turns `unsubscribed` (or anything) into `subscribed`
+without a fresh confirmation, and nothing subscribes through an unsubscribe token.
+"""
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import psycopg
+
+from identity.errors import InvalidInput, NotFound, TooManyRequests, Unauthenticated
+from identity.mail import enqueue as enqueue_mail
+from identity.security.unsubscribe_tokens import TOKEN_LENGTH, UnsubscribeTokens, token_digest
+from identity.services.contact import email_key, normalise_email
+from identity.services.principal import Principal
+from identity.services.profiles import record_profile
+from identity.store import accounts as accounts_store
+from identity.store import newsletters as store
+from identity.store import users as users_store
+
+LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
+# RFC 5322's limit on a header line, CRLF not counted.
+MAX_HEADER_LINE = 998
+# Links per POST .../unsubscribe-links.
+MAX_LINKS_BATCH = 1000
+# Confirmation mails to one address for one list per hour: the endpoint cannot be used
+# to flood someone's mailbox.
+_CONFIRMATIONS_AN_HOUR = 3
+INVALID_CONFIRMATION = (
+    "this confirmation link is not valid: it was used already, has expired, or was never made"
+)
+_NEVER = UUID(int=0)
+
+
+@dataclass(frozen=True)
+class Consent:
+    """Where a change of a flag came from, as its consent event records it."""
+
+    channel: str
+    site: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+    text: str | None = None
+
+    def event(self, action: str, at: datetime | None = None) -> dict:
+        return {
+            "action": action,
+            "at": at,
+            "site": self.site,
+            "client_ip": self.client_ip,
+            "user_agent": self.user_agent,
+            "consent_text": self.text,
+            "channel": self.channel,
+        }
+
+
+def mask_email(address: str) -> str:
+    """The address as an unsubscribe page may show it: a***@e***.com."""
+    local, _, domain = address.rpartition("@")
+    name, dot, tld = domain.rpartition(".")
+    shown_domain = f"{name[:1]}***{dot}{tld}" if dot else f"{domain[:1]}***"
+    return f"{local[:1]}***@{shown_domain}"
+
+
+class Newsletters:
+    """The newsletter service of one app: its token keys, its public URL, its catalog."""
+
+    def __init__(self, tokens: UnsubscribeTokens, public_url: str, confirm_hours: int = 72):
+        self.tokens = tokens
+        self.public_url = public_url.rstrip("/")
+        self.unsubscribe_base = f"{self.public_url}/v1/unsubscribe/"
+        self.confirm_hours = confirm_hours
+        self._catalog: list[dict] | None = None
+        if len(self.list_unsubscribe_header("x" * TOKEN_LENGTH)) > MAX_HEADER_LINE:
+            raise ValueError("IDENTITY_PUBLIC_URL is too long for a List-Unsubscribe header line")
+
+    # --- the catalog ---------------------------------------------------------------------
+
+    def catalog(self, conn: psycopg.Connection) -> list[dict]:
+        """The lists, read once per process: they change only with a migration."""
+        if self._catalog is None:
+            self._catalog = store.catalog(conn)
+        return self._catalog
+
+    def newsletter(self, conn: psycopg.Connection, key: str) -> dict:
+        for newsletter in self.catalog(conn):
+            if newsletter["key"] == key:
+                return newsletter
+        raise NotFound(
+            "no such newsletter; the lists are " + ", ".join(n["key"] for n in self.catalog(conn))
+        )
+
+    def _by_id(self, conn: psycopg.Connection, list_id: int) -> dict:
+        return next(n for n in self.catalog(conn) if n["id"] == list_id)
+
+    # --- links -------------------------------------------------------------------------
+
+    def unsubscribe_url(self, user_id: UUID, list_id: int) -> str:
+        return self.unsubscribe_base + self.tokens.sign(user_id, list_id)
+
+    @staticmethod
+    def list_unsubscribe_header(url: str) -> str:
+        """The whole header line a mail carries (RFC 2369, RFC 8058)."""
+        return f"List-Unsubscribe: <{url}>"
+
+    def link(self, user_id: UUID, list_id: int) -> dict:
+        url = self.unsubscribe_url(user_id, list_id)
+        return {
+            "user_id": user_id,
+            "unsubscribe_url": url,
+            "list_unsubscribe": f"<{url}>",
+            "list_unsubscribe_post": LIST_UNSUBSCRIBE_POST,
+        }
+
+    # --- subscribing -------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        conn: psycopg.Connection,
+        principal: Principal,
+        key: str,
+        address: str,
+        consent: Consent,
+        language: str | None = None,
+    ) -> dict:
+        """Subscribe an address (a minimal profile, source `newsletter`, when it is new).
+        A list with double opt-in, or a flag that was `unsubscribed`, gets `pending` and
+        a confirmation mail; `subscribed` stays as it is. The flag as it now is."""
+        newsletter = self.newsletter(conn, key)
+        user = self._record_for(conn, principal, address, language)
+        current = store.flags(conn, user["id"], lock=True).get(newsletter["id"])
+        state = current["state"] if current else None
+        if state == "subscribed":
+            return self._flag(newsletter, user["id"], current)
+        if newsletter["double_opt_in"] or state in ("unsubscribed", "pending"):
+            return self._ask_confirmation(conn, newsletter, user, consent, current)
+        flag = store.set_flag(
+            conn, user["id"], newsletter["id"], "subscribed", consent.event("subscribe")
+        )
+        return self._flag(newsletter, user["id"], flag)
+
+    def _record_for(self, conn, principal: Principal, address: str, language: str | None) -> dict:
+        data = {"email": address, "source": "newsletter"}
+        if language:
+            data["language"] = language
+        user, _ = record_profile(conn, principal, data)
+        return user
+
+    def _ask_confirmation(
+        self, conn, newsletter: dict, user: dict, consent: Consent, current: dict | None
+    ) -> dict:
+        if (
+            store.confirmations_since(conn, user["id"], newsletter["id"], 3600)
+            >= _CONFIRMATIONS_AN_HOUR
+        ):
+            raise TooManyRequests(
+                "a confirmation for this list was mailed to this address several times in"
+                " the last hour; it can be asked for again later",
+                retry_after=3600,
+            )
+        token = secrets.token_urlsafe(32)
+        store.insert_confirmation(
+            conn,
+            token_digest(token),
+            user["id"],
+            newsletter["id"],
+            {
+                "site": consent.site,
+                "client_ip": consent.client_ip,
+                "user_agent": consent.user_agent,
+                "text": consent.text,
+                "channel": consent.channel,
+            },
+            datetime.now(UTC) + timedelta(hours=self.confirm_hours),
+        )
+        enqueue_mail(
+            conn,
+            "newsletter_confirm",
+            user["email"],
+            user["language"],
+            token=token,
+            newsletter=newsletter["name"],
+        )
+        if current is not None and current["state"] == "pending":
+            return self._flag(newsletter, user["id"], current)
+        flag = store.set_flag(
+            conn, user["id"], newsletter["id"], "pending", consent.event("request")
+        )
+        return self._flag(newsletter, user["id"], flag)
+
+    def confirm(
+        self,
+        conn: psycopg.Connection,
+        principal: Principal,
+        token: str,
+        client_ip: str | None,
+        user_agent: str | None,
+    ) -> dict:
+        """Subscribe with the token from a confirmation mail (once; it expires). The
+        consent event keeps the text of the request and where the confirmation came from.
+        A person who left the list after the mail was sent has withdrawn that request:
+        its link no longer subscribes. A flag already subscribed stays as it is."""
+        found = store.take_confirmation(conn, token_digest(token))
+        if found is None:
+            raise InvalidInput(INVALID_CONFIRMATION, errors={"token": [INVALID_CONFIRMATION]})
+        newsletter = self._by_id(conn, found["newsletter"])
+        current = store.flags(conn, found["user_id"], lock=True).get(newsletter["id"])
+        if current is not None and current["state"] == "subscribed":
+            return self._flag(newsletter, found["user_id"], current)
+        if (
+            current is not None
+            and current["state"] == "unsubscribed"
+            and current["changed_at"] > found["created_at"]
+        ):
+            raise InvalidInput(INVALID_CONFIRMATION, errors={"token": [INVALID_CONFIRMATION]})
+        consent = Consent(
+            channel=found["consent"].get("channel") or "form",
+            site=principal.site_name,
+            client_ip=client_ip,
+            user_agent=user_agent,
+            text=found["consent"].get("text"),
+        )
+        flag = store.set_flag(
+            conn, found["user_id"], newsletter["id"], "subscribed", consent.event("confirm")
+        )
+        return self._flag(newsletter, found["user_id"], flag)
+
+    @staticmethod
+    def _flag(newsletter: dict, user_id: UUID, flag: dict) -> dict:
+        return {
+            "newsletter": newsletter["key"],
+            "user_id": user_id,
+            "state": flag["state"],
+            "changed_at": flag["changed_at"],
+        }
+
+    # --- through an unsubscribe token ----------------------------------------------------
+
+    def holder(self, token: str) -> tuple[UUID, int]:
+        """(person, list number) of a genuine token; NotFound for anything else, which
+        says nothing about why."""
+        named = self.tokens.verify(token)
+        if named is None:
+            raise NotFound("this unsubscribe link is not valid")
+        return named
+
+    def describe_link(self, conn: psycopg.Connection, user_id: UUID, list_id: int) -> dict:
+        """Which list and which (masked) address a link is for, and its state. Reads only."""
+        found = store.flag_of(conn, user_id, list_id)
+        if found is None:
+            raise NotFound("this unsubscribe link is for a record that no longer exists")
+        newsletter = self._by_id(conn, list_id)
+        return {
+            "newsletter": newsletter["key"],
+            "name": newsletter["name"],
+            "email": mask_email(found["email"]),
+            "state": found["state"] or "unsubscribed",
+        }
+
+    def one_click(
+        self, conn: psycopg.Connection, user_id: UUID, list_id: int, consent: Consent
+    ) -> dict:
+        """Unsubscribe from the token's one list, at once; a repeat changes nothing. One
+        statement: call it outside a transaction, it commits on its own."""
+        found = store.unsubscribe(conn, user_id, list_id, consent.event("unsubscribe"))
+        if found is None:
+            raise NotFound("this unsubscribe link is for a record that no longer exists")
+        newsletter = self._by_id(conn, list_id)
+        return {
+            "newsletter": newsletter["key"],
+            "name": newsletter["name"],
+            "email": mask_email(found["email"]),
+            "state": "unsubscribed",
+            "changed": found["changed"],
+        }
+
+    def preferences(self, conn: psycopg.Connection, user_id: UUID) -> dict:
+        """Every list's flag of the person a token names, and the masked address."""
+        user = users_store.get_by_id(conn, user_id)
+        if user is None:
+            raise NotFound("this unsubscribe link is for a record that no longer exists")
+        return {"email": mask_email(user["email"]), "newsletters": self._all_flags(conn, user_id)}
+
+    def set_preferences(
+        self, conn: psycopg.Connection, user_id: UUID, wanted: dict[str, bool], consent: Consent
+    ) -> dict:
+        """Leave the lists set to false (all of them with `all: false`); true keeps a
+        subscribed flag and is refused for any other: subscribing takes a confirmation,
+        never an unsubscribe token. Refused as a whole, so nothing changes, or done whole."""
+        if users_store.get_by_id(conn, user_id) is None:
+            raise NotFound("this unsubscribe link is for a record that no longer exists")
+        current = store.flags(conn, user_id, lock=True)
+        lists = {n["key"]: n for n in self.catalog(conn)}
+        refused = {
+            key: ["subscribing takes a confirmation: POST /v1/newsletters/{key}/subscriptions"]
+            for key, want in wanted.items()
+            if want and (current.get(lists[key]["id"]) or {}).get("state") != "subscribed"
+        }
+        if refused:
+            raise InvalidInput("an unsubscribe link can only unsubscribe", errors=refused)
+        for key, want in sorted(wanted.items()):
+            flag = current.get(lists[key]["id"])
+            if not want and (flag is None or flag["state"] != "unsubscribed"):
+                store.set_flag(
+                    conn, user_id, lists[key]["id"], "unsubscribed", consent.event("unsubscribe")
+                )
+        return self.preferences(conn, user_id)
+
+    def _all_flags(self, conn: psycopg.Connection, user_id: UUID) -> list[dict]:
+        current = store.flags(conn, user_id)
+        return [
+            {
+                "key": n["key"],
+                "name": n["name"],
+                "product": n["product"],
+                "state": current[n["id"]]["state"] if n["id"] in current else None,
+                "subscribed": n["id"] in current and current[n["id"]]["state"] == "subscribed",
+            }
+            for n in self.catalog(conn)
+        ]
+
+    # --- the signed-in person ------------------------------------------------------------
+
+    def _signed_in(self, conn: psycopg.Connection, principal: Principal) -> dict:
+        caller = principal.user
+        user = accounts_store.signed_in_user(conn, caller.user_id, caller.session_id)
+        if user is None:
+            raise Unauthenticated("this sign-in has ended; log in again")
+        return user
+
+    def mine(self, conn: psycopg.Connection, principal: Principal) -> list[dict]:
+        user = self._signed_in(conn, principal)
+        return self._all_flags(conn, user["id"])
+
+    def set_mine(
+        self,
+        conn: psycopg.Connection,
+        principal: Principal,
+        key: str,
+        subscribed: bool,
+        consent: Consent,
+    ) -> list[dict]:
+        """The signed-in person subscribes or unsubscribes themselves: their sign-in has
+        proven the address, so no confirmation mail is needed. Leaving a list they were
+        never on records the refusal (`unsubscribed`), so no import subscribes them."""
+        user = self._signed_in(conn, principal)
+        newsletter = self.newsletter(conn, key)
+        current = store.flags(conn, user["id"], lock=True).get(newsletter["id"])
+        state = "subscribed" if subscribed else "unsubscribed"
+        if (current["state"] if current else None) != state:
+            store.set_flag(
+                conn,
+                user["id"],
+                newsletter["id"],
+                state,
+                consent.event("subscribe" if subscribed else "unsubscribe"),
+            )
+        return self._all_flags(conn, user["id"])
+
+    # --- links in bulk -----------------------------------------------------------------
+
+    def links(
+        self,
+        conn: psycopg.Connection,
+        key: str,
+        emails: list[str] | None,
+        user_ids: list[UUID] | None,
+    ) -> dict:
+        """One unsubscribe link per given address and id that has a record; the rest
+        (an address that is not valid has no record either) are listed as unknown.
+        Reads only: a link is computed, never stored."""
+        newsletter = self.newsletter(conn, key)
+        links, unknown, keyed = [], [], []
+        for address in emails or ():
+            try:
+                keyed.append((address, email_key(normalise_email(address))))
+            except InvalidInput:
+                keyed.append((address, None))
+        by_key = store.users_by_email_key(conn, [k for _, k in keyed if k is not None])
+        by_id = store.users_by_id(conn, user_ids) if user_ids else {}
+        wanted = [(address, by_key.get(k)) for address, k in keyed]
+        wanted += [(str(user_id), by_id.get(user_id)) for user_id in user_ids or ()]
+        for given, user in wanted:
+            if user is None:
+                unknown.append(given)
+            else:
+                links.append({"email": user["email"], **self.link(user["id"], newsletter["id"])})
+        return {"newsletter": newsletter["key"], "links": links, "unknown": unknown}
+
+    def export(
+        self,
+        connection: Callable[[], AbstractContextManager[psycopg.Connection]],
+        key: str,
+        csv: bool,
+        after: UUID | None,
+        limit: int | None,
+        batch_size: int = 5_000,
+    ) -> Iterator[bytes]:
+        """Every subscriber of a list in user id order, from after `after`, as NDJSON or
+        CSV (UTF-8) with their unsubscribe URL and header values, a batch at a time.
+
+        PostgreSQL hands over each batch as two texts (the ids and addresses, written
+        out and escaped, and the ids' 16 bytes); the tokens are signed in one sweep and
+        every line is put together by joining slices, so no Python runs per field.
+        While a batch is signed, PostgreSQL already reads the next (pipeline mode): the
+        two cores work at once. A connection is borrowed per batch (`connection()`),
+        not for the whole, however slowly the client reads; memory stays flat."""
+        with connection() as conn:
+            newsletter = self.newsletter(conn, key)
+        list_id = newsletter["id"]
+        pieces = _CsvPieces(self.unsubscribe_base) if csv else _JsonPieces(self.unsubscribe_base)
+        params = {"newsletter": list_id, "after": after or _NEVER}
+
+        def ask(conn, remaining):
+            size = batch_size if remaining is None else min(batch_size, remaining)
+            return store.ask_for_subscriber_batch(conn, params | {"limit": size}), size
+
+        with connection() as conn, conn.pipeline():
+            asked, size = ask(conn, limit)
+            user_ids, emails = store.subscriber_batch(asked)
+        remaining = limit
+        while user_ids:
+            n = len(user_ids) // _UUID_TEXT
+            remaining = None if remaining is None else remaining - n
+            last = n < size or remaining == 0
+            params["after"] = UUID(user_ids[-_UUID_TEXT:].decode())
+            with connection() as conn, conn.pipeline():
+                if not last:
+                    asked, size = ask(conn, remaining)  # PostgreSQL reads on meanwhile
+                # The ids' 16 bytes, for the tokens: hex without the dashes, in one call.
+                raw_ids = bytes.fromhex(user_ids.replace(b"-", b"").decode())
+                lines = pieces.lines(user_ids, emails, self.tokens.sign_many(raw_ids, list_id))
+                user_ids, emails = (b"", b"") if last else store.subscriber_batch(asked)
+            yield lines
+
+
+class _Pieces:
+    """How a row is written: fixed bytes around its user id, its address and its token
+    (twice). `lines` puts a batch's rows together by slice assignment and one join: C
+    loops, no Python per field. Addresses need no escaping in either format (the record
+    keeps no quote, backslash or control character in one); should one ever hold a quote
+    or a backslash, that batch's addresses are escaped one by one."""
+
+    parts: tuple[bytes, ...]
+
+    def lines(self, user_ids: bytes, emails: bytes, tokens: bytes) -> bytes:
+        n = len(user_ids) // _UUID_TEXT
+        ids = [user_ids[i : i + _UUID_TEXT] for i in range(0, n * _UUID_TEXT, _UUID_TEXT)]
+        addresses = emails.split(_SEPARATOR)
+        if b'"' in emails or b"\\" in emails:
+            addresses = [self.escape(address) for address in addresses]
+        each = [tokens[i : i + TOKEN_LENGTH] for i in range(0, n * TOKEN_LENGTH, TOKEN_LENGTH)]
+        first, after_id, after_email, between, last = self.parts
+        row: list = [None] * (9 * n)
+        row[0::9] = [first] * n
+        row[1::9] = ids
+        row[2::9] = [after_id] * n
+        row[3::9] = addresses
+        row[4::9] = [after_email] * n
+        row[5::9] = each
+        row[6::9] = [between] * n
+        row[7::9] = each
+        row[8::9] = [last] * n
+        return b"".join(row)
+
+    @staticmethod
+    def escape(address: bytes) -> bytes:
+        raise NotImplementedError
+
+
+class _JsonPieces(_Pieces):
+    def __init__(self, base: str):
+        url = json.dumps(base)[1:-1].encode()
+        self.parts = (
+            b'{"user_id":"',
+            b'","email":"',
+            b'","unsubscribe_url":"' + url,
+            b'","list_unsubscribe":"<' + url,
+            b'>","list_unsubscribe_post":"' + LIST_UNSUBSCRIBE_POST.encode() + b'"}\n',
+        )
+
+    @staticmethod
+    def escape(address: bytes) -> bytes:
+        return json.dumps(address.decode(), ensure_ascii=False)[1:-1].encode()
+
+
+class _CsvPieces(_Pieces):
+    def __init__(self, base: str):
+        url = base.replace('"', '""').encode()
+        self.parts = (
+            b"",
+            b',"',
+            b'","' + url,
+            b'","<' + url,
+            b'>",' + LIST_UNSUBSCRIBE_POST.encode() + b"\r\n",
+        )
+
+    @staticmethod
+    def escape(address: bytes) -> bytes:
+        return address.replace(b'"', b'""')
+
+
+_UUID_TEXT = 36
+# Between addresses: a byte no address holds (the record keeps no control characters).
+_SEPARATOR = b"\x01"
+CSV_HEADER = "user_id,email,unsubscribe_url,list_unsubscribe,list_unsubscribe_post\r\n"

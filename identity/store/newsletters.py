@@ -1,0 +1,253 @@
+"""SQL for newsletters: the catalog, the flags, the consent events, the double opt-in
+confirmations and the export of a list's subscribers.
+
+The rule every writer here keeps: a flag changes only together with the consent event
+that records the change, in one statement or in the caller's transaction.
+"""
+
+from datetime import datetime
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb
+
+_EVENT_COLUMNS = (
+    "user_id, newsletter, action, state, at, site, client_ip, user_agent, consent_text, channel"
+)
+
+
+def catalog(conn: psycopg.Connection) -> list[dict]:
+    return conn.execute(
+        "select id, key, name, product, description, double_opt_in from newsletters order by id"
+    ).fetchall()
+
+
+def flags(conn: psycopg.Connection, user_id: UUID, *, lock: bool = False) -> dict[int, dict]:
+    """The person's flags by list number; locked until the transaction ends with `lock`."""
+    sql = "select newsletter, state, changed_at from subscriptions where user_id = %(user_id)s"
+    if lock:
+        sql += " order by newsletter for update"
+    rows = conn.execute(sql, {"user_id": user_id}).fetchall()
+    return {row["newsletter"]: row for row in rows}
+
+
+def set_flag(
+    conn: psycopg.Connection, user_id: UUID, newsletter: int, state: str, event: dict
+) -> dict:
+    """Set one flag and record its consent event, in one statement; the flag as it now is."""
+    return conn.execute(
+        f"""
+        with flag as (
+            insert into subscriptions (user_id, newsletter, state)
+            values (%(user_id)s, %(newsletter)s, %(state)s)
+            on conflict (user_id, newsletter)
+                do update set state = excluded.state, changed_at = now()
+            returning newsletter, state, changed_at
+        ), event as (
+            insert into consent_events ({_EVENT_COLUMNS})
+            values (%(user_id)s, %(newsletter)s, %(action)s, %(state)s, coalesce(%(at)s, now()),
+                    %(site)s, %(client_ip)s, %(user_agent)s, %(consent_text)s, %(channel)s)
+        )
+        select * from flag
+        """,  # noqa: S608 - fixed column list
+        {"user_id": user_id, "newsletter": newsletter, "state": state, "at": None} | event,
+    ).fetchone()
+
+
+def unsubscribe(
+    conn: psycopg.Connection, user_id: UUID, newsletter: int, event: dict
+) -> dict | None:
+    """Unsubscribe the person from one list, at once, in one statement (one transaction
+    of its own): the flag and its consent event when it was not `unsubscribed` yet,
+    nothing at all when it was (no write, so a repeat costs a read). The person's
+    address, the flag's state and whether it changed; None when the person is gone."""
+    return conn.execute(
+        f"""
+        with person as (
+            select id, email from users where id = %(user_id)s
+        ), flag as (
+            insert into subscriptions (user_id, newsletter, state)
+            select id, %(newsletter)s, 'unsubscribed' from person
+            where not exists (
+                select from subscriptions
+                where user_id = %(user_id)s and newsletter = %(newsletter)s
+                  and state = 'unsubscribed')
+            on conflict (user_id, newsletter) do update
+                set state = 'unsubscribed', changed_at = now()
+                where subscriptions.state <> 'unsubscribed'
+            returning user_id
+        ), event as (
+            insert into consent_events ({_EVENT_COLUMNS})
+            select user_id, %(newsletter)s, 'unsubscribe', 'unsubscribed', now(),
+                   %(site)s, %(client_ip)s, %(user_agent)s, %(consent_text)s, %(channel)s
+            from flag
+        )
+        select person.email, exists (select from flag) as changed from person
+        """,  # noqa: S608 - fixed column list
+        {"user_id": user_id, "newsletter": newsletter} | event,
+        prepare=True,
+    ).fetchone()
+
+
+def flag_of(conn: psycopg.Connection, user_id: UUID, newsletter: int) -> dict | None:
+    """The person's address and their flag on one list (state null: never subscribed)."""
+    return conn.execute(
+        """
+        select u.email, s.state, s.changed_at
+        from users u
+        left join subscriptions s on s.user_id = u.id and s.newsletter = %(newsletter)s
+        where u.id = %(user_id)s
+        """,
+        {"user_id": user_id, "newsletter": newsletter},
+        prepare=True,
+    ).fetchone()
+
+
+def import_consents(conn: psycopg.Connection, rows: list[dict]) -> int:
+    """Flags brought over from an existing list, subscribed with their original consent:
+    only where the person has no flag on that list yet, so an import never turns an
+    `unsubscribed` (nor a `pending`) into `subscribed`. Each flag set gets its consent
+    event (channel `import`, the original time). How many were set."""
+    if not rows:
+        return 0
+    params = {
+        name: [row[name] for row in rows]
+        for name in ("user_id", "newsletter", "at", "consent_text")
+    }
+    return conn.execute(
+        f"""
+        with given as (
+            select * from unnest(%(user_id)b::uuid[], %(newsletter)b::int2[],
+                                 %(at)b::timestamptz[], %(consent_text)b::text[])
+                as g(user_id, newsletter, at, consent_text)
+        ), flag as (
+            insert into subscriptions (user_id, newsletter, state, changed_at)
+            select user_id, newsletter, 'subscribed', now() from given
+            order by user_id, newsletter
+            on conflict (user_id, newsletter) do nothing
+            returning user_id, newsletter
+        ), event as (
+            insert into consent_events ({_EVENT_COLUMNS})
+            select g.user_id, g.newsletter, 'subscribe', 'subscribed', g.at,
+                   %(site)s, null, null, g.consent_text, 'import'
+            from given g join flag using (user_id, newsletter)
+        )
+        select count(*) as n from flag
+        """,  # noqa: S608 - fixed column list
+        params | {"site": rows[0]["site"]},
+    ).fetchone()["n"]
+
+
+def consent_events(conn: psycopg.Connection, user_id: UUID) -> list[dict]:
+    return conn.execute(
+        """
+        select e.id, n.key as newsletter, e.action, e.state, e.at, e.site,
+               host(e.client_ip) as client_ip, e.user_agent, e.consent_text, e.channel
+        from consent_events e join newsletters n on n.id = e.newsletter
+        where e.user_id = %(user_id)s order by e.id
+        """,
+        {"user_id": user_id},
+    ).fetchall()
+
+
+# --- double opt-in -----------------------------------------------------------------------
+
+
+def insert_confirmation(
+    conn: psycopg.Connection,
+    token_hash: bytes,
+    user_id: UUID,
+    newsletter: int,
+    consent: dict,
+    expires_at: datetime,
+) -> None:
+    conn.execute(
+        """
+        insert into newsletter_confirmations (token_hash, user_id, newsletter, consent, expires_at)
+        values (%(hash)s, %(user_id)s, %(newsletter)s, %(consent)s, %(expires_at)s)
+        """,
+        {
+            "hash": token_hash,
+            "user_id": user_id,
+            "newsletter": newsletter,
+            "consent": Jsonb(consent),
+            "expires_at": expires_at,
+        },
+    )
+
+
+def confirmations_since(
+    conn: psycopg.Connection, user_id: UUID, newsletter: int, seconds: int
+) -> int:
+    return conn.execute(
+        """
+        select count(*) as n from newsletter_confirmations
+        where user_id = %(user_id)s and newsletter = %(newsletter)s
+          and created_at > now() - make_interval(secs => %(seconds)s)
+        """,
+        {"user_id": user_id, "newsletter": newsletter, "seconds": seconds},
+    ).fetchone()["n"]
+
+
+def take_confirmation(conn: psycopg.Connection, token_hash: bytes) -> dict | None:
+    """Spend a live confirmation token: its person, list and consent; None when it is
+    unknown, spent or expired. Of two uses at once, the second finds it spent."""
+    return conn.execute(
+        """
+        update newsletter_confirmations set used_at = now()
+        where token_hash = %(hash)s and used_at is null and expires_at > now()
+        returning user_id, newsletter, consent, created_at
+        """,
+        {"hash": token_hash},
+    ).fetchone()
+
+
+# --- links in bulk -------------------------------------------------------------------------
+
+
+def users_by_email_key(conn: psycopg.Connection, keys: list[str]) -> dict[str, dict]:
+    rows = conn.execute(
+        "select id, email, email_key from users where email_key = any(%(keys)b)",
+        {"keys": keys},
+    ).fetchall()
+    return {row["email_key"]: row for row in rows}
+
+
+def users_by_id(conn: psycopg.Connection, ids: list[UUID]) -> dict[UUID, dict]:
+    rows = conn.execute(
+        "select id, email from users where id = any(%(ids)b::uuid[])", {"ids": ids}
+    ).fetchall()
+    return {row["id"]: row for row in rows}
+
+
+# One keyset batch of a list's subscribers, in user id order: their ids as text, 36
+# characters each, end to end, and their addresses joined by \x01 (a byte no address
+# holds), both UTF-8. Two aggregates over one sorted subquery see its rows in one order.
+SUBSCRIBER_BATCH = """
+    select convert_to(string_agg(user_id::text, ''), 'UTF8') as user_ids,
+           convert_to(string_agg(email, chr(1)), 'UTF8') as emails
+    from (
+        select s.user_id, u.email
+        from subscriptions s join users u on u.id = s.user_id
+        where s.newsletter = %(newsletter)s and s.state = 'subscribed'
+          and s.user_id > %(after)s
+          -- the same condition again, so the join starts at the cursor on both sides
+          and u.id > %(after)s
+        order by s.user_id
+        limit %(limit)s
+    ) as batch
+    """
+
+
+def ask_for_subscriber_batch(conn: psycopg.Connection, params: dict) -> psycopg.Cursor:
+    """Send one batch's query and return at once, the connection in pipeline mode:
+    PostgreSQL reads the batch while the caller does other work. `subscriber_batch`
+    then takes it."""
+    return conn.cursor(row_factory=tuple_row, binary=True).execute(SUBSCRIBER_BATCH, params)
+
+
+def subscriber_batch(asked: psycopg.Cursor) -> tuple[bytes, bytes]:
+    """(user ids, addresses) of a batch asked for; both empty after the last."""
+    user_ids, emails = asked.fetchone()
+    return user_ids or b"", emails or b""

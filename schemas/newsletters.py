@@ -1,0 +1,267 @@
+"""Newsletters: the lists, subscribing with consent, unsubscribe links and preferences,
+and (apart from newsletters) the signed-in person's notification settings."""
+
+from datetime import UTC, datetime, timedelta
+
+import marshmallow as ma
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from schemas.accounts import BrowserSchema
+from schemas.common import UtcDateTime
+from schemas.profiles import LANGUAGES, ProfileSubmissionSchema
+from schemas.text import Text
+
+NEWSLETTER_KEYS = ("copernica", "copernica-updates", "copernica-partners", "smtpeter", "mailerq")
+PRODUCTS = ("copernica", "smtpeter", "mailerq")
+STATES = ("pending", "subscribed", "unsubscribed")
+MAX_LINKS_BATCH = 1000
+
+
+class StrictBoolean(fields.Boolean):
+    """true or false, and nothing that merely looks like one ("no", 0)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+_state = fields.String(
+    validate=validate.OneOf(STATES),
+    metadata={"description": "`pending` until a double opt-in is confirmed"},
+)
+
+
+class NewsletterSchema(ma.Schema):
+    key = fields.String(validate=validate.OneOf(NEWSLETTER_KEYS))
+    name = fields.String()
+    product = fields.String(validate=validate.OneOf(PRODUCTS))
+    description = fields.String()
+    double_opt_in = fields.Boolean(
+        metadata={"description": "whether subscribing waits for a confirmation mail"}
+    )
+
+
+class ConsentSchema(BrowserSchema):
+    """What the person was shown and where they acted: kept as proof of consent."""
+
+    text = Text(
+        required=True,
+        max_length=2000,
+        multiline=True,
+        blank=False,
+        metadata={
+            "description": "the consent text the person agreed to (or its version)",
+            "example": "Yes, send me the Copernica newsletter (consent text v3).",
+        },
+    )
+    channel = fields.String(
+        load_default="form",
+        validate=validate.OneOf(("form", "api")),
+        metadata={"description": "a form the person filled in, or another API integration"},
+    )
+
+
+class SubscriptionRequestSchema(ma.Schema):
+    email = Text(required=True, max_length=320, metadata={"example": "anna@example.com"})
+    consent = fields.Nested(ConsentSchema, required=True)
+    language = fields.String(
+        validate=validate.OneOf(LANGUAGES),
+        load_default=None,
+        metadata={"description": "for a new record: the language of its mails"},
+    )
+
+
+class SubscriptionSchema(ma.Schema):
+    newsletter = fields.String(validate=validate.OneOf(NEWSLETTER_KEYS))
+    user_id = fields.UUID()
+    state = _state
+    changed_at = UtcDateTime()
+
+
+class ConfirmationSchema(BrowserSchema):
+    token = Text(
+        required=True,
+        max_length=100,
+        metadata={"description": "the `token=` of the confirmation mail's link"},
+    )
+
+
+class LinkSchema(ma.Schema):
+    """Which list and which address an unsubscribe link is for, and its flag."""
+
+    newsletter = fields.String(validate=validate.OneOf(NEWSLETTER_KEYS))
+    name = fields.String()
+    email = fields.String(metadata={"description": "masked: a***@e***.com"})
+    state = _state
+
+
+class UnsubscribedSchema(LinkSchema):
+    changed = fields.Boolean(metadata={"description": "false when the link had been used already"})
+
+
+class FlagSchema(ma.Schema):
+    key = fields.String(validate=validate.OneOf(NEWSLETTER_KEYS))
+    name = fields.String()
+    product = fields.String(validate=validate.OneOf(PRODUCTS))
+    subscribed = fields.Boolean()
+    state = fields.String(
+        validate=validate.OneOf(STATES),
+        allow_none=True,
+        metadata={"description": "null: never subscribed"},
+    )
+
+
+class PreferencesSchema(ma.Schema):
+    email = fields.String(metadata={"description": "masked: a***@e***.com"})
+    newsletters = fields.List(fields.Nested(FlagSchema))
+
+
+class PreferencesChangeSchema(ma.Schema):
+    """`all: false` leaves every list; `newsletters` sets some. Only a list the person is
+    subscribed to may stay true: a link can unsubscribe, never subscribe."""
+
+    all = StrictBoolean(
+        validate=validate.Equal(False, error="a link can only unsubscribe: send all: false"),
+        metadata={"description": "false: leave every list"},
+    )
+    newsletters = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(NEWSLETTER_KEYS)),
+        values=StrictBoolean(),
+        metadata={"description": "{list key: subscribed}"},
+    )
+
+    @validates_schema
+    def one_of_them(self, data, **kwargs):
+        if ("all" in data) == ("newsletters" in data):
+            raise ValidationError("send either all: false or newsletters: {key: bool}", "_schema")
+
+
+class LinksRequestSchema(ma.Schema):
+    """Addresses, ids or both; a link for each that has a record."""
+
+    emails = fields.List(
+        Text(max_length=320),
+        validate=validate.Length(min=1, max=MAX_LINKS_BATCH),
+        metadata={"example": ["anna@example.com"]},
+    )
+    user_ids = fields.List(fields.UUID(), validate=validate.Length(min=1, max=MAX_LINKS_BATCH))
+
+
+class SubscriberLinkSchema(ma.Schema):
+    """One subscriber (or person) with their unsubscribe link, ready for a mail."""
+
+    user_id = fields.UUID()
+    email = fields.String()
+    unsubscribe_url = fields.String(metadata={"description": "one-click: POST; GET only reads"})
+    list_unsubscribe = fields.String(
+        metadata={"description": "the value of the List-Unsubscribe header: <unsubscribe_url>"}
+    )
+    list_unsubscribe_post = fields.String(
+        metadata={"description": "the value of the List-Unsubscribe-Post header (RFC 8058)"}
+    )
+
+
+class LinksSchema(ma.Schema):
+    newsletter = fields.String(validate=validate.OneOf(NEWSLETTER_KEYS))
+    links = fields.List(fields.Nested(SubscriberLinkSchema))
+    unknown = fields.List(
+        fields.String(), metadata={"description": "the addresses or ids with no record"}
+    )
+
+
+class ExportQuerySchema(ma.Schema):
+    after = fields.UUID(
+        load_default=None,
+        metadata={"description": "resume after this `user_id` (the last one received)"},
+    )
+    limit = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=1, max=100_000_000),
+        metadata={"description": "at most this many rows; all when left out"},
+    )
+
+
+class MyFlagChangeSchema(ma.Schema):
+    subscribed = StrictBoolean(required=True)
+    consent_text = Text(
+        max_length=2000,
+        multiline=True,
+        load_default=None,
+        metadata={"description": "the text the person was shown, or its version"},
+    )
+
+
+# --- notifications: a separate system from newsletters ------------------------------------
+
+DASHBOARDS = ("marketing-suite", "smtpeter", "mailerq")
+CHANNELS = ("in-app", "push", "email")
+NOTIFICATION_EVENTS = {
+    "marketing-suite": ("campaign-sent", "import-finished", "invoice", "security"),
+    "smtpeter": ("delivery-problems", "quota-warning", "invoice", "security"),
+    "mailerq": ("license-expiring", "queue-alert", "new-release", "security"),
+}
+
+
+def _dashboard(name: str) -> fields.Nested:
+    events = NOTIFICATION_EVENTS[name]
+    channels = fields.List(
+        fields.String(validate=validate.OneOf(CHANNELS)),
+        validate=validate.Length(max=len(CHANNELS)),
+        metadata={"description": "the channels this event notifies on; [] for none"},
+    )
+    schema = ma.Schema.from_dict(
+        {event: channels for event in events}, name=f"{name.title().replace('-', '')}Events"
+    )
+    return fields.Nested(schema, data_key=name, metadata={"description": f"the {name} dashboard"})
+
+
+class NotificationSettingsSchema(ma.Schema):
+    """{dashboard: {event: [channels]}}: which events notify on which channels."""
+
+    marketing_suite = _dashboard("marketing-suite")
+    smtpeter = _dashboard("smtpeter")
+    mailerq = _dashboard("mailerq")
+
+
+# --- bringing existing lists over with the import ------------------------------------------
+
+
+class ImportedConsentSchema(ma.Schema):
+    consented_at = fields.AwareDateTime(
+        required=True,
+        metadata={"description": "when the person subscribed on the old list, RFC 3339"},
+    )
+    consent_text = Text(
+        required=True,
+        max_length=2000,
+        multiline=True,
+        blank=False,
+        metadata={"description": "the consent text they agreed to (or its version)"},
+    )
+
+    @validates_schema
+    def not_in_the_future(self, data, **kwargs):
+        if data["consented_at"] > datetime.now(UTC) + timedelta(minutes=5):
+            raise ValidationError("lies in the future", "consented_at")
+
+
+class ImportLineSchema(ProfileSubmissionSchema):
+    """A line of the bulk import: a submission, and the lists the person consented to on
+    an old system (NDJSON only)."""
+
+    newsletters = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(NEWSLETTER_KEYS)),
+        values=fields.Nested(ImportedConsentSchema),
+        load_default=None,
+        metadata={
+            "description": "{list key: {consented_at, consent_text}}: subscribed with that"
+            " consent, unless the person has a flag on that list already",
+            "example": {
+                "copernica": {
+                    "consented_at": "2024-03-01T10:00:00Z",
+                    "consent_text": "old signup form v1",
+                }
+            },
+        },
+    )

@@ -1,0 +1,451 @@
+"""Newsletters through the HTTP API: the catalog, subscribing with consent, double
+opt-in, the export of unsubscribe links, links in bulk, the import's consents, the
+signed-in person's flags and notification settings, and bad input."""
+
+import csv
+import io
+import json
+import uuid
+
+import pytest
+
+from identity.api import NEWSLETTERS
+from tests.api.problems import assert_problem
+from tests.api.test_accounts import as_user, login, mailed, sign_up
+
+KEYS = ["copernica", "copernica-updates", "copernica-partners", "smtpeter", "mailerq"]
+CONSENT = {
+    "text": "Yes, send me news (form v3)",
+    "client_ip": "203.0.113.7",
+    "user_agent": "Mozilla/5.0 (Test)",
+}
+NDJSON = "application/x-ndjson"
+
+
+def subscribe(site, key="copernica-updates", email="anna@example.com", **extra):
+    return site.post(
+        f"/v1/newsletters/{key}/subscriptions",
+        json={"email": email, "consent": extra.pop("consent", CONSENT), **extra},
+    )
+
+
+def events(conn, email="anna@example.com") -> list[dict]:
+    return conn.execute(
+        """
+        select n.key, e.action, e.state, e.site, host(e.client_ip) as client_ip,
+               e.user_agent, e.consent_text, e.channel, e.at
+        from consent_events e join newsletters n on n.id = e.newsletter
+        join users u on u.id = e.user_id where u.email = %s order by e.id
+        """,
+        (email,),
+    ).fetchall()
+
+
+def flags(conn, email="anna@example.com") -> dict:
+    rows = conn.execute(
+        "select n.key, s.state from subscriptions s join newsletters n on n.id = s.newsletter"
+        " join users u on u.id = s.user_id where u.email = %s",
+        (email,),
+    ).fetchall()
+    return {row["key"]: row["state"] for row in rows}
+
+
+def test_the_catalog_has_the_five_lists(site):
+    answer = site.get("/v1/newsletters")
+    assert answer.status_code == 200
+    lists = answer.get_json()
+    assert [n["key"] for n in lists] == KEYS
+    assert {n["key"]: n["double_opt_in"] for n in lists}["copernica-updates"] is False
+    assert all(n["name"] and n["description"] and n["product"] for n in lists)
+
+
+def test_a_key_without_the_newsletters_scope_is_refused(app, conn):
+    from identity.services.sites import issue_site_key
+
+    key = issue_site_key(conn, "mailerq.com", ["users:read"])
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    assert_problem(client.get("/v1/newsletters"), 403)
+    assert_problem(subscribe(client), 403)
+    assert_problem(client.get("/v1/newsletters"), 403)
+
+
+def test_subscribing_a_new_address_makes_a_minimal_record_and_a_consent_event(site, conn):
+    answer = subscribe(site, email="Anna@Example.com")
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    body = answer.get_json()
+    assert body["state"] == "subscribed" and body["newsletter"] == "copernica-updates"
+    record = site.get(f"/v1/users/{body['user_id']}").get_json()
+    assert record["status"] == "minimal"
+    assert record["field_sources"]["email"]["source"] == "newsletter"
+    (event,) = events(conn, record["email"])
+    assert event | {"at": None} == {
+        "key": "copernica-updates",
+        "action": "subscribe",
+        "state": "subscribed",
+        "site": "copernica.com",
+        "client_ip": "203.0.113.7",
+        "user_agent": "Mozilla/5.0 (Test)",
+        "consent_text": "Yes, send me news (form v3)",
+        "channel": "form",
+        "at": None,
+    }
+    # Again: nothing changes, nothing is recorded.
+    assert subscribe(site, email="anna@example.com").get_json()["state"] == "subscribed"
+    assert len(events(conn, record["email"])) == 1
+
+
+def test_double_opt_in_is_pending_until_the_mailed_token_confirms(site, conn):
+    answer = subscribe(site, key="copernica")
+    assert answer.get_json()["state"] == "pending"
+    assert flags(conn) == {"copernica": "pending"}
+    mail = mailed(conn, "anna@example.com", "newsletter_confirm")
+    assert mail["newsletter"] == "Copernica newsletter"
+    confirmed = site.post(
+        "/v1/newsletters/confirm",
+        json={"token": mail["token"], "client_ip": "198.51.100.9", "user_agent": "Phone"},
+    )
+    assert confirmed.status_code == 200
+    assert confirmed.get_json()["state"] == "subscribed"
+    assert [(e["action"], e["state"], e["client_ip"], e["consent_text"]) for e in events(conn)] == [
+        ("request", "pending", "203.0.113.7", CONSENT["text"]),
+        ("confirm", "subscribed", "198.51.100.9", CONSENT["text"]),
+    ]
+    # The token works once.
+    again = site.post("/v1/newsletters/confirm", json={"token": mail["token"]})
+    assert_problem(again, 422, "token")
+
+
+@pytest.mark.parametrize("token", ["", "x" * 43, "nope", "\u0000", "a" * 101])
+def test_a_bad_confirmation_token_is_refused(site, token):
+    assert_problem(site.post("/v1/newsletters/confirm", json={"token": token}), 422, "token")
+
+
+def test_an_unsubscribed_flag_comes_back_only_through_a_fresh_confirmation(site, conn, app):
+    user_id = subscribe(site).get_json()["user_id"]
+    tokens = app.extensions[NEWSLETTERS].tokens
+    assert site.post(f"/v1/unsubscribe/{tokens.sign(uuid.UUID(user_id), 2)}").status_code == 200
+    assert flags(conn) == {"copernica-updates": "unsubscribed"}
+    # A single opt-in list, but the flag was unsubscribed: pending and a mail.
+    again = subscribe(site)
+    assert again.get_json()["state"] == "pending"
+    assert flags(conn) == {"copernica-updates": "pending"}
+    # Asking again while pending does not subscribe either.
+    assert subscribe(site).get_json()["state"] == "pending"
+    token = mailed(conn, "anna@example.com", "newsletter_confirm")["token"]
+    assert site.post("/v1/newsletters/confirm", json={"token": token}).status_code == 200
+    assert flags(conn) == {"copernica-updates": "subscribed"}
+
+
+def test_leaving_the_list_voids_the_confirmation_links_mailed_before(site, conn, app):
+    user_id = subscribe(site, key="smtpeter").get_json()["user_id"]
+    token = mailed(conn, "anna@example.com", "newsletter_confirm")["token"]
+    # The transaction's now() stands still: the request is dated a moment earlier.
+    conn.execute("update newsletter_confirmations set created_at = created_at - interval '1 s'")
+    link = app.extensions[NEWSLETTERS].tokens.sign(uuid.UUID(user_id), 4)
+    assert site.post(f"/v1/unsubscribe/{link}").status_code == 200
+    assert_problem(site.post("/v1/newsletters/confirm", json={"token": token}), 422, "token")
+    assert flags(conn) == {"smtpeter": "unsubscribed"}
+
+
+def test_confirming_twice_over_two_links_changes_the_flag_once(site, conn):
+    subscribe(site, key="smtpeter")
+    subscribe(site, key="smtpeter")
+    tokens = [
+        row["mail_values"]["token"]
+        for row in conn.execute("select mail_values from outbox order by id").fetchall()
+    ]
+    for token in tokens:
+        answer = site.post("/v1/newsletters/confirm", json={"token": token})
+        assert answer.status_code == 200 and answer.get_json()["state"] == "subscribed"
+    assert [e["action"] for e in events(conn)] == ["request", "confirm"]
+
+
+def test_confirmation_mails_are_limited_per_address_and_list(site, conn):
+    for _ in range(3):
+        assert subscribe(site, key="mailerq").status_code == 200
+    assert_problem(subscribe(site, key="mailerq"), 429)
+    assert subscribe(site, key="smtpeter").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({"email": "anna@example.com"}, ["consent"]),
+        ({"email": "anna@example.com", "consent": {}}, ["consent"]),
+        ({"email": "anna@example.com", "consent": {"text": ""}}, ["consent"]),
+        ({"email": "anna@example.com", "consent": {"text": "ok\u0000"}}, ["consent"]),
+        (
+            {"email": "anna@example.com", "consent": {"text": "ok", "client_ip": "1.2.3"}},
+            ["consent"],
+        ),
+        ({"email": "anna@example.com", "consent": "yes"}, ["consent"]),
+        ({"email": "not an address", "consent": CONSENT}, ["email"]),
+        ({"email": "a\ud800@example.com", "consent": CONSENT}, ["email"]),
+        ({"email": ["anna@example.com"], "consent": CONSENT}, ["email"]),
+        ({"email": "anna@example.com", "consent": CONSENT, "extra": 1}, ["extra"]),
+    ],
+)
+def test_bad_subscriptions_are_refused_and_change_nothing(site, conn, body, fields):
+    assert_problem(site.post("/v1/newsletters/copernica/subscriptions", json=body), 422, *fields)
+    assert conn.execute("select count(*) as n from consent_events").fetchone()["n"] == 0
+    assert conn.execute("select count(*) as n from users").fetchone()["n"] == 0
+
+
+def test_an_unknown_list_is_a_404_and_changes_nothing(site, conn):
+    assert_problem(subscribe(site, key="nope"), 404)
+    assert_problem(site.get("/v1/newsletters/nope/subscribers"), 404)
+    assert_problem(
+        site.post("/v1/newsletters/nope/unsubscribe-links", json={"emails": ["a@example.com"]}),
+        404,
+    )
+    assert conn.execute("select count(*) as n from users").fetchone()["n"] == 0
+
+
+# --- the export --------------------------------------------------------------------------
+
+
+def _subscribers(site, conn, n: int) -> list[str]:
+    for i in range(n):
+        assert subscribe(site, email=f"p{i}@example.com").status_code == 200
+    return sorted(str(row["id"]) for row in conn.execute("select id from users").fetchall())
+
+
+def test_the_export_streams_every_subscriber_with_a_working_one_click_link(site, conn, app):
+    ids = _subscribers(site, conn, 7)
+    subscribe(site, key="copernica", email="pending@example.com")  # pending: not exported
+    answer = site.get("/v1/newsletters/copernica-updates/subscribers")
+    assert answer.status_code == 200 and answer.mimetype == NDJSON
+    rows = [json.loads(line) for line in answer.get_data(as_text=True).splitlines()]
+    assert [row["user_id"] for row in rows] == ids
+    tokens = app.extensions[NEWSLETTERS].tokens
+    for row in rows:
+        url = row["unsubscribe_url"]
+        assert url.startswith("http://127.0.0.1:8000/v1/unsubscribe/")
+        token = url.rsplit("/", 1)[1]
+        # PostgreSQL signs exactly as the service does.
+        assert token == tokens.sign(uuid.UUID(row["user_id"]), 2)
+        assert row["list_unsubscribe"] == f"<{url}>"
+        assert row["list_unsubscribe_post"] == "List-Unsubscribe=One-Click"
+        assert len(f"List-Unsubscribe: {row['list_unsubscribe']}") <= 998
+    path = rows[0]["unsubscribe_url"].removeprefix("http://127.0.0.1:8000")
+    assert site.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    after = site.get("/v1/newsletters/copernica-updates/subscribers").get_data(as_text=True)
+    assert [json.loads(line)["user_id"] for line in after.splitlines()] == ids[1:]
+
+
+def test_the_export_resumes_after_a_user_id_and_takes_a_limit(site, conn, app, monkeypatch):
+    ids = _subscribers(site, conn, 5)
+    service = app.extensions[NEWSLETTERS]
+    export = service.export
+    # Batches of 2, so the keyset walks over several.
+    monkeypatch.setattr(service, "export", lambda *a, **k: export(*a, **k, batch_size=2))
+    whole = site.get("/v1/newsletters/copernica-updates/subscribers").get_data(as_text=True)
+    assert [json.loads(line)["user_id"] for line in whole.splitlines()] == ids
+    rest = site.get(f"/v1/newsletters/copernica-updates/subscribers?after={ids[1]}&limit=2")
+    assert [
+        json.loads(line)["user_id"] for line in rest.get_data(as_text=True).splitlines()
+    ] == ids[2:4]
+    assert_problem(site.get("/v1/newsletters/copernica-updates/subscribers?after=nope"), 422)
+    assert_problem(site.get("/v1/newsletters/copernica-updates/subscribers?limit=0"), 422)
+
+
+def test_the_export_as_csv_has_a_header_and_a_row_each(site, conn):
+    subscribe(site, email="o'brien+news@example.com")
+    answer = site.get(
+        "/v1/newsletters/copernica-updates/subscribers", headers={"Accept": "text/csv"}
+    )
+    assert answer.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(answer.get_data(as_text=True))))
+    assert [row["email"] for row in rows] == ["o'brien+news@example.com"]
+    assert rows[0]["list_unsubscribe"] == f"<{rows[0]['unsubscribe_url']}>"
+    assert rows[0]["list_unsubscribe_post"] == "List-Unsubscribe=One-Click"
+
+
+def test_an_empty_list_exports_nothing(site):
+    answer = site.get("/v1/newsletters/mailerq/subscribers")
+    assert answer.status_code == 200 and answer.get_data() == b""
+
+
+# --- links in bulk -----------------------------------------------------------------------
+
+
+def test_links_in_bulk_by_address_or_id_the_unknown_listed(site, conn, app):
+    user_id = subscribe(site).get_json()["user_id"]
+    answer = site.post(
+        "/v1/newsletters/smtpeter/unsubscribe-links",
+        json={"emails": ["ANNA@example.com", "nobody@example.com", "not an address"]},
+    )
+    assert answer.status_code == 200
+    body = answer.get_json()
+    (link,) = body["links"]
+    assert body["unknown"] == ["nobody@example.com", "not an address"]
+    tokens = app.extensions[NEWSLETTERS].tokens
+    assert link["unsubscribe_url"].endswith(tokens.sign(uuid.UUID(user_id), 4))
+    by_id = site.post(
+        "/v1/newsletters/smtpeter/unsubscribe-links",
+        json={"user_ids": [user_id, str(uuid.UUID(int=1))]},
+    ).get_json()
+    assert by_id["links"] == body["links"] and by_id["unknown"] == [str(uuid.UUID(int=1))]
+    both = site.post(
+        "/v1/newsletters/smtpeter/unsubscribe-links",
+        json={"emails": ["anna@example.com"], "user_ids": [user_id]},
+    ).get_json()
+    assert both["links"] == body["links"] * 2
+    nothing = site.post("/v1/newsletters/smtpeter/unsubscribe-links", json={})
+    assert nothing.status_code == 200 and nothing.get_json()["links"] == []
+    assert_problem(site.post("/v1/newsletters/smtpeter/unsubscribe-links"), 400)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"emails": []},
+        {"emails": ["a@example.com"] * 1001},
+        {"user_ids": [str(uuid.uuid4())] * 1001},
+        {"emails": "a@example.com"},
+        {"emails": [1]},
+        {"emails": [None]},
+        {"emails": ["a\u0000@example.com"]},
+        {"emails": ["a\ud800@example.com"]},
+        {"user_ids": ["nope"]},
+        {"user_ids": [1]},
+        {"emails": ["a@example.com"], "extra": True},
+        [],
+    ],
+)
+def test_bad_link_batches_are_refused(site, body):
+    assert_problem(site.post("/v1/newsletters/copernica/unsubscribe-links", json=body), 422)
+
+
+def test_a_huge_body_is_refused(site):
+    emails = [f"p{i}@example.com" for i in range(100_000)]
+    answer = site.post("/v1/newsletters/copernica/unsubscribe-links", json={"emails": emails})
+    assert_problem(answer, 413)
+
+
+# --- the import ----------------------------------------------------------------------------
+
+
+def _import(site, lines):
+    body = "".join(json.dumps(line) + "\n" for line in lines)
+    answer = site.post("/v1/profiles/import", data=body.encode(), content_type=NDJSON)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    return [json.loads(line) for line in answer.get_data(as_text=True).splitlines()]
+
+
+def test_an_import_brings_consents_over_and_never_resubscribes(site, conn, app):
+    old = {"consented_at": "2024-03-01T10:00:00Z", "consent_text": "old form v1"}
+    report = _import(
+        site,
+        [
+            {"email": "anna@example.com", "newsletters": {"copernica": old, "mailerq": old}},
+            {"email": "bob@example.com", "newsletters": {"nope": old}},
+            {
+                "email": "carl@example.com",
+                "newsletters": {
+                    "smtpeter": {"consented_at": "2999-01-01T00:00:00Z", "consent_text": "x"}
+                },
+            },
+            {"email": "dora@example.com", "newsletters": {"smtpeter": {"consent_text": "x"}}},
+        ],
+    )
+    assert [line.get("status") for line in report[:4]] == [
+        "created",
+        "rejected",
+        "rejected",
+        "rejected",
+    ]
+    assert flags(conn) == {"copernica": "subscribed", "mailerq": "subscribed"}
+    (first, _) = events(conn)
+    assert first["channel"] == "import" and first["consent_text"] == "old form v1"
+    assert (
+        first["at"].isoformat() == "2024-03-01T10:00:00+00:00" and first["site"] == "copernica.com"
+    )
+    # Anna leaves mailerq; the same file again changes nothing.
+    tokens = app.extensions[NEWSLETTERS].tokens
+    user_id = uuid.UUID(report[0]["id"])
+    assert site.post(f"/v1/unsubscribe/{tokens.sign(user_id, 5)}").status_code == 200
+    _import(
+        site, [{"email": "anna@example.com", "newsletters": {"copernica": old, "mailerq": old}}]
+    )
+    assert flags(conn) == {"copernica": "subscribed", "mailerq": "unsubscribed"}
+    assert len(events(conn)) == 3
+
+
+# --- the signed-in person ------------------------------------------------------------------
+
+
+@pytest.fixture
+def anna(site, conn, app):
+    sign_up(site, conn)
+    return as_user(app, login(site).get_json()["access_token"])
+
+
+def test_the_signed_in_person_sets_their_own_flags(anna, conn):
+    mine = anna.get("/v1/me/newsletters")
+    assert mine.status_code == 200
+    assert [(n["key"], n["subscribed"], n["state"]) for n in mine.get_json()] == [
+        (key, False, None) for key in KEYS
+    ]
+    answer = anna.put("/v1/me/newsletters/copernica", json={"subscribed": True})
+    assert answer.status_code == 200
+    assert {n["key"]: n["subscribed"] for n in answer.get_json()}["copernica"] is True
+    anna.put("/v1/me/newsletters/copernica", json={"subscribed": True})
+    anna.put("/v1/me/newsletters/copernica", json={"subscribed": False})
+    assert [(e["action"], e["channel"]) for e in events(conn)] == [
+        ("subscribe", "preference-page"),
+        ("unsubscribe", "preference-page"),
+    ]
+    assert_problem(anna.put("/v1/me/newsletters/nope", json={"subscribed": True}), 404)
+    assert_problem(anna.put("/v1/me/newsletters/copernica", json={"subscribed": "maybe"}), 422)
+
+
+def test_me_needs_a_user_token(site, client):
+    assert_problem(site.get("/v1/me/newsletters"), 401)
+    assert_problem(client.get("/v1/me/notifications"), 401)
+
+
+def test_notification_settings_are_kept_apart_from_newsletters(anna, conn):
+    defaults = anna.get("/v1/me/notifications")
+    assert defaults.status_code == 200
+    assert defaults.get_json()["smtpeter"]["quota-warning"] == ["in-app", "email"]
+    changed = anna.put(
+        "/v1/me/notifications",
+        json={"smtpeter": {"quota-warning": ["push", "in-app"]}, "mailerq": {"queue-alert": []}},
+    )
+    assert changed.status_code == 200
+    body = changed.get_json()
+    assert body["smtpeter"]["quota-warning"] == ["in-app", "push"]
+    assert body["mailerq"]["queue-alert"] == []
+    assert body["smtpeter"]["invoice"] == ["in-app", "email"]
+    assert anna.get("/v1/me/notifications").get_json() == body
+    assert flags(conn) == {} and events(conn) == []
+    for bad in (
+        {"smtpeter": {"nope": ["email"]}},
+        {"smtpeter": {"invoice": ["fax"]}},
+        {"nope": {}},
+        {"smtpeter": {"invoice": "email"}},
+    ):
+        assert_problem(anna.put("/v1/me/notifications", json=bad), 422)
+    assert anna.get("/v1/me/notifications").get_json() == body
+
+
+def test_an_address_the_record_should_never_hold_is_still_escaped_in_the_export(site, conn):
+    # Written past the service's checks: quotes and a backslash, as no address it takes has.
+    odd = 'odd"one\\x@example.com'
+    user_id = conn.execute(
+        "insert into users (email, email_key) values (%s, %s) returning id", (odd, odd)
+    ).fetchone()["id"]
+    conn.execute(
+        "insert into subscriptions (user_id, newsletter, state) values (%s, 2, 'subscribed')",
+        (user_id,),
+    )
+    subscribe(site, email="plain@example.com")
+    ndjson = site.get("/v1/newsletters/copernica-updates/subscribers").get_data(as_text=True)
+    emails = {json.loads(line)["email"] for line in ndjson.splitlines()}
+    assert emails == {odd, "plain@example.com"}
+    text = site.get(
+        "/v1/newsletters/copernica-updates/subscribers", headers={"Accept": "text/csv"}
+    ).get_data(as_text=True)
+    assert {row["email"] for row in csv.DictReader(io.StringIO(text))} == emails

@@ -1,0 +1,127 @@
+"""Newsletters on separate, committing connections: parallel subscriptions of one address,
+parallel one-click POSTs of one link, and a double opt-in mail over real SMTP whose link
+confirms."""
+
+import re
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from identity.api import NEWSLETTERS
+from identity.config import load_config
+from identity.mail.courier import courier_from_settings
+from identity.services.sites import issue_site_key
+from tests.api.liveserver import serving
+
+pytestmark = pytest.mark.committing
+
+CONSENT = {"text": "Yes, send me news (form v3)", "client_ip": "203.0.113.7"}
+
+
+@pytest.fixture
+def live(pooled_app, committing_db):
+    """(base URL, a session with copernica.com's key, the app)."""
+    key = issue_site_key(committing_db, "copernica.com")
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {key}"
+    with serving(pooled_app) as base_url:
+        yield base_url, session, pooled_app
+    session.close()
+
+
+def _subscribe(base_url, session, key, email="Anna@Example.com"):
+    return session.post(
+        f"{base_url}/v1/newsletters/{key}/subscriptions",
+        json={"email": email, "consent": CONSENT},
+        timeout=30,
+    )
+
+
+def _count(db, sql) -> int:
+    return db.execute(sql).fetchone()["n"]
+
+
+def test_the_same_new_address_subscribing_50_times_at_once_is_one_record_one_flag_one_event(
+    live, committing_db
+):
+    base_url, session, _ = live
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(
+            pool.map(lambda _: _subscribe(base_url, session, "copernica-updates"), range(50))
+        )
+    assert sorted(a.status_code for a in answers) == [200] * 50
+    assert {a.json()["state"] for a in answers} == {"subscribed"}
+    assert len({a.json()["user_id"] for a in answers}) == 1
+    assert _count(committing_db, "select count(*) as n from users") == 1
+    assert _count(committing_db, "select count(*) as n from subscriptions") == 1
+    assert _count(committing_db, "select count(*) as n from consent_events") == 1
+
+
+def test_50_parallel_double_opt_in_requests_mail_at_most_three_times(live, committing_db):
+    base_url, session, _ = live
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: _subscribe(base_url, session, "copernica"), range(50)))
+    assert sorted(a.status_code for a in answers) == [200] * 3 + [429] * 47
+    assert _count(committing_db, "select count(*) as n from outbox") == 3
+    assert _count(committing_db, "select count(*) as n from consent_events") == 1
+    state = committing_db.execute("select state from subscriptions").fetchone()["state"]
+    assert state == "pending"
+
+
+def test_50_parallel_one_click_posts_of_one_link_change_the_flag_once(live, committing_db):
+    base_url, session, app = live
+    user_id = _subscribe(base_url, session, "smtpeter").json()["user_id"]
+    committing_db.execute("update subscriptions set state = 'subscribed'")
+    token = app.extensions[NEWSLETTERS].tokens.sign(uuid.UUID(user_id), 4)
+
+    def one_click(_):
+        return requests.post(
+            f"{base_url}/v1/unsubscribe/{token}",
+            data="List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            allow_redirects=False,
+            timeout=30,
+        )
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(one_click, range(50)))
+    assert [a.status_code for a in answers] == [200] * 50
+    assert sum(a.json()["changed"] for a in answers) == 1
+    assert (
+        _count(
+            committing_db, "select count(*) as n from consent_events where action = 'unsubscribe'"
+        )
+        == 1
+    )
+
+
+def test_a_double_opt_in_mail_arrives_over_smtp_and_its_link_confirms(
+    live, committing_db, database_url, mail_server
+):
+    base_url, session, _ = live
+    assert _subscribe(base_url, session, "mailerq").json()["state"] == "pending"
+    config = load_config(
+        {
+            "DATABASE_URL": database_url,
+            "SMTP_URL": mail_server.url,
+            "PUBLIC_URL": "https://id.example.com",
+        }
+    )
+    courier = courier_from_settings(config)
+    try:
+        courier.deliver_due(committing_db)
+    finally:
+        courier.close()
+    (message,) = mail_server.sink.wait_for(1)
+    assert message["Subject"] == "Confirm your subscription to MailerQ newsletter"
+    assert message["To"] == "Anna@example.com"
+    text = message.get_body(("plain",)).get_content()
+    token = re.search(r"https://id\.example\.com/newsletters/confirm\?token=([\w-]+)", text)[1]
+    confirmed = session.post(
+        f"{base_url}/v1/newsletters/confirm", json={"token": token}, timeout=30
+    )
+    assert confirmed.status_code == 200 and confirmed.json()["state"] == "subscribed"
+    rows = committing_db.execute("select action from consent_events order by id").fetchall()
+    assert [row["action"] for row in rows] == ["request", "confirm"]

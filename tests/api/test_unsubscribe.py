@@ -1,0 +1,271 @@
+"""Unsubscribe links through the HTTP API: RFC 8058 one-click (both body types, no
+redirect, safe GET, idempotent, one list only), tampered tokens, and the preferences."""
+
+import base64
+import uuid
+
+import pytest
+
+from identity.api import NEWSLETTERS
+from identity.security.unsubscribe_tokens import UnsubscribeTokens
+from tests.api.problems import assert_problem
+from tests.api.test_newsletters import events, flags, subscribe
+
+ONE_CLICK = "List-Unsubscribe=One-Click"
+
+
+@pytest.fixture
+def anna(site, conn, app):
+    """Anna on three lists; (her id, the app's token signer)."""
+    for key in ("copernica-updates", "copernica", "smtpeter"):
+        subscribe(site, key=key)
+    conn.execute("update subscriptions set state = 'subscribed'")
+    user_id = uuid.UUID(
+        conn.execute("select id from users where email = 'anna@example.com'").fetchone()["id"].hex
+    )
+    return user_id, app.extensions[NEWSLETTERS].tokens
+
+
+def link(anna, list_id=2) -> str:
+    user_id, tokens = anna
+    return f"/v1/unsubscribe/{tokens.sign(user_id, list_id)}"
+
+
+def _count_events(conn) -> int:
+    return conn.execute("select count(*) as n from consent_events").fetchone()["n"]
+
+
+def test_get_tells_the_list_and_the_masked_address_and_changes_nothing(client, anna, conn):
+    before = _count_events(conn)
+    for _ in range(3):
+        answer = client.get(link(anna))
+        assert answer.status_code == 200
+        assert answer.get_json() == {
+            "newsletter": "copernica-updates",
+            "name": "Copernica software updates",
+            "email": "a***@e***.com",
+            "state": "subscribed",
+        }
+    assert client.head(link(anna)).status_code == 200
+    assert flags(conn)["copernica-updates"] == "subscribed"
+    assert _count_events(conn) == before
+    assert "anna@example.com" not in client.get(link(anna)).get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "send",
+    [
+        lambda c, url: c.post(
+            url, data=ONE_CLICK, content_type="application/x-www-form-urlencoded"
+        ),
+        lambda c, url: c.post(
+            url, data={"List-Unsubscribe": "One-Click"}, content_type="multipart/form-data"
+        ),
+        lambda c, url: c.post(url),
+        lambda c, url: c.post(url, data=b"", content_type="text/plain"),
+        lambda c, url: c.post(url, json={}),
+        lambda c, url: c.post(url, json={"List-Unsubscribe": "One-Click"}),
+    ],
+    ids=["form-urlencoded", "multipart", "no-body", "empty-body", "json-empty", "json"],
+)
+def test_one_click_unsubscribes_from_that_list_only_without_credentials(client, anna, conn, send):
+    answer = send(client, link(anna))
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.get_json()["state"] == "unsubscribed" and answer.get_json()["changed"] is True
+    assert "Location" not in answer.headers and "Set-Cookie" not in answer.headers
+    assert flags(conn) == {
+        "copernica-updates": "unsubscribed",
+        "copernica": "subscribed",
+        "smtpeter": "subscribed",
+    }
+    last = events(conn)[-1]
+    assert (last["key"], last["action"], last["channel"], last["site"]) == (
+        "copernica-updates",
+        "unsubscribe",
+        "one-click",
+        None,
+    )
+    assert last["client_ip"] == "127.0.0.1"
+
+
+def test_the_multipart_body_is_really_multipart(client, anna):
+    answer = client.post(
+        link(anna), data={"List-Unsubscribe": "One-Click"}, content_type="multipart/form-data"
+    )
+    assert answer.request.mimetype == "multipart/form-data"
+    assert answer.status_code == 200
+
+
+def test_one_click_again_is_a_200_that_changes_nothing(client, anna, conn):
+    first = client.post(
+        link(anna), data=ONE_CLICK, content_type="application/x-www-form-urlencoded"
+    )
+    count = _count_events(conn)
+    for _ in range(3):
+        again = client.post(
+            link(anna), data=ONE_CLICK, content_type="application/x-www-form-urlencoded"
+        )
+        assert again.status_code == 200 and again.get_json()["changed"] is False
+    assert first.get_json()["changed"] is True
+    assert _count_events(conn) == count
+
+
+def test_one_click_for_a_list_never_subscribed_records_the_refusal(client, anna, conn):
+    assert client.post(link(anna, 5)).status_code == 200
+    assert flags(conn)["mailerq"] == "unsubscribed"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        ("List-Unsubscribe=Two-Clicks", "application/x-www-form-urlencoded", 422),
+        ("List-Unsubscribe=One-Click&List-Unsubscribe=x", "application/x-www-form-urlencoded", 422),
+        ('{"List-Unsubscribe": 1}', "application/json", 422),
+        ("[1, 2]", "application/json", 422),
+        ("{not json", "application/json", 400),
+        ("List-Unsubscribe=One-Click", "text/plain", 415),
+        ("<x/>", "application/xml", 415),
+    ],
+)
+def test_a_one_click_body_saying_something_else_is_refused(
+    client, anna, conn, body, content_type, status
+):
+    assert_problem(client.post(link(anna), data=body, content_type=content_type), status)
+    assert flags(conn)["copernica-updates"] == "subscribed"
+
+
+def _variants(token: str):
+    """Every character changed, every byte of the decoded token flipped, every cut."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    for i, char in enumerate(token):
+        yield token[:i] + alphabet[(alphabet.index(char) + 1) % 64] + token[i + 1 :]
+    raw = base64.urlsafe_b64decode(token)
+    for i in range(len(raw)):
+        for bit in (0x01, 0x80):
+            flipped = raw[:i] + bytes([raw[i] ^ bit]) + raw[i + 1 :]
+            yield base64.urlsafe_b64encode(flipped).decode()
+    for n in range(len(token)):
+        yield token[:n]
+    yield token + "A"
+
+
+def test_a_tampered_or_truncated_token_is_refused_and_changes_nothing(client, anna, conn):
+    user_id, tokens = anna
+    token = tokens.sign(user_id, 2)
+    tried = 0
+    for variant in _variants(token):
+        if not variant or variant == token:
+            continue
+        tried += 1
+        for method in (client.get, client.post):
+            answer = method(f"/v1/unsubscribe/{variant}")
+            assert answer.status_code == 404, (variant, answer.status_code)
+            assert answer.mimetype == "application/problem+json"
+        assert (
+            client.put(f"/v1/unsubscribe/{variant}/preferences", json={"all": False}).status_code
+            == 404
+        )
+    assert tried > 44 + 33 * 2 + 40
+    assert flags(conn) == {
+        "copernica-updates": "subscribed",
+        "copernica": "subscribed",
+        "smtpeter": "subscribed",
+    }
+
+
+def test_a_token_moved_to_another_list_or_person_is_refused(client, anna, conn):
+    user_id, tokens = anna
+    raw = bytearray(base64.urlsafe_b64decode(tokens.sign(user_id, 2)))
+    other_list = bytes(raw[:1]) + bytes([3]) + bytes(raw[2:])
+    other_person = bytes(raw[:2]) + uuid.uuid4().bytes + bytes(raw[18:])
+    foreign = UnsubscribeTokens("another secret key entirely", 1).sign(user_id, 2)
+    for forged in (other_list, other_person):
+        assert (
+            client.post(f"/v1/unsubscribe/{base64.urlsafe_b64encode(forged).decode()}").status_code
+            == 404
+        )
+    assert client.post(f"/v1/unsubscribe/{foreign}").status_code == 404
+    assert flags(conn)["copernica-updates"] == "subscribed"
+
+
+def test_old_key_ids_keep_working_after_rotation(client, anna, conn, app):
+    user_id, tokens = anna
+    from identity.config import DEV_SECRET_KEY
+
+    assert tokens.current_kid == 1
+    rotated = UnsubscribeTokens(DEV_SECRET_KEY, 2)
+    new_token = rotated.sign(user_id, 4)
+    assert new_token[:2] != tokens.sign(user_id, 4)[:2]
+    # This app (kid 1) does not know kid 2; an app rotated to kid 2 knows both.
+    assert client.post(f"/v1/unsubscribe/{new_token}").status_code == 404
+    app.extensions[NEWSLETTERS].tokens = rotated
+    assert client.post(f"/v1/unsubscribe/{tokens.sign(user_id, 2)}").status_code == 200
+    assert client.post(f"/v1/unsubscribe/{new_token}").status_code == 200
+    assert flags(conn)["smtpeter"] == "unsubscribed"
+
+
+def test_a_token_for_an_erased_person_is_a_404(client, anna, conn):
+    _, tokens = anna
+    ghost = tokens.sign(uuid.uuid4(), 2)
+    assert_problem(client.get(f"/v1/unsubscribe/{ghost}"), 404)
+    assert_problem(client.post(f"/v1/unsubscribe/{ghost}"), 404)
+    assert_problem(client.get(f"/v1/unsubscribe/{ghost}/preferences"), 404)
+
+
+# --- preferences ---------------------------------------------------------------------------
+
+
+def test_preferences_show_every_list_and_all_false_leaves_them_all(client, anna, conn):
+    shown = client.get(f"{link(anna)}/preferences")
+    assert shown.status_code == 200
+    body = shown.get_json()
+    assert body["email"] == "a***@e***.com"
+    assert {n["key"]: n["subscribed"] for n in body["newsletters"]} == {
+        "copernica": True,
+        "copernica-updates": True,
+        "copernica-partners": False,
+        "smtpeter": True,
+        "mailerq": False,
+    }
+    left = client.put(f"{link(anna)}/preferences", json={"all": False})
+    assert left.status_code == 200
+    assert not any(n["subscribed"] for n in left.get_json()["newsletters"])
+    assert set(flags(conn).values()) == {"unsubscribed"}
+    channels = {e["channel"] for e in events(conn) if e["action"] == "unsubscribe"}
+    assert channels == {"preference-page"}
+
+
+def test_preferences_leave_some_lists_and_never_subscribe(client, anna, conn):
+    answer = client.put(
+        f"{link(anna)}/preferences", json={"newsletters": {"smtpeter": False, "copernica": True}}
+    )
+    assert answer.status_code == 200
+    assert flags(conn) == {
+        "copernica-updates": "subscribed",
+        "copernica": "subscribed",
+        "smtpeter": "unsubscribed",
+    }
+    count = _count_events(conn)
+    refused = client.put(
+        f"{link(anna)}/preferences", json={"newsletters": {"mailerq": True, "copernica": False}}
+    )
+    assert_problem(refused, 422, "mailerq")
+    assert flags(conn)["copernica"] == "subscribed" and _count_events(conn) == count
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"all": True},
+        {"all": "no"},
+        {"all": False, "newsletters": {}},
+        {"newsletters": {"nope": False}},
+        {"newsletters": {"copernica": "no"}},
+        [],
+        "x",
+    ],
+)
+def test_bad_preference_changes_are_refused(client, anna, conn, body):
+    assert_problem(client.put(f"{link(anna)}/preferences", json=body), 422)
+    assert set(flags(conn).values()) == {"subscribed"}

@@ -1,0 +1,61 @@
+"""One-click unsubscribe against the service as `identity serve` runs it (gunicorn, our
+gevent worker, the JSON access log): a mail client's POST, and what the log keeps of it."""
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+import uuid
+
+import pytest
+
+from identity.config import DEV_SECRET_KEY
+from identity.security.unsubscribe_tokens import UnsubscribeTokens
+from tests.test_cli import free_port, stop, wait_ready
+
+pytestmark = pytest.mark.committing
+
+
+def test_a_one_click_post_to_gunicorn_unsubscribes_and_the_log_keeps_no_token(
+    database_url, committing_db, tmp_path
+):
+    user_id = committing_db.execute(
+        "insert into users (email, email_key) values ('anna@example.com', 'anna@example.com')"
+        " returning id"
+    ).fetchone()["id"]
+    committing_db.execute(
+        "insert into subscriptions (user_id, newsletter, state) values (%s, 1, 'subscribed')",
+        (user_id,),
+    )
+    token = UnsubscribeTokens(DEV_SECRET_KEY, 1).sign(uuid.UUID(str(user_id)), 1)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
+        "IDENTITY_DATABASE_URL": database_url,
+        "IDENTITY_IMPORT_PROCESSES": "0",
+    }
+    command = [
+        sys.executable, "-m", "gunicorn", "--config", "python:identity.gunicorn_conf",
+        "--bind", f"127.0.0.1:{port}", "--workers", "1", "identity:create_app()",
+    ]  # fmt: skip
+    log_path = tmp_path / "served.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", server)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/unsubscribe/{token}",
+            data=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+            assert json.load(answer)["changed"] is True
+    finally:
+        stop(server)
+    state = committing_db.execute("select state from subscriptions").fetchone()["state"]
+    assert state == "unsubscribed"
+    log = log_path.read_text(encoding="utf-8")
+    assert '"path": "/v1/unsubscribe/<string(length=44):token>"' in log
+    assert token not in log and "anna@example.com" not in log
