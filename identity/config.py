@@ -1,6 +1,7 @@
 """Settings: safe local defaults first, then IDENTITY_* from the environment."""
 
 import os
+import re
 
 from identity.errors import ConfigurationError
 
@@ -125,6 +126,7 @@ def _check(config: dict, environ) -> None:
     for key, floor in PASSWORD_COST_FLOOR.items():
         if config[key] < floor:
             raise ConfigurationError(f"IDENTITY_{key} must be at least {floor} (OWASP's minimum)")
+    _check_public_url(config["PUBLIC_URL"])
     if config["PASSWORD_THREADS"] < 1:
         raise ConfigurationError("IDENTITY_PASSWORD_THREADS must be at least 1")
     if not 1 <= config["UNSUBSCRIBE_KEY_ID"] <= 255:
@@ -138,3 +140,22 @@ def _check(config: dict, environ) -> None:
         raise ConfigurationError(f"production needs {', '.join(missing)} to be set")
     if config["SECRET_KEY"] == DEV_SECRET_KEY or len(config["SECRET_KEY"]) < 32:
         raise ConfigurationError("IDENTITY_SECRET_KEY must be a random value of 32+ characters")
+    if not config["PUBLIC_URL"].startswith("https://"):
+        # One-click unsubscribe (RFC 8058) needs https.
+        raise ConfigurationError("IDENTITY_PUBLIC_URL must be https:// in production")
+
+
+# What a URL may hold and still go into a List-Unsubscribe header and a mail's links as
+# it is: RFC 3986's unreserved and path characters.
+_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?")
+
+
+def _check_public_url(url: str) -> None:
+    """The base of every link the service hands out: http(s), a host, perhaps a path;
+    no query, fragment, space or angle bracket (it ends up inside `<...>` in a mail
+    header)."""
+    if not _URL.fullmatch(url) or "?" in url or "#" in url:
+        raise ConfigurationError(
+            "IDENTITY_PUBLIC_URL must be http(s)://host[:port][/path], without a query,"
+            " a fragment or spaces"
+        )

@@ -182,7 +182,10 @@ class ExportQuerySchema(ma.Schema):
     )
 
 
-class MyFlagChangeSchema(ma.Schema):
+class MyFlagChangeSchema(BrowserSchema):
+    """The change, and (like every consent) where the person made it: the site passes on
+    what it knows of their browser."""
+
     subscribed = StrictBoolean(required=True)
     consent_text = Text(
         max_length=2000,
@@ -227,6 +230,9 @@ class NotificationSettingsSchema(ma.Schema):
 # --- bringing existing lists over with the import ------------------------------------------
 
 
+_EARLIEST_CONSENT = datetime(1990, 1, 1, tzinfo=UTC)
+
+
 class ImportedConsentSchema(ma.Schema):
     consented_at = fields.AwareDateTime(
         required=True,
@@ -244,6 +250,10 @@ class ImportedConsentSchema(ma.Schema):
     def not_in_the_future(self, data, **kwargs):
         if data["consented_at"] > datetime.now(UTC) + timedelta(minutes=5):
             raise ValidationError("lies in the future", "consented_at")
+        # No list of these products is older; and a year 1 with a zone ahead of UTC is
+        # year 0 in UTC, which PostgreSQL stores and Python cannot read back.
+        if data["consented_at"] < _EARLIEST_CONSENT:
+            raise ValidationError("lies before 1990", "consented_at")
 
 
 class ImportLineSchema(ProfileSubmissionSchema):

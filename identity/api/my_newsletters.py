@@ -77,11 +77,16 @@ class MyNewsletter(MethodView):
         `{subscribed: true}` subscribes at once: the sign-in has proven the address, so
         no confirmation mail is needed. `false` leaves the list. A change is kept as a
         consent event (channel `preference-page`, the site the person signed in through,
-        `consent_text` when given). Every list's flag after the change.
+        `consent_text`, `client_ip` and `user_agent` when given). Every list's flag after
+        the change.
         """
         caller, service = principal(), newsletter_service()
         consent = Consent(
-            channel="preference-page", site=caller.site_name, text=body["consent_text"]
+            channel="preference-page",
+            site=caller.site_name,
+            text=body["consent_text"],
+            client_ip=body["client_ip"],
+            user_agent=body["user_agent"],
         )
         return unit_of_work(
             lambda conn: service.set_mine(conn, caller, key, body["subscribed"], consent)

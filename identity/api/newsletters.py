@@ -205,7 +205,7 @@ class Subscribers(MethodView):
         """
         service = newsletter_service()
         read(lambda conn: service.newsletter(conn, key))  # an unknown list: 404 now
-        csv = request.accept_mimetypes.best_match([NDJSON, CSV]) == CSV
+        csv = _wants_csv(request.headers.get("Accept", ""))
         rows = service.export(database().connection, key, csv, query["after"], query["limit"])
 
         def body():
@@ -244,3 +244,23 @@ class UnsubscribeLinks(MethodView):
             raise BadRequest("send the addresses or ids: {emails: [...]} or {user_ids: [...]}")
         service = newsletter_service()
         return read(lambda conn: service.links(conn, key, body.get("emails"), body.get("user_ids")))
+
+
+def _wants_csv(accept: str) -> bool:
+    """Whether the Accept header prefers CSV to NDJSON. Media-type parameters are ignored
+    (`text/csv; charset=utf-8`, RFC 4180's `header=present`): werkzeug's matching would
+    take them as a different type and answer NDJSON."""
+    weights = {}
+    for item in accept.split(","):
+        media_type, *params = (part.strip() for part in item.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        media_type = media_type.lower()
+        weights[media_type] = max(weights.get(media_type, 0.0), quality)
+    return weights.get(CSV, 0.0) > weights.get(NDJSON, 0.0)

@@ -7,6 +7,7 @@ without a fresh confirmation, and nothing subscribes through an unsubscribe toke
 """
 
 import json
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -99,7 +100,12 @@ class Newsletters:
         )
 
     def _by_id(self, conn: psycopg.Connection, list_id: int) -> dict:
-        return next(n for n in self.catalog(conn) if n["id"] == list_id)
+        """The list a token names; NotFound for one no longer in the catalog (old mails
+        keep their links when a list is retired)."""
+        for newsletter in self.catalog(conn):
+            if newsletter["id"] == list_id:
+                return newsletter
+        raise NotFound("this unsubscribe link is for a list that is no longer sent")
 
     # --- links -------------------------------------------------------------------------
 
@@ -215,11 +221,9 @@ class Newsletters:
         current = store.flags(conn, found["user_id"], lock=True).get(newsletter["id"])
         if current is not None and current["state"] == "subscribed":
             return self._flag(newsletter, found["user_id"], current)
-        if (
-            current is not None
-            and current["state"] == "unsubscribed"
-            and current["changed_at"] > found["created_at"]
-        ):
+        # Leaving the list after the mail went out withdrew its request for good, also
+        # when a later request (with its own mail and consent text) is pending now.
+        if store.left_since(conn, found["user_id"], newsletter["id"], found["created_at"]):
             raise InvalidInput(INVALID_CONFIRMATION, errors={"token": [INVALID_CONFIRMATION]})
         consent = Consent(
             channel=found["consent"].get("channel") or "form",
@@ -254,10 +258,10 @@ class Newsletters:
 
     def describe_link(self, conn: psycopg.Connection, user_id: UUID, list_id: int) -> dict:
         """Which list and which (masked) address a link is for, and its state. Reads only."""
+        newsletter = self._by_id(conn, list_id)
         found = store.flag_of(conn, user_id, list_id)
         if found is None:
             raise NotFound("this unsubscribe link is for a record that no longer exists")
-        newsletter = self._by_id(conn, list_id)
         return {
             "newsletter": newsletter["key"],
             "name": newsletter["name"],
@@ -270,10 +274,10 @@ class Newsletters:
     ) -> dict:
         """Unsubscribe from the token's one list, at once; a repeat changes nothing. One
         statement: call it outside a transaction, it commits on its own."""
+        newsletter = self._by_id(conn, list_id)
         found = store.unsubscribe(conn, user_id, list_id, consent.event("unsubscribe"))
         if found is None:
             raise NotFound("this unsubscribe link is for a record that no longer exists")
-        newsletter = self._by_id(conn, list_id)
         return {
             "newsletter": newsletter["key"],
             "name": newsletter["name"],
@@ -455,7 +459,7 @@ class _Pieces:
         n = len(user_ids) // _UUID_TEXT
         ids = [user_ids[i : i + _UUID_TEXT] for i in range(0, n * _UUID_TEXT, _UUID_TEXT)]
         addresses = emails.split(_SEPARATOR)
-        if b'"' in emails or b"\\" in emails:
+        if self.must_escape(emails):
             addresses = [self.escape(address) for address in addresses]
         each = [tokens[i : i + TOKEN_LENGTH] for i in range(0, n * TOKEN_LENGTH, TOKEN_LENGTH)]
         first, after_id, after_email, between, last = self.parts
@@ -470,6 +474,10 @@ class _Pieces:
         row[7::9] = each
         row[8::9] = [last] * n
         return b"".join(row)
+
+    @staticmethod
+    def must_escape(emails: bytes) -> bool:
+        return b'"' in emails or b"\\" in emails
 
     @staticmethod
     def escape(address: bytes) -> bytes:
@@ -504,10 +512,20 @@ class _CsvPieces(_Pieces):
         )
 
     @staticmethod
+    def must_escape(emails: bytes) -> bool:
+        return _Pieces.must_escape(emails) or _FORMULA.search(emails) is not None
+
+    @staticmethod
     def escape(address: bytes) -> bytes:
-        return address.replace(b'"', b'""')
+        # A cell a spreadsheet would take for a formula (=1+1@example.com is a valid
+        # address) gets a leading ' (OWASP's advice for CSV injection).
+        quoted = address.replace(b'"', b'""')
+        return b"'" + quoted if quoted[:1] in _FORMULA_STARTS else quoted
 
 
+# What starts a formula in a spreadsheet's cell.
+_FORMULA_STARTS = (b"=", b"+", b"-", b"@")
+_FORMULA = re.compile(rb"(?:^|\x01)[=+\-@]")
 _UUID_TEXT = 36
 # Between addresses: a byte no address holds (the record keeps no control characters).
 _SEPARATOR = b"\x01"

@@ -24,10 +24,13 @@ def catalog(conn: psycopg.Connection) -> list[dict]:
 
 
 def flags(conn: psycopg.Connection, user_id: UUID, *, lock: bool = False) -> dict[int, dict]:
-    """The person's flags by list number; locked until the transaction ends with `lock`."""
-    sql = "select newsletter, state, changed_at from subscriptions where user_id = %(user_id)s"
+    """The person's flags by list number. With `lock`, the person's record is locked
+    first, until the transaction ends: every change of their flags waits for the one
+    before and then reads what it wrote (flags it inserted included, which a lock on the
+    flag rows alone would not see), and no two changes lock flags in opposite orders."""
     if lock:
-        sql += " order by newsletter for update"
+        conn.execute("select from users where id = %(user_id)s for update", {"user_id": user_id})
+    sql = "select newsletter, state, changed_at from subscriptions where user_id = %(user_id)s"
     rows = conn.execute(sql, {"user_id": user_id}).fetchall()
     return {row["newsletter"]: row for row in rows}
 
@@ -201,6 +204,21 @@ def take_confirmation(conn: psycopg.Connection, token_hash: bytes) -> dict | Non
         """,
         {"hash": token_hash},
     ).fetchone()
+
+
+def left_since(conn: psycopg.Connection, user_id: UUID, newsletter: int, since) -> bool:
+    """Whether the person left this list (an unsubscribe event) after `since`."""
+    row = conn.execute(
+        """
+        select exists (
+            select from consent_events
+            where user_id = %(user_id)s and newsletter = %(newsletter)s
+              and action = 'unsubscribe' and recorded_at > %(since)s
+        ) as left
+        """,
+        {"user_id": user_id, "newsletter": newsletter, "since": since},
+    ).fetchone()
+    return row["left"]
 
 
 # --- links in bulk -------------------------------------------------------------------------

@@ -449,3 +449,60 @@ def test_an_address_the_record_should_never_hold_is_still_escaped_in_the_export(
         "/v1/newsletters/copernica-updates/subscribers", headers={"Accept": "text/csv"}
     ).get_data(as_text=True)
     assert {row["email"] for row in csv.DictReader(io.StringIO(text))} == emails
+
+
+def test_an_address_a_spreadsheet_would_take_for_a_formula_is_defused_in_the_csv(site, conn):
+    risky = ["=1+1@example.com", "+31@example.com", "-2+3@example.com"]
+    for email in [*risky, "plain@example.com"]:
+        assert subscribe(site, email=email).status_code == 200
+    text = site.get(
+        "/v1/newsletters/copernica-updates/subscribers", headers={"Accept": "text/csv"}
+    ).get_data(as_text=True)
+    cells = {row["email"] for row in csv.DictReader(io.StringIO(text))}
+    assert cells == {"'" + email for email in risky} | {"plain@example.com"}
+    ndjson = site.get("/v1/newsletters/copernica-updates/subscribers").get_data(as_text=True)
+    assert {json.loads(line)["email"] for line in ndjson.splitlines()} >= set(risky)
+
+
+@pytest.mark.parametrize(
+    "at", ["0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00Z", "1989-12-31T23:59:59Z"]
+)
+def test_an_import_refuses_a_consent_time_before_any_list_existed(site, conn, at):
+    line = {
+        "email": "anna@example.com",
+        "newsletters": {"copernica": {"consented_at": at, "consent_text": "x"}},
+    }
+    report = _import(site, [line])
+    assert report[0]["status"] == "rejected" and "consented_at" in json.dumps(report[0]["errors"])
+    assert conn.execute("select count(*) as n from consent_events").fetchone()["n"] == 0
+
+
+@pytest.mark.parametrize(
+    "accept", ["text/csv; charset=utf-8", "text/csv;header=present", "text/csv, */*"]
+)
+def test_csv_asked_for_with_parameters_is_csv(site, accept):
+    subscribe(site, email="plain@example.com")
+    answer = site.get("/v1/newsletters/copernica-updates/subscribers", headers={"Accept": accept})
+    assert answer.mimetype == "text/csv"
+
+
+def test_a_withdrawn_confirmation_stays_withdrawn_when_a_later_request_is_pending(site, conn, app):
+    user_id = subscribe(site, key="smtpeter").get_json()["user_id"]
+    first = mailed(conn, "anna@example.com", "newsletter_confirm")["token"]
+    conn.execute("update newsletter_confirmations set created_at = created_at - interval '1 s'")
+    link = app.extensions[NEWSLETTERS].tokens.sign(uuid.UUID(user_id), 4)
+    assert site.post(f"/v1/unsubscribe/{link}").status_code == 200
+    subscribe(site, key="smtpeter", consent=CONSENT | {"text": "the second form"})
+    assert flags(conn) == {"smtpeter": "pending"}
+    assert_problem(site.post("/v1/newsletters/confirm", json={"token": first}), 422, "token")
+    second = mailed(conn, "anna@example.com", "newsletter_confirm")["token"]
+    assert site.post("/v1/newsletters/confirm", json={"token": second}).status_code == 200
+    assert events(conn)[-1]["consent_text"] == "the second form"
+
+
+def test_a_persons_own_change_records_where_they_made_it(anna, conn):
+    browser = {"client_ip": "203.0.113.9", "user_agent": "Mozilla/5.0 (Test)"}
+    answer = anna.put("/v1/me/newsletters/mailerq", json={"subscribed": True, **browser})
+    assert answer.status_code == 200
+    event = events(conn)[-1]
+    assert (str(event["client_ip"]), event["user_agent"]) == ("203.0.113.9", "Mozilla/5.0 (Test)")

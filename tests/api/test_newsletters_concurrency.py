@@ -125,3 +125,24 @@ def test_a_double_opt_in_mail_arrives_over_smtp_and_its_link_confirms(
     assert confirmed.status_code == 200 and confirmed.json()["state"] == "subscribed"
     rows = committing_db.execute("select action from consent_events order by id").fetchall()
     assert [row["action"] for row in rows] == ["request", "confirm"]
+
+
+def test_50_parallel_preference_changes_leave_each_list_once_without_deadlock(live, committing_db):
+    base_url, session, app = live
+    user_id = _subscribe(base_url, session, "copernica-updates").json()["user_id"]
+    committing_db.execute("update subscriptions set state = 'subscribed'")
+    token = app.extensions[NEWSLETTERS].tokens.sign(uuid.UUID(user_id), 4)
+
+    def leave_all(_):
+        return requests.put(
+            f"{base_url}/v1/unsubscribe/{token}/preferences", json={"all": False}, timeout=60
+        ).status_code
+
+    with ThreadPoolExecutor(50) as pool:
+        statuses = list(pool.map(leave_all, range(50)))
+    assert statuses == [200] * 50
+    events = committing_db.execute(
+        "select newsletter, count(*) as n from consent_events where action = 'unsubscribe'"
+        " group by newsletter"
+    ).fetchall()
+    assert len(events) == 5 and {row["n"] for row in events} == {1}

@@ -269,3 +269,12 @@ def test_preferences_leave_some_lists_and_never_subscribe(client, anna, conn):
 def test_bad_preference_changes_are_refused(client, anna, conn, body):
     assert_problem(client.put(f"{link(anna)}/preferences", json=body), 422)
     assert set(flags(conn).values()) == {"subscribed"}
+
+
+def test_a_genuine_link_to_a_list_no_longer_sent_is_a_404_not_a_500(client, anna, conn):
+    retired = link(anna, list_id=6)  # signed as the service signs, for a list not in the catalog
+    assert_problem(client.get(retired), 404)
+    before = _count_events(conn)
+    assert_problem(client.post(retired, data="List-Unsubscribe=One-Click",
+                               content_type="application/x-www-form-urlencoded"), 404)  # fmt: skip
+    assert _count_events(conn) == before

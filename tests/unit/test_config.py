@@ -61,3 +61,19 @@ def test_an_unknown_environment_is_refused():
 def test_password_hashing_below_owasps_minimum_is_refused(key, value):
     with pytest.raises(ConfigurationError, match=f"IDENTITY_{key} must be at least"):
         load_config(environ={f"IDENTITY_{key}": value})
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://id.example.com/?x=1", "https://id.example.com/a>b", "https://id.example.com/a b",
+     "javascript:alert(1)//", "https://id.example.com#top", "ftp://id.example.com"],
+)  # fmt: skip
+def test_a_public_url_that_would_break_the_links_is_refused(url):
+    with pytest.raises(ConfigurationError, match="IDENTITY_PUBLIC_URL"):
+        load_config(environ={"IDENTITY_PUBLIC_URL": url})
+
+
+def test_production_links_are_https():
+    with pytest.raises(ConfigurationError, match="https"):
+        load_config(environ=PRODUCTION | {"IDENTITY_PUBLIC_URL": "http://identity.example.com"})
+    assert load_config(environ=PRODUCTION)["PUBLIC_URL"] == "https://identity.example.com"
