@@ -4,6 +4,7 @@ scanners fetch every link of a mail); POST unsubscribes from that one list at on
 (RFC 8058 one-click); the preferences leave any of the person's lists. Nothing here ever
 subscribes, and nothing answers with a redirect."""
 
+import io
 import json
 from http import HTTPStatus
 from urllib.parse import parse_qsl
@@ -11,6 +12,7 @@ from urllib.parse import parse_qsl
 from flask import Response, request
 from flask.views import MethodView
 from werkzeug.exceptions import BadRequest
+from werkzeug.formparser import parse_form_data
 
 from identity.api import JSON, Blueprint, accepts, newsletter_service, principal
 from identity.api.parsing import read_body
@@ -163,7 +165,12 @@ def _check_one_click_body() -> None:
             )
         value = body.get(_ONE_CLICK_KEY, _ONE_CLICK_VALUE)
     else:
-        values = request.form.getlist(_ONE_CLICK_KEY)
+        # Read whole first, as the other types are: a body shorter than its
+        # Content-Length is a 400 here too, not an empty form.
+        body = read_body(request, _BODY_LIMIT)
+        environ = request.environ | {"wsgi.input": io.BytesIO(body),
+                                     "CONTENT_LENGTH": str(len(body))}  # fmt: skip
+        values = parse_form_data(environ)[1].getlist(_ONE_CLICK_KEY)
         value = values[0] if len(values) == 1 else (_ONE_CLICK_VALUE if not values else None)
     if value != _ONE_CLICK_VALUE:
         raise InvalidInput(

@@ -3,6 +3,7 @@ gevent worker, the JSON access log): a mail client's POST, and what the log keep
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -43,6 +44,11 @@ def test_a_one_click_post_to_gunicorn_unsubscribes_and_the_log_keeps_no_token(
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_ready(f"http://127.0.0.1:{port}", server)
+        # A multipart body cut short (the client stops sending) is a 400 that changes
+        # nothing, as a form or JSON body cut short is.
+        assert _cut_short_multipart(port, token).startswith(b"HTTP/1.1 400")
+        state = committing_db.execute("select state from subscriptions").fetchone()["state"]
+        assert state == "subscribed"
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/unsubscribe/{token}",
             data=b"List-Unsubscribe=One-Click",
@@ -59,3 +65,22 @@ def test_a_one_click_post_to_gunicorn_unsubscribes_and_the_log_keeps_no_token(
     log = log_path.read_text(encoding="utf-8")
     assert '"path": "/v1/unsubscribe/<string(length=44):token>"' in log
     assert token not in log and "anna@example.com" not in log
+
+
+def _cut_short_multipart(port: int, token: str) -> bytes:
+    body = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\n'
+        b"One-Click\r\n--XyZ--\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /v1/unsubscribe/{token} HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: multipart/form-data; boundary=XyZ\r\n"
+            f"Content-Length: {len(body) + 20}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
