@@ -147,6 +147,11 @@ class LinksRequestSchema(ma.Schema):
     )
     user_ids = fields.List(fields.UUID(), validate=validate.Length(min=1, max=MAX_LINKS_BATCH))
 
+    @validates_schema
+    def one_of_them(self, data, **kwargs):
+        if not data.get("emails") and not data.get("user_ids"):
+            raise ValidationError("send emails, user_ids or both", "_schema")
+
 
 class SubscriberLinkSchema(ma.Schema):
     """One subscriber (or person) with their unsubscribe link, ready for a mail."""

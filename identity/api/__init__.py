@@ -338,5 +338,8 @@ def init_app(app: Flask) -> Api:
     for module in (health, jwks, auth, profiles, users, me, newsletters, unsubscribe,
                    my_newsletters):  # fmt: skip
         api.register_blueprint(module.blp)
+    # "At least one of emails and user_ids": marshmallow has no way to put that in the
+    # document, JSON Schema does.
+    api.spec.components.schemas["LinksRequest"]["minProperties"] = 1
     docs.init_app(app)
     return api

@@ -292,9 +292,8 @@ def test_links_in_bulk_by_address_or_id_the_unknown_listed(site, conn, app):
         json={"emails": ["anna@example.com"], "user_ids": [user_id]},
     ).get_json()
     assert both["links"] == body["links"] * 2
-    nothing = site.post("/v1/newsletters/smtpeter/unsubscribe-links", json={})
-    assert nothing.status_code == 200 and nothing.get_json()["links"] == []
-    assert_problem(site.post("/v1/newsletters/smtpeter/unsubscribe-links"), 400)
+    assert_problem(site.post("/v1/newsletters/smtpeter/unsubscribe-links", json={}), 422)
+    assert_problem(site.post("/v1/newsletters/smtpeter/unsubscribe-links"), 422)
 
 
 @pytest.mark.parametrize(
@@ -506,3 +505,8 @@ def test_a_persons_own_change_records_where_they_made_it(anna, conn):
     assert answer.status_code == 200
     event = events(conn)[-1]
     assert (str(event["client_ip"]), event["user_agent"]) == ("203.0.113.9", "Mozilla/5.0 (Test)")
+
+
+def test_a_links_request_with_neither_emails_nor_ids_is_a_422(site):
+    answer = site.post("/v1/newsletters/copernica/unsubscribe-links", json={})
+    assert_problem(answer, 422)
