@@ -158,15 +158,10 @@ class Accounts:
             key = email_key(normalise_email(data["email"]))
             throttle = f"register:{self._account_throttle(key)}"
             free, cap = s.account_free_failures, s.account_block_cap_seconds
-        until = store.reserve_attempt(conn, throttle, free=free,
-                                      window_seconds=s.throttle_window_seconds,
-                                      cap_seconds=cap)  # fmt: skip
+        until = self._reserve(conn, throttle, free, cap)
         if until is None:
             return None
-        return Refused(TooManyRequests(
-            "too many registrations; wait before trying again",
-            retry_after=max(1, math.ceil((until - datetime.now(UTC)).total_seconds())),
-        ))  # fmt: skip
+        return _waiting(until, "too many registrations; wait before trying again")
 
     def prepare_registration(self, data: dict) -> dict:
         """A registration checked and its password hashed, before any transaction: the
@@ -319,13 +314,11 @@ class Accounts:
         s = self.settings
         until = None
         if len(throttles) > 1:
-            until = store.reserve_attempt(conn, throttles[1], free=s.ip_free_failures,
-                                          window_seconds=s.throttle_window_seconds,
-                                          cap_seconds=s.ip_block_cap_seconds)  # fmt: skip
+            until = self._reserve(conn, throttles[1], s.ip_free_failures, s.ip_block_cap_seconds)
         if until is None:
-            until = store.reserve_attempt(conn, throttles[0], free=s.account_free_failures,
-                                          window_seconds=s.throttle_window_seconds,
-                                          cap_seconds=s.account_block_cap_seconds)  # fmt: skip
+            until = self._reserve(
+                conn, throttles[0], s.account_free_failures, s.account_block_cap_seconds
+            )
             if until is not None and account is not None and browser.client_ip:
                 network = _network(browser.client_ip)
                 if store.signed_in_from(conn, account["id"], network, _KNOWN_IP_DAYS):
@@ -338,10 +331,9 @@ class Accounts:
             return account
         store.record_attempt(conn, user_id=account["id"] if account else None,
                              site_id=site_id, outcome="throttled", **browser.__dict__)  # fmt: skip
-        return Refused(TooManyRequests(
-            "too many failed logins; wait before trying again, or reset the password",
-            retry_after=max(1, math.ceil((until - datetime.now(UTC)).total_seconds())),
-        ))  # fmt: skip
+        return _waiting(
+            until, "too many failed logins; wait before trying again, or reset the password"
+        )
 
     def _refuse_login(self, conn, account, throttles, site_id, browser) -> Refused:
         # The check was counted before it was made (_start_login).
@@ -449,14 +441,9 @@ class Accounts:
         user = store.lock_user(conn, principal.user.user_id)
         s = self.settings
         throttle = self._account_throttle(user["email_key"])
-        until = store.reserve_attempt(conn, throttle, free=s.account_free_failures,
-                                      window_seconds=s.throttle_window_seconds,
-                                      cap_seconds=s.account_block_cap_seconds)  # fmt: skip
+        until = self._reserve(conn, throttle, s.account_free_failures, s.account_block_cap_seconds)
         if until is not None:
-            return Refused(TooManyRequests(
-                "too many wrong passwords; wait before trying again",
-                retry_after=max(1, math.ceil((until - datetime.now(UTC)).total_seconds())),
-            ))  # fmt: skip
+            return _waiting(until, "too many wrong passwords; wait before trying again")
         if not self.passwords.verify(user["password_hash"] or "", normalise_password(current)):
             return Refused(InvalidInput(
                 "the current password is not right",
@@ -591,6 +578,14 @@ class Accounts:
         store.lock_user(conn, owner)
         return store.take_token(conn, token_hash, purposes)
 
+    def _reserve(self, conn, throttle: str, free: int, cap_seconds: int) -> datetime | None:
+        """Count one check against `throttle` (store.reserve_attempt) in this service's
+        window; until when checks wait, if this one must."""
+        window = self.settings.throttle_window_seconds
+        return store.reserve_attempt(
+            conn, throttle, free=free, window_seconds=window, cap_seconds=cap_seconds
+        )
+
     def _account_throttle(self, key: str) -> str:
         # A keyed hash: the table of throttles holds no address.
         digest = hmac.new(self.settings.secret_key.encode(), key.encode(), hashlib.sha256)
@@ -598,6 +593,12 @@ class Accounts:
 
     def _may_mail(self, conn, user_id: UUID, purpose: str) -> bool:
         return store.tokens_made_since(conn, user_id, purpose, 3600) < _MAILS_AN_HOUR
+
+
+def _waiting(until: datetime, detail: str) -> Refused:
+    """A refusal (429) that says how long to wait: until `until`, at least a second."""
+    seconds = max(1, math.ceil((until - datetime.now(UTC)).total_seconds()))
+    return Refused(TooManyRequests(detail, retry_after=seconds))
 
 
 def _network(client_ip: str) -> str:
