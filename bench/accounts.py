@@ -31,8 +31,11 @@ from psycopg.rows import dict_row
 PASSWORD = "plum tractor quietly 83 violins"  # noqa: S105 - the bench account's
 EMAIL = "bench@example.com"
 TARGETS = {"login": 0.9, "refresh": 0.6, "me": 0.7}
-REFRESH_CHAINS = 32  # as many as wrk's connections: the same load as the baseline's
+REFRESH_CONNECTIONS = 32  # as many as the baseline's: the same load
 WRK_THREADS = 2
+# wrk asks each thread's script for one request more than it sends (before connecting):
+# a chain per thread more than connections keeps every connection with a live token.
+REFRESH_CHAINS = REFRESH_CONNECTIONS + WRK_THREADS
 
 # Each wrk thread keeps a stack of refresh tokens, one per connection of its own: a
 # request takes one off, its answer puts the next one on, so no token is used twice.
@@ -154,7 +157,7 @@ def main() -> int:
         refreshed = _run_wrk(
             wrk, f"{bench.base_url}/v1/auth/refresh", auth, args.duration,
             script=refresh_lua, script_args=[str(WRK_THREADS), *chains],
-            threads=WRK_THREADS, connections=REFRESH_CHAINS,
+            threads=WRK_THREADS, connections=REFRESH_CONNECTIONS,
         )  # fmt: skip
         # Only refreshes that gave a new pair count.
         sent = int(re.search(r"(\d+) requests in", refreshed["raw"]).group(1))
