@@ -7,6 +7,7 @@ Not part of the service: run as `.venv/bin/python bench/<script>.py` from the pr
 
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -178,6 +179,42 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
             continue
         used[pid] = times.user + times.system
     return used
+
+
+def with_cpu(bench: Bench, seconds: float, run, *args, **kwargs) -> dict:
+    """`run(*args, **kwargs)` (a wrk run of `seconds`: a dict with its rps) with the CPU
+    each request cost, in µs:
+    the workers', PostgreSQL's and the load generator's (this process's children)."""
+    workers, postgres = bench.worker_pids(), bench.postgres_pids()
+    before = cpu_seconds([*workers, *postgres])
+    children_before = _children_cpu()
+    result = run(*args, **kwargs)
+    children = _children_cpu() - children_before
+    used = {
+        pid: t - before.get(pid, 0.0)
+        for pid, t in cpu_seconds([*workers, *bench.postgres_pids()]).items()
+    }
+    done = max(result["rps"] * seconds, 1.0)
+    result["cpu_us"] = {
+        "workers": 1e6 * sum(used.get(pid, 0.0) for pid in workers) / done,
+        "postgres": 1e6 * sum(t for pid, t in used.items() if pid not in workers) / done,
+        "wrk": 1e6 * children / done,
+    }
+    return result
+
+
+def cpu_line(result: dict) -> str:
+    cpu = result["cpu_us"]
+    return (
+        f"CPU per request: workers {cpu['workers']:.0f}us, PostgreSQL {cpu['postgres']:.0f}us,"
+        f" wrk {cpu['wrk']:.0f}us"
+    )
+
+
+def _children_cpu() -> float:
+    """CPU seconds used by this process's finished children (the wrk runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def wrk_path() -> str | None:

@@ -10,7 +10,6 @@ printed against TARGET_RATIO.
 import argparse
 import json
 import re
-import resource
 import subprocess
 import sys
 import urllib.request
@@ -66,27 +65,15 @@ def main() -> int:
                 profile = None
                 if args.py_spy is not None and round_no == ROUNDS:
                     profile = args.py_spy.with_name(f"{args.py_spy.stem}-{name}.txt")
-                workers, postgres = bench.worker_pids(), bench.postgres_pids()
-                cpu_before = harness.cpu_seconds([*workers, *postgres])
-                wrk_before = _children_cpu()
                 with harness.py_spy(bench, profile, idle=args.idle):
-                    result = _run_wrk(wrk, url, headers, args.duration)
-                wrk_cpu = _children_cpu() - wrk_before
-                cpu_after = harness.cpu_seconds([*workers, *bench.postgres_pids()])
-                used = {pid: t - cpu_before.get(pid, 0.0) for pid, t in cpu_after.items()}
-                done = result["rps"] * args.duration
-                result["cpu_us"] = {
-                    "workers": 1e6 * sum(used.get(pid, 0.0) for pid in workers) / done,
-                    "postgres": 1e6
-                    * sum(t for pid, t in used.items() if pid not in workers)
-                    / done,
-                    "wrk": 1e6 * wrk_cpu / done,
-                }
+                    result = harness.with_cpu(
+                        bench, args.duration, _run_wrk, wrk, url, headers, args.duration
+                    )
                 results[name].append(result)
                 harness.say(
                     f"round {round_no} {name:8}: {result['rps']:8.0f} req/s"
                     f"  p50 {_ms(result['p50'])}  p99 {_ms(result['p99'])}"
-                    f"  errors {result['errors']}  {_cpu(result)}"
+                    f"  errors {result['errors']}  {harness.cpu_line(result)}"
                 )
         log = bench.gunicorn_log()
 
@@ -106,7 +93,7 @@ def main() -> int:
             f"   non-2xx/errors {r['errors']}"
         )
     for name, label in (("baseline", "baseline /bench/select1"), ("target", "GET /v1/users/<id>")):
-        print(f"  {label:24} {_cpu(best[name])}")
+        print(f"  {label:24} {harness.cpu_line(best[name])}")
     verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
     print(f"  ratio target/baseline   {ratio:9.3f}   (target >= {TARGET_RATIO}): {verdict}")
     if any(r["errors"] for runs in results.values() for r in runs):
@@ -192,20 +179,6 @@ def _parse_wrk(out: str) -> dict:
         "errors": errors,
         "raw": out,
     }
-
-
-def _children_cpu() -> float:
-    """CPU seconds used by this process's finished children (the wrk runs)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _cpu(result: dict) -> str:
-    cpu = result["cpu_us"]
-    return (
-        f"CPU per request: workers {cpu['workers']:.0f}us, PostgreSQL {cpu['postgres']:.0f}us,"
-        f" wrk {cpu['wrk']:.0f}us"
-    )
 
 
 def _to_ms(value: str, unit: str) -> float:

@@ -63,19 +63,24 @@ def unsubscribe(
 ) -> dict | None:
     """Unsubscribe the person from one list, at once, in one statement (one transaction
     of its own): the flag and its consent event when it was not `unsubscribed` yet,
-    nothing at all when it was (no write, so a repeat costs a read). The person's
-    address, the flag's state and whether it changed; None when the person is gone."""
+    nothing at all when it was (no write, so a repeat costs a read). A change locks the
+    person's record first, as every writer of their flags does (`flags`): locking the
+    flag first deadlocked with them. The person's address, the flag's state and whether
+    it changed; None when the person is gone."""
     return conn.execute(
         f"""
         with person as (
             select id, email from users where id = %(user_id)s
-        ), flag as (
-            insert into subscriptions (user_id, newsletter, state)
-            select id, %(newsletter)s, 'unsubscribed' from person
-            where not exists (
+        ), locked as (
+            select id from users where id = %(user_id)s
+              and not exists (
                 select from subscriptions
                 where user_id = %(user_id)s and newsletter = %(newsletter)s
                   and state = 'unsubscribed')
+            for no key update
+        ), flag as (
+            insert into subscriptions (user_id, newsletter, state)
+            select id, %(newsletter)s, 'unsubscribed' from locked
             on conflict (user_id, newsletter) do update
                 set state = 'unsubscribed', changed_at = now()
                 where subscriptions.state <> 'unsubscribed'

@@ -146,3 +146,34 @@ def test_50_parallel_preference_changes_leave_each_list_once_without_deadlock(li
         " group by newsletter"
     ).fetchall()
     assert len(events) == 5 and {row["n"] for row in events} == {1}
+
+
+def test_one_click_beside_other_changes_of_the_same_person_never_deadlocks(live, committing_db):
+    """A one-click, a preference page and the person's own page change one person's flags
+    at once, over and over: every answer is a 200 (a one-click used to lock the flag first
+    and the record second, the others the other way round: deadlocks, 503s)."""
+    base_url, session, app = live
+    user_id = uuid.UUID(_subscribe(base_url, session, "mailerq").json()["user_id"])
+    tokens = app.extensions[NEWSLETTERS].tokens
+    one_click_link = f"{base_url}/v1/unsubscribe/{tokens.sign(user_id, 5)}"
+    preferences = f"{base_url}/v1/unsubscribe/{tokens.sign(user_id, 1)}/preferences"
+
+    def one_click():
+        return requests.post(one_click_link, data={"List-Unsubscribe": "One-Click"}, timeout=60)
+
+    def leave_all():
+        return requests.put(preferences, json={"all": False}, timeout=60)
+
+    def subscribe_again():  # a confirmation mail when left: 429 once three went out
+        return _subscribe(base_url, session, "copernica-updates")
+
+    statuses = {one_click: [], leave_all: [], subscribe_again: []}
+    with ThreadPoolExecutor(6) as pool:
+        for _ in range(25):
+            committing_db.execute("update subscriptions set state = 'subscribed'")
+            futures = {pool.submit(f): f for f in (one_click, leave_all, subscribe_again) * 2}
+            for future, f in futures.items():
+                statuses[f].append(future.result().status_code)
+    assert set(statuses[one_click]) == {200}
+    assert set(statuses[leave_all]) == {200}
+    assert set(statuses[subscribe_again]) <= {200, 429}
