@@ -220,11 +220,31 @@ def import_profiles(
     on its own, so a long import neither holds its locks to the end nor loses what it did
     when it stops part-way. The outcome of every line, in line order, once its batch is
     committed; a rejected line never stops the good ones. Call it outside a transaction."""
+    lists = None
     for batch in batches:
+        if lists is None and any(s and s.newsletters for _, s, _ in batch):
+            lists = {n["key"] for n in newsletter_store.catalog(conn)}
+        batch = [_consent_allowed(line, principal, lists) for line in batch]
         good = [(line_no, submission) for line_no, submission, _ in batch if submission]
         written = iter(_write_batch(conn, principal, good) if good else ())
         for line_no, submission, errors in batch:
             yield next(written) if submission else Outcome(line_no, "rejected", errors=errors)
+
+
+def _consent_allowed(line: CheckedLine, principal: Principal, lists) -> CheckedLine:
+    """The line, or its rejection when it brings newsletter consent over that this site
+    may not give (its key lacks the `newsletters` scope, as for a subscription) or for a
+    list that is no longer sent."""
+    line_no, submission, _ = line
+    if submission is None or not submission.newsletters:
+        return line
+    if "newsletters" not in principal.site.scopes:
+        reason = "bringing consent over takes a site key with the newsletters scope"
+        return line_no, None, {"newsletters": [reason]}
+    retired = sorted({key for key, _, _ in submission.newsletters} - lists)
+    if retired:
+        return line_no, None, {"newsletters": [f"no longer sent: {', '.join(retired)}"]}
+    return line
 
 
 def _write_batch(

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from identity.api import NEWSLETTERS
+from identity.services.sites import issue_site_key
 from tests.api.problems import assert_problem
 from tests.api.test_accounts import as_user, login, mailed, sign_up
 
@@ -461,6 +462,37 @@ def test_an_address_a_spreadsheet_would_take_for_a_formula_is_defused_in_the_csv
     assert cells == {"'" + email for email in risky} | {"plain@example.com"}
     ndjson = site.get("/v1/newsletters/copernica-updates/subscribers").get_data(as_text=True)
     assert {json.loads(line)["email"] for line in ndjson.splitlines()} >= set(risky)
+
+
+def test_an_import_line_with_consent_needs_the_newsletters_scope(app, conn):
+    """A key that may only write profiles cannot subscribe anyone, by import either."""
+    key = issue_site_key(conn, "profiles-only.example", ["profiles:write"])
+    limited = app.test_client()
+    limited.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    old = {"consented_at": "2024-03-01T10:00:00Z", "consent_text": "trust me"}
+    report = _import(
+        limited,
+        [{"email": "anna@example.com", "newsletters": {"copernica": old}},
+         {"email": "bob@example.com"}],
+    )  # fmt: skip
+    assert [line["status"] for line in report[:2]] == ["rejected", "created"]
+    assert "newsletters scope" in report[0]["errors"]["newsletters"][0]
+    assert conn.execute("select count(*) as n from subscriptions").fetchone()["n"] == 0
+    assert conn.execute("select count(*) as n from consent_events").fetchone()["n"] == 0
+
+
+def test_an_import_line_for_a_list_no_longer_sent_is_rejected_alone(site, conn):
+    conn.execute("delete from newsletters where key = 'copernica-partners'")
+    old = {"consented_at": "2024-03-01T10:00:00Z", "consent_text": "old form"}
+    report = _import(
+        site,
+        [{"email": "anna@example.com", "newsletters": {"copernica-partners": old}},
+         {"email": "bob@example.com", "newsletters": {"mailerq": old}}],
+    )  # fmt: skip
+    assert [line["status"] for line in report[:2]] == ["rejected", "created"]
+    assert report[0]["errors"] == {"newsletters": ["no longer sent: copernica-partners"]}
+    assert flags(conn, "bob@example.com") == {"mailerq": "subscribed"}
+    assert flags(conn) == {}
 
 
 @pytest.mark.parametrize(

@@ -278,3 +278,16 @@ def test_a_genuine_link_to_a_list_no_longer_sent_is_a_404_not_a_500(client, anna
     assert_problem(client.post(retired, data="List-Unsubscribe=One-Click",
                                content_type="application/x-www-form-urlencoded"), 404)  # fmt: skip
     assert _count_events(conn) == before
+
+
+def test_preferences_naming_a_list_no_longer_sent_are_a_422_that_changes_nothing(
+    client, anna, conn, app
+):
+    conn.execute("delete from newsletters where key = 'copernica-partners'")
+    app.extensions[NEWSLETTERS]._catalog = None  # read again, as after the migration's restart
+    for want in (False, True):
+        answer = client.put(f"{link(anna)}/preferences",
+                            json={"newsletters": {"copernica-partners": want, "mailerq": False}})  # fmt: skip
+        assert_problem(answer, 422)
+        assert answer.get_json()["errors"] == {"copernica-partners": ["this list is no longer sent"]}
+    assert set(flags(conn).values()) == {"subscribed"}
