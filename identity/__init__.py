@@ -26,6 +26,9 @@ def create_app(config: dict | None = None, database=None) -> Flask:
     """
     settings = load_config(config)
     app = Flask(__name__)
+    # werkzeug answers a path with "//" by redirecting to it merged: the API never
+    # redirects (an unsubscribe POST must not be one), so such a path is a 404.
+    app.url_map.merge_slashes = False
     app.config.update(
         IDENTITY=settings,
         MAX_CONTENT_LENGTH=settings["MAX_BODY_BYTES"],

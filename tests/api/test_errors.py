@@ -17,6 +17,15 @@ def test_an_unknown_path_is_a_404_problem(client):
     assert_problem(client.get("/v1/nothing-here"), 404)
 
 
+@pytest.mark.parametrize("path", ["/v1//newsletters", "/health//live", "/v1/unsubscribe//x"])
+def test_a_path_with_a_double_slash_is_a_404_never_a_redirect(site, path):
+    """werkzeug would answer 308 to the path with the slashes merged; the API redirects
+    nowhere (a one-click unsubscribe must never be one)."""
+    for answer in (site.get(path), site.post(path, data="List-Unsubscribe=One-Click")):
+        assert_problem(answer, 404)
+        assert "Location" not in answer.headers
+
+
 def test_a_wrong_method_is_a_405_problem_that_names_the_allowed_ones(site):
     response = site.delete("/v1/profiles")
     assert_problem(response, 405)
