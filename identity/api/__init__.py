@@ -47,6 +47,11 @@ _PROBLEM_EXAMPLES = {
         None,
         None,
     ),
+    HTTPStatus.NOT_ACCEPTABLE: (
+        "this answers application/x-ndjson or text/csv; the Accept header takes neither",
+        None,
+        None,
+    ),
     HTTPStatus.CONFLICT: ("this value is already taken", None, "conflict"),
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: (
         "the request body is larger than this endpoint takes",

@@ -58,10 +58,9 @@ class MyNewsletters(MethodView):
         return read(lambda conn: service.mine(conn, caller))
 
 
-@blp.route("/newsletters/<key>")
+@blp.route("/newsletters/<key>", parameters=[_KEY_PARAMETER])
 class MyNewsletter(MethodView):
     @blp.user_token()
-    @blp.doc(parameters=[_KEY_PARAMETER])
     @blp.arguments(
         MyFlagChangeSchema, example={"subscribed": True, "consent_text": "newsletter settings v2"}
     )

@@ -6,9 +6,10 @@ from http import HTTPStatus
 
 from flask import Response, request
 from flask.views import MethodView
-from werkzeug.exceptions import BadRequest
+from marshmallow import RAISE
+from werkzeug.exceptions import BadRequest, NotAcceptable
 
-from identity.api import Blueprint, newsletter_service, principal
+from identity.api import JSON, Blueprint, newsletter_service, principal
 from identity.api.profile_import import CSV, NDJSON
 from identity.db import database, read, unit_of_work
 from identity.services.newsletters import CSV_HEADER, Consent
@@ -91,10 +92,9 @@ class Catalog(MethodView):
         return read(service.catalog)
 
 
-@blp.route("/<key>/subscriptions")
+@blp.route("/<key>/subscriptions", parameters=[_KEY_PARAMETER])
 class Subscriptions(MethodView):
     @blp.site_key(SCOPE)
-    @blp.doc(parameters=[_KEY_PARAMETER])
     @blp.arguments(
         SubscriptionRequestSchema,
         example={
@@ -174,11 +174,10 @@ _EXPORT_CSV = CSV_HEADER + (
 )
 
 
-@blp.route("/<key>/subscribers")
+@blp.route("/<key>/subscribers", parameters=[_KEY_PARAMETER])
 class Subscribers(MethodView):
     @blp.site_key(SCOPE)
-    @blp.doc(parameters=[_KEY_PARAMETER])
-    @blp.arguments(ExportQuerySchema, location="query")
+    @blp.arguments(ExportQuerySchema, location="query", unknown=RAISE)
     @blp.doc(
         responses={
             "200": {
@@ -191,6 +190,7 @@ class Subscribers(MethodView):
         }
     )
     @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
+    @blp.alt_response(HTTPStatus.NOT_ACCEPTABLE, response="NOT_ACCEPTABLE")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     def get(self, query, key):
         """Every subscriber of a list, with their unsubscribe link
@@ -205,7 +205,7 @@ class Subscribers(MethodView):
         """
         service = newsletter_service()
         read(lambda conn: service.newsletter(conn, key))  # an unknown list: 404 now
-        csv = _wants_csv(request.headers.get("Accept", ""))
+        csv = _export_type(request.headers.get("Accept", "")) == CSV
         rows = service.export(database().connection, key, csv, query["after"], query["limit"])
 
         def body():
@@ -216,10 +216,9 @@ class Subscribers(MethodView):
         return Response(body(), mimetype=CSV if csv else NDJSON)
 
 
-@blp.route("/<key>/unsubscribe-links")
+@blp.route("/<key>/unsubscribe-links", parameters=[_KEY_PARAMETER])
 class UnsubscribeLinks(MethodView):
     @blp.site_key(SCOPE)
-    @blp.doc(parameters=[_KEY_PARAMETER])
     @blp.arguments(LinksRequestSchema, example={"emails": ["anna@example.com"]})
     @blp.response(
         HTTPStatus.OK,
@@ -246,11 +245,19 @@ class UnsubscribeLinks(MethodView):
         return read(lambda conn: service.links(conn, key, body.get("emails"), body.get("user_ids")))
 
 
-def _wants_csv(accept: str) -> bool:
-    """Whether the Accept header prefers CSV to NDJSON. Media-type parameters are ignored
-    (`text/csv; charset=utf-8`, RFC 4180's `header=present`): werkzeug's matching would
-    take them as a different type and answer NDJSON."""
-    weights = {}
+_NOT_ACCEPTABLE = "this answers application/x-ndjson or text/csv; the Accept header takes neither"
+
+
+def _export_type(accept: str) -> str:
+    """CSV when the Accept header prefers it to NDJSON (by quality, then by the more
+    specific range: `text/csv, */*` is CSV, `*/*` NDJSON), else NDJSON; a 406 when it
+    takes neither, nor application/json (which HTTP clients send by default). Each type
+    counts at its most specific range (`text/csv;q=0, */*` takes NDJSON). Media-type
+    parameters are ignored (`text/csv; charset=utf-8`, RFC 4180's `header=present`):
+    werkzeug's matching would take them as a different type."""
+    if not accept.strip():
+        return NDJSON
+    weights: dict[str, float] = {}
     for item in accept.split(","):
         media_type, *params = (part.strip() for part in item.split(";"))
         quality = 1.0
@@ -263,4 +270,16 @@ def _wants_csv(accept: str) -> bool:
                     quality = 0.0
         media_type = media_type.lower()
         weights[media_type] = max(weights.get(media_type, 0.0), quality)
-    return weights.get(CSV, 0.0) > weights.get(NDJSON, 0.0)
+
+    def rank(media_type: str) -> tuple[float, int]:
+        """The quality the header gives a type, and how specifically it names it."""
+        ranges = (media_type, media_type.split("/")[0] + "/*", "*/*")
+        for specific, accepted in zip((2, 1, 0), ranges, strict=True):
+            if accepted in weights:
+                return weights[accepted], specific
+        return 0.0, 0
+
+    csv, ndjson = rank(CSV), max(rank(NDJSON), rank(JSON))
+    if csv[0] == ndjson[0] == 0:
+        raise NotAcceptable(_NOT_ACCEPTABLE)
+    return CSV if csv > ndjson else NDJSON

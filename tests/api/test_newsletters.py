@@ -517,6 +517,30 @@ def test_csv_asked_for_with_parameters_is_csv(site, accept):
     assert answer.mimetype == "text/csv"
 
 
+@pytest.mark.parametrize(
+    ("accept", "answered"),
+    [("application/json", "application/x-ndjson"), ("text/csv;q=0, */*", "application/x-ndjson"),
+     ("text/*", "text/csv"), ("", "application/x-ndjson")],
+)  # fmt: skip
+def test_the_export_answers_the_type_the_accept_header_takes(site, accept, answered):
+    subscribe(site, email="plain@example.com")
+    answer = site.get("/v1/newsletters/copernica-updates/subscribers", headers={"Accept": accept})
+    assert answer.status_code == 200 and answer.mimetype == answered
+
+
+@pytest.mark.parametrize("accept", ["application/xml", "text/csv;q=0", "text/html"])
+def test_an_export_in_a_type_it_does_not_have_is_a_406(site, accept):
+    answer = site.get("/v1/newsletters/copernica-updates/subscribers", headers={"Accept": accept})
+    assert_problem(answer, 406)
+
+
+def test_an_unknown_query_parameter_of_the_export_is_a_422_not_ignored(site):
+    """`?limt=10` used to stream the whole list."""
+    subscribe(site, email="plain@example.com")
+    answer = site.get("/v1/newsletters/copernica-updates/subscribers?limt=10")
+    assert_problem(answer, 422)
+
+
 def test_a_withdrawn_confirmation_stays_withdrawn_when_a_later_request_is_pending(site, conn, app):
     user_id = subscribe(site, key="smtpeter").get_json()["user_id"]
     first = mailed(conn, "anna@example.com", "newsletter_confirm")["token"]

@@ -286,8 +286,10 @@ def test_preferences_naming_a_list_no_longer_sent_are_a_422_that_changes_nothing
     conn.execute("delete from newsletters where key = 'copernica-partners'")
     app.extensions[NEWSLETTERS]._catalog = None  # read again, as after the migration's restart
     for want in (False, True):
-        answer = client.put(f"{link(anna)}/preferences",
-                            json={"newsletters": {"copernica-partners": want, "mailerq": False}})  # fmt: skip
+        change = {"newsletters": {"copernica-partners": want, "mailerq": False}}
+        answer = client.put(f"{link(anna)}/preferences", json=change)
         assert_problem(answer, 422)
-        assert answer.get_json()["errors"] == {"copernica-partners": ["this list is no longer sent"]}
+        assert answer.get_json()["errors"] == {
+            "copernica-partners": ["this list is no longer sent"]
+        }
     assert set(flags(conn).values()) == {"subscribed"}
