@@ -12,6 +12,9 @@ _password = {"required": True, "validate": validate.Length(min=1, max=4096)}
 _token = {"required": True, "max_length": 200}
 
 
+USER_AGENT_LENGTH = 512
+
+
 class BrowserSchema(ma.Schema):
     """What the site knows of the person's browser: it is the site that calls."""
 
@@ -24,7 +27,7 @@ class BrowserSchema(ma.Schema):
         },
     )
     user_agent = Text(
-        max_length=512,
+        max_length=USER_AGENT_LENGTH,
         load_default=None,
         metadata={"description": "the person's browser", "example": "Mozilla/5.0 (X11)"},
     )

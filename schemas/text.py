@@ -1,5 +1,6 @@
 """Free text as the record keeps it: the one validator every free-text field goes through."""
 
+import contextlib
 import re
 import unicodedata
 
@@ -82,6 +83,19 @@ class Text(fields.String):
         if len(value) > self.max_length:
             raise self.make_error("too_long", max_length=self.max_length)
         return value
+
+
+def from_header(value: str | None, max_length: int) -> str | None:
+    """What of a request header's text may be stored beside checked text: its bytes read
+    as UTF-8 (the server hands headers over as latin-1; a byte that is not UTF-8 becomes
+    U+FFFD), without the characters Text refuses, in NFC, trimmed and cut to
+    `max_length`; None when nothing is left. A header is no field a client corrects."""
+    if not value:
+        return None
+    with contextlib.suppress(UnicodeEncodeError):  # already beyond latin-1: text as it is
+        value = value.encode("latin-1").decode("utf-8", "replace")
+    value = _FORBIDDEN.sub("", unicodedata.normalize("NFC", value)).strip()
+    return value[:max_length].strip() or None
 
 
 def _what(code: int) -> str:

@@ -11,20 +11,21 @@ from urllib.parse import parse_qsl
 
 from flask import Response, request
 from flask.views import MethodView
-from werkzeug.exceptions import BadRequest
 from werkzeug.formparser import parse_form_data
 
 from identity.api import JSON, Blueprint, accepts, newsletter_service, principal
-from identity.api.parsing import read_body
+from identity.api.parsing import load_json, read_body
 from identity.db import get_conn, read, unit_of_work
 from identity.errors import InvalidInput
 from identity.services.newsletters import LIST_UNSUBSCRIBE_POST, Consent
+from schemas.accounts import USER_AGENT_LENGTH
 from schemas.newsletters import (
     LinkSchema,
     PreferencesChangeSchema,
     PreferencesSchema,
     UnsubscribedSchema,
 )
+from schemas.text import from_header
 
 blp = Blueprint(
     "unsubscribe",
@@ -74,10 +75,8 @@ _FLAGS_EXAMPLE = {
 
 def _consent(channel: str) -> Consent:
     """The browser (or mail client) that used the link, as it reached us."""
-    agent = request.headers.get("User-Agent")
-    return Consent(
-        channel=channel, client_ip=request.remote_addr, user_agent=agent[:512] if agent else None
-    )
+    agent = from_header(request.headers.get("User-Agent"), USER_AGENT_LENGTH)
+    return Consent(channel=channel, client_ip=request.remote_addr, user_agent=agent)
 
 
 @blp.route(f"/{_TOKEN}")
@@ -154,10 +153,8 @@ def _check_one_click_body() -> None:
                   if k == _ONE_CLICK_KEY]  # fmt: skip
         value = values[0] if len(values) == 1 else (_ONE_CLICK_VALUE if not values else None)
     elif request.mimetype == JSON:
-        try:
-            body = json.loads(read_body(request, _BODY_LIMIT) or b"{}")
-        except (ValueError, RecursionError):
-            raise BadRequest("the body is not JSON; send List-Unsubscribe=One-Click") from None
+        # Read as every other JSON body is: a key given twice or NaN is a 400 here too.
+        body = load_json(read_body(request, _BODY_LIMIT) or b"{}")
         if not isinstance(body, dict):
             raise InvalidInput(
                 "send a JSON object, or List-Unsubscribe=One-Click as a form",

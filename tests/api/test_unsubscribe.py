@@ -123,6 +123,8 @@ def test_one_click_for_a_list_never_subscribed_records_the_refusal(client, anna,
         ('{"List-Unsubscribe": 1}', "application/json", 422),
         ("[1, 2]", "application/json", 422),
         ("{not json", "application/json", 400),
+        ('{"List-Unsubscribe": "No", "List-Unsubscribe": "One-Click"}', "application/json", 400),
+        ('{"List-Unsubscribe": "One-Click", "n": NaN}', "application/json", 400),
         ("List-Unsubscribe=One-Click", "text/plain", 415),
         ("<x/>", "application/xml", 415),
     ],
@@ -293,3 +295,12 @@ def test_preferences_naming_a_list_no_longer_sent_are_a_422_that_changes_nothing
             "copernica-partners": ["this list is no longer sent"]
         }
     assert set(flags(conn).values()) == {"subscribed"}
+
+
+def test_the_user_agent_kept_with_a_one_click_is_text_as_the_browser_sent_it(client, anna, conn):
+    """A header arrives as latin-1: its UTF-8 is read as UTF-8, and what checked text may
+    not hold (bidi overrides, C1 controls) is left out, not stored in the consent event."""
+    raw = "Mozilla/5.0 \u202e\u0080 Günther".encode().decode("latin-1") + "\x80"
+    answer = client.post(link(anna), headers={"User-Agent": raw})
+    assert answer.status_code == 200
+    assert events(conn)[-1]["user_agent"] == "Mozilla/5.0  Günther\ufffd"
