@@ -319,6 +319,14 @@ SECURITY_SCHEMES = {
 }
 
 
+def _kept_by_no_cache(response):
+    """Every /v1 answer is about people (a record, an address, a link that unsubscribes
+    someone): no shared cache or browser history keeps it."""
+    if request.path.startswith("/v1/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
 def init_app(app: Flask) -> Api:
     """The Api with every resource, registered in a fixed order so the document is stable."""
     from identity.api import (
@@ -343,6 +351,7 @@ def init_app(app: Flask) -> Api:
     app.extensions[KEY_RING] = KeyRing(
         lambda: app.extensions[db.EXTENSION].connection(), app.config["IDENTITY"]["SECRET_KEY"]
     )
+    app.after_request(_kept_by_no_cache)
     api = Api(app)
     for name, scheme in SECURITY_SCHEMES.items():
         api.spec.components.security_scheme(name, scheme)

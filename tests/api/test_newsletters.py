@@ -534,6 +534,12 @@ def test_an_export_in_a_type_it_does_not_have_is_a_406(site, accept):
     assert_problem(answer, 406)
 
 
+def test_the_export_is_kept_by_no_cache(site):
+    subscribe(site, email="plain@example.com")
+    answer = site.get("/v1/newsletters/copernica-updates/subscribers")
+    assert answer.headers["Cache-Control"] == "no-store"
+
+
 def test_an_unknown_query_parameter_of_the_export_is_a_422_not_ignored(site):
     """`?limt=10` used to stream the whole list."""
     subscribe(site, email="plain@example.com")

@@ -304,3 +304,9 @@ def test_the_user_agent_kept_with_a_one_click_is_text_as_the_browser_sent_it(cli
     answer = client.post(link(anna), headers={"User-Agent": raw})
     assert answer.status_code == 200
     assert events(conn)[-1]["user_agent"] == "Mozilla/5.0  Günther\ufffd"
+
+
+def test_what_a_link_shows_is_kept_by_no_cache(client, anna):
+    for answer in (client.get(link(anna)), client.get(f"{link(anna)}/preferences"),
+                   client.post(link(anna)), client.get(link(anna, 9))):  # fmt: skip
+        assert answer.headers["Cache-Control"] == "no-store"
