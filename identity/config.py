@@ -146,15 +146,21 @@ def _check(config: dict, environ) -> None:
 
 
 # What a URL may hold and still go into a List-Unsubscribe header and a mail's links as
-# it is: RFC 3986's unreserved and path characters.
-_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?")
+# it is: a host name or bracketed IPv6 address, a port, and RFC 3986's path characters,
+# a % only as the start of an escape.
+_URL = re.compile(
+    r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?"
+    r"(?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*)?"
+)
 
 
 def _check_public_url(url: str) -> None:
-    """The base of every link the service hands out: http(s), a host, perhaps a path;
-    no query, fragment, space or angle bracket (it ends up inside `<...>` in a mail
-    header)."""
-    if not _URL.fullmatch(url) or "?" in url or "#" in url:
+    """The base of every link the service hands out: http(s), a host, perhaps a port
+    (1-65535) and a path; no query, fragment, space or angle bracket (it ends up inside
+    `<...>` in a mail header)."""
+    found = _URL.fullmatch(url)
+    port = found and found["port"]
+    if not found or (port and not 1 <= int(port) <= 65535):
         raise ConfigurationError(
             "IDENTITY_PUBLIC_URL must be http(s)://host[:port][/path], without a query,"
             " a fragment or spaces"

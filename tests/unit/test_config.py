@@ -66,11 +66,22 @@ def test_password_hashing_below_owasps_minimum_is_refused(key, value):
 @pytest.mark.parametrize(
     "url",
     ["https://id.example.com/?x=1", "https://id.example.com/a>b", "https://id.example.com/a b",
-     "javascript:alert(1)//", "https://id.example.com#top", "ftp://id.example.com"],
+     "javascript:alert(1)//", "https://id.example.com#top", "ftp://id.example.com",
+     "http://id.example.com:99999", "http://id.example.com:0", "http://id.example.com/%zz",
+     "http://[::1"],
 )  # fmt: skip
 def test_a_public_url_that_would_break_the_links_is_refused(url):
     with pytest.raises(ConfigurationError, match="IDENTITY_PUBLIC_URL"):
         load_config(environ={"IDENTITY_PUBLIC_URL": url})
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://[::1]:8300", "https://id.example.com:443/identity", "http://127.0.0.1:8000",
+     "https://id.example.com/a%20b"],
+)  # fmt: skip
+def test_a_plain_public_url_is_taken(url):
+    assert load_config(environ={"IDENTITY_PUBLIC_URL": url})["PUBLIC_URL"] == url
 
 
 def test_production_links_are_https():
