@@ -82,6 +82,8 @@ class Text(fields.String):
         value = unicodedata.normalize("NFC", value).strip()
         if len(value) > self.max_length:
             raise self.make_error("too_long", max_length=self.max_length)
+        if not self.blank and not any(unicodedata.category(c)[0] in "LNPS" for c in value):
+            raise self.make_error("blank")  # only joiners, combining marks: nothing shows
         return value
 
 

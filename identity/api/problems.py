@@ -1,7 +1,9 @@
 """The one error path: every failure becomes an RFC 9457 application/problem+json response."""
 
 import logging
+import re
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 # Each domain error: its status and the `type` URI that names the kind of problem.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _DOMAIN = {
     InvalidInput: (HTTPStatus.UNPROCESSABLE_ENTITY, "invalid-input"),
     NotFound: (HTTPStatus.NOT_FOUND, "not-found"),
@@ -137,8 +140,8 @@ def _invalid_request(status: int, messages: dict, headers: dict) -> Problem:
     whole = []
     for location, fields in messages.items():
         if isinstance(fields, dict):
-            for name, field_messages in fields.items():
-                errors.setdefault(str(name), []).extend(_strings(field_messages))
+            for name, field_messages in _field_paths(fields):
+                errors.setdefault(name, []).extend(field_messages)
         else:
             whole.extend(f"{location}: {m}" for m in _strings(fields))
     detail = "; ".join(whole) if whole else "some fields are not acceptable; see errors"
@@ -155,6 +158,21 @@ def _detail(error: HTTPException) -> str:
         HTTPStatus.METHOD_NOT_ALLOWED: "this method is not allowed here; see the Allow header",
         HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "the request body is larger than this endpoint takes",
     }.get(error.code, error.description or HTTPStatus(error.code).phrase)
+
+
+def _field_paths(fields: dict, prefix: str = "") -> Iterator[tuple[str, list[str]]]:
+    """Each field's messages by its path: a nested field as `consent.text`, an item of a
+    list as `emails.3` (what is wrong with a nested object as a whole: its own path). A
+    name the client made up (an unknown field) is echoed with any lone surrogate
+    replaced, so the answer stays valid JSON for strict parsers."""
+    for name, messages in fields.items():
+        path = prefix + _SURROGATE.sub("\ufffd", str(name))
+        if name == "_schema" and prefix:  # about the nested field as a whole
+            path = prefix[:-1]
+        if isinstance(messages, dict):
+            yield from _field_paths(messages, path + ".")
+        else:
+            yield path, _strings(messages)
 
 
 def _strings(messages) -> list[str]:

@@ -173,12 +173,16 @@ def test_confirmation_mails_are_limited_per_address_and_list(site, conn):
     ("body", "fields"),
     [
         ({"email": "anna@example.com"}, ["consent"]),
-        ({"email": "anna@example.com", "consent": {}}, ["consent"]),
-        ({"email": "anna@example.com", "consent": {"text": ""}}, ["consent"]),
-        ({"email": "anna@example.com", "consent": {"text": "ok\u0000"}}, ["consent"]),
+        ({"email": "anna@example.com", "consent": {}}, ["consent.text"]),
+        ({"email": "anna@example.com", "consent": {"text": ""}}, ["consent.text"]),
+        ({"email": "anna@example.com", "consent": {"text": "ok\u0000"}}, ["consent.text"]),
         (
             {"email": "anna@example.com", "consent": {"text": "ok", "client_ip": "1.2.3"}},
-            ["consent"],
+            ["consent.client_ip"],
+        ),
+        (
+            {"email": "anna@example.com", "consent": {"text": "ok", "\ud800": 1}},
+            ["consent.\ufffd"],
         ),
         ({"email": "anna@example.com", "consent": "yes"}, ["consent"]),
         ({"email": "not an address", "consent": CONSENT}, ["email"]),
@@ -538,6 +542,13 @@ def test_the_export_is_kept_by_no_cache(site):
     subscribe(site, email="plain@example.com")
     answer = site.get("/v1/newsletters/copernica-updates/subscribers")
     assert answer.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("text", ["   ", "\u200d", "\u0301", "a\u0301"[1:] + "\u200c"])
+def test_consent_text_that_shows_nothing_is_refused(site, conn, text):
+    answer = subscribe(site, consent={"text": text})
+    assert answer.get_json()["errors"] == {"consent.text": ["Blank; send some text."]}
+    assert conn.execute("select count(*) as n from consent_events").fetchone()["n"] == 0
 
 
 def test_an_unknown_query_parameter_of_the_export_is_a_422_not_ignored(site):
