@@ -133,6 +133,8 @@ class PreferencesChangeSchema(ma.Schema):
 
     @validates_schema
     def one_of_them(self, data, **kwargs):
+        if data.get("newsletters") == {}:
+            raise ValidationError("name at least one list", "newsletters")
         if ("all" in data) == ("newsletters" in data):
             raise ValidationError("send either all: false or newsletters: {key: bool}", "_schema")
 

@@ -36,6 +36,14 @@ _ASTRAL = "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e007f" + ""
     f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(1, 17)
 )
 _ANYWHERE = f"{_SURROGATES}{_BIDI}{_INVISIBLE}{_NONCHARACTERS}{_PRIVATE_USE}{_ASTRAL}"
+# What text that must not be blank must hold more than: white space, and what shows
+# nothing on its own (joiners, variation selectors, the combining marks' blocks). The
+# same ranges go into the document's pattern.
+_SHOWS_NOTHING = (
+    r"\s\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u200c\u200d\u20d0-\u20ff\ufe00-\ufe0f"
+    r"\ufe20-\ufe2f"
+)
+_SHOWN = re.compile(f"[^{_SHOWS_NOTHING}]")
 _FORBIDDEN = re.compile(f"[{_CONTROLS}{_ANYWHERE}]")
 _FORBIDDEN_MULTILINE = re.compile(f"[{_CONTROLS_MULTILINE}{_ANYWHERE}]")
 
@@ -62,7 +70,7 @@ class Text(fields.String):
         controls = _CONTROLS_MULTILINE if multiline else _CONTROLS
         refused = f"{controls}{_BIDI}{_INVISIBLE}{_NONCHARACTERS}{_PRIVATE_USE}"
         allowed = f"[^{refused}]*"
-        visible = "" if blank else rf"[^\s{refused}]{allowed}"
+        visible = "" if blank else f"[^{_SHOWS_NOTHING}{refused}]{allowed}"
         self.metadata.setdefault("pattern", f"^{allowed}{visible}$")
 
     def _deserialize(self, value, attr, data, **kwargs) -> str:
@@ -82,8 +90,8 @@ class Text(fields.String):
         value = unicodedata.normalize("NFC", value).strip()
         if len(value) > self.max_length:
             raise self.make_error("too_long", max_length=self.max_length)
-        if not self.blank and not any(unicodedata.category(c)[0] in "LNPS" for c in value):
-            raise self.make_error("blank")  # only joiners, combining marks: nothing shows
+        if not self.blank and not _SHOWN.search(value):
+            raise self.make_error("blank")  # only joiners and combining marks
         return value
 
 

@@ -22,6 +22,7 @@ from identity.services.newsletters import Newsletters
 from identity.services.principal import LinkHolder, Principal
 from identity.services.sites import RecentSiteKeys, authenticate_site
 from schemas.common import ProblemSchema
+from schemas.newsletters import NEWSLETTER_KEYS
 
 JSON = "application/json"
 RECENT_SITE_KEYS = "identity.recent_site_keys"
@@ -327,6 +328,19 @@ def _kept_by_no_cache(response):
     return response
 
 
+def _document_what_marshmallow_cannot(schemas: dict) -> None:
+    """Rules the schemas check in code, which JSON Schema can say: at least one of emails
+    and user_ids; either `all` or `newsletters`, the latter naming lists and at least one."""
+    schemas["LinksRequest"]["minProperties"] = 1
+    preferences = schemas["PreferencesChange"]
+    preferences.update(minProperties=1, maxProperties=1)
+    preferences["properties"]["newsletters"].update(
+        properties={key: {"type": "boolean"} for key in NEWSLETTER_KEYS},
+        additionalProperties=False,
+        minProperties=1,
+    )
+
+
 def init_app(app: Flask) -> Api:
     """The Api with every resource, registered in a fixed order so the document is stable."""
     from identity.api import (
@@ -369,8 +383,6 @@ def init_app(app: Flask) -> Api:
     for module in (health, jwks, auth, profiles, users, me, newsletters, unsubscribe,
                    my_newsletters):  # fmt: skip
         api.register_blueprint(module.blp)
-    # "At least one of emails and user_ids": marshmallow has no way to put that in the
-    # document, JSON Schema does.
-    api.spec.components.schemas["LinksRequest"]["minProperties"] = 1
+    _document_what_marshmallow_cannot(api.spec.components.schemas)
     docs.init_app(app)
     return api

@@ -262,6 +262,7 @@ def test_preferences_leave_some_lists_and_never_subscribe(client, anna, conn):
         {"all": True},
         {"all": "no"},
         {"all": False, "newsletters": {}},
+        {"newsletters": {}},
         {"newsletters": {"nope": False}},
         {"newsletters": {"copernica": "no"}},
         [],
