@@ -169,11 +169,23 @@ class SubscriberLinkSchema(ma.Schema):
     )
 
 
+class GivenLinkSchema(SubscriberLinkSchema):
+    """A link asked for in bulk, with what was sent to ask for it."""
+
+    given = fields.String(
+        metadata={
+            "description": "the address as sent (or the id, in its usual lower-case form):"
+            " `email` is the record's own spelling"
+        }
+    )
+
+
 class LinksSchema(ma.Schema):
     newsletter = fields.String(validate=validate.OneOf(NEWSLETTER_KEYS))
-    links = fields.List(fields.Nested(SubscriberLinkSchema))
+    links = fields.List(fields.Nested(GivenLinkSchema))
     unknown = fields.List(
-        fields.String(), metadata={"description": "the addresses or ids with no record"}
+        fields.String(),
+        metadata={"description": "the addresses (as sent) or ids with no record"},
     )
 
 

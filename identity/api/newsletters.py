@@ -223,7 +223,11 @@ class UnsubscribeLinks(MethodView):
     @blp.response(
         HTTPStatus.OK,
         LinksSchema,
-        example={"newsletter": "copernica", "links": [_LINK], "unknown": []},
+        example={
+            "newsletter": "copernica",
+            "links": [{"given": "Anna@Example.com", **_LINK}],
+            "unknown": ["nobody@example.com"],
+        },
     )
     @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
     @blp.alt_response(HTTPStatus.BAD_REQUEST, response="BAD_REQUEST")
@@ -235,8 +239,9 @@ class UnsubscribeLinks(MethodView):
 
         `{emails: [...]}` or `{user_ids: [...]}` (or both), up to 1,000 each: one link for
         each that has a record (whatever its flag), in the order given, with the ready
-        `List-Unsubscribe` and `List-Unsubscribe-Post` values; the others (an address that
-        is not valid among them) are listed in `unknown`. Nothing is stored: a link is
+        `List-Unsubscribe` and `List-Unsubscribe-Post` values and `given`, the address
+        or id as sent (`email` is the record's own spelling); the others (an address that
+        is not valid among them) are listed in `unknown`, as sent. Nothing is stored: a link is
         computed, and the same person and list always get the same link.
         """
         if not request.content_length and not request.headers.get("Transfer-Encoding"):

@@ -399,7 +399,8 @@ class Newsletters:
             if user is None:
                 unknown.append(given)
             else:
-                links.append({"email": user["email"], **self.link(user["id"], newsletter["id"])})
+                link = self.link(user["id"], newsletter["id"])
+                links.append({"given": given, "email": user["email"], **link})
         return {"newsletter": newsletter["key"], "links": links, "unknown": unknown}
 
     def export(
