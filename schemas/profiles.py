@@ -161,6 +161,13 @@ class ImportReportLineSchema(ma.Schema):
         values=fields.List(fields.String()),
         metadata={"description": "why the line was rejected: {field: [messages]}"},
     )
+    newsletters_kept = fields.List(
+        fields.String(),
+        metadata={
+            "description": "lists whose consent the line brought but the person already"
+            " had a flag on (subscribed, pending or unsubscribed): left as it was"
+        },
+    )
     summary = fields.Nested(
         ImportSummarySchema, metadata={"description": "only on the last line, alone"}
     )

@@ -8,7 +8,7 @@ person typed in themselves; the person corrects their own record.
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -51,6 +51,8 @@ class Outcome:
     user_id: UUID | None = None
     errors: dict[str, list[str]] | None = None
     filled: tuple[str, ...] = ()
+    # Lists whose consent the line brought over but which already had the person's flag.
+    newsletters_kept: tuple[str, ...] = ()
 
 
 def prepare_submission(data: dict) -> Submission:
@@ -163,17 +165,24 @@ def _record_round(conn: psycopg.Connection, principal: Principal, round_: list) 
 
 def _import_consents(conn, principal: Principal, round_: list, outcomes: list[Outcome]) -> None:
     """The lists each line's person consented to elsewhere: subscribed, with that consent
-    as the event, where they have no flag on the list yet (never over `unsubscribed`)."""
-    wanted = [(o.user_id, n) for (_, _, s), o in zip(round_, outcomes, strict=True)
-              for n in s.newsletters]  # fmt: skip
+    as the event, where they have no flag on the list yet (never over `unsubscribed`).
+    A line's outcome names the lists it left as they were."""
+    lines = enumerate(zip(round_, outcomes, strict=True))
+    wanted = [(i, o.user_id, n) for i, ((_, _, s), o) in lines for n in s.newsletters]
     if not wanted:
         return
     ids = {n["key"]: n["id"] for n in newsletter_store.catalog(conn)}
-    newsletter_store.import_consents(
+    subscribed = newsletter_store.import_consents(
         conn,
         [{"user_id": user_id, "newsletter": ids[key], "at": at, "consent_text": text,
-          "site": principal.site_name} for user_id, (key, at, text) in wanted],
+          "site": principal.site_name} for _, user_id, (key, at, text) in wanted],
     )  # fmt: skip
+    kept: dict[int, list[str]] = defaultdict(list)
+    for i, user_id, (key, _, _) in wanted:
+        if (user_id, ids[key]) not in subscribed:
+            kept[i].append(key)
+    for i, keys in kept.items():
+        outcomes[i] = replace(outcomes[i], newsletters_kept=tuple(keys))
 
 
 def _sources(fields: Iterable[str], source: str, site: str, at: str) -> dict:

@@ -112,18 +112,18 @@ def flag_of(conn: psycopg.Connection, user_id: UUID, newsletter: int) -> dict | 
     ).fetchone()
 
 
-def import_consents(conn: psycopg.Connection, rows: list[dict]) -> int:
+def import_consents(conn: psycopg.Connection, rows: list[dict]) -> set[tuple[UUID, int]]:
     """Flags brought over from an existing list, subscribed with their original consent:
     only where the person has no flag on that list yet, so an import never turns an
     `unsubscribed` (nor a `pending`) into `subscribed`. Each flag set gets its consent
-    event (channel `import`, the original time). How many were set."""
+    event (channel `import`, the original time). The (person, list) pairs set."""
     if not rows:
-        return 0
+        return set()
     params = {
         name: [row[name] for row in rows]
         for name in ("user_id", "newsletter", "at", "consent_text")
     }
-    return conn.execute(
+    found = conn.execute(
         f"""
         with given as (
             select * from unnest(%(user_id)b::uuid[], %(newsletter)b::int2[],
@@ -141,10 +141,11 @@ def import_consents(conn: psycopg.Connection, rows: list[dict]) -> int:
                    %(site)s, null, null, g.consent_text, 'import'
             from given g join flag using (user_id, newsletter)
         )
-        select count(*) as n from flag
+        select user_id, newsletter from flag
         """,  # noqa: S608 - fixed column list
         params | {"site": rows[0]["site"]},
-    ).fetchone()["n"]
+    ).fetchall()
+    return {(row["user_id"], row["newsletter"]) for row in found}
 
 
 def consent_events(conn: psycopg.Connection, user_id: UUID) -> list[dict]:

@@ -373,11 +373,16 @@ def test_an_import_brings_consents_over_and_never_resubscribes(site, conn, app):
     tokens = app.extensions[NEWSLETTERS].tokens
     user_id = uuid.UUID(report[0]["id"])
     assert site.post(f"/v1/unsubscribe/{tokens.sign(user_id, 5)}").status_code == 200
-    _import(
-        site, [{"email": "anna@example.com", "newsletters": {"copernica": old, "mailerq": old}}]
-    )
+    again = _import(
+        site,
+        [{"email": "anna@example.com", "newsletters": {"copernica": old, "mailerq": old}},
+         {"email": "bob@example.com", "newsletters": {"mailerq": old}}],
+    )  # fmt: skip
     assert flags(conn) == {"copernica": "subscribed", "mailerq": "unsubscribed"}
     assert len(events(conn)) == 3
+    # The report says which lists kept the flag the person had.
+    assert again[0]["newsletters_kept"] == ["copernica", "mailerq"]
+    assert again[1]["status"] == "created" and "newsletters_kept" not in again[1]
 
 
 # --- the signed-in person ------------------------------------------------------------------
