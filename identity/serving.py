@@ -17,6 +17,7 @@ from http import HTTPStatus
 
 import gevent
 from gunicorn import glogging, util
+from gunicorn.workers.base_async import AsyncWorker
 from gunicorn.workers.ggevent import GeventWorker
 
 from identity import bulk
@@ -34,6 +35,7 @@ class Worker(GeventWorker):
     def init_process(self):
         config = load_config()
         self.header_timeout = config["HEADER_TIMEOUT_SECONDS"]
+        self.send_timeout = config["SEND_TIMEOUT_SECONDS"]
         # gunicorn answers the requests it cannot parse itself, with text/html written
         # by util.write_error; every answer of this service is problem+json.
         util.write_error = write_problem
@@ -70,6 +72,23 @@ class Worker(GeventWorker):
 
     def timeout_ctx(self):
         return gevent.Timeout(self.header_timeout, False)
+
+    def handle(self, listener, client, addr):
+        # A client that stops reading (an export's batch, a megabyte or so, waits in
+        # the send) is cut off after SEND_TIMEOUT_SECONDS, and the answer's memory goes
+        # with it. Reads have their own, shorter deadlines (headers, body).
+        # (GeventWorker.handle would make the socket block without a limit: skipped.)
+        client.settimeout(self.send_timeout)
+        AsyncWorker.handle(self, listener, client, addr)
+
+    def handle_request(self, listener_name, req, sock, addr):
+        try:
+            super().handle_request(listener_name, req, sock, addr)
+        except TimeoutError:
+            # The client left the answer unread past SEND_TIMEOUT_SECONDS: a warning, not
+            # gunicorn's "Socket error" with a traceback; the connection is closed.
+            self.log.warning("client left an answer unread; connection cut")
+            raise StopIteration from None
 
 
 def _quiet_helper_thread_exit(unraisable) -> None:

@@ -21,16 +21,19 @@ pytestmark = pytest.mark.committing
 
 HEADER_TIMEOUT = 2
 BODY_TIMEOUT = 2
+SEND_TIMEOUT = 2
 
 
 @pytest.fixture
-def served(database_url, committing_db):
-    """(host, port, site key) of gunicorn with our settings, on the test database."""
+def served(database_url, committing_db, tmp_path):
+    """(host, port, site key) of gunicorn with our settings, on the test database; its
+    error log in tmp_path / "gunicorn.log"."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
         "IDENTITY_DATABASE_URL": database_url,
         "IDENTITY_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
         "IDENTITY_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
+        "IDENTITY_SEND_TIMEOUT_SECONDS": str(SEND_TIMEOUT),
         "IDENTITY_IMPORT_PROCESSES": "0",
         "IDENTITY_DB_LOCK_TIMEOUT_MS": "3000",
     }
@@ -38,13 +41,14 @@ def served(database_url, committing_db):
         sys.executable, "-m", "gunicorn", "--config", "python:identity.gunicorn_conf",
         "--bind", f"127.0.0.1:{port}", "--workers", "1", "identity:create_app()",
     ]  # fmt: skip
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = (tmp_path / "gunicorn.log").open("wb")
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
         wait_ready(f"http://127.0.0.1:{port}", server)
         yield "127.0.0.1", port, issue_site_key(committing_db, "copernica.com")
     finally:
         stop(server)
-        server.stderr.close()
+        log.close()
 
 
 def _live_seconds(host, port) -> float:
@@ -196,3 +200,41 @@ def test_a_request_waiting_on_the_database_does_not_hold_up_the_others(served, c
         latencies = [_live_seconds(host, port) for _ in range(5)]
     waiting.join(timeout=10)
     assert max(latencies) < 0.5, latencies
+
+
+def test_a_client_that_stops_reading_an_export_is_cut_off(served, committing_db, tmp_path):
+    """An export whose reader stalls holds a batch in the send; after SEND_TIMEOUT the
+    connection is cut and the rest is never produced."""
+    host, port, key = served
+    committing_db.execute(
+        """
+        with made as (
+            insert into users (email, email_key)
+            select 'reader' || i || '@example.com', 'reader' || i || '@example.com'
+            from generate_series(1, 60000) as i
+            returning id
+        )
+        insert into subscriptions (user_id, newsletter, state)
+        select id, 2, 'subscribed' from made
+        """
+    )
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, port))
+    sock.sendall(
+        f"GET /v1/newsletters/copernica-updates/subscribers HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {key}\r\n\r\n".encode()
+    )
+    time.sleep(SEND_TIMEOUT + 3)  # reads nothing meanwhile
+    sock.settimeout(10)
+    received = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            received += chunk
+    sock.close()
+    assert received.startswith(b"HTTP/1.1 200 ")
+    assert not received.endswith(b"\r\n0\r\n\r\n")  # cut, not finished
+    assert received.count(b"@example.com") < 60000
+    assert _live_seconds(host, port) < 1
+    log = (tmp_path / "gunicorn.log").read_text()
+    assert "client left an answer unread" in log and "Traceback" not in log
