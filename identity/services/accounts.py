@@ -314,11 +314,11 @@ class Accounts:
         s = self.settings
         until = None
         if len(throttles) > 1:
-            until = self._reserve(conn, throttles[1], s.ip_free_failures, s.ip_block_cap_seconds)
+            until = self._reserve(conn, throttles[1], s.ip_free_failures,
+                                  s.ip_block_cap_seconds, wait_for_disk=False)  # fmt: skip
         if until is None:
-            until = self._reserve(
-                conn, throttles[0], s.account_free_failures, s.account_block_cap_seconds
-            )
+            until = self._reserve(conn, throttles[0], s.account_free_failures,
+                                  s.account_block_cap_seconds, wait_for_disk=False)  # fmt: skip
             if until is not None and account is not None and browser.client_ip:
                 network = _network(browser.client_ip)
                 if store.signed_in_from(conn, account["id"], network, _KNOWN_IP_DAYS):
@@ -578,13 +578,17 @@ class Accounts:
         store.lock_user(conn, owner)
         return store.take_token(conn, token_hash, purposes)
 
-    def _reserve(self, conn, throttle: str, free: int, cap_seconds: int) -> datetime | None:
+    def _reserve(
+        self, conn, throttle: str, free: int, cap_seconds: int, *, wait_for_disk: bool = True
+    ) -> datetime | None:
         """Count one check against `throttle` (store.reserve_attempt) in this service's
-        window; until when checks wait, if this one must."""
+        window; until when checks wait, if this one must. A login's own statement need
+        not wait for the disk; one inside a transaction that changes more must."""
         window = self.settings.throttle_window_seconds
         return store.reserve_attempt(
-            conn, throttle, free=free, window_seconds=window, cap_seconds=cap_seconds
-        )
+            conn, throttle, free=free, window_seconds=window, cap_seconds=cap_seconds,
+            wait_for_disk=wait_for_disk,
+        )  # fmt: skip
 
     def _account_throttle(self, key: str) -> str:
         # A keyed hash: the table of throttles holds no address.
