@@ -91,14 +91,17 @@ def main() -> int:
             links = workdir / f"tokens-{round_no}.txt"
             links.write_text("".join(tokens.sign(person, 1) + "\n" for person in people))
             _run_wrk(wrk, select1, [], 2)
-            results["select 1"].append(_run_wrk(wrk, select1, [], args.duration))
+            results["select 1"].append(
+                harness.with_cpu(bench, args.duration, _run_wrk, wrk, select1, [], args.duration)
+            )
             step = str(THREADS)  # each wrk thread walks its own share of the links
             for name in ("first clicks", "repeat clicks"):
                 if name == "repeat clicks":  # the links of the first clicks, all used now
                     _run_wrk(wrk, bench.base_url, [], 2, script=script,
                              script_args=[str(links), step])  # fmt: skip
-                result = _run_wrk(wrk, bench.base_url, [], args.duration, script=script,
-                                  script_args=[str(links), step])  # fmt: skip
+                result = harness.with_cpu(bench, args.duration, _run_wrk, wrk, bench.base_url,
+                                          [], args.duration, script=script,
+                                          script_args=[str(links), step])  # fmt: skip
                 results[name].append(result)
             harness.say(
                 f"round {round_no}: "
@@ -110,6 +113,7 @@ def main() -> int:
     for name, result in best.items():
         print(f"  {name:14} {result['rps']:9.0f} req/s   p50 {result['p50']:.2f} ms"
               f"   p99 {result['p99']:.2f} ms   non-2xx/errors {result['errors']}")  # fmt: skip
+        print(f"  {'':14} {harness.cpu_line(result)}")
     for name in ("first clicks", "repeat clicks"):
         ratio = best[name]["rps"] / best["select 1"]["rps"]
         verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"

@@ -23,7 +23,7 @@ def lock_by_email_key(conn: psycopg.Connection, key: str) -> dict | None:
         """
         select id, email, email_key, status, password_hash, email_verified_at,
                coalesce(language, 'en') as language, first_name, last_name
-        from users where email_key = %(key)s for update
+        from users where email_key = %(key)s for no key update
         """,
         {"key": key},
     ).fetchone()
@@ -34,7 +34,7 @@ def lock_user(conn: psycopg.Connection, user_id: UUID) -> dict | None:
         """
         select id, email, email_key, status, password_hash, email_verified_at,
                coalesce(language, 'en') as language, first_name, last_name, field_sources
-        from users where id = %(id)s for update
+        from users where id = %(id)s for no key update
         """,
         {"id": user_id},
     ).fetchone()

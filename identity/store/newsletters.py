@@ -3,6 +3,11 @@ confirmations and the export of a list's subscribers.
 
 The rule every writer here keeps: a flag changes only together with the consent event
 that records the change, in one statement or in the caller's transaction.
+
+A person's record is locked `for no key update` (as everywhere in the service), never
+`for update`: the foreign keys of a flag or an event written meanwhile take a key share
+lock on the same record, which `for update` would block. A one-click holds its flag
+while its event's key check waits: with `for update` elsewhere, that was a deadlock.
 """
 
 from datetime import datetime
@@ -29,7 +34,9 @@ def flags(conn: psycopg.Connection, user_id: UUID, *, lock: bool = False) -> dic
     before and then reads what it wrote (flags it inserted included, which a lock on the
     flag rows alone would not see), and no two changes lock flags in opposite orders."""
     if lock:
-        conn.execute("select from users where id = %(user_id)s for update", {"user_id": user_id})
+        conn.execute(
+            "select from users where id = %(user_id)s for no key update", {"user_id": user_id}
+        )
     sql = "select newsletter, state, changed_at from subscriptions where user_id = %(user_id)s"
     rows = conn.execute(sql, {"user_id": user_id}).fetchall()
     return {row["newsletter"]: row for row in rows}
@@ -63,24 +70,19 @@ def unsubscribe(
 ) -> dict | None:
     """Unsubscribe the person from one list, at once, in one statement (one transaction
     of its own): the flag and its consent event when it was not `unsubscribed` yet,
-    nothing at all when it was (no write, so a repeat costs a read). A change locks the
-    person's record first, as every writer of their flags does (`flags`): locking the
-    flag first deadlocked with them. The person's address, the flag's state and whether
-    it changed; None when the person is gone."""
+    nothing at all when it was (no write, so a repeat costs a read). The person's
+    address, the flag's state and whether it changed; None when the person is gone."""
     return conn.execute(
         f"""
         with person as (
             select id, email from users where id = %(user_id)s
-        ), locked as (
-            select id from users where id = %(user_id)s
-              and not exists (
+        ), flag as (
+            insert into subscriptions (user_id, newsletter, state)
+            select id, %(newsletter)s, 'unsubscribed' from person
+            where not exists (
                 select from subscriptions
                 where user_id = %(user_id)s and newsletter = %(newsletter)s
                   and state = 'unsubscribed')
-            for no key update
-        ), flag as (
-            insert into subscriptions (user_id, newsletter, state)
-            select id, %(newsletter)s, 'unsubscribed' from locked
             on conflict (user_id, newsletter) do update
                 set state = 'unsubscribed', changed_at = now()
                 where subscriptions.state <> 'unsubscribed'

@@ -49,7 +49,7 @@ def lock_by_email(conn: psycopg.Connection, keys: list[str]) -> dict[str, dict]:
         select id, email_key, {", ".join(PROFILE_COLUMNS)}
         from users where email_key = any(%(keys)b)
         order by email_key
-        for update
+        for no key update
         """,  # noqa: S608 - fixed column list
         {"keys": keys},
     ).fetchall()
