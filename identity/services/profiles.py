@@ -172,15 +172,15 @@ def _import_consents(conn, principal: Principal, round_: list, outcomes: list[Ou
     if not wanted:
         return
     ids = {n["key"]: n["id"] for n in newsletter_store.catalog(conn)}
-    subscribed = newsletter_store.import_consents(
+    kept_positions = newsletter_store.import_consents(
         conn,
         [{"user_id": user_id, "newsletter": ids[key], "at": at, "consent_text": text,
           "site": principal.site_name} for _, user_id, (key, at, text) in wanted],
     )  # fmt: skip
     kept: dict[int, list[str]] = defaultdict(list)
-    for i, user_id, (key, _, _) in wanted:
-        if (user_id, ids[key]) not in subscribed:
-            kept[i].append(key)
+    for position in sorted(kept_positions):
+        i, _, (key, _, _) = wanted[position]
+        kept[i].append(key)
     for i, keys in kept.items():
         outcomes[i] = replace(outcomes[i], newsletters_kept=tuple(keys))
 

@@ -114,23 +114,24 @@ def flag_of(conn: psycopg.Connection, user_id: UUID, newsletter: int) -> dict | 
     ).fetchone()
 
 
-def import_consents(conn: psycopg.Connection, rows: list[dict]) -> set[tuple[UUID, int]]:
+def import_consents(conn: psycopg.Connection, rows: list[dict]) -> list[int]:
     """Flags brought over from an existing list, subscribed with their original consent:
     only where the person has no flag on that list yet, so an import never turns an
     `unsubscribed` (nor a `pending`) into `subscribed`. Each flag set gets its consent
-    event (channel `import`, the original time). The (person, list) pairs set."""
+    event (channel `import`, the original time). The positions in `rows` of those it
+    left as they were (one array of numbers, not a row per flag)."""
     if not rows:
-        return set()
+        return []
     params = {
         name: [row[name] for row in rows]
         for name in ("user_id", "newsletter", "at", "consent_text")
     }
-    found = conn.execute(
+    return conn.execute(
         f"""
         with given as (
             select * from unnest(%(user_id)b::uuid[], %(newsletter)b::int2[],
                                  %(at)b::timestamptz[], %(consent_text)b::text[])
-                as g(user_id, newsletter, at, consent_text)
+                with ordinality as g(user_id, newsletter, at, consent_text, n)
         ), flag as (
             insert into subscriptions (user_id, newsletter, state, changed_at)
             select user_id, newsletter, 'subscribed', now() from given
@@ -143,11 +144,12 @@ def import_consents(conn: psycopg.Connection, rows: list[dict]) -> set[tuple[UUI
                    %(site)s, null, null, g.consent_text, 'import'
             from given g join flag using (user_id, newsletter)
         )
-        select user_id, newsletter from flag
+        select coalesce(array_agg(g.n - 1), '{{}}') as kept
+        from given g left join flag f using (user_id, newsletter)
+        where f.user_id is null
         """,  # noqa: S608 - fixed column list
         params | {"site": rows[0]["site"]},
-    ).fetchall()
-    return {(row["user_id"], row["newsletter"]) for row in found}
+    ).fetchone()["kept"]
 
 
 def consent_events(conn: psycopg.Connection, user_id: UUID) -> list[dict]:
