@@ -75,8 +75,8 @@ DEFAULTS = {
     # own limit (MAX_IMPORT_SECONDS). A slower client is cut off.
     "HEADER_TIMEOUT_SECONDS": 10.0,
     "BODY_TIMEOUT_SECONDS": 30.0,
-    # Seconds a client may leave a part of an answer unread (an export stalls in one of
-    # its batches): then the connection is cut and what the answer held is let go.
+    # Seconds a client may leave a piece of an answer unread (the export sends 64 KiB at
+    # a time): then the connection is cut and what the answer held is let go.
     "SEND_TIMEOUT_SECONDS": 120.0,
     # Bytes in one JSON request body; the import endpoint has its own, larger limit.
     "MAX_BODY_BYTES": 1024 * 1024,

@@ -17,7 +17,6 @@ from http import HTTPStatus
 
 import gevent
 from gunicorn import glogging, util
-from gunicorn.workers.base_async import AsyncWorker
 from gunicorn.workers.ggevent import GeventWorker
 
 from identity import bulk
@@ -35,10 +34,13 @@ class Worker(GeventWorker):
     def init_process(self):
         config = load_config()
         self.header_timeout = config["HEADER_TIMEOUT_SECONDS"]
-        self.send_timeout = config["SEND_TIMEOUT_SECONDS"]
         # gunicorn answers the requests it cannot parse itself, with text/html written
         # by util.write_error; every answer of this service is problem+json.
         util.write_error = write_problem
+        # A client that stops reading an answer is cut off when one piece of it (at most
+        # 64 KiB of an export) waits SEND_TIMEOUT_SECONDS in the send; the answer's
+        # memory goes with it. Sends only: reads have their own deadlines.
+        util.write = _write_within(util.write, config["SEND_TIMEOUT_SECONDS"])
         # The import's helper processes start before gevent patches this process (in
         # super().init_process): their pool's threads and pipes must be real ones.
         bulk.warm_up(config["IMPORT_PROCESSES"])
@@ -73,14 +75,6 @@ class Worker(GeventWorker):
     def timeout_ctx(self):
         return gevent.Timeout(self.header_timeout, False)
 
-    def handle(self, listener, client, addr):
-        # A client that stops reading (an export's batch, a megabyte or so, waits in
-        # the send) is cut off after SEND_TIMEOUT_SECONDS, and the answer's memory goes
-        # with it. Reads have their own, shorter deadlines (headers, body).
-        # (GeventWorker.handle would make the socket block without a limit: skipped.)
-        client.settimeout(self.send_timeout)
-        AsyncWorker.handle(self, listener, client, addr)
-
     def handle_request(self, listener_name, req, sock, addr):
         try:
             super().handle_request(listener_name, req, sock, addr)
@@ -89,6 +83,16 @@ class Worker(GeventWorker):
             # gunicorn's "Socket error" with a traceback; the connection is closed.
             self.log.warning("client left an answer unread; connection cut")
             raise StopIteration from None
+
+
+def _write_within(write, seconds: float):
+    """gunicorn's `util.write`, each call given `seconds` (TimeoutError beyond)."""
+
+    def write_within(sock, data, chunked=False):
+        with gevent.Timeout(seconds, TimeoutError):
+            return write(sock, data, chunked)
+
+    return write_within
 
 
 def _quiet_helper_thread_exit(unraisable) -> None:

@@ -6,8 +6,9 @@ that records the change, in one statement or in the caller's transaction.
 
 A person's record is locked `for no key update` (as everywhere in the service), never
 `for update`: the foreign keys of a flag or an event written meanwhile take a key share
-lock on the same record, which `for update` would block. A one-click holds its flag
-while its event's key check waits: with `for update` elsewhere, that was a deadlock.
+lock on the same record, which `for update` would block (a one-click held its flag
+while its event's key check waited: a deadlock). Every writer of a person's flags takes
+that lock before reading or writing a flag, so none overwrites another's change.
 """
 
 from datetime import datetime
@@ -70,19 +71,25 @@ def unsubscribe(
 ) -> dict | None:
     """Unsubscribe the person from one list, at once, in one statement (one transaction
     of its own): the flag and its consent event when it was not `unsubscribed` yet,
-    nothing at all when it was (no write, so a repeat costs a read). The person's
-    address, the flag's state and whether it changed; None when the person is gone."""
+    nothing at all when it was (no write, so a repeat costs a read). A change takes the
+    person's record lock first, as every writer of their flags does (`flags`): without
+    it a confirmation or subscription running beside it overwrote the unsubscribe. The
+    person's address, the flag's state and whether it changed; None when the person is
+    gone."""
     return conn.execute(
         f"""
         with person as (
             select id, email from users where id = %(user_id)s
-        ), flag as (
-            insert into subscriptions (user_id, newsletter, state)
-            select id, %(newsletter)s, 'unsubscribed' from person
-            where not exists (
+        ), locked as (
+            select id from users where id = %(user_id)s
+              and not exists (
                 select from subscriptions
                 where user_id = %(user_id)s and newsletter = %(newsletter)s
                   and state = 'unsubscribed')
+            for no key update
+        ), flag as (
+            insert into subscriptions (user_id, newsletter, state)
+            select id, %(newsletter)s, 'unsubscribed' from locked
             on conflict (user_id, newsletter) do update
                 set state = 'unsubscribed', changed_at = now()
                 where subscriptions.state <> 'unsubscribed'

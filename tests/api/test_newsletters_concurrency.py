@@ -177,3 +177,31 @@ def test_one_click_beside_other_changes_of_the_same_person_never_deadlocks(live,
     assert set(statuses[one_click]) == {200}
     assert set(statuses[leave_all]) == {200}
     assert set(statuses[subscribe_again]) <= {200, 429}
+
+
+def test_a_one_click_beside_a_confirmation_or_subscription_is_never_overwritten(
+    live, committing_db
+):
+    """From the third hostile round: the one-click took no lock on the person, so a
+    confirmation (or a new subscription) running beside it overwrote its unsubscribe."""
+    base_url, session, app = live
+    tokens = app.extensions[NEWSLETTERS].tokens
+    with ThreadPoolExecutor(2) as pool:
+        for round_no in range(15):
+            email = f"race{round_no}@example.com"
+            user_id = uuid.UUID(_subscribe(base_url, session, "copernica", email).json()["user_id"])
+            confirm_token = committing_db.execute(
+                "select mail_values->>'token' as t from outbox"
+                " where template = 'newsletter_confirm' and recipient = %s", (email,),
+            ).fetchone()["t"]  # fmt: skip
+            link = f"{base_url}/v1/unsubscribe/{tokens.sign(user_id, 1)}"
+            confirmed = pool.submit(session.post, f"{base_url}/v1/newsletters/confirm",
+                                    json={"token": confirm_token}, timeout=30)  # fmt: skip
+            clicked = pool.submit(requests.post, link, timeout=30)
+            assert clicked.result().status_code == 200
+            assert confirmed.result().status_code in (200, 422)
+            state = committing_db.execute(
+                "select state from subscriptions where user_id = %s and newsletter = 1",
+                (user_id,),
+            ).fetchone()["state"]
+            assert state == "unsubscribed", round_no

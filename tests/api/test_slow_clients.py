@@ -236,5 +236,12 @@ def test_a_client_that_stops_reading_an_export_is_cut_off(served, committing_db,
     assert not received.endswith(b"\r\n0\r\n\r\n")  # cut, not finished
     assert received.count(b"@example.com") < 60000
     assert _live_seconds(host, port) < 1
+    whole = urllib.request.Request(
+        f"http://{host}:{port}/v1/newsletters/copernica-updates/subscribers?limit=20000",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    with urllib.request.urlopen(whole, timeout=30) as response:  # a reader that reads
+        assert len(response.read().splitlines()) == 20000
     log = (tmp_path / "gunicorn.log").read_text()
     assert "client left an answer unread" in log and "Traceback" not in log
+    assert '"level": "error"' not in log
