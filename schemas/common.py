@@ -33,3 +33,20 @@ class ProblemSchema(ma.Schema):
             " done (written or rejected) and stay so"
         }
     )
+
+
+class SmallDict(fields.Dict):
+    """A Dict of at most `max_items` entries, refused whole beyond that before any entry
+    is checked: a body of a megabyte holds a hundred thousand keys, each a check."""
+
+    default_error_messages = {"too_many": "More than {max_items} entries."}
+
+    def __init__(self, *, max_items: int, **kwargs):
+        super().__init__(**kwargs)
+        self.max_items = max_items
+        self.metadata.setdefault("maxProperties", max_items)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, dict) and len(value) > self.max_items:
+            raise self.make_error("too_many", max_items=self.max_items)
+        return super()._deserialize(value, attr, data, **kwargs)

@@ -7,7 +7,7 @@ import marshmallow as ma
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from schemas.accounts import BrowserSchema
-from schemas.common import UtcDateTime
+from schemas.common import SmallDict, UtcDateTime
 from schemas.profiles import LANGUAGES, ProfileSubmissionSchema
 from schemas.text import Text
 
@@ -125,7 +125,8 @@ class PreferencesChangeSchema(ma.Schema):
         validate=validate.Equal(False, error="a link can only unsubscribe: send all: false"),
         metadata={"description": "false: leave every list"},
     )
-    newsletters = fields.Dict(
+    newsletters = SmallDict(
+        max_items=len(NEWSLETTER_KEYS),
         keys=fields.String(validate=validate.OneOf(NEWSLETTER_KEYS)),
         values=StrictBoolean(),
         metadata={"description": "{list key: subscribed}"},
@@ -279,7 +280,8 @@ class ImportLineSchema(ProfileSubmissionSchema):
     """A line of the bulk import: a submission, and the lists the person consented to on
     an old system (NDJSON only)."""
 
-    newsletters = fields.Dict(
+    newsletters = SmallDict(
+        max_items=len(NEWSLETTER_KEYS),
         keys=fields.String(validate=validate.OneOf(NEWSLETTER_KEYS)),
         values=fields.Nested(ImportedConsentSchema),
         load_default=None,

@@ -30,6 +30,8 @@ PROBLEM_JSON = "application/problem+json"
 
 # Each domain error: its status and the `type` URI that names the kind of problem.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# A body of a megabyte can hold a hundred thousand wrong fields: the answer names this many.
+_MAX_FIELDS_NAMED = 50
 _DOMAIN = {
     InvalidInput: (HTTPStatus.UNPROCESSABLE_ENTITY, "invalid-input"),
     NotFound: (HTTPStatus.NOT_FOUND, "not-found"),
@@ -141,10 +143,15 @@ def _invalid_request(status: int, messages: dict, headers: dict) -> Problem:
     for location, fields in messages.items():
         if isinstance(fields, dict):
             for name, field_messages in _field_paths(fields):
+                if name not in errors and len(errors) == _MAX_FIELDS_NAMED:
+                    whole.append(f"more fields than the {_MAX_FIELDS_NAMED} named are wrong")
+                    break
                 errors.setdefault(name, []).extend(field_messages)
         else:
             whole.extend(f"{location}: {m}" for m in _strings(fields))
     detail = "; ".join(whole) if whole else "some fields are not acceptable; see errors"
+    if errors and whole:
+        detail = "some fields are not acceptable; see errors; " + detail
     return Problem(status, detail, "invalid-input", errors, headers)
 
 

@@ -322,3 +322,17 @@ def test_a_list_retired_from_the_catalog_keeps_its_consent_events(client, anna, 
     assert _count_events(conn) == before
     assert_problem(client.get(link(anna, 2)), 404)
     assert client.post(link(anna, 1)).status_code == 200  # the other lists work on
+
+
+def test_a_body_of_many_wrong_fields_gets_a_short_answer(client, anna, conn):
+    """One link and a megabyte of keys used to cost seconds of CPU and a 20 MB answer."""
+    many = {"newsletters": {str(i): False for i in range(60_000)}}  # under the 1 MiB limit
+    answer = client.put(f"{link(anna)}/preferences", json=many)
+    assert_problem(answer, 422)
+    assert answer.get_json()["errors"] == {"newsletters": ["More than 5 entries."]}
+    unknown = {f"field{i}": 1 for i in range(5_000)} | {"all": False}
+    answer = client.put(f"{link(anna)}/preferences", json=unknown)
+    assert_problem(answer, 422)
+    assert len(answer.get_json()["errors"]) == 50 and len(answer.get_data()) < 10_000
+    assert "more fields than the 50 named" in answer.get_json()["detail"]
+    assert set(flags(conn).values()) == {"subscribed"}
