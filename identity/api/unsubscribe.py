@@ -187,7 +187,7 @@ class Preferences(MethodView):
         subscribed), and the masked address. Changes nothing.
         """
         link, service = principal().link, newsletter_service()
-        return read(lambda conn: service.preferences(conn, link.user_id))
+        return read(lambda conn: service.preferences(conn, link))
 
     @blp.unsubscribe_link()
     @blp.arguments(
@@ -214,5 +214,5 @@ class Preferences(MethodView):
             wanted = {n["key"]: False for n in read(service.catalog)}
         consent = _consent("preference-page")
         return unit_of_work(
-            lambda conn: service.set_preferences(conn, link.user_id, wanted, consent)
+            lambda conn: service.set_preferences(conn, link, wanted, consent)
         )

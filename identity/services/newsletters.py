@@ -21,7 +21,7 @@ from identity.errors import InvalidInput, NotFound, TooManyRequests, Unauthentic
 from identity.mail import enqueue as enqueue_mail
 from identity.security.unsubscribe_tokens import TOKEN_LENGTH, UnsubscribeTokens, token_digest
 from identity.services.contact import email_key, normalise_email
-from identity.services.principal import Principal
+from identity.services.principal import LinkHolder, Principal
 from identity.services.profiles import record_profile
 from identity.store import accounts as accounts_store
 from identity.store import newsletters as store
@@ -286,19 +286,26 @@ class Newsletters:
             "changed": found["changed"],
         }
 
-    def preferences(self, conn: psycopg.Connection, user_id: UUID) -> dict:
-        """Every list's flag of the person a token names, and the masked address."""
+    def preferences(self, conn: psycopg.Connection, link: LinkHolder) -> dict:
+        """Every list's flag of the person a link names, and the masked address; a link
+        to a list no longer in the catalog is a 404 here too, as at the link itself."""
+        self._by_id(conn, link.list_id)
+        return self._preferences(conn, link.user_id)
+
+    def _preferences(self, conn: psycopg.Connection, user_id: UUID) -> dict:
         user = users_store.get_by_id(conn, user_id)
         if user is None:
             raise NotFound("this unsubscribe link is for a record that no longer exists")
         return {"email": mask_email(user["email"]), "newsletters": self._all_flags(conn, user_id)}
 
     def set_preferences(
-        self, conn: psycopg.Connection, user_id: UUID, wanted: dict[str, bool], consent: Consent
+        self, conn: psycopg.Connection, link: LinkHolder, wanted: dict[str, bool], consent: Consent
     ) -> dict:
         """Leave the lists set to false (all of them with `all: false`); true keeps a
         subscribed flag and is refused for any other: subscribing takes a confirmation,
         never an unsubscribe token. Refused as a whole, so nothing changes, or done whole."""
+        self._by_id(conn, link.list_id)
+        user_id = link.user_id
         if users_store.get_by_id(conn, user_id) is None:
             raise NotFound("this unsubscribe link is for a record that no longer exists")
         lists = {n["key"]: n for n in self.catalog(conn)}
@@ -319,7 +326,7 @@ class Newsletters:
                 store.set_flag(
                     conn, user_id, lists[key]["id"], "unsubscribed", consent.event("unsubscribe")
                 )
-        return self.preferences(conn, user_id)
+        return self._preferences(conn, user_id)
 
     def _all_flags(self, conn: psycopg.Connection, user_id: UUID) -> list[dict]:
         current = store.flags(conn, user_id)

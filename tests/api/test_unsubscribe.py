@@ -277,6 +277,9 @@ def test_bad_preference_changes_are_refused(client, anna, conn, body):
 def test_a_genuine_link_to_a_list_no_longer_sent_is_a_404_not_a_500(client, anna, conn):
     retired = link(anna, list_id=6)  # signed as the service signs, for a list not in the catalog
     assert_problem(client.get(retired), 404)
+    assert_problem(client.get(f"{retired}/preferences"), 404)
+    assert_problem(client.put(f"{retired}/preferences", json={"all": False}), 404)
+    assert set(flags(conn).values()) == {"subscribed"}
     before = _count_events(conn)
     assert_problem(client.post(retired, data="List-Unsubscribe=One-Click",
                                content_type="application/x-www-form-urlencoded"), 404)  # fmt: skip
