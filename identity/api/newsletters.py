@@ -289,7 +289,10 @@ def _export_type(accept: str) -> str:
                 return weights[accepted], specific
         return 0.0, 0
 
-    csv, ndjson = rank(CSV), max(rank(NDJSON), rank(JSON))
+    # application/json stands in for NDJSON only when named: through a wildcard it
+    # would undo an explicit `application/x-ndjson;q=0`.
+    named_json = (weights[JSON], 2) if JSON in weights else (0.0, 0)
+    csv, ndjson = rank(CSV), max(rank(NDJSON), named_json)
     if csv[0] == ndjson[0] == 0:
         raise NotAcceptable(_NOT_ACCEPTABLE)
     return CSV if csv > ndjson else NDJSON

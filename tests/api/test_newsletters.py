@@ -532,7 +532,8 @@ def test_csv_asked_for_with_parameters_is_csv(site, accept):
 @pytest.mark.parametrize(
     ("accept", "answered"),
     [("application/json", "application/x-ndjson"), ("text/csv;q=0, */*", "application/x-ndjson"),
-     ("text/*", "text/csv"), ("", "application/x-ndjson")],
+     ("text/*", "text/csv"), ("", "application/x-ndjson"),
+     ("application/x-ndjson;q=0, */*", "text/csv"), ("*/*", "application/x-ndjson")],
 )  # fmt: skip
 def test_the_export_answers_the_type_the_accept_header_takes(site, accept, answered):
     subscribe(site, email="plain@example.com")
