@@ -434,13 +434,15 @@ class Accounts:
         self, conn: psycopg.Connection, principal: Principal, current: str, new: str
     ) -> Refused | None:
         """The signed-in person's new password; their other sign-ins end. The current
-        password is checked like a login's: counted against the account first, so a
-        stolen access token is no way to guess it quickly. A refusal comes back as
-        Refused, for the caller to commit (the count) before answering."""
+        password is checked like a login's, counted first, so a stolen access token is
+        no way to guess it quickly; but against this sign-in, not the account's logins:
+        a stranger's failed logins must not keep the owner from changing a password they
+        fear is known. A refusal comes back as Refused, for the caller to commit (the
+        count) before answering."""
         self.me(conn, principal)
         user = store.lock_user(conn, principal.user.user_id)
         s = self.settings
-        throttle = self._account_throttle(user["email_key"])
+        throttle = f"password-change:{principal.user.session_id}"
         until = self._reserve(conn, throttle, s.account_free_failures, s.account_block_cap_seconds)
         if until is not None:
             return _waiting(until, "too many wrong passwords; wait before trying again")

@@ -505,7 +505,7 @@ def test_the_owner_on_an_ip_they_logged_in_from_is_not_locked_out_by_a_stranger(
     assert login(site).status_code == 200  # from the owner's it does not
 
 
-def test_a_wrong_current_password_counts_like_a_failed_login(site, conn, app):
+def test_wrong_current_passwords_are_counted_against_the_sign_in(site, conn, app):
     sign_up(site, conn)
     me = as_user(app, login(site).get_json()["access_token"])
     change = {"new_password": OTHER_PASSWORD}
@@ -515,9 +515,25 @@ def test_a_wrong_current_password_counts_like_a_failed_login(site, conn, app):
     ]
     assert statuses[:6] == [422] * 6 and statuses[-1] == 429
     counted = conn.execute(
-        "select failures from login_throttles where key like 'account:%'"
+        "select failures from login_throttles where key like 'password-change:%'"
     ).fetchone()["failures"]
-    assert counted == 6  # against the account, as failed logins are
+    assert counted == 6  # a stolen access token guesses no faster than a login would
+
+
+def test_a_strangers_failed_logins_do_not_keep_the_owner_from_changing_the_password(
+    site, conn, app
+):
+    """From the third hostile round: the owner's change was refused (429) after bursts of
+    wrong logins from elsewhere, for up to a quarter of an hour."""
+    sign_up(site, conn)
+    me = as_user(app, login(site).get_json()["access_token"])
+    for n in range(20):
+        login(site, password=f"wrong {n}", client_ip=f"198.51.100.{n}", user_agent="curl")
+    assert login(site, client_ip="198.51.100.99", user_agent="curl").status_code == 429
+    changed = me.put(
+        "/v1/me/password", json={"current_password": PASSWORD, "new_password": OTHER_PASSWORD}
+    )
+    assert changed.status_code == 204, changed.get_data(as_text=True)
 
 
 def test_a_client_ip_with_a_zone_is_a_422_and_a_mapped_ipv4_counts_as_itself(site, conn):
