@@ -104,8 +104,14 @@ def from_header(value: str | None, max_length: int) -> str | None:
         return None
     with contextlib.suppress(UnicodeEncodeError):  # already beyond latin-1: text as it is
         value = value.encode("latin-1").decode("utf-8", "replace")
-    value = _FORBIDDEN.sub("", unicodedata.normalize("NFC", value)).strip()
+    value = _FORBIDDEN.sub(_dropped, unicodedata.normalize("NFC", value)).strip()
     return value[:max_length].strip() or None
+
+
+def _dropped(found: re.Match) -> str:
+    """What a refused character of a header becomes: a space for a tab or line break
+    (it separated words), nothing for the rest."""
+    return " " if found.group() in "\t\n\r\x0b\x0c\x85\u2028\u2029" else ""
 
 
 def _what(code: int) -> str:

@@ -6,7 +6,7 @@ from http import HTTPStatus
 
 import flask_smorest
 from flask import Flask, current_app, g, request
-from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.exceptions import NotFound, UnsupportedMediaType
 
 from identity import db
 from identity.api import problems
@@ -320,6 +320,13 @@ SECURITY_SCHEMES = {
 }
 
 
+def _no_double_slash_in_front():
+    """A path that starts `//` is a 404, as one with `//` anywhere else (werkzeug drops
+    the leading slashes before it matches, and would serve `//v1/users`)."""
+    if request.environ.get("PATH_INFO", "").startswith("//"):
+        raise NotFound()
+
+
 def _kept_by_no_cache(response):
     """Every /v1 answer is about people (a record, an address, a link that unsubscribes
     someone): no shared cache or browser history keeps it."""
@@ -366,6 +373,7 @@ def init_app(app: Flask) -> Api:
         lambda: app.extensions[db.EXTENSION].connection(), app.config["IDENTITY"]["SECRET_KEY"]
     )
     app.after_request(_kept_by_no_cache)
+    app.before_request(_no_double_slash_in_front)
     api = Api(app)
     for name, scheme in SECURITY_SCHEMES.items():
         api.spec.components.security_scheme(name, scheme)

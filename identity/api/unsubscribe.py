@@ -213,6 +213,4 @@ class Preferences(MethodView):
         if wanted is None:
             wanted = {n["key"]: False for n in read(service.catalog)}
         consent = _consent("preference-page")
-        return unit_of_work(
-            lambda conn: service.set_preferences(conn, link, wanted, consent)
-        )
+        return unit_of_work(lambda conn: service.set_preferences(conn, link, wanted, consent))

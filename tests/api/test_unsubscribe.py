@@ -308,6 +308,8 @@ def test_the_user_agent_kept_with_a_one_click_is_text_as_the_browser_sent_it(cli
     answer = client.post(link(anna), headers={"User-Agent": raw})
     assert answer.status_code == 200
     assert events(conn)[-1]["user_agent"] == "Mozilla/5.0  Günther\ufffd"
+    client.post(link(anna, 1), headers={"User-Agent": "Mail\tReader"})
+    assert events(conn)[-1]["user_agent"] == "Mail Reader"  # a tab separated two words
 
 
 def test_what_a_link_shows_is_kept_by_no_cache(client, anna):
