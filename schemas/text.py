@@ -40,8 +40,9 @@ _ANYWHERE = f"{_SURROGATES}{_BIDI}{_INVISIBLE}{_NONCHARACTERS}{_PRIVATE_USE}{_AS
 # nothing on its own (joiners, variation selectors, the combining marks' blocks). The
 # same ranges go into the document's pattern.
 _SHOWS_NOTHING = (
-    r"\s\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u200c\u200d\u20d0-\u20ff\ufe00-\ufe0f"
-    r"\ufe20-\ufe2f"
+    r"\s\u0300-\u036f\u0483-\u0489\u064b-\u065f\u0670\u0e31\u0e34-\u0e3a\u0e47-\u0e4e"
+    r"\u1ab0-\u1aff\u1dc0-\u1dff\u200c\u200d\u2060-\u206f\u20d0-\u20ff\u2800\u3099\u309a"
+    r"\ufe00-\ufe0f\ufe20-\ufe2f"
 )
 _SHOWN = re.compile(f"[^{_SHOWS_NOTHING}]")
 _FORBIDDEN = re.compile(f"[{_CONTROLS}{_ANYWHERE}]")
