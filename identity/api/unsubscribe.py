@@ -91,7 +91,7 @@ class Link(MethodView):
         token that is not one this service signed, or that was altered, is a `404`.
         """
         link, service = principal().link, newsletter_service()
-        return read(lambda conn: service.describe_link(conn, link.user_id, link.list_id))
+        return read(lambda conn: service.describe_link(conn, link))
 
     @blp.unsubscribe_link()
     @blp.doc(
@@ -135,7 +135,7 @@ class Link(MethodView):
         link, service = principal().link, newsletter_service()
         consent = _consent("one-click")
         # One statement that commits by itself: no BEGIN and COMMIT round trips.
-        answer = service.one_click(get_conn(), link.user_id, link.list_id, consent)
+        answer = service.one_click(get_conn(), link, consent)
         # Written as it is (every value a plain string or bool): the busiest endpoint of
         # all, every mailbox provider's one-click, skips the schema's dump.
         return Response(json.dumps(answer), mimetype=JSON)

@@ -256,10 +256,10 @@ class Newsletters:
             raise NotFound("this unsubscribe link is not valid")
         return named
 
-    def describe_link(self, conn: psycopg.Connection, user_id: UUID, list_id: int) -> dict:
+    def describe_link(self, conn: psycopg.Connection, link: LinkHolder) -> dict:
         """Which list and which (masked) address a link is for, and its state. Reads only."""
-        newsletter = self._by_id(conn, list_id)
-        found = store.flag_of(conn, user_id, list_id)
+        newsletter = self._by_id(conn, link.list_id)
+        found = store.flag_of(conn, link.user_id, link.list_id)
         if found is None:
             raise NotFound("this unsubscribe link is for a record that no longer exists")
         return {
@@ -269,13 +269,11 @@ class Newsletters:
             "state": found["state"] or "unsubscribed",
         }
 
-    def one_click(
-        self, conn: psycopg.Connection, user_id: UUID, list_id: int, consent: Consent
-    ) -> dict:
-        """Unsubscribe from the token's one list, at once; a repeat changes nothing. One
+    def one_click(self, conn: psycopg.Connection, link: LinkHolder, consent: Consent) -> dict:
+        """Unsubscribe from the link's one list, at once; a repeat changes nothing. One
         statement: call it outside a transaction, it commits on its own."""
-        newsletter = self._by_id(conn, list_id)
-        found = store.unsubscribe(conn, user_id, list_id, consent.event("unsubscribe"))
+        newsletter = self._by_id(conn, link.list_id)
+        found = store.unsubscribe(conn, link.user_id, link.list_id, consent.event("unsubscribe"))
         if found is None:
             raise NotFound("this unsubscribe link is for a record that no longer exists")
         return {
