@@ -138,13 +138,20 @@ def test_an_unsubscribed_flag_comes_back_only_through_a_fresh_confirmation(site,
     assert flags(conn) == {"copernica-updates": "subscribed"}
 
 
-def test_leaving_the_list_voids_the_confirmation_links_mailed_before(site, conn, app):
+def _requested_then_left(site, conn, app) -> str:
+    """Anna asks for smtpeter (double opt-in), then leaves it by one-click; the token
+    of the confirmation mailed before she left."""
     user_id = subscribe(site, key="smtpeter").get_json()["user_id"]
     token = mailed(conn, "anna@example.com", "newsletter_confirm")["token"]
     # The transaction's now() stands still: the request is dated a moment earlier.
     conn.execute("update newsletter_confirmations set created_at = created_at - interval '1 s'")
     link = app.extensions[NEWSLETTERS].tokens.sign(uuid.UUID(user_id), 4)
     assert site.post(f"/v1/unsubscribe/{link}").status_code == 200
+    return token
+
+
+def test_leaving_the_list_voids_the_confirmation_links_mailed_before(site, conn, app):
+    token = _requested_then_left(site, conn, app)
     assert_problem(site.post("/v1/newsletters/confirm", json={"token": token}), 422, "token")
     assert flags(conn) == {"smtpeter": "unsubscribed"}
 
@@ -570,11 +577,7 @@ def test_an_unknown_query_parameter_of_the_export_is_a_422_not_ignored(site):
 
 
 def test_a_withdrawn_confirmation_stays_withdrawn_when_a_later_request_is_pending(site, conn, app):
-    user_id = subscribe(site, key="smtpeter").get_json()["user_id"]
-    first = mailed(conn, "anna@example.com", "newsletter_confirm")["token"]
-    conn.execute("update newsletter_confirmations set created_at = created_at - interval '1 s'")
-    link = app.extensions[NEWSLETTERS].tokens.sign(uuid.UUID(user_id), 4)
-    assert site.post(f"/v1/unsubscribe/{link}").status_code == 200
+    first = _requested_then_left(site, conn, app)
     subscribe(site, key="smtpeter", consent=CONSENT | {"text": "the second form"})
     assert flags(conn) == {"smtpeter": "pending"}
     assert_problem(site.post("/v1/newsletters/confirm", json={"token": first}), 422, "token")
