@@ -1,7 +1,7 @@
 """Accounts speed: logins against bare argon2 verifies, refresh and GET /v1/me against the
 `select 1` baseline endpoint, all in one run.
 
-    .venv/bin/python bench/accounts.py [--duration 10] [--rounds 3]
+    .venv/bin/python bench/accounts.py [--duration 10] [--rounds 3] [--py-spy FILE [--idle]]
 
 The service runs as `identity serve` runs it (bench/harness.py: gunicorn, our gevent
 worker, 2 workers). One account is made through the API. Logins: wrk POSTs the right
@@ -41,6 +41,8 @@ WARMUP_SECONDS = 2
 # wrk asks each thread's script for one request more than it sends (before connecting):
 # a chain per thread more than connections keeps every connection with a live token.
 REFRESH_CHAINS = REFRESH_CONNECTIONS + WRK_THREADS
+# The runs the service answers (the others have no workers to profile).
+_SERVED = ("GET /v1/me", "refresh", "login")
 
 # Each wrk thread keeps a stack of refresh tokens, one per connection of its own: a
 # request takes one off, its answer puts the next one on, so no token is used twice.
@@ -125,6 +127,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument(
+        "--py-spy", type=Path, help="profile the workers in the last round: FILE-<run>.txt"
+    )
+    parser.add_argument(
+        "--idle", action="store_true", help="with --py-spy: keep waiting samples (wall time)"
+    )
     args = parser.parse_args()
     wrk = harness.wrk_path()
     if wrk is None:
@@ -146,7 +154,12 @@ def main() -> int:
         cases = _cases(bench, wrk, stored, scripts, args.duration)
         for round_no in range(1, args.rounds + 1):
             for name, run in cases.items():
-                result = run()
+                profile = None
+                if args.py_spy is not None and round_no == args.rounds and name in _SERVED:
+                    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+                    profile = args.py_spy.with_name(f"{args.py_spy.stem}-{slug}.txt")
+                with harness.py_spy(bench, profile, idle=args.idle):
+                    result = run()
                 runs.setdefault(name, []).append(result)
                 cpu = f"  {harness.cpu_line(result)}" if "cpu_us" in result else ""
                 harness.say(f"round {round_no} {name:16} {result['rps']:9.1f} /s{cpu}")

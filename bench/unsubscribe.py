@@ -1,7 +1,7 @@
 """One-click unsubscribe under load: POST /v1/unsubscribe/<token> against the `select 1`
 baseline endpoint, in one run.
 
-    .venv/bin/python bench/unsubscribe.py [--duration 10]
+    .venv/bin/python bench/unsubscribe.py [--duration 10] [--py-spy FILE [--idle]]
 
 The service runs as `identity serve` runs it (bench/harness.py). PEOPLE people subscribed
 to one list are written straight into the database; wrk POSTs RFC 8058's body
@@ -73,6 +73,12 @@ def _people(database_url: str, n: int, offset: int) -> list[uuid.UUID]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument(
+        "--py-spy", type=Path, help="profile the workers in the last round: FILE-<run>.txt"
+    )
+    parser.add_argument(
+        "--idle", action="store_true", help="with --py-spy: keep waiting samples (wall time)"
+    )
     args = parser.parse_args()
     wrk = harness.wrk_path()
     if wrk is None:
@@ -99,9 +105,15 @@ def main() -> int:
                 if name == "repeat clicks":  # the links of the first clicks, all used now
                     _run_wrk(wrk, bench.base_url, [], 2, script=script,
                              script_args=[str(links), step])  # fmt: skip
-                result = harness.with_cpu(bench, args.duration, _run_wrk, wrk, bench.base_url,
-                                          [], args.duration, script=script,
-                                          script_args=[str(links), step])  # fmt: skip
+                profile = None
+                if args.py_spy is not None and round_no == ROUNDS:
+                    profile = args.py_spy.with_name(
+                        f"{args.py_spy.stem}-{name.replace(' ', '-')}.txt"
+                    )
+                with harness.py_spy(bench, profile, idle=args.idle):
+                    result = harness.with_cpu(bench, args.duration, _run_wrk, wrk,
+                                              bench.base_url, [], args.duration, script=script,
+                                              script_args=[str(links), step])  # fmt: skip
                 results[name].append(result)
             harness.say(
                 f"round {round_no}: "

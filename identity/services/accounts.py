@@ -310,16 +310,18 @@ class Accounts:
         past the count); or the refusal of an attempt that must wait. The account's own
         limit does not hold for an IP it logged in from before: a stranger's failures
         elsewhere do not lock the owner out on their own device."""
-        account = store.login_view(conn, key)
         s = self.settings
-        until = None
-        if len(throttles) > 1:
-            until = self._reserve(conn, throttles[1], s.ip_free_failures,
-                                  s.ip_block_cap_seconds, wait_for_disk=False)  # fmt: skip
-        if until is None:
-            until = self._reserve(conn, throttles[0], s.account_free_failures,
-                                  s.account_block_cap_seconds, wait_for_disk=False)  # fmt: skip
-            if until is not None and account is not None and browser.client_ip:
+        started = store.start_login(
+            conn, key, ip_throttle=throttles[1] if len(throttles) > 1 else None,
+            account_throttle=throttles[0], window_seconds=s.throttle_window_seconds,
+            ip_free=s.ip_free_failures, ip_cap_seconds=s.ip_block_cap_seconds,
+            account_free=s.account_free_failures, account_cap_seconds=s.account_block_cap_seconds,
+        )  # fmt: skip
+        ip_until, account_until = started.pop("ip_until"), started.pop("account_until")
+        account = None if started["id"] is None else started
+        until = ip_until or account_until
+        if account_until is not None:
+            if account is not None and browser.client_ip:
                 network = _network(browser.client_ip)
                 if store.signed_in_from(conn, account["id"], network, _KNOWN_IP_DAYS):
                     until = None
@@ -580,17 +582,13 @@ class Accounts:
         store.lock_user(conn, owner)
         return store.take_token(conn, token_hash, purposes)
 
-    def _reserve(
-        self, conn, throttle: str, free: int, cap_seconds: int, *, wait_for_disk: bool = True
-    ) -> datetime | None:
+    def _reserve(self, conn, throttle: str, free: int, cap_seconds: int) -> datetime | None:
         """Count one check against `throttle` (store.reserve_attempt) in this service's
-        window; until when checks wait, if this one must. A login's own statement need
-        not wait for the disk; one inside a transaction that changes more must."""
+        window; until when checks wait, if this one must."""
         window = self.settings.throttle_window_seconds
         return store.reserve_attempt(
-            conn, throttle, free=free, window_seconds=window, cap_seconds=cap_seconds,
-            wait_for_disk=wait_for_disk,
-        )  # fmt: skip
+            conn, throttle, free=free, window_seconds=window, cap_seconds=cap_seconds
+        )
 
     def _account_throttle(self, key: str) -> str:
         # A keyed hash: the table of throttles holds no address.

@@ -40,17 +40,6 @@ def lock_user(conn: psycopg.Connection, user_id: UUID) -> dict | None:
     ).fetchone()
 
 
-def login_view(conn: psycopg.Connection, key: str) -> dict | None:
-    """What a login needs of the account with this address (no lock: a login reads)."""
-    return conn.execute(
-        """
-        select id, password_hash, email_verified_at from users where email_key = %(key)s
-        """,
-        {"key": key},
-        prepare=True,
-    ).fetchone()
-
-
 def prove_address(
     conn: psycopg.Connection,
     user_id: UUID,
@@ -299,37 +288,24 @@ def attempts_of(conn: psycopg.Connection, user_id: UUID, limit: int) -> list[dic
     ).fetchall()
 
 
-def reserve_attempt(
-    conn: psycopg.Connection,
-    key: str,
-    *,
-    free: int,
-    window_seconds: int,
-    cap_seconds: int,
-    wait_for_disk: bool = True,
-) -> datetime | None:
-    """Count a password check for `key` before it is made, in one atomic statement, so
-    that parallel attempts cannot all get their check in before the first failure is
-    counted: None when the check may go ahead (counted), else until when checks wait
-    (this one not counted). Past `free` checks inside the window each check makes the
-    next wait: 1 s, then 2, 4, ... up to `cap_seconds`. A burst therefore buys one check
-    per wait, not a jump to the longest block. Only a window with no check and no wait
-    in it starts the count again (the end of a long wait is not a quiet window, so the
-    waits keep doubling to the cap). A good login takes its check back (sign_in).
-    Without `wait_for_disk` the statement's transaction commits without waiting for the
-    flush (a login's own statement; never inside a transaction that changes more)."""
-    # A CTE runs only when the statement reads it: hence the `from` too.
-    no_disk_wait, read_it = (
-        ("", "") if wait_for_disk else (f"{_NO_DISK_WAIT}, ", "from no_disk_wait")
-    )
-    row = conn.execute(
-        f"""
-        with {no_disk_wait}before as (
-            select blocked_until from login_throttles where key = %(key)s for update
-        ), counted as (
+def _counting(name: str, key: str, free: str, cap: str, *, unless: str = "false") -> str:
+    """The CTEs that count one password check against the throttle `%(key)s` unless it
+    must wait (or unless `unless`, an SQL condition, holds): `{name}_before` locks the
+    throttle's row and holds when it blocks until, `{name}_counted` counts. Past `free`
+    checks inside the window (`%(window)s` seconds) each check makes the next wait: 1 s,
+    then 2, 4, ... up to `cap` seconds. Only a window with no check and no wait in it
+    starts the count again (the end of a long wait is not a quiet window, so the waits
+    keep doubling to the cap)."""
+    return f"""
+        {name}_before as (
+            select blocked_until from login_throttles
+            where key = %({key})s and not ({unless})
+            for update
+        ), {name}_counted as (
             insert into login_throttles as t (key, failures, last_failure_at)
-            select %(key)s, 1, now()
-            where not exists (select from before where blocked_until > now())
+            select %({key})s, 1, now()
+            where %({key})s::text is not null and not ({unless})
+              and not exists (select from {name}_before where blocked_until > now())
             on conflict (key) do update set
                 failures = case
                     when greatest(t.last_failure_at, t.blocked_until)
@@ -339,18 +315,74 @@ def reserve_attempt(
                 blocked_until = case
                     when greatest(t.last_failure_at, t.blocked_until)
                          >= now() - make_interval(secs => %(window)s)
-                         and t.failures + 1 > %(free)s
+                         and t.failures + 1 > %({free})s
                     then now() + make_interval(secs => least(
-                        %(cap)s, power(2, least(t.failures - %(free)s, 30))))
+                        %({cap})s, power(2, least(t.failures - %({free})s, 30))))
                     end
-        )
-        select (select blocked_until from before where blocked_until > now()) as until
-        {read_it}
+        )"""  # noqa: S608 - names and conditions of this module's own
+
+
+def reserve_attempt(
+    conn: psycopg.Connection, key: str, *, free: int, window_seconds: int, cap_seconds: int
+) -> datetime | None:
+    """Count a password check for `key` before it is made, in one atomic statement, so
+    that parallel attempts cannot all get their check in before the first failure is
+    counted: None when the check may go ahead (counted), else until when checks wait
+    (this one not counted). A burst buys one check per wait, not a jump to the longest
+    block (`_counting`). A good login takes its check back (sign_in)."""
+    row = conn.execute(
+        f"""
+        with {_counting("throttle", "key", "free", "cap")}
+        select (select blocked_until from throttle_before where blocked_until > now()) as until
         """,  # noqa: S608 - a fixed fragment
         {"key": key, "free": free, "window": window_seconds, "cap": cap_seconds},
         prepare=True,
     ).fetchone()
     return row["until"]
+
+
+def start_login(
+    conn: psycopg.Connection,
+    email_key: str,
+    *,
+    ip_throttle: str | None,
+    account_throttle: str,
+    window_seconds: int,
+    ip_free: int,
+    ip_cap_seconds: int,
+    account_free: int,
+    account_cap_seconds: int,
+) -> dict:
+    """A login's first statement: the account with this address (its id, password hash
+    and when the address was proven; nulls when there is none), and its password check
+    counted (reserve_attempt) against the client IP's throttle and then, unless the IP
+    must wait, the account's. `ip_until` and `account_until` say until when a throttle
+    blocks (the check was not counted against it). One statement, so one round trip and
+    one transaction, committed without waiting for the disk: the IP's row is locked
+    before the account's, always in that order."""
+    ip_waits = "exists (select from ip_before where blocked_until > now())"
+    return conn.execute(
+        f"""
+        with {_NO_DISK_WAIT},
+        {_counting("ip", "ip_throttle", "ip_free", "ip_cap")},
+        {_counting("account", "account_throttle", "account_free", "account_cap",
+                   unless=ip_waits)},
+        account as (
+            select id, password_hash, email_verified_at from users
+            where email_key = %(email_key)s
+        )
+        select account.*,
+               (select blocked_until from ip_before where blocked_until > now()) as ip_until,
+               (select blocked_until from account_before where blocked_until > now())
+                   as account_until
+        from no_disk_wait left join account on true
+        """,  # noqa: S608 - fixed fragments
+        {"email_key": email_key, "ip_throttle": ip_throttle,
+         "account_throttle": account_throttle, "window": window_seconds,
+         "ip_free": ip_free, "ip_cap": ip_cap_seconds,
+         "account_free": account_free, "account_cap": account_cap_seconds},
+        prepare=True,
+    ).fetchone()  # fmt: skip
 
 
 def take_back_attempt(conn: psycopg.Connection, key: str, *, free: int) -> None:
