@@ -134,8 +134,9 @@ class Link(MethodView):
         _check_one_click_body()
         link, service = principal().link, newsletter_service()
         consent = _consent("one-click")
-        # One statement that commits by itself: no BEGIN and COMMIT round trips.
-        answer = service.one_click(get_conn(), link, consent)
+        # One statement that commits by itself: no BEGIN and COMMIT round trips; the
+        # connection is borrowed only by the request that writes (a batch of) them.
+        answer = service.one_click(get_conn, link, consent)
         # Written as it is (every value a plain string or bool): the busiest endpoint of
         # all, every mailbox provider's one-click, skips the schema's dump.
         return Response(json.dumps(answer), mimetype=JSON)

@@ -17,6 +17,7 @@ from uuid import UUID
 
 import psycopg
 
+from identity.concurrency import Batcher
 from identity.errors import InvalidInput, NotFound, TooManyRequests, Unauthenticated
 from identity.mail import enqueue as enqueue_mail
 from identity.security.unsubscribe_tokens import TOKEN_LENGTH, UnsubscribeTokens, token_digest
@@ -32,6 +33,10 @@ LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
 MAX_HEADER_LINE = 998
 # Links per POST .../unsubscribe-links.
 MAX_LINKS_BATCH = 1000
+# A connection, or a call that gives one when it is needed.
+Connecting = psycopg.Connection | Callable[[], psycopg.Connection]
+# At most this many one-clicks written in one statement.
+ONE_CLICKS_BATCH = 100
 # Confirmation mails to one address for one list per hour: the endpoint cannot be used
 # to flood someone's mailbox.
 _CONFIRMATIONS_AN_HOUR = 3
@@ -80,15 +85,20 @@ class Newsletters:
         self.unsubscribe_base = f"{self.public_url}/v1/unsubscribe/"
         self.confirm_hours = confirm_hours
         self._catalog: list[dict] | None = None
+        # One-clicks that arrive together are written together (see one_click).
+        self._one_clicks = Batcher(
+            max_size=ONE_CLICKS_BATCH, key=lambda click: (click["user_id"], click["newsletter"])
+        )
         if len(self.list_unsubscribe_header("x" * TOKEN_LENGTH)) > MAX_HEADER_LINE:
             raise ValueError("IDENTITY_PUBLIC_URL is too long for a List-Unsubscribe header line")
 
     # --- the catalog ---------------------------------------------------------------------
 
-    def catalog(self, conn: psycopg.Connection) -> list[dict]:
-        """The lists, read once per process: they change only with a migration."""
+    def catalog(self, conn: Connecting) -> list[dict]:
+        """The lists, read once per process: they change only with a migration. `conn`
+        may be a call that gives one, made only when the lists are not read yet."""
         if self._catalog is None:
-            self._catalog = store.catalog(conn)
+            self._catalog = store.catalog(conn() if callable(conn) else conn)
         return self._catalog
 
     def newsletter(self, conn: psycopg.Connection, key: str) -> dict:
@@ -99,7 +109,7 @@ class Newsletters:
             "no such newsletter; the lists are " + ", ".join(n["key"] for n in self.catalog(conn))
         )
 
-    def _by_id(self, conn: psycopg.Connection, list_id: int) -> dict:
+    def _by_id(self, conn: Connecting, list_id: int) -> dict:
         """The list a token names; NotFound for one no longer in the catalog (old mails
         keep their links when a list is retired)."""
         for newsletter in self.catalog(conn):
@@ -269,12 +279,20 @@ class Newsletters:
             "state": found["state"] or "unsubscribed",
         }
 
-    def one_click(self, conn: psycopg.Connection, link: LinkHolder, consent: Consent) -> dict:
+    def one_click(
+        self, connection: Callable[[], psycopg.Connection], link: LinkHolder, consent: Consent
+    ) -> dict:
         """Unsubscribe from the link's one list, at once; a repeat changes nothing. One
-        statement: call it outside a transaction, it commits on its own."""
-        newsletter = self._by_id(conn, link.list_id)
-        found = store.unsubscribe(conn, link.user_id, link.list_id, consent.event("unsubscribe"))
-        if found is None:
+        statement, on a connection outside a transaction (it commits on its own), which
+        `connection()` gives. One-clicks that come while one is being written wait, and
+        are then written together, in one statement, by the first of them (a campaign's
+        mail brings thousands in a minute): one round trip and one commit for all of
+        them, and no connection held while waiting."""
+        newsletter = self._by_id(connection, link.list_id)
+        click = {"user_id": link.user_id, "newsletter": link.list_id}
+        click |= consent.event("unsubscribe")
+        found = self._one_clicks(click, lambda clicks: store.unsubscribe(connection(), clicks))
+        if found["email"] is None:
             raise NotFound("this unsubscribe link is for a record that no longer exists")
         return {
             "newsletter": newsletter["key"],

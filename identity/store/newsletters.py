@@ -66,45 +66,59 @@ def set_flag(
     ).fetchone()
 
 
-def unsubscribe(
-    conn: psycopg.Connection, user_id: UUID, newsletter: int, event: dict
-) -> dict | None:
-    """Unsubscribe the person from one list, at once, in one statement (one transaction
-    of its own): the flag and its consent event when it was not `unsubscribed` yet,
-    nothing at all when it was (no write, so a repeat costs a read). A change takes the
-    person's record lock first, as every writer of their flags does (`flags`): without
-    it a confirmation or subscription running beside it overwrote the unsubscribe. The
-    person's address, the flag's state and whether it changed; None when the person is
-    gone."""
-    return conn.execute(
+def unsubscribe(conn: psycopg.Connection, clicks: list[dict]) -> list[dict]:
+    """Unsubscribe people from one list each (`user_id`, `newsletter`, and the consent
+    event's `site`, `client_ip`, `user_agent`, `consent_text`, `channel`), at once, in
+    one statement (one transaction of its own; no two clicks of one person on one list):
+    for each, the flag and its consent event when it was not `unsubscribed` yet, nothing
+    at all when it was (no write, so repeats cost a read). A change takes the person's
+    record lock first, as every writer of their flags does (`flags`), in the order of
+    their ids, so two batches cannot deadlock: without it a confirmation or subscription
+    running beside it overwrote the unsubscribe. For each click in order: the person's
+    address (None when the person is gone) and whether the flag changed."""
+    columns = ("user_id", "newsletter", "site", "client_ip", "user_agent", "consent_text",
+               "channel")  # fmt: skip
+    rows = conn.execute(
         f"""
-        with person as (
-            select id, email from users where id = %(user_id)s
+        with given as (
+            select * from unnest(%(user_id)s::uuid[], %(newsletter)s::int2[],
+                                 %(site)s::text[], %(client_ip)s::inet[],
+                                 %(user_agent)s::text[], %(consent_text)s::text[],
+                                 %(channel)s::text[])
+                with ordinality as g({", ".join(columns)}, n)
         ), locked as (
-            select id from users where id = %(user_id)s
-              and not exists (
-                select from subscriptions
-                where user_id = %(user_id)s and newsletter = %(newsletter)s
-                  and state = 'unsubscribed')
+            select id from users where id in (
+                select user_id from given g
+                where not exists (
+                    select from subscriptions s
+                    where s.user_id = g.user_id and s.newsletter = g.newsletter
+                      and s.state = 'unsubscribed'))
+            order by id
             for no key update
         ), flag as (
             insert into subscriptions (user_id, newsletter, state)
-            select id, %(newsletter)s, 'unsubscribed' from locked
+            select g.user_id, g.newsletter, 'unsubscribed' from given g join locked on id = user_id
+            order by g.user_id, g.newsletter
             on conflict (user_id, newsletter) do update
                 set state = 'unsubscribed', changed_at = now()
                 where subscriptions.state <> 'unsubscribed'
-            returning user_id
+            returning user_id, newsletter
         ), event as (
             insert into consent_events ({_EVENT_COLUMNS})
-            select user_id, %(newsletter)s, 'unsubscribe', 'unsubscribed', now(),
-                   %(site)s, %(client_ip)s, %(user_agent)s, %(consent_text)s, %(channel)s
-            from flag
+            select user_id, newsletter, 'unsubscribe', 'unsubscribed', now(),
+                   g.site, g.client_ip, g.user_agent, g.consent_text, g.channel
+            from given g join flag using (user_id, newsletter)
         )
-        select person.email, exists (select from flag) as changed from person
+        select u.email, f.user_id is not null as changed
+        from given g
+        left join users u on u.id = g.user_id
+        left join flag f using (user_id, newsletter)
+        order by g.n
         """,  # noqa: S608 - fixed column list
-        {"user_id": user_id, "newsletter": newsletter} | event,
+        {name: [click[name] for click in clicks] for name in columns},
         prepare=True,
-    ).fetchone()
+    ).fetchall()
+    return rows
 
 
 def flag_of(conn: psycopg.Connection, user_id: UUID, newsletter: int) -> dict | None:

@@ -205,3 +205,64 @@ def test_a_one_click_beside_a_confirmation_or_subscription_is_never_overwritten(
                 (user_id,),
             ).fetchone()["state"]
             assert state == "unsubscribed", round_no
+
+
+def test_many_people_clicking_at_once_each_get_their_own_answer_and_one_event_per_flag(
+    live, committing_db
+):
+    """One-clicks that come together are written together: 30 people on two lists each,
+    every link clicked three times at once (180 POSTs), and one link of a person who is
+    gone. Each link is changed exactly once (`changed` true in one of its three answers),
+    each answer names its own person's list, and every flag has one consent event with
+    the clicking client's user agent."""
+    base_url, _, app = live
+    tokens = app.extensions[NEWSLETTERS].tokens
+    # Addresses whose masks differ: an answer for another person's link would show.
+    emails = [f"{'ab'[i // 26]}{i}@{chr(97 + i % 26)}{i}.example" for i in range(1, 32)]
+    people = committing_db.execute(
+        "insert into users (email, email_key) select e, e from unnest(%s::text[]) e"
+        " returning id, email",
+        (emails,),
+    ).fetchall()
+    committing_db.execute(
+        "insert into subscriptions (user_id, newsletter, state)"
+        " select id, n, 'subscribed' from users, unnest(array[2, 4]) n"
+    )
+    gone = people.pop()
+    links = [(p, n) for p in people for n in (2, 4)]
+    committing_db.execute("delete from users where id = %s", (gone["id"],))
+
+    def click(link):
+        person, newsletter = link
+        token = tokens.sign(uuid.UUID(str(person["id"])), newsletter)
+        return requests.post(
+            f"{base_url}/v1/unsubscribe/{token}",
+            data="List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded",
+                     "User-Agent": f"client of {person['email']}"},
+            timeout=60,
+        )  # fmt: skip
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(click, [*links * 3, (gone, 2)]))
+    assert answers[-1].status_code == 404
+    answers = answers[:-1]
+    assert {a.status_code for a in answers} == {200}
+    for i, (person, newsletter) in enumerate(links):
+        mine = [answers[i + k * len(links)].json() for k in range(3)]
+        assert sum(a["changed"] for a in mine) == 1, mine
+        local, _, domain = person["email"].partition("@")
+        assert {a["email"] for a in mine} == {f"{local[0]}***@{domain[0]}***.example"}
+        assert {a["newsletter"] for a in mine} == {"copernica-updates" if newsletter == 2
+                                                  else "smtpeter"}  # fmt: skip
+    events = committing_db.execute(
+        "select u.email, e.newsletter, e.user_agent, e.channel from consent_events e"
+        " join users u on u.id = e.user_id order by u.email, e.newsletter"
+    ).fetchall()
+    assert sorted((e["email"], e["newsletter"]) for e in events) == sorted(
+        (p["email"], n) for p, n in links
+    )
+    assert all(e["user_agent"] == f"client of {e['email']}" for e in events)
+    assert {e["channel"] for e in events} == {"one-click"}
+    flags = committing_db.execute("select distinct state from subscriptions").fetchall()
+    assert flags == [{"state": "unsubscribed"}]
