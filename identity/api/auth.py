@@ -8,7 +8,7 @@ from http import HTTPStatus
 from flask.views import MethodView
 
 from identity.api import Blueprint, accounts, principal
-from identity.db import read, unit_of_work
+from identity.db import get_conn, read, unit_of_work
 from identity.services.accounts import Browser, Refused, Tokens
 from schemas.accounts import (
     AcceptedSchema,
@@ -148,7 +148,8 @@ class Refresh(MethodView):
         whole sign-in it belongs to ends, and the answer is `401`.
         """
         caller = principal()
-        return _tokens(read(lambda conn: accounts().refresh(conn, caller, body["refresh_token"])))
+        # The connection is borrowed only by the request that writes (a batch of) them.
+        return _tokens(accounts().refresh(get_conn, caller, body["refresh_token"]))
 
 
 @blp.route("/logout")

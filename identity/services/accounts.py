@@ -21,6 +21,7 @@ from uuid import UUID
 
 import psycopg
 
+from identity.concurrency import Batcher
 from identity.errors import Conflict, InvalidInput, NotFound, TooManyRequests, Unauthenticated
 from identity.mail import enqueue as enqueue_mail
 from identity.security.access_tokens import KeyRing, issue_access_token
@@ -118,6 +119,8 @@ class Accounts:
         # Access tokens found genuine, with their claims: this process's memory only,
         # and only of what a signature already proved.
         self._checked: dict[str, dict] = {}
+        # Refreshes that come together are rotated together; one token's never.
+        self._rotations = Batcher(key=lambda rotation: rotation["old"])
 
     def authenticate_user(self, access_token: str) -> Principal:
         """The signed-in person an access token names, if the token is genuine and live.
@@ -373,18 +376,26 @@ class Accounts:
         )  # fmt: skip
 
     def refresh(
-        self, conn: psycopg.Connection, principal: Principal, refresh_token: str
+        self,
+        connection: Callable[[], psycopg.Connection],
+        principal: Principal,
+        refresh_token: str,
     ) -> Tokens | Refused:
         """A new pair for a live refresh token of the calling site's sign-in, which is
         spent. A spent one shown again means it was copied: its whole family is revoked.
-        Needs no transaction around it: the rotation is one statement."""
+        The rotation is one statement, on a connection outside a transaction, which
+        `connection()` gives; refreshes that come while one is being written wait and
+        are then rotated together, in one statement (Batcher), holding no connection
+        while they wait."""
         old_hash = _hash(refresh_token)
         refresh, refresh_hash = _token("idrt_")
-        rotated = store.rotate_refresh_token(
-            conn, old_hash, refresh_hash, self.settings.refresh_idle_seconds,
-            principal.site_name,
-        )  # fmt: skip
-        if rotated is None:
+        rotation = {"old": old_hash, "new": refresh_hash, "site": principal.site_name}
+        idle = self.settings.refresh_idle_seconds
+        rotated = self._rotations(
+            rotation, lambda rotations: store.rotate_refresh_tokens(connection(), rotations, idle)
+        )
+        if rotated["session_id"] is None:
+            conn = connection()
             copied = store.spent_refresh_token_session(conn, old_hash, principal.site_name)
             if copied is not None:
                 store.revoke_session(conn, copied)

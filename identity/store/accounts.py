@@ -489,14 +489,16 @@ def lock_refresh_token(conn: psycopg.Connection, token_hash: bytes) -> dict | No
     ).fetchone()
 
 
-def rotate_refresh_token(
-    conn: psycopg.Connection, old_hash: bytes, new_hash: bytes, idle_seconds: int, site: str
-) -> dict | None:
-    """Spend a live refresh token of a live session and give that session the next one,
-    in one statement (so in one transaction, with no round trips for BEGIN and COMMIT).
-    Of two uses of one token the second waits for the first's row lock and then finds the
-    token spent: None, as for a token that is unknown, expired, of an ended session, or
-    of another site's sign-in (which is left as it was).
+def rotate_refresh_tokens(
+    conn: psycopg.Connection, rotations: list[dict], idle_seconds: int
+) -> list[dict | None]:
+    """For each rotation (`old` and `new` token hashes, the calling `site`), in one
+    statement (one transaction, no round trips for BEGIN and COMMIT): spend the live
+    refresh token `old` of a live session of `site` and give that session `new`. Its
+    session's id, user and site, or None for a token that is unknown, spent, expired, of
+    an ended session or of another site's sign-in (which is left as it was). Of two uses
+    of one token (never in one call) the second waits for the first's row lock and then
+    finds it spent.
 
     Committed without waiting for the disk (synchronous_commit off, for this statement's
     transaction only): a crash may forget the last fraction of a second of rotations,
@@ -505,26 +507,32 @@ def rotate_refresh_token(
     """
     return conn.execute(
         f"""
-        with {_NO_DISK_WAIT}, spent as (
+        with {_NO_DISK_WAIT}, given as (
+            select * from unnest(%(old)s::bytea[], %(new)s::bytea[], %(site)s::text[])
+                with ordinality as g(old, new, site, n)
+        ), spent as (
             update refresh_tokens r set spent_at = now()
-            from sessions s
-            where r.token_hash = %(old)s and r.spent_at is null and r.idle_expires_at > now()
-              and s.id = r.session_id and s.site_name = %(site)s
-            returning r.session_id
+            from given g, sessions s
+            where r.token_hash = g.old and r.spent_at is null and r.idle_expires_at > now()
+              and s.id = r.session_id and s.site_name = g.site
+            returning r.session_id, g.old, g.new
         ), session as (
             update sessions s set last_used_at = now()
             from spent
             where s.id = spent.session_id and s.revoked_at is null and s.expires_at > now()
-            returning s.id, s.user_id, s.site_name
+            returning s.id, s.user_id, s.site_name, spent.old, spent.new
         ), next as (
             insert into refresh_tokens (token_hash, session_id, idle_expires_at)
-            select %(new)s, id, now() + make_interval(secs => %(idle)s) from session
+            select new, id, now() + make_interval(secs => %(idle)s) from session
         )
-        select id as session_id, user_id, site_name from session, no_disk_wait
+        select s.id as session_id, s.user_id, s.site_name
+        from no_disk_wait, given g left join session s on s.old = g.old
+        order by g.n
         """,  # noqa: S608 - a fixed fragment
-        {"old": old_hash, "new": new_hash, "idle": idle_seconds, "site": site},
+        {name: [rotation[name] for rotation in rotations] for name in ("old", "new", "site")}
+        | {"idle": idle_seconds},
         prepare=True,
-    ).fetchone()
+    ).fetchall()
 
 
 def spent_refresh_token_session(

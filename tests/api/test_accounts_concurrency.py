@@ -1,6 +1,8 @@
 """Accounts under parallel requests, on committing connections, and one sign-up whose mail
 goes through a real SMTP server."""
 
+import base64
+import json
 import re
 import statistics
 import time
@@ -268,3 +270,66 @@ def test_clicking_many_links_of_one_address_at_once_cannot_deadlock(live, commit
     with ThreadPoolExecutor(10) as pool:
         statuses = list(pool.map(click, tokens * 2))
     assert statuses.count(200) == 1 and statuses.count(422) == 9
+
+
+def _claims(access_token: str) -> dict:
+    payload = access_token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def test_many_sign_ins_refreshing_at_once_each_get_their_own_next_pair(live, committing_db):
+    """Refreshes that come together are rotated together: 3 people with 6 sign-ins each
+    refresh 5 times over, all at once, while a spent token of one sign-in is shown again.
+    Every answer belongs to its own sign-in (its person, its session), each new token
+    works once, and only the sign-in whose token was copied is ended."""
+    base_url, session = live
+    emails = [f"p{i}@example.com" for i in range(3)]
+    for email in emails:
+        _sign_up(base_url, session, committing_db, email)
+
+    def login(email):
+        answer = session.post(f"{base_url}/v1/auth/login",
+                              json={"email": email, "password": PASSWORD}, timeout=60)  # fmt: skip
+        assert answer.ok, answer.text
+        claims = _claims(answer.json()["access_token"])
+        return {"email": email, "sub": claims["sub"], "sid": claims["sid"],
+                "refresh_token": answer.json()["refresh_token"]}  # fmt: skip
+
+    with ThreadPoolExecutor(6) as pool:
+        chains = list(pool.map(login, [e for e in emails for _ in range(6)]))
+    copied = chains.pop()
+    spent = copied["refresh_token"]
+    first = session.post(f"{base_url}/v1/auth/refresh", json={"refresh_token": spent})
+    assert first.ok
+
+    def walk(chain):
+        for _ in range(5):
+            answer = session.post(
+                f"{base_url}/v1/auth/refresh",
+                json={"refresh_token": chain["refresh_token"]},
+                timeout=60,
+            )
+            assert answer.status_code == 200, answer.text
+            claims = _claims(answer.json()["access_token"])
+            assert (claims["sub"], claims["sid"]) == (chain["sub"], chain["sid"])
+            chain["refresh_token"] = answer.json()["refresh_token"]
+        return chain
+
+    def replay():
+        return session.post(f"{base_url}/v1/auth/refresh", json={"refresh_token": spent},
+                            timeout=60).status_code  # fmt: skip
+
+    with ThreadPoolExecutor(18) as pool:
+        replayed = pool.submit(replay)
+        walked = list(pool.map(walk, chains))
+    assert replayed.result() == 401
+    live_sessions = committing_db.execute(
+        "select s.id::text as sid, count(r.*) filter (where r.spent_at is null) as live"
+        " from sessions s join refresh_tokens r on r.session_id = s.id"
+        " where s.revoked_at is null group by s.id"
+    ).fetchall()
+    assert sorted(row["sid"] for row in live_sessions) == sorted(c["sid"] for c in walked)
+    assert {row["live"] for row in live_sessions} == {1}
+    ended = session.post(f"{base_url}/v1/auth/refresh",
+                         json={"refresh_token": first.json()["refresh_token"]})  # fmt: skip
+    assert ended.status_code == 401
