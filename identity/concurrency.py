@@ -52,12 +52,22 @@ class Batcher:
     `key`s never in the same batch, so each sees the one before it done), with its own
     `run`. No timer: an idle service answers as fast as before, a busy one makes one
     round trip and one commit for many requests. When a batch fails, each of its callers
-    runs its own item alone, so one bad item fails only its own request.
+    runs its own item alone, so one bad item fails only its own request; a caller not
+    taken into a batch within `patience` seconds (a batch that hangs) runs its item
+    alone too. `run` should not wait for others (locks): a batch that waits holds up
+    every caller behind it.
     """
 
-    def __init__(self, *, max_size: int = 100, key: Callable[[Any], Hashable] = lambda x: x):
+    def __init__(
+        self,
+        *,
+        max_size: int = 100,
+        key: Callable[[Any], Hashable] = lambda x: x,
+        patience: float = 1.0,
+    ):
         self._max_size = max_size
         self._key = key
+        self._patience = patience
         # Held only to look at the queue, never across a switch to another greenlet.
         self._lock = threading.Lock()
         self._queue: list[_Waiting] = []
@@ -68,10 +78,8 @@ class Batcher:
         with self._lock:
             self._queue.append(me)
             leads, self._running = not self._running, True
-        if not leads:
-            me.woken.wait()
-            if not me.leads:
-                return me.result if me.done else run([item])[0]
+        if not leads and not self._wait_to_lead(me):
+            return me.result if me.done else run([item])[0]
         batch = self._take()
         results = None
         try:
@@ -80,12 +88,29 @@ class Batcher:
             if len(batch) == 1:
                 raise
         finally:
-            self._hand_over()
+            with self._lock:
+                self._pass_lead()
             for waiting, result in zip(batch, results or [None] * len(batch), strict=True):
                 waiting.result, waiting.done = result, results is not None
                 if waiting is not me:
                     waiting.woken.set()
         return me.result if me.done else run([item])[0]
+
+    def _wait_to_lead(self, me: "_Waiting") -> bool:
+        """Wait until `me` is to run the next batch (True), or its batch has run (False:
+        its result is there, or it failed), or no batch took it in time (False: it has
+        left the queue). A caller stopped while it waits (its greenlet killed) leaves the
+        queue, and passes the lead on if it had it, so the callers behind it go on."""
+        try:
+            if me.woken.wait(self._patience):
+                return me.leads
+            if self._leave(me):
+                return False
+            me.woken.wait()  # in a batch that is running: its end wakes us
+            return False
+        except BaseException:
+            self._leave(me)
+            raise
 
     def _take(self) -> list["_Waiting"]:
         """The next batch off the queue, in the order they came (the leader first)."""
@@ -101,14 +126,25 @@ class Batcher:
             self._queue = left
         return batch
 
-    def _hand_over(self) -> None:
-        """The first caller still waiting leads the next batch; none: the next to come."""
+    def _leave(self, me: "_Waiting") -> bool:
+        """Take `me` off the queue if it is still on it (whether it was)."""
         with self._lock:
-            if self._queue:
-                self._queue[0].leads = True
-                self._queue[0].woken.set()
-            else:
-                self._running = False
+            if me not in self._queue:
+                return False
+            self._queue.remove(me)
+            if me.leads:
+                me.leads = False
+                self._pass_lead()
+            return True
+
+    def _pass_lead(self) -> None:
+        """With the lock held: the first caller still waiting leads the next batch;
+        none: the next to come."""
+        if self._queue:
+            self._queue[0].leads = True
+            self._queue[0].woken.set()
+        else:
+            self._running = False
 
 
 class _Waiting:

@@ -291,7 +291,11 @@ class Newsletters:
         newsletter = self._by_id(connection, link.list_id)
         click = {"user_id": link.user_id, "newsletter": link.list_id}
         click |= consent.event("unsubscribe")
-        found = self._one_clicks(click, lambda clicks: store.unsubscribe(connection(), clicks))
+        found = self._one_clicks(
+            click, lambda clicks: store.unsubscribe(connection(), clicks, skip_busy=True)
+        )
+        if found["busy"]:  # another change of this person's is under way: after it, alone
+            found = store.unsubscribe(connection(), [click])[0]
         if found["email"] is None:
             raise NotFound("this unsubscribe link is for a record that no longer exists")
         return {

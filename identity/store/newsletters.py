@@ -66,35 +66,40 @@ def set_flag(
     ).fetchone()
 
 
-def unsubscribe(conn: psycopg.Connection, clicks: list[dict]) -> list[dict]:
+def unsubscribe(
+    conn: psycopg.Connection, clicks: list[dict], *, skip_busy: bool = False
+) -> list[dict]:
     """Unsubscribe people from one list each (`user_id`, `newsletter`, and the consent
     event's `site`, `client_ip`, `user_agent`, `consent_text`, `channel`), at once, in
     one statement (one transaction of its own; no two clicks of one person on one list):
     for each, the flag and its consent event when it was not `unsubscribed` yet, nothing
     at all when it was (no write, so repeats cost a read). A change takes the person's
-    record lock first, as every writer of their flags does (`flags`), in the order of
-    their ids, so two batches cannot deadlock: without it a confirmation or subscription
-    running beside it overwrote the unsubscribe. For each click in order: the person's
-    address (None when the person is gone) and whether the flag changed."""
+    record lock first, as every writer of their flags does (`flags`): without it a
+    confirmation or subscription running beside it overwrote the unsubscribe.
+
+    With `skip_busy`, a person whose record another transaction holds is left alone
+    (`busy`; run that click again without it), so the statement never waits for a lock:
+    one busy person cannot hold up the others, nor deadlock with a writer that locks
+    people in another order (the import locks by address). For each click in order: the
+    person's address (None when the person is gone), whether the flag changed, and
+    whether it was skipped as busy."""
     columns = ("user_id", "newsletter", "site", "client_ip", "user_agent", "consent_text",
                "channel")  # fmt: skip
     rows = conn.execute(
         f"""
         with given as (
-            select * from unnest(%(user_id)s::uuid[], %(newsletter)s::int2[],
-                                 %(site)s::text[], %(client_ip)s::inet[],
-                                 %(user_agent)s::text[], %(consent_text)s::text[],
-                                 %(channel)s::text[])
-                with ordinality as g({", ".join(columns)}, n)
-        ), locked as (
-            select id from users where id in (
-                select user_id from given g
-                where not exists (
+            select g.*, not exists (
                     select from subscriptions s
                     where s.user_id = g.user_id and s.newsletter = g.newsletter
-                      and s.state = 'unsubscribed'))
+                      and s.state = 'unsubscribed') as to_change
+            from unnest(%(user_id)s::uuid[], %(newsletter)s::int2[], %(site)s::text[],
+                        %(client_ip)s::inet[], %(user_agent)s::text[],
+                        %(consent_text)s::text[], %(channel)s::text[])
+                with ordinality as g({", ".join(columns)}, n)
+        ), locked as (
+            select id from users where id in (select user_id from given where to_change)
             order by id
-            for no key update
+            for no key update {"skip locked" if skip_busy else ""}
         ), flag as (
             insert into subscriptions (user_id, newsletter, state)
             select g.user_id, g.newsletter, 'unsubscribed' from given g join locked on id = user_id
@@ -109,12 +114,14 @@ def unsubscribe(conn: psycopg.Connection, clicks: list[dict]) -> list[dict]:
                    g.site, g.client_ip, g.user_agent, g.consent_text, g.channel
             from given g join flag using (user_id, newsletter)
         )
-        select u.email, f.user_id is not null as changed
+        select u.email, f.user_id is not null as changed,
+               g.to_change and u.id is not null
+                   and not exists (select from locked where id = g.user_id) as busy
         from given g
         left join users u on u.id = g.user_id
         left join flag f using (user_id, newsletter)
         order by g.n
-        """,  # noqa: S608 - fixed column list
+        """,  # noqa: S608 - fixed column list and clause
         {name: [click[name] for click in clicks] for name in columns},
         prepare=True,
     ).fetchall()

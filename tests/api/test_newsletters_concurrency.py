@@ -3,9 +3,11 @@ parallel one-click POSTs of one link, and a double opt-in mail over real SMTP wh
 confirms."""
 
 import re
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 import requests
 
@@ -13,6 +15,7 @@ from identity.api import NEWSLETTERS
 from identity.config import load_config
 from identity.mail.courier import courier_from_settings
 from identity.services.sites import issue_site_key
+from identity.store import newsletters as newsletters_store
 from tests.api.liveserver import serving
 
 pytestmark = pytest.mark.committing
@@ -266,3 +269,65 @@ def test_many_people_clicking_at_once_each_get_their_own_answer_and_one_event_pe
     assert {e["channel"] for e in events} == {"one-click"}
     flags = committing_db.execute("select distinct state from subscriptions").fetchall()
     assert flags == [{"state": "unsubscribed"}]
+
+
+def _people_on_list(db, count: int, newsletter: int) -> list[dict]:
+    people = db.execute(
+        "insert into users (email, email_key) select 'q' || i || '@example.com',"
+        " 'q' || i || '@example.com' from generate_series(1, %s) i returning id",
+        (count,),
+    ).fetchall()
+    db.execute(
+        "insert into subscriptions (user_id, newsletter, state)"
+        " select id, %s, 'subscribed' from users",
+        (newsletter,),
+    )
+    return people
+
+
+def test_one_person_whose_record_is_held_does_not_hold_up_anyone_elses_one_click(
+    live, committing_db, database_url
+):
+    """From the hostile round on batching: a person whose record another change held
+    (an import, a confirmation) kept every one-click batched with theirs, and all queued
+    behind it, waiting for the lock (10 to 20 s). Now a batch passes such a person by;
+    their click waits alone, and changes the flag once the record is free."""
+    base_url, _, app = live
+    tokens = app.extensions[NEWSLETTERS].tokens
+    held, *others = _people_on_list(committing_db, 25, 1)
+
+    def click(person):
+        token = tokens.sign(uuid.UUID(str(person["id"])), 1)
+        return requests.post(f"{base_url}/v1/unsubscribe/{token}", timeout=60)
+
+    with psycopg.connect(database_url) as holder, ThreadPoolExecutor(12) as pool:
+        holder.execute("select from users where id = %s for no key update", (held["id"],))
+        waiting = pool.submit(click, held)
+        time.sleep(0.2)
+        started = time.monotonic()
+        answers = list(pool.map(click, others))
+        others_took = time.monotonic() - started
+        assert not waiting.done()
+        holder.rollback()
+        assert waiting.result().json()["changed"] is True
+    assert [a.json()["changed"] for a in answers] == [True] * len(others)
+    assert others_took < 5  # the lock waits 10 s before it gives up
+
+
+def test_a_batch_never_waits_for_a_held_record_so_it_cannot_deadlock(committing_db, database_url):
+    """The import locks people in the order of their addresses, a batch of one-clicks in
+    the order of their ids: a batch that waited for a record could close a cycle (found
+    by the hostile round). It does not wait: the held person is passed by as busy."""
+    first, second = _people_on_list(committing_db, 2, 1)
+    clicks = [
+        {"user_id": p["id"], "newsletter": 1, "site": None, "client_ip": "192.0.2.1",
+         "user_agent": "mail client", "consent_text": None, "channel": "one-click"}
+        for p in (first, second)
+    ]  # fmt: skip
+    with psycopg.connect(database_url) as holder:
+        holder.execute("select from users where id = %s for no key update", (first["id"],))
+        committing_db.execute("set lock_timeout = '2s'")
+        found = newsletters_store.unsubscribe(committing_db, clicks, skip_busy=True)
+        assert [(f["changed"], f["busy"]) for f in found] == [(False, True), (True, False)]
+    found = newsletters_store.unsubscribe(committing_db, clicks[:1])
+    assert [(f["changed"], f["busy"]) for f in found] == [(True, False)]

@@ -1,6 +1,8 @@
 """Batcher: calls that come while one runs are run together, each caller gets its own
 result, equal keys never share a batch, and a failing batch fails only its bad item."""
 
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -111,3 +113,53 @@ def test_many_rounds_of_many_callers_each_get_their_own_result():
     assert answers == [i * 2 for i in range(2000)]
     assert sum(sizes) == 2000 and max(sizes) <= 16
     assert len(sizes) < 2000  # some ran together
+
+
+def test_a_caller_not_taken_into_a_batch_in_time_runs_alone():
+    """A batch that hangs (here: one that waits 1 s) holds up no caller behind it for
+    longer than the patience: they run their items alone meanwhile."""
+    run = Recorder()
+    batcher = Batcher(patience=0.1)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(batcher, "slow", run)
+        while not run.batches:
+            time.sleep(0.001)
+        started = time.monotonic()
+        others = [f.result(5) for f in [pool.submit(batcher, i, run) for i in range(3)]]
+        waited = time.monotonic() - started
+        run.release.set()
+        assert first.result(5) == "done slow"
+    assert others == ["done 0", "done 1", "done 2"]
+    assert waited < 0.9  # well before the slow batch ended
+    assert sorted(map(str, run.batches[1:])) == ["[0]", "[1]", "[2]"]
+
+
+_KILLED_WAITER = """
+from gevent import monkey; monkey.patch_all()
+import gevent
+from identity.concurrency import Batcher
+
+batcher = Batcher()
+def run(items):
+    gevent.sleep(0.1)
+    return [i * 10 for i in items]
+
+leader = gevent.spawn(batcher, 1, run)
+gevent.sleep(0.01)
+waiter = gevent.spawn(batcher, 2, run)  # waits behind the leader's batch
+gevent.sleep(0.01)
+waiter.kill(block=True)  # a GreenletExit (or gevent.Timeout) while it waits
+assert leader.get(timeout=3) == 10
+later = gevent.spawn(batcher, 3, run)
+assert later.get(timeout=3) == 30, "a later caller hangs"
+print("ok")
+"""
+
+
+def test_a_caller_killed_while_it_waits_does_not_stop_the_others():
+    """Found by the hostile round: a greenlet killed while waiting stayed in the queue,
+    was handed the lead, never ran the batch, and every later call hung for good."""
+    done = subprocess.run(
+        [sys.executable, "-c", _KILLED_WAITER], capture_output=True, text=True, timeout=30
+    )
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]
