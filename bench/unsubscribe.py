@@ -1,7 +1,8 @@
 """One-click unsubscribe under load: POST /v1/unsubscribe/<token> against the `select 1`
 baseline endpoint, in one run.
 
-    .venv/bin/python bench/unsubscribe.py [--duration 10] [--py-spy FILE [--idle]]
+    .venv/bin/python bench/unsubscribe.py [--duration 10] [--connections 32]
+        [--py-spy FILE [--idle]]
 
 The service runs as `identity serve` runs it (bench/harness.py). PEOPLE people subscribed
 to one list are written straight into the database; wrk POSTs RFC 8058's body
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import harness
 import psycopg
-from lookup import THREADS, _run_wrk
+from lookup import CONNECTIONS, THREADS, _run_wrk
 
 from identity.config import load_config
 from identity.security.unsubscribe_tokens import UnsubscribeTokens
@@ -73,6 +74,7 @@ def _people(database_url: str, n: int, offset: int) -> list[uuid.UUID]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=CONNECTIONS, help="wrk's, for every run")
     parser.add_argument(
         "--py-spy", type=Path, help="profile the workers in the last round: FILE-<run>.txt"
     )
@@ -96,15 +98,17 @@ def main() -> int:
             people = _people(bench.database_url, PEOPLE_PER_ROUND, round_no * PEOPLE_PER_ROUND)
             links = workdir / f"tokens-{round_no}.txt"
             links.write_text("".join(tokens.sign(person, 1) + "\n" for person in people))
-            _run_wrk(wrk, select1, [], 2)
-            results["select 1"].append(
-                harness.with_cpu(bench, args.duration, _run_wrk, wrk, select1, [], args.duration)
+            load = {"connections": args.connections}
+            _run_wrk(wrk, select1, [], 2, **load)
+            baseline = harness.with_cpu(
+                bench, args.duration, _run_wrk, wrk, select1, [], args.duration, **load
             )
+            results["select 1"].append(baseline)
             step = str(THREADS)  # each wrk thread walks its own share of the links
             for name in ("first clicks", "repeat clicks"):
                 if name == "repeat clicks":  # the links of the first clicks, all used now
                     _run_wrk(wrk, bench.base_url, [], 2, script=script,
-                             script_args=[str(links), step])  # fmt: skip
+                             script_args=[str(links), step], **load)  # fmt: skip
                 profile = None
                 if args.py_spy is not None and round_no == ROUNDS:
                     profile = args.py_spy.with_name(
@@ -113,7 +117,7 @@ def main() -> int:
                 with harness.py_spy(bench, profile, idle=args.idle):
                     result = harness.with_cpu(bench, args.duration, _run_wrk, wrk,
                                               bench.base_url, [], args.duration, script=script,
-                                              script_args=[str(links), step])  # fmt: skip
+                                              script_args=[str(links), step], **load)  # fmt: skip
                 results[name].append(result)
             harness.say(
                 f"round {round_no}: "
