@@ -498,7 +498,9 @@ def rotate_refresh_tokens(
     session's id, user and site, or None for a token that is unknown, spent, expired, of
     an ended session or of another site's sign-in (which is left as it was). Of two uses
     of one token (never in one call) the second waits for the first's row lock and then
-    finds it spent.
+    finds it spent. A rotation made before (its `new` already given to the session: the
+    same rotation run again after its answer was lost on the way back, though it had
+    committed) reports that rotation again instead of a spent token.
 
     Committed without waiting for the disk (synchronous_commit off, for this statement's
     transaction only): a crash may forget the last fraction of a second of rotations,
@@ -525,8 +527,17 @@ def rotate_refresh_tokens(
             insert into refresh_tokens (token_hash, session_id, idle_expires_at)
             select new, id, now() + make_interval(secs => %(idle)s) from session
         )
-        select s.id as session_id, s.user_id, s.site_name
-        from no_disk_wait, given g left join session s on s.old = g.old
+        select coalesce(s.id, done.id) as session_id,
+               coalesce(s.user_id, done.user_id) as user_id,
+               coalesce(s.site_name, done.site_name) as site_name
+        from no_disk_wait, given g
+        left join session s on s.old = g.old
+        left join lateral (
+            select d.id, d.user_id, d.site_name
+            from refresh_tokens r join sessions d on d.id = r.session_id
+            where s.id is null and r.token_hash = g.new and d.site_name = g.site
+              and d.revoked_at is null and d.expires_at > now()
+        ) done on true
         order by g.n
         """,  # noqa: S608 - a fixed fragment
         {name: [rotation[name] for rotation in rotations] for name in ("old", "new", "site")}

@@ -6,13 +6,19 @@ import json
 import re
 import statistics
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 import requests
+from psycopg.rows import dict_row
 
+from identity.api import ACCOUNTS
 from identity.config import load_config
 from identity.mail.courier import courier_from_settings
+from identity.services.accounts import Tokens
+from identity.services.principal import Principal, SiteCaller
 from identity.services.sites import issue_site_key
 from tests.api.liveserver import serving
 from tests.mailsink import MailServer
@@ -333,3 +339,71 @@ def test_many_sign_ins_refreshing_at_once_each_get_their_own_next_pair(live, com
     ended = session.post(f"{base_url}/v1/auth/refresh",
                          json={"refresh_token": first.json()["refresh_token"]})  # fmt: skip
     assert ended.status_code == 401
+
+
+class _AnswerLost:
+    """A connection whose batch of rotations commits and whose answer is then lost on the
+    way back (a failover, a dropped network link): the statement ran, the caller sees an
+    OperationalError. The first statement it runs is slow, so the others queue."""
+
+    def __init__(self, url: str, state: dict):
+        self._conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
+        self._state = state
+
+    def execute(self, query, params=None, **kwargs):
+        if not self._state.get("slowed"):
+            self._state["slowed"] = True
+            time.sleep(0.5)
+        cursor = self._conn.execute(query, params, **kwargs)
+        if isinstance(params, dict) and len(params.get("old", ())) > 1:
+            raise psycopg.OperationalError("the answer was lost after the commit")
+        return cursor
+
+    def close(self):
+        self._conn.close()
+
+
+def test_a_batch_whose_answer_is_lost_after_its_commit_ends_no_sign_in(
+    live, committing_db, database_url, pooled_app
+):
+    """From the hostile round on batched refreshes: a failed batch is run again item by
+    item; when it had committed (its answer lost on the way back) every item found its
+    token spent and ended its sign-in as copied. Now a rotation run again finds its own
+    next token in place and answers as the first run would have."""
+    base_url, session = live
+    chains = []
+    for i in range(5):
+        _sign_up(base_url, session, committing_db, f"lost{i}@example.com")
+        answer = session.post(
+            f"{base_url}/v1/auth/login",
+            json={"email": f"lost{i}@example.com", "password": PASSWORD},
+        )
+        chains.append(answer.json())
+    site = committing_db.execute("select id, name from sites").fetchone()
+    caller = Principal(site=SiteCaller(site["id"], site["name"], uuid.uuid4(), frozenset({"auth"})))
+    state: dict = {}
+
+    def refresh(chain):
+        conn = _AnswerLost(database_url, state)
+        try:
+            with pooled_app.app_context():
+                return pooled_app.extensions[ACCOUNTS].refresh(
+                    lambda: conn, caller, chain["refresh_token"]
+                )
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(5) as pool:
+        first = pool.submit(refresh, chains[0])
+        time.sleep(0.2)
+        outcomes = [first.result(), *pool.map(refresh, chains[1:])]
+    assert all(isinstance(outcome, Tokens) for outcome in outcomes), outcomes
+    for chain, outcome in zip(chains, outcomes, strict=True):
+        assert _claims(outcome.access_token)["sid"] == _claims(chain["access_token"])["sid"]
+        again = session.post(f"{base_url}/v1/auth/refresh",
+                             json={"refresh_token": outcome.refresh_token})  # fmt: skip
+        assert again.status_code == 200, again.text
+    revoked = committing_db.execute(
+        "select count(*) as n from sessions where revoked_at is not null"
+    ).fetchone()["n"]
+    assert revoked == 0
