@@ -331,7 +331,7 @@ class Accounts:
             if until is not None and len(throttles) > 1:
                 # No check is made, so the IP's count of one is taken back: a stranger
                 # keeping an account waiting must not get the owner's network blocked.
-                store.take_back_attempt(conn, throttles[1], free=s.ip_free_failures)
+                store.take_back_attempt(conn, throttles[1])
         if until is None:
             return account
         store.record_attempt(conn, user_id=account["id"] if account else None,
@@ -360,7 +360,7 @@ class Accounts:
         user = store.sign_in(
             conn, user_id=account["id"], site_id=site_id, site_name=principal.site_name,
             throttle_key=throttles[0], ip_throttle_key=throttles[1] if len(throttles) > 1 else None,
-            ip_free_failures=s.ip_free_failures, refresh_hash=refresh_hash,
+            refresh_hash=refresh_hash,
             idle_seconds=s.refresh_idle_seconds, absolute_seconds=s.refresh_absolute_seconds,
             **browser.__dict__,
         )  # fmt: skip
@@ -464,7 +464,7 @@ class Accounts:
                 "the current password is not right",
                 errors={"current_password": ["not the current password"]},
             ))  # fmt: skip
-        store.take_back_attempt(conn, throttle, free=s.account_free_failures)
+        store.take_back_attempt(conn, throttle)
         self._set_password(conn, user, new, field="new_password",
                            keep_session=principal.user.session_id)  # fmt: skip
         return None

@@ -385,16 +385,18 @@ def start_login(
     ).fetchone()  # fmt: skip
 
 
-def take_back_attempt(conn: psycopg.Connection, key: str, *, free: int) -> None:
-    """A reserved check that was not a failure (the password was right) no longer counts."""
+# What taking a reserved check back sets. A check is only counted while its throttle makes
+# nobody wait (`_counting`), so taking it back leaves no wait: not even the one its count
+# began (keeping that one blocked a whole office's network for a check never made).
+_TAKEN_BACK = "failures = greatest(failures - 1, 0), blocked_until = null"
+
+
+def take_back_attempt(conn: psycopg.Connection, key: str) -> None:
+    """A reserved check that was not a failure (the password was right, or it was not
+    made) no longer counts, nor does the wait it began."""
     conn.execute(
-        """
-        update login_throttles set
-            failures = greatest(failures - 1, 0),
-            blocked_until = case when failures - 1 > %(free)s then blocked_until end
-        where key = %(key)s
-        """,
-        {"key": key, "free": free},
+        f"update login_throttles set {_TAKEN_BACK} where key = %(key)s",  # noqa: S608 - fixed
+        {"key": key},
     )
 
 
@@ -432,7 +434,6 @@ def sign_in(
     client_ip: str | None,
     throttle_key: str,
     ip_throttle_key: str | None,
-    ip_free_failures: int,
     refresh_hash: bytes,
     idle_seconds: int,
     absolute_seconds: int,
@@ -449,10 +450,7 @@ def sign_in(
         ), cleared as (
             delete from login_throttles where key = %(throttle)s
         ), ip_taken_back as (
-            update login_throttles set
-                failures = greatest(failures - 1, 0),
-                blocked_until = case when failures - 1 > %(ip_free)s then blocked_until end
-            where key = %(ip_throttle)s
+            update login_throttles set {_TAKEN_BACK} where key = %(ip_throttle)s
         ), session as (
             insert into sessions (user_id, site_id, site_name, user_agent, client_ip,
                                   expires_at)
@@ -468,7 +466,7 @@ def sign_in(
         """,  # noqa: S608 - fixed column list
         {"user_id": user_id, "site_id": site_id, "site_name": site_name,
          "user_agent": user_agent, "client_ip": client_ip, "throttle": throttle_key,
-         "ip_throttle": ip_throttle_key, "ip_free": ip_free_failures,
+         "ip_throttle": ip_throttle_key,
          "hash": refresh_hash, "idle": idle_seconds, "absolute": absolute_seconds},
         prepare=True,
     ).fetchone()  # fmt: skip
@@ -517,6 +515,7 @@ def rotate_refresh_tokens(
             from given g, sessions s
             where r.token_hash = g.old and r.spent_at is null and r.idle_expires_at > now()
               and s.id = r.session_id and s.site_name = g.site
+              and s.revoked_at is null and s.expires_at > now()
             returning r.session_id, g.old, g.new
         ), session as (
             update sessions s set last_used_at = now()
@@ -550,12 +549,12 @@ def spent_refresh_token_session(
     conn: psycopg.Connection, token_hash: bytes, site: str
 ) -> UUID | None:
     """The live session of a refresh token of `site` that was spent before: shown again,
-    it was copied. (A token of an ended session is only not valid.)"""
+    it was copied. (A token of an ended or expired session is only not valid.)"""
     row = conn.execute(
         """
         select r.session_id from refresh_tokens r join sessions s on s.id = r.session_id
         where r.token_hash = %(hash)s and r.spent_at is not null and s.site_name = %(site)s
-          and s.revoked_at is null
+          and s.revoked_at is null and s.expires_at > now()
         """,
         {"hash": token_hash, "site": site},
     ).fetchone()

@@ -407,3 +407,69 @@ def test_a_batch_whose_answer_is_lost_after_its_commit_ends_no_sign_in(
         "select count(*) as n from sessions where revoked_at is not null"
     ).fetchone()["n"]
     assert revoked == 0
+
+
+def test_an_attempt_an_address_wait_refuses_leaves_the_ip_as_it_was(
+    live, committing_db, pooled_app
+):
+    """From the hostile round: an office IP past its free failures, its last wait over;
+    someone there tries an address that must wait (429). That attempt is not counted
+    against the IP, so it must not start a wait for the office either: a colleague's
+    right password from there right after signs in, and so does the next one."""
+    base_url, session = live
+    for email in ("blocked@example.com", "colleague@example.com"):
+        _sign_up(base_url, session, committing_db, email)
+    office = "198.51.100.7"
+    committing_db.execute(
+        "insert into login_throttles (key, failures, last_failure_at, blocked_until)"
+        " values (%s, 21, now(), now() - interval '1 second')",
+        (f"ip:{office}",),
+    )
+    account_key = pooled_app.extensions[ACCOUNTS]._account_throttle("blocked@example.com")
+    committing_db.execute(
+        "insert into login_throttles (key, failures, last_failure_at, blocked_until)"
+        " values (%s, 9, now(), now() + interval '10 minutes')",
+        (account_key,),
+    )
+
+    def login(email, password):
+        body = {"email": email, "password": password, "client_ip": office}
+        return session.post(f"{base_url}/v1/auth/login", json=body)
+
+    refused = login("blocked@example.com", "a guess at it")
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 500
+    office_row = committing_db.execute(
+        "select failures, coalesce(blocked_until > now(), false) as waits from login_throttles"
+        " where key = %s",
+        (f"ip:{office}",),
+    ).fetchone()
+    assert office_row == {"failures": 21, "waits": False}
+    assert login("colleague@example.com", PASSWORD).status_code == 200
+    # A right password's check is taken back too, with the wait its count began.
+    office_row = committing_db.execute(
+        "select failures, coalesce(blocked_until > now(), false) as waits from login_throttles"
+        " where key = %s",
+        (f"ip:{office}",),
+    ).fetchone()
+    assert office_row == {"failures": 21, "waits": False}
+    assert login("colleague@example.com", PASSWORD).status_code == 200
+
+
+def test_a_spent_token_of_a_sign_in_past_its_lifetime_is_not_valid_not_copied(live, committing_db):
+    """From the hostile round: a sign-in past its absolute lifetime answered a spent token
+    with "used before; the sign-in is ended", as if it had been copied."""
+    base_url, session = live
+    _sign_up(base_url, session, committing_db)
+    credentials = {"email": "anna@example.com", "password": PASSWORD}
+    first = session.post(f"{base_url}/v1/auth/login", json=credentials).json()
+    second = session.post(f"{base_url}/v1/auth/refresh",
+                          json={"refresh_token": first["refresh_token"]}).json()  # fmt: skip
+    committing_db.execute("update sessions set expires_at = now() - interval '1 second'")
+    for token in (first["refresh_token"], second["refresh_token"]):
+        answer = session.post(f"{base_url}/v1/auth/refresh", json={"refresh_token": token})
+        assert answer.status_code == 401
+        assert answer.json()["detail"] == "this refresh token is not valid, or its sign-in ended"
+    spent = committing_db.execute(
+        "select count(*) as n from refresh_tokens where spent_at is not null"
+    ).fetchone()["n"]
+    assert spent == 1  # the expired sign-in's live token was not spent by trying it
