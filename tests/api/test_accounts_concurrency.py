@@ -419,11 +419,11 @@ def test_an_attempt_an_address_wait_refuses_leaves_the_ip_as_it_was(
     base_url, session = live
     for email in ("blocked@example.com", "colleague@example.com"):
         _sign_up(base_url, session, committing_db, email)
-    office = "198.51.100.7"
+    office_ip = "198.51.100.7"
     committing_db.execute(
         "insert into login_throttles (key, failures, last_failure_at, blocked_until)"
         " values (%s, 21, now(), now() - interval '1 second')",
-        (f"ip:{office}",),
+        (f"ip:{office_ip}",),
     )
     account_key = pooled_app.extensions[ACCOUNTS]._account_throttle("blocked@example.com")
     committing_db.execute(
@@ -432,26 +432,23 @@ def test_an_attempt_an_address_wait_refuses_leaves_the_ip_as_it_was(
         (account_key,),
     )
 
+    def office():
+        return committing_db.execute(
+            "select failures, coalesce(blocked_until > now(), false) as waits"
+            " from login_throttles where key = %s",
+            (f"ip:{office_ip}",),
+        ).fetchone()
+
     def login(email, password):
-        body = {"email": email, "password": password, "client_ip": office}
+        body = {"email": email, "password": password, "client_ip": office_ip}
         return session.post(f"{base_url}/v1/auth/login", json=body)
 
     refused = login("blocked@example.com", "a guess at it")
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 500
-    office_row = committing_db.execute(
-        "select failures, coalesce(blocked_until > now(), false) as waits from login_throttles"
-        " where key = %s",
-        (f"ip:{office}",),
-    ).fetchone()
-    assert office_row == {"failures": 21, "waits": False}
+    assert office() == {"failures": 21, "waits": False}
     assert login("colleague@example.com", PASSWORD).status_code == 200
     # A right password's check is taken back too, with the wait its count began.
-    office_row = committing_db.execute(
-        "select failures, coalesce(blocked_until > now(), false) as waits from login_throttles"
-        " where key = %s",
-        (f"ip:{office}",),
-    ).fetchone()
-    assert office_row == {"failures": 21, "waits": False}
+    assert office() == {"failures": 21, "waits": False}
     assert login("colleague@example.com", PASSWORD).status_code == 200
 
 
