@@ -489,12 +489,12 @@ def lock_refresh_token(conn: psycopg.Connection, token_hash: bytes) -> dict | No
 
 def rotate_refresh_tokens(
     conn: psycopg.Connection, rotations: list[dict], idle_seconds: int
-) -> list[dict | None]:
+) -> list[dict]:
     """For each rotation (`old` and `new` token hashes, the calling `site`), in one
     statement (one transaction, no round trips for BEGIN and COMMIT): spend the live
     refresh token `old` of a live session of `site` and give that session `new`. Its
-    session's id, user and site, or None for a token that is unknown, spent, expired, of
-    an ended session or of another site's sign-in (which is left as it was). Of two uses
+    session's id, user and site; all three None for a token that is unknown, spent,
+    expired, of an ended session or of another site's sign-in (which is left as it was). Of two uses
     of one token (never in one call) the second waits for the first's row lock and then
     finds it spent. A rotation made before (its `new` already given to the session: the
     same rotation run again after its answer was lost on the way back, though it had

@@ -85,7 +85,7 @@ def unsubscribe(
     whether it was skipped as busy."""
     columns = ("user_id", "newsletter", "site", "client_ip", "user_agent", "consent_text",
                "channel")  # fmt: skip
-    rows = conn.execute(
+    return conn.execute(
         f"""
         with given as (
             select g.*, not exists (
@@ -125,7 +125,6 @@ def unsubscribe(
         {name: [click[name] for click in clicks] for name in columns},
         prepare=True,
     ).fetchall()
-    return rows
 
 
 def flag_of(conn: psycopg.Connection, user_id: UUID, newsletter: int) -> dict | None:
