@@ -1,7 +1,8 @@
 """Accounts speed: logins against bare argon2 verifies, refresh and GET /v1/me against the
 `select 1` baseline endpoint, all in one run.
 
-    .venv/bin/python bench/accounts.py [--duration 10] [--rounds 3] [--py-spy FILE [--idle]]
+    .venv/bin/python bench/accounts.py [--duration 10] [--rounds 3] [--only login,argon2-verify]
+        [--py-spy FILE [--idle]]
 
 The service runs as `identity serve` runs it (bench/harness.py: gunicorn, our gevent
 worker, 2 workers). One account is made through the API. Logins: wrk POSTs the right
@@ -43,6 +44,17 @@ WARMUP_SECONDS = 2
 REFRESH_CHAINS = REFRESH_CONNECTIONS + WRK_THREADS
 # The runs the service answers (the others have no workers to profile).
 _SERVED = ("GET /v1/me", "refresh", "login")
+_RUNS = ("select 1", *_SERVED, "argon2 verify")
+# Each target's run and the baseline it is measured against.
+_RATIOS = {
+    "login": ("login", "argon2 verify"),
+    "refresh": ("refresh", "select 1"),
+    "me": ("GET /v1/me", "select 1"),
+}
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 # Each wrk thread keeps a stack of refresh tokens, one per connection of its own: a
 # request takes one off, its answer puts the next one on, so no token is used twice.
@@ -133,7 +145,14 @@ def main() -> int:
     parser.add_argument(
         "--idle", action="store_true", help="with --py-spy: keep waiting samples (wall time)"
     )
+    parser.add_argument(
+        "--only",
+        help="comma-separated runs to make, of: " + ", ".join(_slug(name) for name in _RUNS),
+    )
     args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else {_slug(name) for name in _RUNS}
+    if unknown := only - {_slug(name) for name in _RUNS}:
+        parser.error(f"no such run: {', '.join(sorted(unknown))}")
     wrk = harness.wrk_path()
     if wrk is None:
         print("wrk is not installed; install it with: apt-get install -y wrk", file=sys.stderr)
@@ -151,13 +170,16 @@ def main() -> int:
             f"wrk.body = '{json.dumps({'email': EMAIL, 'password': PASSWORD})}'\n"
         )
         (scripts / "refresh.lua").write_text(_REFRESH_LUA)
-        cases = _cases(bench, wrk, stored, scripts, args.duration)
+        cases = {
+            name: run
+            for name, run in _cases(bench, wrk, stored, scripts, args.duration).items()
+            if _slug(name) in only
+        }
         for round_no in range(1, args.rounds + 1):
             for name, run in cases.items():
                 profile = None
                 if args.py_spy is not None and round_no == args.rounds and name in _SERVED:
-                    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-                    profile = args.py_spy.with_name(f"{args.py_spy.stem}-{slug}.txt")
+                    profile = args.py_spy.with_name(f"{args.py_spy.stem}-{_slug(name)}.txt")
                 with harness.py_spy(bench, profile, idle=args.idle):
                     result = run()
                 runs.setdefault(name, []).append(result)
@@ -166,9 +188,9 @@ def main() -> int:
 
     best = {name: max(found, key=lambda r: r["rps"]) for name, found in runs.items()}
     ratios = {
-        "login": best["login"]["rps"] / best["argon2 verify"]["rps"],
-        "refresh": best["refresh"]["rps"] / best["select 1"]["rps"],
-        "me": best["GET /v1/me"]["rps"] / best["select 1"]["rps"],
+        target: best[run]["rps"] / best[baseline]["rps"]
+        for target, (run, baseline) in _RATIOS.items()
+        if run in best and baseline in best
     }
     print()
     print(f"== accounts: best of {args.rounds} rounds of {args.duration}s, run alternately ==")

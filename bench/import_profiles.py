@@ -107,6 +107,7 @@ def main() -> int:
         )
         print(
             f"    CPU seconds during it: that worker {run['cpu_worker']:.1f},"
+            f" the import helper processes {run['cpu_helpers']:.1f},"
             f" PostgreSQL (all its processes) {run['cpu_postgres']:.1f}"
         )
     if "WORKER TIMEOUT" in log or "Traceback" in log:
@@ -146,7 +147,8 @@ def _import(bench: harness.Bench, path: Path, size: int) -> dict:
     sampler = _RssSampler(bench.worker_pids())
     before = sampler.sample()
     postgres = bench.postgres_pids()
-    cpu_before = harness.cpu_seconds([*before, *postgres])
+    helpers = _descendants(list(before))
+    cpu_before = harness.cpu_seconds([*before, *postgres, *helpers])
     time.sleep(SAMPLE_SECONDS)
     sampler.start()
     conn = http.client.HTTPConnection("127.0.0.1", bench.port, timeout=600, blocksize=64 * 1024)
@@ -178,7 +180,7 @@ def _import(bench: harness.Bench, path: Path, size: int) -> dict:
         seconds = time.monotonic() - started
         conn.close()
         sampler.stop()
-    cpu_after = harness.cpu_seconds([*before, *bench.postgres_pids()])
+    cpu_after = harness.cpu_seconds([*before, *bench.postgres_pids(), *helpers])
     cpu = {pid: used - cpu_before.get(pid, 0.0) for pid, used in cpu_after.items()}
     time.sleep(0.5)
     after = sampler.sample()
@@ -200,7 +202,10 @@ def _import(bench: harness.Bench, path: Path, size: int) -> dict:
         "report_lines": report_lines,
         "summary": summary,
         "cpu_worker": cpu.get(pid, 0.0),
-        "cpu_postgres": sum(used for p, used in cpu.items() if p not in before),
+        "cpu_helpers": sum(cpu.get(p, 0.0) for p in helpers),
+        "cpu_postgres": sum(
+            used for p, used in cpu.items() if p not in before and p not in helpers
+        ),
         "rss": {
             "pid": pid,
             "before": before.get(pid, 0),
