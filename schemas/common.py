@@ -1,9 +1,12 @@
-"""Pieces every schema shares: the problem document and UTC timestamps."""
+"""Pieces every schema shares: the problem document, UTC timestamps, small dicts, and a
+quick way to load plainly right input in a hot loop."""
 
+from collections.abc import Callable
 from datetime import UTC
 
 import marshmallow as ma
-from marshmallow import fields
+from marshmallow import RAISE, ValidationError, fields, missing
+from marshmallow.decorators import VALIDATES_SCHEMA
 
 
 class UtcDateTime(fields.DateTime):
@@ -50,3 +53,80 @@ class SmallDict(fields.Dict):
         if isinstance(value, dict) and len(value) > self.max_items:
             raise self.make_error("too_many", max_items=self.max_items)
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+class QuickLoad:
+    """`schema.load(data)` for input that is plainly right, without marshmallow's
+    machinery around every field (an error store, a closure per field, the hooks it
+    looks for): the schema's own fields load each value and its own `@validates_schema`
+    methods run, so what comes out is what `load` gives. Whatever is not plainly right
+    (not a dict, a key the schema does not know, a value a field or validator refuses)
+    goes to `schema.load` itself, so errors read exactly as they always do.
+
+    For a hot loop: the bulk import checks each of its lines in half the time. Only for
+    a schema whose load is its fields and its schema validators: one with other hooks
+    (pre_load, post_load, @validates), renamed fields or another `unknown` is refused
+    when the loader is made, so a hook added later cannot be skipped without notice.
+    """
+
+    def __init__(self, schema: ma.Schema):
+        hooks = {name for name, found in schema._hooks.items() if found}
+        renamed = [n for n, f in schema.load_fields.items() if f.data_key or f.attribute]
+        if (
+            hooks - {VALIDATES_SCHEMA}
+            or renamed
+            or schema.unknown != RAISE
+            or schema.many
+            or schema.partial
+            or any(options["pass_original"] for _, _, options in schema._hooks[VALIDATES_SCHEMA])
+        ):
+            raise TypeError(f"{type(schema).__name__} loads by more than its fields")
+        self.schema = schema
+        self._fields = dict(schema.load_fields)
+        # The fields that say something when absent: "required", or a default.
+        self._when_absent = {
+            name: field
+            for name, field in self._fields.items()
+            if field.required or field.load_default is not missing
+        }
+        self._validators = [getattr(schema, name) for name, _, _ in schema._hooks[VALIDATES_SCHEMA]]
+
+    def __call__(self, data) -> dict:
+        loaded = self.quick(data)
+        return self.schema.load(data) if loaded is None else loaded
+
+    def quick(self, data) -> dict | None:
+        """What `schema.load(data)` gives, or None when `data` is not plainly right."""
+        if type(data) is not dict or not data.keys() <= self._fields.keys():
+            return None
+        loaded = {}
+        try:
+            for name, value in data.items():
+                loaded[name] = self._fields[name].deserialize(value, name, data)
+            for name, field in self._when_absent.items():
+                if name not in data:
+                    loaded[name] = field.deserialize(missing, name, data)
+            for validator in self._validators:
+                validator(loaded, partial=None, many=False, unknown=RAISE)
+        except ValidationError:
+            return None
+        return loaded
+
+
+class QuickNested(fields.Nested):
+    """A Nested field that loads plainly right input through QuickLoad; anything else,
+    and every error, as Nested does."""
+
+    def __init__(self, nested: type[ma.Schema], **kwargs):
+        super().__init__(nested, **kwargs)
+        self._quick: Callable[[object], dict | None] | None = None
+
+    def _deserialize(self, value, attr, data, partial=None, **kwargs):
+        plain = not (partial or self.unknown or self.only or self.exclude or self.many)
+        if plain:
+            if self._quick is None:
+                self._quick = QuickLoad(self.schema).quick
+            loaded = self._quick(value)
+            if loaded is not None:
+                return loaded
+        return super()._deserialize(value, attr, data, partial=partial, **kwargs)

@@ -7,7 +7,7 @@ import marshmallow as ma
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from schemas.accounts import BrowserSchema
-from schemas.common import SmallDict, UtcDateTime
+from schemas.common import QuickNested, SmallDict, UtcDateTime
 from schemas.profiles import LANGUAGES, ProfileSubmissionSchema
 from schemas.text import Text
 
@@ -283,7 +283,7 @@ class ImportLineSchema(ProfileSubmissionSchema):
     newsletters = SmallDict(
         max_items=len(NEWSLETTER_KEYS),
         keys=fields.String(validate=validate.OneOf(NEWSLETTER_KEYS)),
-        values=fields.Nested(ImportedConsentSchema),
+        values=QuickNested(ImportedConsentSchema),
         load_default=None,
         metadata={
             "description": "{list key: {consented_at, consent_text}}: subscribed with that"

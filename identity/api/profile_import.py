@@ -8,6 +8,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 
 from flask import Response, current_app, request
@@ -23,6 +24,7 @@ from identity.errors import ImportStopped, InvalidInput
 from identity.services.principal import Principal
 from identity.services.profiles import CheckedLine, Outcome, check_line, exclusive_import
 from identity.services.profiles import import_profiles as write_profiles
+from schemas.common import QuickLoad
 from schemas.newsletters import ImportLineSchema
 
 NDJSON = "application/x-ndjson"
@@ -39,9 +41,12 @@ _CUT_OFF = "the request body ended before its Content-Length; the incomplete lin
 _TOO_LONG = {"line": [f"longer than {MAX_LINE_BYTES} bytes"]}
 
 _submission_schema = ImportLineSchema()
+# A line is loaded as the schema loads it, in half the time (an import checks millions).
+_load_line = QuickLoad(_submission_schema)
 
-# A line as read: (line number, its fields, None), or (line number, None, why not).
-ReadLine = tuple[int, dict | None, dict | None]
+# A line as read: (line number, its fields (CSV) or its JSON text (NDJSON, parsed where
+# it is checked), None), or (line number, None, why not).
+ReadLine = tuple[int, dict | bytes | None, dict | None]
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,11 @@ def run_import(principal: Principal, source: str) -> Response:
         clock=current_app.extensions[CLOCK],
     )
     reader = read_csv if request.mimetype == CSV else read_ndjson
-    lines = reader(_numbered_lines(body, settings["MAX_IMPORT_LINES"]), source)
+    lines = reader(_numbered_lines(body, settings["MAX_IMPORT_LINES"]))
     batches = bulk.in_order(
-        check_batch, _batches(lines, settings["IMPORT_BATCH_SIZE"]), settings["IMPORT_PROCESSES"]
+        partial(check_batch, source=source),
+        _batches(lines, settings["IMPORT_BATCH_SIZE"]),
+        settings["IMPORT_PROCESSES"],
     )
     conn = get_conn()
     with exclusive_import(conn, principal):
@@ -139,17 +146,26 @@ class ImportBody(io.RawIOBase):
         return len(chunk)
 
 
-def check_batch(batch: list[ReadLine]) -> list[CheckedLine]:
-    """Each line through the schema, then the service's own checks (in a helper process).
-    Whatever is wrong with a line rejects that line, and only that line."""
-    return [_check(line_no, data, errors) for line_no, data, errors in batch]
+def check_batch(batch: list[ReadLine], source: str) -> list[CheckedLine]:
+    """Each line parsed (NDJSON), through the schema, then the service's own checks (in
+    a helper process); `source` where a line names none. Whatever is wrong with a line
+    rejects that line, and only that line."""
+    return [_check(line_no, data, errors, source) for line_no, data, errors in batch]
 
 
-def _check(line_no: int, data: dict | None, errors: dict | None) -> CheckedLine:
+def _check(line_no: int, data: dict | bytes | None, errors: dict | None, source: str):
     if errors is not None:
         return line_no, None, errors
+    if isinstance(data, bytes):
+        try:
+            data = parse_json(data)
+        except InvalidJson as exc:
+            return line_no, None, {"line": [f"not valid JSON: {exc.why}"]}
+        if not isinstance(data, dict):
+            return line_no, None, {"line": ["not a JSON object"]}
+    data.setdefault("source", source)
     try:
-        return check_line(line_no, _submission_schema.load(data))
+        return check_line(line_no, _load_line(data))
     except ValidationError as exc:
         return line_no, None, exc.normalized_messages()
     except Exception as exc:  # a line must never stop the import; say what kind of failure
@@ -162,26 +178,16 @@ def _batches(lines: Iterable[ReadLine], size: int) -> Iterator[list[ReadLine]]:
         yield batch
 
 
-def read_ndjson(lines: Iterable[tuple[int, bytes | LongLine]], source: str) -> Iterator[ReadLine]:
+def read_ndjson(lines: Iterable[tuple[int, bytes | LongLine]]) -> Iterator[ReadLine]:
+    """The lines that are not blank, as they came: parsing them is the helpers' work."""
     for line_no, raw in lines:
         if isinstance(raw, LongLine):
             yield line_no, None, _TOO_LONG
-            continue
-        if not raw.strip():
-            continue
-        try:
-            data = parse_json(raw)
-        except InvalidJson as exc:
-            yield line_no, None, {"line": [f"not valid JSON: {exc.why}"]}
-            continue
-        if not isinstance(data, dict):
-            yield line_no, None, {"line": ["not a JSON object"]}
-            continue
-        data.setdefault("source", source)
-        yield line_no, data, None
+        elif raw.strip():
+            yield line_no, raw, None
 
 
-def read_csv(lines: Iterable[tuple[int, bytes | LongLine]], source: str) -> Iterator[ReadLine]:
+def read_csv(lines: Iterable[tuple[int, bytes | LongLine]]) -> Iterator[ReadLine]:
     records = _csv_records(lines)
     header = _csv_header(next(records, (1, b"", None)))
     # One reader over whole records: a record that is not valid CSV fails alone, and the
@@ -211,9 +217,7 @@ def read_csv(lines: Iterable[tuple[int, bytes | LongLine]], source: str) -> Iter
         if len(row) != len(header):
             yield line_no, None, {"line": [f"{len(row)} cells; the header names {len(header)}"]}
             continue
-        data = {name: value for name, value in zip(header, row, strict=True) if value != ""}
-        data.setdefault("source", source)
-        yield line_no, data, None
+        yield line_no, {name: value for name, value in zip(header, row, strict=True) if value}, None
 
 
 def _csv_records(
