@@ -677,4 +677,8 @@ def _person_sources(fields, site: Principal | str) -> dict:
 def _new_record(address: str, key: str, principal: Principal) -> dict:
     """A minimal record for an address first met at registration (not yet proven)."""
     source = _person_source(principal) | {"source": "registration"}
-    return {"email": address, "email_key": key, "field_sources": {"email": source}}
+    return {
+        "email": address,
+        "email_key": key,
+        "field_sources": users_store.field_sources_json({"email": source}),
+    }

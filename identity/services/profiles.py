@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 from uuid import UUID
 
@@ -120,6 +120,13 @@ def _rounds(submissions: list[tuple[Any, Submission]]) -> Iterator[list]:
 def _record_round(conn: psycopg.Connection, principal: Principal, round_: list) -> list[Outcome]:
     at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     site = principal.site_name
+
+    # The lines of an import mostly give the same fields from the same source: their
+    # sources read the same, written once.
+    @cache
+    def sources(fields: tuple[str, ...], source: str) -> str:
+        return store.field_sources_json(_sources(fields, source, site, at))
+
     # Insert first: an address already known (or being inserted by a concurrent
     # transaction, which this waits for) is skipped, then locked and merged into.
     inserted = store.insert_new(
@@ -129,7 +136,7 @@ def _record_round(conn: psycopg.Connection, principal: Principal, round_: list) 
                 "email": s.email,
                 "email_key": s.key,
                 **s.fields,
-                "field_sources": _sources(("email", *s.fields), s.source, site, at),
+                "field_sources": sources(("email", *s.fields), s.source),
             }
             for _, _, s in round_
         ],
@@ -154,7 +161,7 @@ def _record_round(conn: psycopg.Connection, principal: Principal, round_: list) 
                 {
                     "id": record["id"],
                     **{name: submission.fields[name] for name in filled},
-                    "field_sources": _sources(filled, submission.source, site, at),
+                    "field_sources": sources(filled, submission.source),
                 }
             )
         outcomes.append(Outcome(ref, "merged", record["id"], filled=filled))
@@ -174,9 +181,9 @@ def _import_consents(conn, principal: Principal, round_: list, outcomes: list[Ou
     ids = {n["key"]: n["id"] for n in newsletter_store.catalog(conn)}
     kept_positions = newsletter_store.import_consents(
         conn,
-        [{"user_id": user_id, "newsletter": ids[key], "at": at, "consent_text": text,
-          "site": principal.site_name} for _, user_id, (key, at, text) in wanted],
-    )  # fmt: skip
+        principal.site_name,
+        [(user_id, ids[key], at, text) for _, user_id, (key, at, text) in wanted],
+    )
     kept: dict[int, list[str]] = defaultdict(list)
     for position in sorted(kept_positions):
         i, _, (key, _, _) = wanted[position]

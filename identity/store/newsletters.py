@@ -141,18 +141,20 @@ def flag_of(conn: psycopg.Connection, user_id: UUID, newsletter: int) -> dict | 
     ).fetchone()
 
 
-def import_consents(conn: psycopg.Connection, rows: list[dict]) -> list[int]:
-    """Flags brought over from an existing list, subscribed with their original consent:
-    only where the person has no flag on that list yet, so an import never turns an
-    `unsubscribed` (nor a `pending`) into `subscribed`. Each flag set gets its consent
-    event (channel `import`, the original time). The positions in `rows` of those it
-    left as they were (one array of numbers, not a row per flag)."""
-    if not rows:
+def import_consents(
+    conn: psycopg.Connection, site: str | None, consents: list[tuple[UUID, int, datetime, str]]
+) -> list[int]:
+    """Flags brought over from an existing list by `site`, subscribed with their original
+    consent, each (user id, list id, consented at, consent text): only where the person
+    has no flag on that list yet, so an import never turns an `unsubscribed` (nor a
+    `pending`) into `subscribed`. Each flag set gets its consent event (channel `import`,
+    the original time). The positions in `consents` of those it left as they were (one
+    array of numbers, not a row per flag)."""
+    if not consents:
         return []
-    params = {
-        name: [row[name] for row in rows]
-        for name in ("user_id", "newsletter", "at", "consent_text")
-    }
+    names = ("user_id", "newsletter", "at", "consent_text")
+    columns = zip(names, zip(*consents, strict=True), strict=True)
+    params = {name: list(values) for name, values in columns}
     return conn.execute(
         f"""
         with given as (
@@ -175,7 +177,7 @@ def import_consents(conn: psycopg.Connection, rows: list[dict]) -> list[int]:
         from given g left join flag f using (user_id, newsletter)
         where f.user_id is null
         """,  # noqa: S608 - fixed column list
-        params | {"site": rows[0]["site"]},
+        params | {"site": site},
     ).fetchone()["kept"]
 
 

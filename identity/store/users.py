@@ -1,9 +1,9 @@
 """SQL for the user record."""
 
+import json
 from uuid import UUID
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 # The fields a profile submission may carry, in column order.
 PROFILE_COLUMNS = (
@@ -34,6 +34,12 @@ def get_by_email(conn: psycopg.Connection, key: str) -> dict | None:
     ).fetchone()
 
 
+def field_sources_json(sources: dict) -> str:
+    """`field_sources` as `insert_new` and `fill_blanks` take it: JSON text, which a caller
+    writing many records makes once for all that have the same sources."""
+    return json.dumps(sources)
+
+
 # Lists go as binary parameters (%(name)b): as text, psycopg would quote and escape every
 # element of every array, which was most of the import's time.
 
@@ -60,19 +66,20 @@ def insert_new(conn: psycopg.Connection, records: list[dict]) -> dict[str, UUID]
     """Insert the records whose address is not yet known; the ids of those inserted, by
     email key. A record whose address is known, or that a concurrent transaction inserted
     first, is left out of the answer, for the caller to merge into. `records` come in
-    email key order: the unique index is locked entry by entry in that order."""
+    email key order: the unique index is locked entry by entry in that order. Their
+    `field_sources` come as JSON text (`field_sources_json`)."""
     if not records:
         return {}
     columns = ("email", "email_key", *PROFILE_COLUMNS)
     params = {column: [record.get(column) for record in records] for column in columns}
     params["gender"] = [record.get("gender") or "unspecified" for record in records]
-    params["field_sources"] = [Jsonb(record["field_sources"]) for record in records]
+    params["field_sources"] = [record["field_sources"] for record in records]
     rows = conn.execute(
         f"""
         insert into users ({", ".join(columns)}, field_sources)
         select * from unnest(
             {", ".join(f"%({column})b::text[]" for column in columns)},
-            %(field_sources)b::jsonb[])
+            %(field_sources)b::text[]::jsonb[])
         on conflict (email_key) do nothing
         returning id, email_key
         """,  # noqa: S608 - fixed column list
@@ -87,12 +94,13 @@ _FILL_BLANKS = ", ".join(
 
 
 def fill_blanks(conn: psycopg.Connection, fills: list[dict]) -> None:
-    """Set the given fields of existing, locked records; `None` leaves a field as it is."""
+    """Set the given fields of existing, locked records; `None` leaves a field as it is.
+    The sources of what is set come as JSON text (`field_sources_json`)."""
     if not fills:
         return
     params = {column: [fill.get(column) for fill in fills] for column in PROFILE_COLUMNS}
     params["id"] = [fill["id"] for fill in fills]
-    params["field_sources"] = [Jsonb(fill["field_sources"]) for fill in fills]
+    params["field_sources"] = [fill["field_sources"] for fill in fills]
     conn.execute(
         f"""
         update users u set
@@ -102,7 +110,7 @@ def fill_blanks(conn: psycopg.Connection, fills: list[dict]) -> None:
         from unnest(
             %(id)b::uuid[],
             {", ".join(f"%({column})b::text[]" for column in PROFILE_COLUMNS)},
-            %(field_sources)b::jsonb[]
+            %(field_sources)b::text[]::jsonb[]
         ) as v(id, {", ".join(PROFILE_COLUMNS)}, field_sources)
         where u.id = v.id
         """,  # noqa: S608 - fixed column list
