@@ -85,7 +85,7 @@ class QuickLoad:
         self._fields = dict(schema.load_fields)
         # The fields that say something when absent: "required", or a default.
         self._when_absent = {
-            name: field
+            name
             for name, field in self._fields.items()
             if field.required or field.load_default is not missing
         }
@@ -101,10 +101,11 @@ class QuickLoad:
             return None
         loaded = {}
         try:
-            for name, value in data.items():
-                loaded[name] = self._fields[name].deserialize(value, name, data)
-            for name, field in self._when_absent.items():
-                if name not in data:
+            # In the schema's order of fields, as load gives them.
+            for name, field in self._fields.items():
+                if name in data:
+                    loaded[name] = field.deserialize(data[name], name, data)
+                elif name in self._when_absent:
                     loaded[name] = field.deserialize(missing, name, data)
             for validator in self._validators:
                 validator(loaded, partial=None, many=False, unknown=RAISE)
