@@ -152,7 +152,7 @@ def _check_one_click_body() -> None:
             return
         values = [v for k, v in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
                   if k == _ONE_CLICK_KEY]  # fmt: skip
-        value = values[0] if len(values) == 1 else (_ONE_CLICK_VALUE if not values else None)
+        value = _said(values)
     elif request.mimetype == JSON:
         # Read as every other JSON body is: a key given twice or NaN is a 400 here too.
         body = load_json(read_body(request, _BODY_LIMIT) or b"{}")
@@ -168,13 +168,19 @@ def _check_one_click_body() -> None:
         body = read_body(request, _BODY_LIMIT)
         environ = request.environ | {"wsgi.input": io.BytesIO(body),
                                      "CONTENT_LENGTH": str(len(body))}  # fmt: skip
-        values = parse_form_data(environ)[1].getlist(_ONE_CLICK_KEY)
-        value = values[0] if len(values) == 1 else (_ONE_CLICK_VALUE if not values else None)
+        value = _said(parse_form_data(environ)[1].getlist(_ONE_CLICK_KEY))
     if value != _ONE_CLICK_VALUE:
         raise InvalidInput(
             f"the body may only say {LIST_UNSUBSCRIBE_POST}",
             errors={_ONE_CLICK_KEY: [f"must be {_ONE_CLICK_VALUE}"]},
         )
+
+
+def _said(values: list[str]) -> str | None:
+    """What a form's List-Unsubscribe fields say together: One-Click when none is given,
+    or when each one given says it (a client that sends the field twice still means it);
+    otherwise not."""
+    return _ONE_CLICK_VALUE if set(values) <= {_ONE_CLICK_VALUE} else None
 
 
 @blp.route(f"/{_TOKEN}/preferences")

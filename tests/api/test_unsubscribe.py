@@ -116,6 +116,30 @@ def test_one_click_for_a_list_never_subscribed_records_the_refusal(client, anna,
 
 
 @pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (
+            "List-Unsubscribe=One-Click&List-Unsubscribe=One-Click",
+            "application/x-www-form-urlencoded",
+        ),
+        ("List-Unsubscribe=One-Click&utm_source=mail", "application/x-www-form-urlencoded"),
+        (
+            '--b\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\nOne-Click\r\n'
+            '--b\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\nOne-Click\r\n'
+            "--b--\r\n",
+            "multipart/form-data; boundary=b",
+        ),
+    ],
+)
+def test_a_one_click_body_saying_it_twice_or_with_more_unsubscribes(
+    client, anna, conn, body, content_type
+):
+    answer = client.post(link(anna), data=body, content_type=content_type)
+    assert answer.status_code == 200 and answer.get_json()["changed"] is True
+    assert flags(conn)["copernica-updates"] == "unsubscribed"
+
+
+@pytest.mark.parametrize(
     ("body", "content_type", "status"),
     [
         ("List-Unsubscribe=Two-Clicks", "application/x-www-form-urlencoded", 422),
