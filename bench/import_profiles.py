@@ -73,7 +73,7 @@ def main() -> int:
     print(
         f"== import: {args.lines} NDJSON lines ({size / 1e6:.1f} MB) to POST /v1/profiles/import =="
     )
-    print(f"gunicorn {harness.WORKERS} sync workers; RSS of the worker that served the import")
+    print(f"gunicorn, {harness.WORKERS} workers; RSS of the worker that served the import")
     ok = True
     for run in runs:
         summary = run["summary"] or {}
