@@ -1,6 +1,6 @@
-"""What both benchmarks share: a private embedded PostgreSQL, a fresh database, a site key,
-and the app under gunicorn as `identity serve` runs it (2 sync workers, its access log into
-a temporary file) on a free loopback port.
+"""What the benchmarks share: a private embedded PostgreSQL, a fresh database, a site key,
+and the app under gunicorn as `identity serve` runs it (2 workers of our gevent worker
+class, its access log into a temporary file) on a free loopback port.
 
 Not part of the service: run as `.venv/bin/python bench/<script>.py` from the project root.
 """
