@@ -153,7 +153,9 @@ def check_batch(batch: list[ReadLine], source: str) -> list[CheckedLine]:
     return [_check(line_no, data, errors, source) for line_no, data, errors in batch]
 
 
-def _check(line_no: int, data: dict | bytes | None, errors: dict | None, source: str):
+def _check(
+    line_no: int, data: dict | bytes | None, errors: dict | None, source: str
+) -> CheckedLine:
     if errors is not None:
         return line_no, None, errors
     if isinstance(data, bytes):
