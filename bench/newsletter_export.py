@@ -1,14 +1,16 @@
 """The subscriber export: 1,000,000 rows of one list streamed with their unsubscribe links,
 against PostgreSQL's COPY of the same rows' id and email, and the server's peak memory.
 
-    .venv/bin/python bench/newsletter_export.py [--rows 1000000]
+    .venv/bin/python bench/newsletter_export.py [--rows 1000000] [--py-spy FILE [--idle]]
 
 The service runs as `identity serve` runs it (bench/harness.py). ROWS people subscribed
 to one list are written straight into the database. Baseline: psycopg's `copy` of
 `COPY (SELECT id, email FROM <the same join, same order>) TO STDOUT`, every block read.
 Target: `GET /v1/newsletters/copernica/subscribers` (NDJSON, then CSV), every byte read
 over HTTP and the rows counted, while the gunicorn workers' RSS is sampled every 20 ms.
-Best of two runs each. Exit 0 whatever the numbers; PASS/FAIL against the targets.
+Best of two runs each; each prints what a row cost in CPU (the workers', PostgreSQL's and
+this process's, which reads and counts). Exit 0 whatever the numbers; PASS/FAIL against
+the targets.
 """
 
 import argparse
@@ -17,6 +19,7 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import harness
 import psutil
@@ -90,25 +93,45 @@ class PeakRss:
             time.sleep(0.02)
 
 
-def _export_rows_per_second(bench, accept: str) -> tuple[float, int, int]:
+def _export_rows_per_second(bench, accept: str) -> tuple[float, int, int, str]:
     request = urllib.request.Request(
         f"{bench.base_url}/v1/newsletters/copernica/subscribers",
         headers={"Authorization": f"Bearer {bench.key}", "Accept": accept},
     )
-    with PeakRss(bench.worker_pids()) as rss:
+    workers = bench.worker_pids()
+    cpu_before = harness.cpu_seconds([*workers, *bench.postgres_pids()])
+    own_before = time.process_time()
+    with PeakRss(workers) as rss:
         started, lines = time.perf_counter(), 0
         with urllib.request.urlopen(request, timeout=600) as response:
             while block := response.read1(1 << 20):
                 lines += block.count(b"\n")
         elapsed = time.perf_counter() - started
+    own = time.process_time() - own_before
+    used = {
+        pid: t - cpu_before.get(pid, 0.0)
+        for pid, t in harness.cpu_seconds([*workers, *bench.postgres_pids()]).items()
+    }
     if accept == "text/csv":
         lines -= 1  # the header row
-    return lines / elapsed, lines, rss.peak
+    per_row = 1e6 / max(lines, 1)
+    cpu = (
+        f"CPU per row: workers {sum(used.get(p, 0.0) for p in workers) * per_row:.2f}us,"
+        f" PostgreSQL {sum(t for p, t in used.items() if p not in workers) * per_row:.2f}us,"
+        f" reader {own * per_row:.2f}us"
+    )
+    return lines / elapsed, lines, rss.peak, cpu
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--py-spy", type=Path, help="profile the workers in the last round: FILE-<format>.txt"
+    )
+    parser.add_argument(
+        "--idle", action="store_true", help="with --py-spy: keep waiting samples (wall time)"
+    )
     args = parser.parse_args()
     with harness.running_service() as bench:
         started = time.monotonic()
@@ -116,18 +139,24 @@ def main() -> int:
         harness.say(f"{args.rows} subscribers written in {time.monotonic() - started:.1f}s")
         results: dict[str, list] = {"COPY": [], "NDJSON": [], "CSV": []}
         for round_no in range(1, ROUNDS + 1):
-            results["COPY"].append((*_copy_rows_per_second(bench.database_url), 0))
-            results["NDJSON"].append(_export_rows_per_second(bench, "application/x-ndjson"))
-            results["CSV"].append(_export_rows_per_second(bench, "text/csv"))
+            results["COPY"].append((*_copy_rows_per_second(bench.database_url), 0, ""))
+            for name, accept in (("NDJSON", "application/x-ndjson"), ("CSV", "text/csv")):
+                profile = None
+                if args.py_spy is not None and round_no == ROUNDS:
+                    profile = args.py_spy.with_name(f"{args.py_spy.stem}-{name.lower()}.txt")
+                with harness.py_spy(bench, profile, idle=args.idle):
+                    results[name].append(_export_rows_per_second(bench, accept))
             harness.say(
                 f"round {round_no}: "
                 + "  ".join(f"{name} {runs[-1][0]:,.0f} rows/s" for name, runs in results.items())
             )
+            for name in ("NDJSON", "CSV"):
+                harness.say(f"  {name}: {results[name][-1][3]}")
         log = bench.gunicorn_log()
     best = {name: max(runs) for name, runs in results.items()}
-    peak = max(rss for runs in results.values() for _, _, rss in runs) / 2**20
+    peak = max(rss for runs in results.values() for _, _, rss, _ in runs) / 2**20
     print(f"== subscriber export, {args.rows:,} rows: streamed with links vs COPY id, email ==")
-    for name, (rate, lines, _) in best.items():
+    for name, (rate, lines, _, _) in best.items():
         print(f"  {name:7} {rate:12,.0f} rows/s   ({lines:,} rows)")
         if lines != args.rows:
             print(f"  WARNING: {name} gave {lines:,} rows, not {args.rows:,}")
