@@ -56,6 +56,7 @@ _RATIOS = {
 def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
+
 # Each wrk thread keeps a stack of refresh tokens, one per connection of its own: a
 # request takes one off, its answer puts the next one on, so no token is used twice.
 _REFRESH_LUA = """
