@@ -10,7 +10,9 @@ import uuid
 import pytest
 
 from identity.api import NEWSLETTERS
+from identity.services import newsletters
 from identity.services.sites import issue_site_key
+from identity.store import newsletters as store
 from tests.api.problems import assert_problem
 from tests.api.test_accounts import as_user, login, mailed, sign_up
 
@@ -260,6 +262,28 @@ def test_the_export_resumes_after_a_user_id_and_takes_a_limit(site, conn, app, m
     ] == ids[2:4]
     assert_problem(site.get("/v1/newsletters/copernica-updates/subscribers?after=nope"), 422)
     assert_problem(site.get("/v1/newsletters/copernica-updates/subscribers?limit=0"), 422)
+
+
+def test_long_addresses_come_in_shorter_batches_and_every_row_comes(site, conn, monkeypatch):
+    short = [f"p{i}@example.com" for i in range(6)]
+    long = [f"{'x' * 200}{i}@example.com" for i in range(6)]
+    for address in short + long:
+        assert subscribe(site, email=address).status_code == 200
+    # Room for about four rows of short addresses, one of long ones.
+    monkeypatch.setattr(newsletters, "_BATCH_BYTES", 260)
+    asked = []
+    ask = store.ask_for_subscriber_batch
+    monkeypatch.setattr(
+        store, "ask_for_subscriber_batch", lambda c, p: asked.append(p["limit"]) or ask(c, p)
+    )
+    rows = site.get("/v1/newsletters/copernica-updates/subscribers").get_data(as_text=True)
+    exported = [json.loads(line) for line in rows.splitlines()]
+    expected = conn.execute("select id::text, email from users order by id").fetchall()
+    assert [(r["user_id"], r["email"]) for r in exported] == [
+        (row["id"], row["email"]) for row in expected
+    ]
+    assert asked[0] == 4  # the first batch reckons with typical rows (64 bytes)
+    assert min(asked) < 4  # after long rows, fewer at a time
 
 
 def test_the_export_as_csv_has_a_header_and_a_row_each(site, conn):
