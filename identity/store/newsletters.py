@@ -305,6 +305,8 @@ def ask_for_subscriber_batch(conn: psycopg.Connection, params: dict) -> psycopg.
 
 
 def subscriber_batch(asked: psycopg.Cursor) -> tuple[bytes, bytes]:
-    """(user ids, addresses) of a batch asked for; both empty after the last."""
-    user_ids, emails = asked.fetchone()
+    """(user ids, addresses) of a batch asked for; both empty after the last. The cursor
+    is closed: its result's memory goes now, not when the cursor is collected."""
+    with asked:
+        user_ids, emails = asked.fetchone()
     return user_ids or b"", emails or b""

@@ -264,13 +264,14 @@ def test_the_export_resumes_after_a_user_id_and_takes_a_limit(site, conn, app, m
     assert_problem(site.get("/v1/newsletters/copernica-updates/subscribers?limit=0"), 422)
 
 
-def test_long_addresses_come_in_shorter_batches_and_every_row_comes(site, conn, monkeypatch):
+def test_batches_grow_with_short_addresses_and_every_row_comes(site, conn, monkeypatch):
     short = [f"p{i}@example.com" for i in range(6)]
     long = [f"{'x' * 200}{i}@example.com" for i in range(6)]
     for address in short + long:
         assert subscribe(site, email=address).status_code == 200
-    # Room for about four rows of short addresses, one of long ones.
-    monkeypatch.setattr(newsletters, "_BATCH_BYTES", 260)
+    # Room for two rows of the longest addresses, a dozen short ones.
+    monkeypatch.setattr(newsletters, "_BATCH_BYTES", 600)
+    monkeypatch.setattr(newsletters, "_PART_ROWS", 3)
     asked = []
     ask = store.ask_for_subscriber_batch
     monkeypatch.setattr(
@@ -282,8 +283,8 @@ def test_long_addresses_come_in_shorter_batches_and_every_row_comes(site, conn, 
     assert [(r["user_id"], r["email"]) for r in exported] == [
         (row["id"], row["email"]) for row in expected
     ]
-    assert asked[0] == 4  # the first batch reckons with typical rows (64 bytes)
-    assert min(asked) < 4  # after long rows, fewer at a time
+    assert asked[0] == 2  # the first batch reckons with the longest addresses
+    assert max(asked) > 2  # after short rows, more at a time
 
 
 def test_the_export_as_csv_has_a_header_and_a_row_each(site, conn):
@@ -505,6 +506,21 @@ def test_an_address_a_spreadsheet_would_take_for_a_formula_is_defused_in_the_csv
     assert cells == {"'" + email for email in risky} | {"plain@example.com"}
     ndjson = site.get("/v1/newsletters/copernica-updates/subscribers").get_data(as_text=True)
     assert {json.loads(line)["email"] for line in ndjson.splitlines()} >= set(risky)
+
+
+def test_the_csv_escape_can_be_taken_back_so_two_people_stay_two(site, conn):
+    """-x@ and '-x@ are two addresses: escaped, they must not read the same."""
+    people = ["-x@example.com", "'-x@example.com", "'plain@example.com", "plain@example.com"]
+    for email in people:
+        assert subscribe(site, email=email).status_code == 200
+    text = site.get(
+        "/v1/newsletters/copernica-updates/subscribers", headers={"Accept": "text/csv"}
+    ).get_data(as_text=True)
+    cells = [row["email"] for row in csv.DictReader(io.StringIO(text))]
+    assert len(set(cells)) == 4
+    assert sorted(cell.removeprefix("'") if cell[:1] == "'" else cell for cell in cells) == sorted(
+        people
+    )
 
 
 def test_an_import_line_with_consent_needs_the_newsletters_scope(app, conn):
