@@ -264,7 +264,7 @@ def test_the_export_resumes_after_a_user_id_and_takes_a_limit(site, conn, app, m
     assert_problem(site.get("/v1/newsletters/copernica-updates/subscribers?limit=0"), 422)
 
 
-def test_batches_grow_with_short_addresses_and_every_row_comes(site, conn, monkeypatch):
+def test_batches_grow_with_short_addresses_and_every_row_comes(site, conn, app, monkeypatch):
     short = [f"p{i}@example.com" for i in range(6)]
     long = [f"{'x' * 200}{i}@example.com" for i in range(6)]
     for address in short + long:
@@ -283,6 +283,11 @@ def test_batches_grow_with_short_addresses_and_every_row_comes(site, conn, monke
     assert [(r["user_id"], r["email"]) for r in exported] == [
         (row["id"], row["email"]) for row in expected
     ]
+    # Lines made three at a time: each row still carries its own link.
+    tokens = app.extensions[NEWSLETTERS].tokens
+    for row in exported:
+        assert row["unsubscribe_url"].endswith("/" + tokens.sign(uuid.UUID(row["user_id"]), 2))
+        assert row["list_unsubscribe"] == f"<{row['unsubscribe_url']}>"
     assert asked[0] == 2  # the first batch reckons with the longest addresses
     assert max(asked) > 2  # after short rows, more at a time
 
