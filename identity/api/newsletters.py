@@ -201,7 +201,10 @@ class Subscribers(MethodView):
         needs for one-click unsubscribe (RFC 8058): `List-Unsubscribe` (`<url>`, the whole
         header line at most 998 characters) and `List-Unsubscribe-Post`. Only `subscribed`
         flags are listed. Rows come in `user_id` order: to resume after a broken transfer,
-        ask again with `after` = the last `user_id` received. `limit` caps the rows.
+        ask again with `after` = the last `user_id` received. `limit` caps the rows. In
+        CSV, an address that starts with `=`, `+`, `-`, `@` or `'` comes with a `'` put
+        before it, so no spreadsheet takes it for a formula: take one leading `'` away
+        to read the address.
         """
         service = newsletter_service()
         read(lambda conn: service.newsletter(conn, key))  # an unknown list: 404 now
