@@ -455,8 +455,8 @@ class Newsletters:
         hold _BATCH_BYTES of ids and addresses were they as long as the batch before's
         (the first batch: as long as an address can be), so a list of long addresses
         comes in shorter batches. Its lines are made and handed over a few thousand at
-        a time (_PART_ROWS), each let go once sent, so an export holds a few megabytes
-        however many of them a worker streams at once."""
+        a time (_PART_ROWS), each let go once sent, so each export holds a few
+        megabytes, however many a worker streams at once."""
         with connection() as conn:
             newsletter = self.newsletter(conn, key)
         list_id = newsletter["id"]
