@@ -63,7 +63,7 @@ class QuickLoad:
     (not a dict, a key the schema does not know, a value a field or validator refuses)
     goes to `schema.load` itself, so errors read exactly as they always do.
 
-    For a hot loop: the bulk import checks each of its lines in half the time. Only for
+    For a hot loop: the bulk import checks a line in two thirds of the time. Only for
     a schema whose load is its fields and its schema validators: one with other hooks
     (pre_load, post_load, @validates), renamed fields or another `unknown` is refused
     when the loader is made, so a hook added later cannot be skipped without notice.

@@ -41,7 +41,7 @@ _CUT_OFF = "the request body ended before its Content-Length; the incomplete lin
 _TOO_LONG = {"line": [f"longer than {MAX_LINE_BYTES} bytes"]}
 
 _submission_schema = ImportLineSchema()
-# A line is loaded as the schema loads it, in half the time (an import checks millions).
+# A line is loaded as the schema loads it, with less machinery (an import checks millions).
 _load_line = QuickLoad(_submission_schema)
 
 # A line as read: (line number, its fields (CSV) or its JSON text (NDJSON, parsed where
