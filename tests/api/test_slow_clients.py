@@ -232,20 +232,22 @@ def test_a_client_that_stops_reading_an_export_is_cut_off(served, committing_db,
         select id, 2, 'subscribed' from made
         """
     )
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect((host, port))
-    sock.sendall(
-        f"GET /v1/newsletters/copernica-updates/subscribers HTTP/1.1\r\nHost: x\r\n"
-        f"Authorization: Bearer {key}\r\n\r\n".encode()
-    )
-    time.sleep(SEND_TIMEOUT + 3)  # reads nothing meanwhile
-    sock.settimeout(10)
-    received = b""
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := sock.recv(65536):
-            received += chunk
-    sock.close()
+    with socket.socket() as sock:
+        # A small receive buffer, so the server's sends stall after a few megabytes of
+        # the twenty; not smaller than a loopback segment (64 KiB): with a window under
+        # one segment, TCP waits for its persist timer (seconds, backing off) to send on.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+        sock.connect((host, port))
+        sock.sendall(
+            f"GET /v1/newsletters/copernica-updates/subscribers HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {key}\r\n\r\n".encode()
+        )
+        time.sleep(SEND_TIMEOUT + 3)  # reads nothing meanwhile
+        sock.settimeout(30)
+        received = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                received += chunk
     assert received.startswith(b"HTTP/1.1 200 ")
     assert not received.endswith(b"\r\n0\r\n\r\n")  # cut, not finished
     assert received.count(b"@example.com") < 60000
