@@ -64,6 +64,13 @@ class AcceptedSchema(ma.Schema):
     detail = fields.String()
 
 
+# The one answer of every request whose answer must not tell whether an address is known.
+ACCEPTED = {
+    "status": "accepted",
+    "detail": "if the address can be used for this, a mail is on its way to it",
+}
+
+
 class TokenSchema(ma.Schema):
     token = Text(**_token, metadata={"description": "the `token=` of the link in the mail"})
 

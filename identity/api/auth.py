@@ -11,6 +11,7 @@ from identity.api import Blueprint, accounts, principal
 from identity.db import get_conn, read, unit_of_work
 from identity.services.accounts import Browser, Refused, Tokens
 from schemas.accounts import (
+    ACCEPTED,
     AcceptedSchema,
     LoginSchema,
     PasswordResetConfirmSchema,
@@ -27,10 +28,6 @@ blp = Blueprint(
     "auth", __name__, url_prefix="/v1/auth", description="Sign people up and in, for the sites."
 )
 
-ACCEPTED = {
-    "status": "accepted",
-    "detail": "if the address can be used for this, a mail is on its way to it",
-}
 _TOKENS_EXAMPLE = {
     "access_token": "eyJhbGciOiJFZERTQSIsImtpZCI6IjEyMyIsInR5cCI6IkpXVCJ9.e30.c2ln",
     "refresh_token": "idrt_Vq3h4B0o0yE0nq1lqj4c0p7N2b8lW9dQ2m1xYv5s6t8",

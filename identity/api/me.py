@@ -8,6 +8,8 @@ from flask.views import MethodView
 from identity.api import Blueprint, accounts, principal
 from identity.db import read, unit_of_work
 from schemas.accounts import (
+    ACCEPTED,
+    AcceptedSchema,
     EmailChangeSchema,
     LoginAttemptSchema,
     MeEditSchema,
@@ -92,9 +94,11 @@ class Email(MethodView):
     @blp.arguments(EmailChangeSchema, example={"new_email": "anna@work.example"})
     @blp.response(
         HTTPStatus.ACCEPTED,
-        description="A confirmation is mailed to the new address, a notice to the old.",
+        AcceptedSchema,
+        description="A confirmation is on its way to the new address (when it can be"
+        " used), a notice to the old.",
+        example=ACCEPTED,
     )
-    @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
     def post(self, body):
@@ -102,9 +106,10 @@ class Email(MethodView):
 
         The change happens when the new address proves itself with the mailed link
         (`POST /v1/auth/verify-email`) while this sign-in lasts; the link expires in a
-        day, and a password change or reset voids it. An address that another record
-        holds is a `409` that does not say whose. At most five requests an hour, refused
-        ones included (`429`).
+        day, and a password change or reset voids it, as does a later request. The
+        answer is the same whatever the address: one that another record holds gets a
+        notice instead of a link, and nothing changes (whether an address is known is
+        not for anyone signed in to learn). At most five requests an hour (`429`).
         """
         caller = principal()
         refused = unit_of_work(
@@ -112,6 +117,7 @@ class Email(MethodView):
         )
         if refused is not None:  # the request is counted: committed, then answered
             raise refused.error
+        return ACCEPTED
 
 
 @blp.route("/login-attempts")

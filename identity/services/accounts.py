@@ -520,10 +520,12 @@ class Accounts:
         self, conn: psycopg.Connection, principal: Principal, new_email: str
     ) -> Refused | None:
         """Mail a confirmation to the new address and a notice to the old one; the change
-        happens on proof, while this sign-in lasts. An address of another record is
-        refused without saying whose. At most a few requests an hour, refused ones
-        counted too (each is a question whether an address is known): a Refused, for the
-        caller to commit before answering."""
+        happens on proof, while this sign-in lasts. An address another record holds is
+        refused the same way seen from the caller: the same answer, the same notice to
+        the old address, an earlier pending change voided alike; its holder gets a
+        notice instead of a link, so whether an address is known is not for anyone
+        signed in to learn. At most a few requests an hour: a Refused, for the caller to
+        commit before answering."""
         self.me(conn, principal)
         address = normalise_email(new_email, field="new_email")
         user = store.lock_user(conn, principal.user.user_id)
@@ -531,24 +533,22 @@ class Accounts:
             return Refused(TooManyRequests(
                 "too many changes of address asked for; try again in an hour", retry_after=3600
             ))  # fmt: skip
+        store.void_tokens(conn, user["id"], ("email_change",))
         holder = users_store.get_by_email(conn, email_key(address))
+        token, token_hash = _token()
         if holder is not None and holder["id"] != user["id"]:  # their own: a new spelling
             # A token expired at birth: it only counts this request for the hourly limit.
-            store.insert_token(conn, _token()[1], "email_change", user["id"], {},
+            store.insert_token(conn, token_hash, "email_change", user["id"], {},
                                datetime.now(UTC))  # fmt: skip
-            return Refused(Conflict(
-                "this address cannot be used for your account",
-                errors={"new_email": ["already in use"]},
-            ))  # fmt: skip
-        store.void_tokens(conn, user["id"], ("email_change",))
-        token, token_hash = _token()
-        store.insert_token(
-            conn, token_hash, "email_change", user["id"],
-            {"email": address, "session": str(principal.user.session_id)},
-            datetime.now(UTC) + timedelta(hours=self.settings.email_change_hours),
-        )  # fmt: skip
-        enqueue_mail(conn, "email_change_confirm", address, user["language"], token=token,
-                     valid_hours=self.settings.email_change_hours)  # fmt: skip
+            enqueue_mail(conn, "email_change_attempt", holder["email"], holder["language"])
+        else:
+            store.insert_token(
+                conn, token_hash, "email_change", user["id"],
+                {"email": address, "session": str(principal.user.session_id)},
+                datetime.now(UTC) + timedelta(hours=self.settings.email_change_hours),
+            )  # fmt: skip
+            enqueue_mail(conn, "email_change_confirm", address, user["language"], token=token,
+                         valid_hours=self.settings.email_change_hours)  # fmt: skip
         enqueue_mail(conn, "email_change_notice", user["email"], user["language"])
         return None
 
