@@ -32,6 +32,7 @@ CSV = "text/csv"
 
 # A longer line (or CSV record) is rejected on its own rather than read into memory.
 MAX_LINE_BYTES = 64 * 1024
+_BOM = "\ufeff".encode()
 # The report is kept in memory up to this size, on disk beyond it.
 _REPORT_IN_MEMORY = 1024 * 1024
 _READ_SIZE = 256 * 1024
@@ -181,8 +182,11 @@ def _batches(lines: Iterable[ReadLine], size: int) -> Iterator[list[ReadLine]]:
 
 
 def read_ndjson(lines: Iterable[tuple[int, bytes | LongLine]]) -> Iterator[ReadLine]:
-    """The lines that are not blank, as they came: parsing them is the helpers' work."""
+    """The lines that are not blank, as they came: parsing them is the helpers' work. A
+    byte order mark before the first line (Windows tools write one) is not part of it."""
     for line_no, raw in lines:
+        if line_no == 1 and isinstance(raw, bytes) and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
         if isinstance(raw, LongLine):
             yield line_no, None, _TOO_LONG
         elif raw.strip():

@@ -102,6 +102,16 @@ def test_many_batches_keep_the_line_order(conn, database_url, site_key, processe
     assert summary["merged"] == 100 - 12 - 40
 
 
+def test_an_ndjson_file_that_starts_with_a_byte_order_mark_is_read_without_it(site):
+    body = "\ufeff" + ndjson({"email": "bom@example.com"}, {"email": "next@example.com"})
+    report, summary = run_import(site, body.encode(), source="import")
+    assert summary == {"lines": 2, "created": 2, "merged": 0, "rejected": 0}, report
+    assert record(site, "bom@example.com")["email"] == "bom@example.com"
+    # Only before the first line: elsewhere it is a character the line does not allow.
+    report, summary = run_import(site, ndjson({"email": "x@example.com"}) + "\ufeff{}\n")
+    assert summary["rejected"] == 1 and report[1]["line"] == 2
+
+
 def test_a_csv_file_is_imported_by_its_header(site):
     body = (
         "\ufeffEmail,first_name,last_name,phone,country\r\n"
