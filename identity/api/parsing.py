@@ -97,6 +97,8 @@ def parse_json(data: bytes):
     except DuplicateKey as exc:
         raise InvalidJson(str(exc)) from None
     except json.JSONDecodeError as exc:
+        if exc.msg.startswith("Unexpected UTF-8 BOM"):  # Python's words: "use utf-8-sig"
+            raise InvalidJson("a byte order mark (U+FEFF) before the JSON: leave it out") from None
         # Some of json's messages end in "at" ("Invalid control character at").
         what = exc.msg.removesuffix(" at")
         raise InvalidJson(f"{what} at line {exc.lineno} column {exc.colno}") from None

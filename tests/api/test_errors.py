@@ -48,6 +48,14 @@ def test_malformed_json_is_a_400_problem_and_writes_nothing(site, conn):
     assert count_users(conn) == 0
 
 
+def test_a_json_body_after_a_byte_order_mark_is_a_400_that_says_so(site, conn):
+    body = '\ufeff{"email": "anna@example.com", "source": "event"}'.encode()
+    response = site.post("/v1/profiles", data=body, content_type="application/json")
+    problem = assert_problem(response, 400)
+    assert "byte order mark" in problem["detail"] and "utf-8-sig" not in problem["detail"]
+    assert count_users(conn) == 0
+
+
 @pytest.mark.parametrize("body", ["[]", '"anna@example.com"', "42", "null"])
 def test_a_body_that_is_not_an_object_is_a_422_problem(site, body):
     assert_problem(site.post("/v1/profiles", data=body, content_type="application/json"), 422)

@@ -110,6 +110,9 @@ def test_an_ndjson_file_that_starts_with_a_byte_order_mark_is_read_without_it(si
     # Only before the first line: elsewhere it is a character the line does not allow.
     report, summary = run_import(site, ndjson({"email": "x@example.com"}) + "\ufeff{}\n")
     assert summary["rejected"] == 1 and report[1]["line"] == 2
+    assert report[1]["errors"] == {
+        "line": ["not valid JSON: a byte order mark (U+FEFF) before the JSON: leave it out"]
+    }
 
 
 def test_a_csv_file_is_imported_by_its_header(site):
