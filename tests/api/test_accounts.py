@@ -604,10 +604,12 @@ def test_an_address_change_tells_no_one_signed_in_whether_an_address_is_known(
         earlier_links[case] = mailed(conn, f"own-{case}@example.com", "email_change_confirm")
         before = mails(conn, "anna@example.com")
         answers[case] = me.post("/v1/me/email", json={"new_email": address})
-        assert mails(conn, "anna@example.com")[len(before):] == ["email_change_notice"]
+        assert mails(conn, "anna@example.com")[len(before) :] == ["email_change_notice"]
     free, taken = answers["free"], answers["taken"]
-    assert (free.status_code, free.get_json()) == (taken.status_code, taken.get_json()) == (
-        202, {"status": "accepted", "detail": free.get_json()["detail"]}
+    assert (
+        (free.status_code, free.get_json())
+        == (taken.status_code, taken.get_json())
+        == (202, {"status": "accepted", "detail": free.get_json()["detail"]})
     )
     assert {name for name, _ in free.headers if name != "X-Request-ID"} == {
         name for name, _ in taken.headers if name != "X-Request-ID"
