@@ -52,7 +52,23 @@ class SmallDict(fields.Dict):
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, dict) and len(value) > self.max_items:
             raise self.make_error("too_many", max_items=self.max_items)
-        return super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError as exc:
+            raise ValidationError(_by_key(exc.messages), valid_data=exc.valid_data) from None
+
+
+def _by_key(messages):
+    """marshmallow's errors of a Dict, `{key: {"key": [...], "value": ...}}`, as the
+    entry's own: `{key: what is wrong with it}`, so a path reads `newsletters.copernica`
+    or `newsletters.copernica.consented_at`, with no `value` in between. A key that is
+    wrong says so; what its value would have had wrong then matters less."""
+    if not isinstance(messages, dict):
+        return messages
+    return {
+        key: found.get("key") or found.get("value") if isinstance(found, dict) else found
+        for key, found in messages.items()
+    }
 
 
 class QuickLoad:

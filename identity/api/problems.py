@@ -167,6 +167,14 @@ def _detail(error: HTTPException) -> str:
     }.get(error.code, error.description or HTTPStatus(error.code).phrase)
 
 
+def field_errors(messages: dict) -> dict[str, list[str]]:
+    """marshmallow's nested messages as this API names them: by path (`_field_paths`)."""
+    errors: dict[str, list[str]] = {}
+    for name, field_messages in _field_paths(messages):
+        errors.setdefault(name, []).extend(field_messages)
+    return errors
+
+
 def _field_paths(fields: dict, prefix: str = "") -> Iterator[tuple[str, list[str]]]:
     """Each field's messages by its path: a nested field as `consent.text`, an item of a
     list as `emails.3` (what is wrong with a nested object as a whole: its own path). A

@@ -18,6 +18,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 from identity import bulk
 from identity.api import CLOCK
 from identity.api.parsing import IncompleteBody, InvalidJson, parse_json
+from identity.api.problems import field_errors
 from identity.db import get_conn
 from identity.deadlines import DeadlineInput
 from identity.errors import ImportStopped, InvalidInput
@@ -170,7 +171,7 @@ def _check(
     try:
         return check_line(line_no, _load_line(data))
     except ValidationError as exc:
-        return line_no, None, exc.normalized_messages()
+        return line_no, None, field_errors(exc.normalized_messages())
     except Exception as exc:  # a line must never stop the import; say what kind of failure
         return line_no, None, {"line": [f"could not be read ({type(exc).__name__})"]}
 

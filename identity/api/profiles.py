@@ -159,7 +159,9 @@ class ProfileImport(MethodView):
         The body is streamed, and written a batch of lines per transaction: a bad line is
         rejected and reported, and never stops the good ones. Importing the same file twice
         is harmless: the second run only merges. The answer is NDJSON: one line per input
-        line (`created`, `merged` or `rejected` with its `errors`), then a `summary` line.
+        line (`created`, `merged` or `rejected` with its `errors`, each field named by its
+        path as in every problem: `newsletters.copernica.consented_at`), then a `summary`
+        line.
 
         One import per site runs at a time: a second gets `429` with `Retry-After`. An import
         has limits of bytes (`413`), lines (`413`) and time (`408`). An import that stops

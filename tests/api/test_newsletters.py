@@ -559,6 +559,23 @@ def test_an_import_line_for_a_list_no_longer_sent_is_rejected_alone(site, conn):
     assert flags(conn) == {}
 
 
+def test_a_bad_consent_in_an_import_line_is_named_by_its_path(site, conn):
+    lines = [
+        {"email": "anna@example.com",
+         "newsletters": {"copernica": {"consented_at": "yesterday", "consent_text": "x"}}},
+        {"email": "bob@example.com", "newsletters": {"nope": {"consent_text": "x"}}},
+        {"email": "eve@example.com", "newsletters": {"mailerq": {"consent_text": "x"}}},
+    ]  # fmt: skip
+    report = _import(site, lines)[:-1]  # the summary line last
+    assert [line["status"] for line in report] == ["rejected"] * 3
+    assert list(report[0]["errors"]) == ["newsletters.copernica.consented_at"]
+    assert list(report[1]["errors"]) == ["newsletters.nope"]
+    assert report[2]["errors"] == {
+        "newsletters.mailerq.consented_at": ["Missing data for required field."]
+    }
+    assert conn.execute("select count(*) as n from consent_events").fetchone()["n"] == 0
+
+
 @pytest.mark.parametrize(
     "at", ["0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00Z", "1989-12-31T23:59:59Z"]
 )

@@ -298,6 +298,13 @@ def test_bad_preference_changes_are_refused(client, anna, conn, body):
     assert set(flags(conn).values()) == {"subscribed"}
 
 
+def test_a_bad_preference_is_named_by_its_path(client, anna, conn):
+    change = {"newsletters": {"nope": False, "mailerq": "no"}}
+    problem = assert_problem(client.put(f"{link(anna)}/preferences", json=change), 422)
+    assert set(problem["errors"]) == {"newsletters.nope", "newsletters.mailerq"}
+    assert set(flags(conn).values()) == {"subscribed"}
+
+
 def test_a_genuine_link_to_a_list_no_longer_sent_is_a_404_not_a_500(client, anna, conn):
     retired = link(anna, list_id=6)  # signed as the service signs, for a list not in the catalog
     assert_problem(client.get(retired), 404)
