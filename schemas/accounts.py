@@ -7,8 +7,15 @@ from schemas.common import UtcDateTime
 from schemas.profiles import ProfileFieldsSchema, UserSchema
 from schemas.text import Text
 
-# Checked by the password policy, which says what is wrong; this only bounds the work.
-_password = {"required": True, "validate": validate.Length(min=1, max=4096)}
+# Only bounds the work: the password policy says what is wrong with a password. One past
+# this bound is past the policy's 1,000 characters too, and is told so in its words.
+_password = {
+    "required": True,
+    "validate": [
+        validate.Length(min=1, error="Send the password."),
+        validate.Length(max=4096, error="Use at most 1,000 characters."),
+    ],
+}
 _token = {"required": True, "max_length": 200}
 
 
