@@ -43,10 +43,13 @@ class Sink:
 class MailServer:
     """An aiosmtpd server on a fixed loopback port that a test can stop and start again."""
 
-    def __init__(self, idle_timeout: float | None = None):
+    def __init__(self, idle_timeout: float | None = None, smtputf8: bool = True):
         self.sink = Sink()
         # Seconds the server keeps an idle session before closing it (Postfix: 300).
         self.idle_timeout = idle_timeout
+        # Whether it takes international addresses (RFC 6531); a test may change it
+        # between a stop and a start, as a relay's upgrade does.
+        self.smtputf8 = smtputf8
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -56,7 +59,11 @@ class MailServer:
     def start(self) -> None:
         extra = {} if self.idle_timeout is None else {"timeout": self.idle_timeout}
         self._controller = Controller(
-            self.sink, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True, **extra
+            self.sink,
+            hostname="127.0.0.1",
+            port=self.port,
+            enable_SMTPUTF8=self.smtputf8,
+            **extra,
         )
         for _ in range(50):  # the port may linger a moment after a stop
             try:

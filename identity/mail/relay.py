@@ -43,6 +43,13 @@ def _session_gone(error: Exception) -> bool:
     return isinstance(error, smtplib.SMTPServerDisconnected | ConnectionError)
 
 
+def _offered_before(error: Exception) -> bool:
+    """Whether `error` is smtplib refusing a mail for an extension (SMTPUTF8) the relay
+    did not offer when the session began: judged on that old offer, without asking the
+    relay, which may offer it now (upgraded, restarted)."""
+    return isinstance(error, smtplib.SMTPNotSupportedError)
+
+
 def parse_smtp_url(url: str) -> RelaySettings:
     """smtp://[user:password@]host[:port][?starttls=1] or smtps://... (implicit TLS)."""
     shape = "IDENTITY_SMTP_URL must look like smtp://host:port or smtps://user:password@host"
@@ -86,13 +93,14 @@ class Relay:
                     mail.sender, [mail.recipient], mail.data, mail_options=options
                 )
             except (smtplib.SMTPException, ConnectionError) as exc:
-                if not (reused and _session_gone(exc)):
+                if not (reused and (_session_gone(exc) or _offered_before(exc))):
                     raise
                 # A session kept open across mails that the relay closed meanwhile (its
-                # idle timeout): the mail never reached it. Once more on a new session,
-                # at once, rather than a retry half a minute later.
+                # idle timeout), or whose offer of extensions is older than the relay's
+                # last restart: the mail never reached it. Once more on a new session, at
+                # once, rather than a retry half a minute later or a failure for good.
                 self.close()
-                log.info("relay session closed by the relay; reconnecting",
+                log.info("relay session kept from before failed; reconnecting",
                          extra={"error_type": type(exc).__name__})  # fmt: skip
                 self._open().sendmail(
                     mail.sender, [mail.recipient], mail.data, mail_options=options

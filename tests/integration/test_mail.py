@@ -268,3 +268,29 @@ def test_a_session_the_relay_closed_while_idle_costs_no_retry(db, make_courier):
         ]  # fmt: skip
     finally:
         server.stop()
+
+
+def test_a_relay_that_takes_international_addresses_since_it_restarted_gets_them(db, make_courier):
+    """The kept session remembers what the relay offered when it began: a relay that
+    offers SMTPUTF8 since (an upgrade, a restart) is asked again before an international
+    address is given up for good; one that still does not offer it fails the mail."""
+    server = MailServer(smtputf8=False)
+    server.start()
+    try:
+        courier = make_courier(server, connections=1)
+        queue(db, to="first@example.com")
+        assert courier.deliver_due(db) == 1
+        refused = queue(db, to="jürgen@example.com")
+        assert courier.deliver_due(db) == 1
+        row = outbox_row(db, refused)
+        assert row["status"] == "failed" and "SMTPUTF8" in row["last_error"]
+        server.stop()  # the kept session is now the old relay's, and dead
+        server.smtputf8 = True
+        server.start()
+        international = queue(db, to="straße@example.com")
+        assert courier.deliver_due(db) == 1
+        row = outbox_row(db, international)
+        assert (row["status"], row["attempts"]) == ("sent", 1), row["last_error"]
+        assert server.sink.wait_for(2)[-1]["To"] == "straße@example.com"
+    finally:
+        server.stop()
