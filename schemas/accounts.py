@@ -137,7 +137,21 @@ class EmailChangeSchema(ma.Schema):
     new_email = Text(required=True, max_length=320, metadata={"example": "anna@work.example"})
 
 
+class LoginAttemptsQuerySchema(ma.Schema):
+    limit = fields.Integer(
+        load_default=50,
+        validate=validate.Range(min=1, max=100),
+        metadata={"description": "at most this many attempts (1 to 100; 50 when left out)"},
+    )
+    after = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=1, max=2**63 - 1),
+        metadata={"description": "the `id` of the last attempt received: the older ones"},
+    )
+
+
 class LoginAttemptSchema(ma.Schema):
+    id = fields.Integer(metadata={"description": "the cursor to page on (`after`)"})
     at = UtcDateTime()
     outcome = fields.String(
         validate=validate.OneOf(("success", "wrong_password", "no_account", "throttled"))

@@ -3,7 +3,9 @@ with the access token that login gave them."""
 
 from http import HTTPStatus
 
+from flask import request, url_for
 from flask.views import MethodView
+from marshmallow import RAISE
 
 from identity.api import Blueprint, accounts, principal
 from identity.db import read, unit_of_work
@@ -12,6 +14,7 @@ from schemas.accounts import (
     AcceptedSchema,
     EmailChangeSchema,
     LoginAttemptSchema,
+    LoginAttemptsQuerySchema,
     MeEditSchema,
     PasswordChangeSchema,
     SessionSchema,
@@ -123,19 +126,36 @@ class Email(MethodView):
 @blp.route("/login-attempts")
 class LoginAttempts(MethodView):
     @blp.user_token()
+    @blp.arguments(LoginAttemptsQuerySchema, location="query", unknown=RAISE)
     @blp.response(
         HTTPStatus.OK,
         LoginAttemptSchema(many=True),
-        example=[{"at": "2026-11-26T14:01:58Z", "outcome": "success", "site": "copernica.com",
-                  "client_ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11)"}],
+        example=[{"id": 5012, "at": "2026-11-26T14:01:58Z", "outcome": "success",
+                  "site": "copernica.com", "client_ip": "203.0.113.7",
+                  "user_agent": "Mozilla/5.0 (X11)"}],
+        headers={"Link": {
+            "description": "`<…?limit=50&after=5012>; rel=\"next\"`: the next page, while"
+            " there is one",
+            "schema": {"type": "string"},
+        }},
     )  # fmt: skip
-    def get(self):
-        """The person's own recent login attempts
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    def get(self, query):
+        """The person's own login attempts
 
-        The last 100, newest first: when, through which site, from where, and how it went.
+        Newest first, a page at a time (`limit`, 50 unless said): when, through which
+        site, from where, and how it went. While older ones remain, the `Link` header
+        names the next page (`rel="next"`: the same `limit`, `after` = the last `id` of
+        this page). An `after` that is not one of the person's attempts is a `422`.
         """
-        caller = principal()
-        return read(lambda conn: accounts().login_attempts(conn, caller))
+        caller, limit = principal(), query["limit"]
+        page, last = read(
+            lambda conn: accounts().login_attempts(conn, caller, limit, query["after"])
+        )
+        if last is None:
+            return page
+        following = url_for(request.endpoint, limit=limit, after=last)
+        return page, {"Link": f'<{following}>; rel="next"'}
 
 
 @blp.route("/sessions")

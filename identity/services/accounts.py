@@ -567,9 +567,23 @@ class Accounts:
         # Reset links went to the old address, which is no longer the account's.
         store.void_tokens(conn, user_id, ("password_reset",))
 
-    def login_attempts(self, conn: psycopg.Connection, principal: Principal) -> list[dict]:
+    def login_attempts(
+        self, conn: psycopg.Connection, principal: Principal, limit: int, after: int | None
+    ) -> tuple[list[dict], int | None]:
+        """A page of the person's attempts, newest first, after the attempt `after`; and
+        the cursor of the next page (None on the last)."""
         self.me(conn, principal)
-        return store.attempts_of(conn, principal.user.user_id, limit=100)
+        user_id = principal.user.user_id
+        before = None
+        if after is not None:
+            before = store.attempt_of(conn, user_id, after)
+            if before is None:
+                raise InvalidInput(
+                    "after: the id of one of your attempts, from the page before",
+                    errors={"after": ["not one of your attempts"]},
+                )
+        page = store.attempts_of(conn, user_id, limit + 1, before)
+        return page[:limit], page[limit - 1]["id"] if len(page) > limit else None
 
     def sessions(self, conn: psycopg.Connection, principal: Principal) -> list[dict]:
         self.me(conn, principal)

@@ -277,15 +277,31 @@ def record_attempt(
     )  # fmt: skip
 
 
-def attempts_of(conn: psycopg.Connection, user_id: UUID, limit: int) -> list[dict]:
+def attempt_of(conn: psycopg.Connection, user_id: UUID, attempt_id: int) -> dict | None:
+    """One of the person's attempts (its `at` and `id`: a page's cursor), or None."""
+    return conn.execute(
+        "select at, id from login_attempts where id = %(id)s and user_id = %(user_id)s",
+        {"id": attempt_id, "user_id": user_id},
+    ).fetchone()
+
+
+def attempts_of(
+    conn: psycopg.Connection, user_id: UUID, limit: int, before: dict | None = None
+) -> list[dict]:
+    """The person's attempts, newest first, at most `limit`; with `before` (an
+    `attempt_of`), only those that came before it."""
     return conn.execute(
         """
-        select a.at, a.outcome, host(a.client_ip) as client_ip, a.user_agent, s.name as site
+        select a.id, a.at, a.outcome, host(a.client_ip) as client_ip, a.user_agent,
+               s.name as site
         from login_attempts a left join sites s on s.id = a.site_id
-        where a.user_id = %(user_id)s order by a.at desc, a.id desc limit %(limit)s
+        where a.user_id = %(user_id)s
+          and (%(at)s::timestamptz is null or (a.at, a.id) < (%(at)s, %(id)s::bigint))
+        order by a.at desc, a.id desc limit %(limit)s
         """,
-        {"user_id": user_id, "limit": limit},
-    ).fetchall()
+        {"user_id": user_id, "limit": limit, "at": before and before["at"],
+         "id": before and before["id"]},
+    ).fetchall()  # fmt: skip
 
 
 def _counting(name: str, key: str, free: str, cap: str, *, unless: str = "false") -> str:

@@ -286,6 +286,48 @@ def test_every_attempt_is_recorded_and_the_person_sees_their_own(site, conn, app
     assert attempts[0]["site"] == "copernica.com"
 
 
+def test_login_attempts_come_a_page_at_a_time_with_a_link_to_the_next(site, conn, app):
+    sign_up(site, conn)
+    for _ in range(3):
+        login(site, password=OTHER_PASSWORD)
+        login(site)
+    me = as_user(app, login(site).get_json()["access_token"])
+    every = me.get("/v1/me/login-attempts").get_json()
+    assert len(every) == 7 and "Link" not in me.get("/v1/me/login-attempts").headers
+    pages, url = [], "/v1/me/login-attempts?limit=3"
+    while url:
+        answer = me.get(url)
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        pages.append(answer.get_json())
+        link = answer.headers.get("Link")
+        url = link and link.removeprefix("<").removesuffix('>; rel="next"')
+    assert [len(page) for page in pages] == [3, 3, 1]
+    assert [a["id"] for page in pages for a in page] == [a["id"] for a in every]
+    assert [a["outcome"] for a in every] == ["success", *["success", "wrong_password"] * 3]
+    # The last id of a page is the next one's cursor; the last page has no Link.
+    again = me.get(f"/v1/me/login-attempts?limit=3&after={pages[0][-1]['id']}")
+    assert again.get_json() == pages[1]
+
+
+@pytest.mark.parametrize(
+    "query", ["limit=0", "limit=101", "limit=x", "after=0", "after=abc", "page=2", "offset=3"]
+)
+def test_login_attempts_refuse_an_unknown_or_bad_query(site, conn, app, query):
+    sign_up(site, conn)
+    me = as_user(app, login(site).get_json()["access_token"])
+    assert_problem(me.get(f"/v1/me/login-attempts?{query}"), 422)
+
+
+def test_login_attempts_refuse_a_cursor_that_is_not_the_persons(site, conn, app):
+    sign_up(site, conn)
+    sign_up(site, conn, email="bob@example.com")
+    bobs = as_user(app, login(site, "bob@example.com").get_json()["access_token"])
+    bobs_attempt = bobs.get("/v1/me/login-attempts").get_json()[0]["id"]
+    me = as_user(app, login(site).get_json()["access_token"])
+    assert_problem(me.get(f"/v1/me/login-attempts?after={bobs_attempt}"), 422, "after")
+    assert_problem(me.get("/v1/me/login-attempts?after=999999999"), 422, "after")
+
+
 def test_repeated_failures_make_logins_wait_and_a_reset_lifts_it(site, conn):
     sign_up(site, conn)
     statuses = [login(site, password=OTHER_PASSWORD).status_code for _ in range(7)]
