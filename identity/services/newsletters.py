@@ -329,12 +329,18 @@ class Newsletters:
         if users_store.get_by_id(conn, user_id) is None:
             raise NotFound("this unsubscribe link is for a record that no longer exists")
         lists = {n["key"]: n for n in self.catalog(conn)}
-        retired = {key: ["this list is no longer sent"] for key in wanted if key not in lists}
+        retired = {
+            f"newsletters.{key}": ["this list is no longer sent"]
+            for key in wanted
+            if key not in lists
+        }
         if retired:
             raise InvalidInput("some lists are no longer sent", errors=retired)
         current = store.flags(conn, user_id, lock=True)
         refused = {
-            key: ["subscribing takes a confirmation: POST /v1/newsletters/{key}/subscriptions"]
+            f"newsletters.{key}": [
+                f"subscribing takes a confirmation: POST /v1/newsletters/{key}/subscriptions"
+            ]
             for key, want in wanted.items()
             if want and (current.get(lists[key]["id"]) or {}).get("state") != "subscribed"
         }

@@ -275,7 +275,7 @@ def test_preferences_leave_some_lists_and_never_subscribe(client, anna, conn):
     refused = client.put(
         f"{link(anna)}/preferences", json={"newsletters": {"mailerq": True, "copernica": False}}
     )
-    assert_problem(refused, 422, "mailerq")
+    assert_problem(refused, 422, "newsletters.mailerq")
     assert flags(conn)["copernica"] == "subscribed" and _count_events(conn) == count
 
 
@@ -303,6 +303,16 @@ def test_a_bad_preference_is_named_by_its_path(client, anna, conn):
     problem = assert_problem(client.put(f"{link(anna)}/preferences", json=change), 422)
     assert set(problem["errors"]) == {"newsletters.nope", "newsletters.mailerq"}
     assert set(flags(conn).values()) == {"subscribed"}
+    # A subscription asked of a link: refused by the service, named the same way.
+    client.put(f"{link(anna)}/preferences", json={"newsletters": {"copernica-updates": False}})
+    change = {"newsletters": {"copernica-updates": True, "mailerq": False}}
+    problem = assert_problem(client.put(f"{link(anna)}/preferences", json=change), 422)
+    assert problem["errors"] == {
+        "newsletters.copernica-updates": [
+            "subscribing takes a confirmation: POST /v1/newsletters/copernica-updates/subscriptions"
+        ]
+    }
+    assert flags(conn)["copernica-updates"] == "unsubscribed"
 
 
 def test_a_genuine_link_to_a_list_no_longer_sent_is_a_404_not_a_500(client, anna, conn):
@@ -327,7 +337,7 @@ def test_preferences_naming_a_list_no_longer_sent_are_a_422_that_changes_nothing
         answer = client.put(f"{link(anna)}/preferences", json=change)
         assert_problem(answer, 422)
         assert answer.get_json()["errors"] == {
-            "copernica-partners": ["this list is no longer sent"]
+            "newsletters.copernica-partners": ["this list is no longer sent"]
         }
     assert set(flags(conn).values()) == {"subscribed"}
 
