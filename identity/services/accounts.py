@@ -540,7 +540,7 @@ class Accounts:
             # A token expired at birth: it only counts this request for the hourly limit.
             store.insert_token(conn, token_hash, "email_change", user["id"], {},
                                datetime.now(UTC))  # fmt: skip
-            enqueue_mail(conn, "email_change_attempt", holder["email"], holder["language"])
+            self._notify_holder(conn, holder)
         else:
             store.insert_token(
                 conn, token_hash, "email_change", user["id"],
@@ -551,6 +551,18 @@ class Accounts:
                          valid_hours=self.settings.email_change_hours)  # fmt: skip
         enqueue_mail(conn, "email_change_notice", user["email"], user["language"])
         return None
+
+    def _notify_holder(self, conn: psycopg.Connection, holder: dict) -> None:
+        """Tell a record's address that an account asked to move onto it: at most a few
+        times an hour, however many accounts ask (counted per record). The advice fits
+        the holder: an account signs in; a record without one (a newsletter's, an import's,
+        a registration never proven) is made an account by signing up with the address."""
+        if not self._may_mail(conn, holder["id"], "email_change_notice"):
+            return
+        store.insert_token(conn, _token()[1], "email_change_notice", holder["id"], {},
+                           datetime.now(UTC))  # fmt: skip
+        enqueue_mail(conn, "email_change_attempt", holder["email"], holder["language"],
+                     account=holder["status"] == "registered")  # fmt: skip
 
     def _change_email(self, conn, principal: Principal, user_id: UUID, payload: dict) -> None:
         address = payload["email"]

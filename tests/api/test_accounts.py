@@ -666,9 +666,23 @@ def test_an_address_change_tells_no_one_signed_in_whether_an_address_is_known(
     assert mails(conn, "free@example.com") == ["email_change_confirm"]
     assert "email_change_confirm" not in mails(conn, "taken@example.com")
     assert mails(conn, "taken@example.com")[-1] == "email_change_attempt"
+    # The notice's advice fits its holder: an account signs in, a record signs up.
+    notice = mailed(conn, "taken@example.com", "email_change_attempt")
+    assert notice["account"] is (holder == "account")
     assert me.get("/v1/me").get_json()["email"] == "anna@example.com"
     held = site.get("/v1/users", query_string={"email": "taken@example.com"}).get_json()
     assert held["email"] == "taken@example.com"
+
+
+def test_no_number_of_accounts_sends_one_address_more_than_five_notices_an_hour(site, conn, app):
+    site.post("/v1/profiles", json={"email": "held@example.com", "source": "event"})
+    for n in range(3):
+        sign_up(site, conn, email=f"asker{n}@example.com")
+        me = as_user(app, login(site, f"asker{n}@example.com").get_json()["access_token"])
+        for _ in range(3):
+            asked = me.post("/v1/me/email", json={"new_email": "held@example.com"})
+            assert asked.status_code == 202
+    assert mails(conn, "held@example.com") == ["email_change_attempt"] * 5
 
 
 def test_a_pending_address_change_dies_with_the_sign_in_that_asked(site, conn, app):

@@ -244,6 +244,7 @@ def test_every_template_renders_in_both_languages(template, language):
         "valid_minutes": 30,
         "newsletter": "SMTPeter",
         "company": "Acme",
+        "account": True,
     }
     letter = Renderer(PUBLIC_URL, SENDER).letter(template, language, values)
     assert letter.subject and "\n" not in letter.subject
@@ -294,3 +295,16 @@ def test_a_relay_that_takes_international_addresses_since_it_restarted_gets_them
         assert server.sink.wait_for(2)[-1]["To"] == "straße@example.com"
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_notice_of_a_taken_address_advises_what_its_holder_can_do(language):
+    """An account signs in (or resets its password); a record without an account cannot
+    reset a password it never had: it is told to sign up with the address."""
+    renderer = Renderer(PUBLIC_URL, SENDER)
+    account = renderer.letter("email_change_attempt", language, {"account": True})
+    record = renderer.letter("email_change_attempt", language, {"account": False})
+    forgot = {"en": "forgot password", "nl": "wachtwoord vergeten"}[language]
+    sign_up = {"en": "sign up with this address", "nl": "Meld je dan aan met dit adres"}[language]
+    assert forgot in account.text and forgot in account.html and sign_up not in account.text
+    assert sign_up in record.text and sign_up in record.html and forgot not in record.text
