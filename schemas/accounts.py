@@ -3,7 +3,7 @@
 import marshmallow as ma
 from marshmallow import ValidationError, fields, post_load, validate, validates
 
-from schemas.common import UtcDateTime
+from schemas.common import QueryInteger, UtcDateTime
 from schemas.profiles import ProfileFieldsSchema, UserSchema
 from schemas.text import Text
 
@@ -138,12 +138,12 @@ class EmailChangeSchema(ma.Schema):
 
 
 class LoginAttemptsQuerySchema(ma.Schema):
-    limit = fields.Integer(
+    limit = QueryInteger(
         load_default=50,
         validate=validate.Range(min=1, max=100),
         metadata={"description": "at most this many attempts (1 to 100; 50 when left out)"},
     )
-    after = fields.Integer(
+    after = QueryInteger(
         load_default=None,
         validate=validate.Range(min=1, max=2**63 - 1),
         metadata={"description": "the `id` of the last attempt received: the older ones"},

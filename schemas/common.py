@@ -38,6 +38,16 @@ class ProblemSchema(ma.Schema):
     )
 
 
+class QueryInteger(fields.Integer):
+    """An integer in a query string: ASCII digits only. Python's `int()` also takes a
+    sign, spaces, underscores and other scripts' digits (`1_0`, ` 5`, Arabic-Indic 5)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class SmallDict(fields.Dict):
     """A Dict of at most `max_items` entries, refused whole beyond that before any entry
     is checked: a body of a megabyte holds a hundred thousand keys, each a check."""

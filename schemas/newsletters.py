@@ -7,7 +7,7 @@ import marshmallow as ma
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from schemas.accounts import BrowserSchema
-from schemas.common import QuickNested, SmallDict, UtcDateTime
+from schemas.common import QueryInteger, QuickNested, SmallDict, UtcDateTime
 from schemas.profiles import LANGUAGES, ProfileSubmissionSchema
 from schemas.text import Text
 
@@ -195,7 +195,7 @@ class ExportQuerySchema(ma.Schema):
         load_default=None,
         metadata={"description": "resume after this `user_id` (the last one received)"},
     )
-    limit = fields.Integer(
+    limit = QueryInteger(
         load_default=None,
         validate=validate.Range(min=1, max=100_000_000),
         metadata={"description": "at most this many rows; all when left out"},
