@@ -262,6 +262,9 @@ def test_the_export_resumes_after_a_user_id_and_takes_a_limit(site, conn, app, m
     ] == ids[2:4]
     assert_problem(site.get("/v1/newsletters/copernica-updates/subscribers?after=nope"), 422)
     assert_problem(site.get("/v1/newsletters/copernica-updates/subscribers?limit=0"), 422)
+    for odd in ("%2B2", "%202", "1_0", "%D9%A2", "2.0"):  # only ASCII digits are a number
+        answer = site.get(f"/v1/newsletters/copernica-updates/subscribers?limit={odd}")
+        assert_problem(answer, 422, "limit")
 
 
 def test_batches_grow_with_short_addresses_and_every_row_comes(site, conn, app, monkeypatch):
