@@ -1,6 +1,7 @@
 """Pieces every schema shares: the problem document, UTC timestamps, small dicts, and a
 quick way to load plainly right input in a hot loop."""
 
+import json
 from collections.abc import Callable
 from datetime import UTC
 
@@ -69,16 +70,24 @@ class SmallDict(fields.Dict):
 
 
 def _by_key(messages):
-    """marshmallow's errors of a Dict, `{key: {"key": [...], "value": ...}}`, as the
-    entry's own: `{key: what is wrong with it}`, so a path reads `newsletters.copernica`
-    or `newsletters.copernica.consented_at`, with no `value` in between. A key that is
-    wrong says so; what its value would have had wrong then matters less."""
+    """marshmallow's errors of a Dict, `{key: {"key": [...], "value": ...}}`, as paths
+    read: a key the Dict does not take is named in a message about the Dict as a whole
+    (`newsletters: ["\"nope\": Must be one of: ..."]`), so no key a client makes up
+    (`a.b`, an empty one, `_schema`) reads as a path it is not; what is wrong with the
+    value of a key it takes is that key's (`newsletters.copernica.consented_at`), with
+    no `value` level in between."""
     if not isinstance(messages, dict):
         return messages
-    return {
-        key: found.get("key") or found.get("value") if isinstance(found, dict) else found
-        for key, found in messages.items()
-    }
+    errors: dict = {}
+    for key, found in messages.items():
+        if not isinstance(found, dict):
+            errors[key] = found
+        elif found.get("key"):
+            named = json.dumps(key if len(key) <= 64 else key[:64] + "…")
+            errors.setdefault("_schema", []).extend(f"{named}: {m}" for m in found["key"])
+        else:
+            errors[key] = found.get("value")
+    return errors
 
 
 class QuickLoad:

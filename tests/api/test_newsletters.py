@@ -13,6 +13,7 @@ from identity.api import NEWSLETTERS
 from identity.services import newsletters
 from identity.services.sites import issue_site_key
 from identity.store import newsletters as store
+from schemas.newsletters import NEWSLETTER_KEYS
 from tests.api.problems import assert_problem
 from tests.api.test_accounts import as_user, login, mailed, sign_up
 
@@ -572,7 +573,9 @@ def test_a_bad_consent_in_an_import_line_is_named_by_its_path(site, conn):
     report = _import(site, lines)[:-1]  # the summary line last
     assert [line["status"] for line in report] == ["rejected"] * 3
     assert list(report[0]["errors"]) == ["newsletters.copernica.consented_at"]
-    assert list(report[1]["errors"]) == ["newsletters.nope"]
+    assert report[1]["errors"] == {
+        "newsletters": ['"nope": Must be one of: ' + ", ".join(NEWSLETTER_KEYS) + "."]
+    }
     assert report[2]["errors"] == {
         "newsletters.mailerq.consented_at": ["Missing data for required field."]
     }

@@ -301,7 +301,15 @@ def test_bad_preference_changes_are_refused(client, anna, conn, body):
 def test_a_bad_preference_is_named_by_its_path(client, anna, conn):
     change = {"newsletters": {"nope": False, "mailerq": "no"}}
     problem = assert_problem(client.put(f"{link(anna)}/preferences", json=change), 422)
-    assert set(problem["errors"]) == {"newsletters.nope", "newsletters.mailerq"}
+    assert set(problem["errors"]) == {"newsletters", "newsletters.mailerq"}
+    assert problem["errors"]["newsletters"][0].startswith('"nope": Must be one of: ')
+    # A key a client makes up never reads as a path: it is quoted, whole or cut short.
+    for key in ("copernica.consented_at", "", "_schema", "x" * 100_000, "a\ud800"):
+        change = {"newsletters": {key: False}}
+        problem = assert_problem(client.put(f"{link(anna)}/preferences", json=change), 422)
+        assert list(problem["errors"]) == ["newsletters"], key[:80]
+        (message,) = problem["errors"]["newsletters"]
+        assert len(message) < 300 and message.startswith('"')
     assert set(flags(conn).values()) == {"subscribed"}
     # A subscription asked of a link: refused by the service, named the same way.
     client.put(f"{link(anna)}/preferences", json={"newsletters": {"copernica-updates": False}})
