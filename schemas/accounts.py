@@ -137,12 +137,16 @@ class EmailChangeSchema(ma.Schema):
     new_email = Text(required=True, max_length=320, metadata={"example": "anna@work.example"})
 
 
-class LoginAttemptsQuerySchema(ma.Schema):
-    limit = QueryInteger(
+def _page_limit(items: str) -> QueryInteger:
+    return QueryInteger(
         load_default=50,
         validate=validate.Range(min=1, max=100),
-        metadata={"description": "at most this many attempts (1 to 100; 50 when left out)"},
+        metadata={"description": f"at most this many {items} (1 to 100; 50 when left out)"},
     )
+
+
+class LoginAttemptsQuerySchema(ma.Schema):
+    limit = _page_limit("attempts")
     after = QueryInteger(
         load_default=None,
         validate=validate.Range(min=1, max=2**63 - 1),
@@ -161,8 +165,16 @@ class LoginAttemptSchema(ma.Schema):
     user_agent = fields.String(allow_none=True)
 
 
+class SessionsQuerySchema(ma.Schema):
+    limit = _page_limit("sign-ins")
+    after = fields.UUID(
+        load_default=None,
+        metadata={"description": "the `id` of the last sign-in received: the older ones"},
+    )
+
+
 class SessionSchema(ma.Schema):
-    id = fields.UUID()
+    id = fields.UUID(metadata={"description": "the sign-in to end, and the cursor (`after`)"})
     site = fields.String()
     created_at = UtcDateTime()
     last_used_at = UtcDateTime()

@@ -18,6 +18,7 @@ from schemas.accounts import (
     MeEditSchema,
     PasswordChangeSchema,
     SessionSchema,
+    SessionsQuerySchema,
 )
 from schemas.profiles import USER_EXAMPLE, UserSchema
 
@@ -34,6 +35,24 @@ _SESSION = {
     "user_agent": "Mozilla/5.0 (X11)",
     "client_ip": "203.0.113.7",
 }
+
+
+def _next_link(example: str) -> dict:
+    """The OpenAPI description of a page's `Link` header."""
+    return {
+        "description": f'`<{example}>; rel="next"`: the next page, while there is one',
+        "schema": {"type": "string"},
+    }
+
+
+def _linked(paged: tuple[list, object], limit: int):
+    """A page as the answer, with a `Link` to the next one (the same `limit`, `after`
+    its cursor) while there is one."""
+    page, last = paged
+    if last is None:
+        return page
+    following = url_for(request.endpoint, limit=limit, after=last)
+    return page, {"Link": f'<{following}>; rel="next"'}
 
 
 @blp.route("")
@@ -133,11 +152,7 @@ class LoginAttempts(MethodView):
         example=[{"id": 5012, "at": "2026-11-26T14:01:58Z", "outcome": "success",
                   "site": "copernica.com", "client_ip": "203.0.113.7",
                   "user_agent": "Mozilla/5.0 (X11)"}],
-        headers={"Link": {
-            "description": "`<…?limit=50&after=5012>; rel=\"next\"`: the next page, while"
-            " there is one",
-            "schema": {"type": "string"},
-        }},
+        headers={"Link": _next_link("…?limit=50&after=5012")},
     )  # fmt: skip
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     def get(self, query):
@@ -149,27 +164,37 @@ class LoginAttempts(MethodView):
         this page). An `after` that is not one of the person's attempts is a `422`.
         """
         caller, limit = principal(), query["limit"]
-        page, last = read(
-            lambda conn: accounts().login_attempts(conn, caller, limit, query["after"])
+        return _linked(
+            read(lambda conn: accounts().login_attempts(conn, caller, limit, query["after"])),
+            limit,
         )
-        if last is None:
-            return page
-        following = url_for(request.endpoint, limit=limit, after=last)
-        return page, {"Link": f'<{following}>; rel="next"'}
 
 
 @blp.route("/sessions")
 class Sessions(MethodView):
     @blp.user_token()
-    @blp.response(HTTPStatus.OK, SessionSchema(many=True), example=[_SESSION])
-    def get(self):
+    @blp.arguments(SessionsQuerySchema, location="query", unknown=RAISE)
+    @blp.response(
+        HTTPStatus.OK,
+        SessionSchema(many=True),
+        example=[_SESSION],
+        headers={"Link": _next_link(f"…?limit=50&after={_SESSION['id']}")},
+    )
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    def get(self, query):
         """The live sign-ins
 
         Each one a login and its refresh tokens: site, when it began, when it was last
-        used, and the browser.
+        used, and the browser. The latest begun first, a page at a time (`limit`, 50
+        unless said; using a sign-in does not move it between pages): while older ones
+        remain, the `Link` header names the next page (`rel="next"`: the same `limit`,
+        `after` = the last `id` of this page). An `after` that is not one of the
+        person's sign-ins (live or ended) is a `422`.
         """
-        caller = principal()
-        return read(lambda conn: accounts().sessions(conn, caller))
+        caller, limit = principal(), query["limit"]
+        return _linked(
+            read(lambda conn: accounts().sessions(conn, caller, limit, query["after"])), limit
+        )
 
 
 @blp.route("/sessions/<uuid:session_id>")

@@ -586,20 +586,19 @@ class Accounts:
         the cursor of the next page (None on the last)."""
         self.me(conn, principal)
         user_id = principal.user.user_id
-        before = None
-        if after is not None:
-            before = store.attempt_of(conn, user_id, after)
-            if before is None:
-                raise InvalidInput(
-                    "after: the id of one of your attempts, from the page before",
-                    errors={"after": ["not one of your attempts"]},
-                )
-        page = store.attempts_of(conn, user_id, limit + 1, before)
-        return page[:limit], page[limit - 1]["id"] if len(page) > limit else None
+        before = _cursor(after, lambda: store.attempt_of(conn, user_id, after), "attempts")
+        return _page(store.attempts_of(conn, user_id, limit + 1, before), limit)
 
-    def sessions(self, conn: psycopg.Connection, principal: Principal) -> list[dict]:
+    def sessions(
+        self, conn: psycopg.Connection, principal: Principal, limit: int, after: UUID | None
+    ) -> tuple[list[dict], UUID | None]:
+        """A page of the person's live sign-ins, the latest begun first, after the sign-in
+        `after` (live or ended since); and the cursor of the next page (None on the
+        last)."""
         self.me(conn, principal)
-        return store.live_sessions(conn, principal.user.user_id)
+        user_id = principal.user.user_id
+        before = _cursor(after, lambda: store.session_of(conn, user_id, after), "sign-ins")
+        return _page(store.live_sessions(conn, user_id, limit + 1, before), limit)
 
     def end_session(self, conn: psycopg.Connection, principal: Principal, session_id: UUID):
         self.me(conn, principal)
@@ -634,6 +633,26 @@ class Accounts:
 
     def _may_mail(self, conn, user_id: UUID, purpose: str) -> bool:
         return store.tokens_made_since(conn, user_id, purpose, 3600) < _MAILS_AN_HOUR
+
+
+def _cursor(after, find: Callable[[], dict | None], items: str) -> dict | None:
+    """The row a page's `after` names (`find` looks it up among the person's own), None
+    for the first page; an `after` that is not the person's is refused."""
+    if after is None:
+        return None
+    found = find()
+    if found is None:
+        raise InvalidInput(
+            f"after: the id of one of your {items}, from the page before",
+            errors={"after": [f"not one of your {items}"]},
+        )
+    return found
+
+
+def _page(rows: list[dict], limit: int) -> tuple[list[dict], object]:
+    """The first `limit` of `rows` (asked for one more than a page) and the cursor of the
+    next page, the last row's `id`; None when nothing follows."""
+    return rows[:limit], rows[limit - 1]["id"] if len(rows) > limit else None
 
 
 def _waiting(until: datetime, detail: str) -> Refused:

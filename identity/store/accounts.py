@@ -601,17 +601,34 @@ def revoke_sessions(conn: psycopg.Connection, user_id: UUID, *, except_id: UUID 
     )
 
 
-def live_sessions(conn: psycopg.Connection, user_id: UUID) -> list[dict]:
+def session_of(conn: psycopg.Connection, user_id: UUID, session_id: UUID) -> dict | None:
+    """One of the person's sign-ins, live or ended (its `created_at` and `id`: a page's
+    cursor), or None."""
+    return conn.execute(
+        "select created_at, id from sessions where id = %(id)s and user_id = %(user_id)s",
+        {"id": session_id, "user_id": user_id},
+    ).fetchone()
+
+
+def live_sessions(
+    conn: psycopg.Connection, user_id: UUID, limit: int, before: dict | None = None
+) -> list[dict]:
+    """The person's live sign-ins, the latest begun first, at most `limit`; with `before`
+    (a `session_of`), only those begun before it. Ordered by when they began, which
+    never changes: using a sign-in between two pages does not move it."""
     return conn.execute(
         """
         select s.id, s.site_name as site, s.created_at, s.last_used_at, s.user_agent,
                host(s.client_ip) as client_ip
         from sessions s
         where s.user_id = %(user_id)s and s.revoked_at is null and s.expires_at > now()
-        order by s.last_used_at desc
+          and (%(created_at)s::timestamptz is null
+               or (s.created_at, s.id) < (%(created_at)s, %(id)s::uuid))
+        order by s.created_at desc, s.id desc limit %(limit)s
         """,
-        {"user_id": user_id},
-    ).fetchall()
+        {"user_id": user_id, "limit": limit, "created_at": before and before["created_at"],
+         "id": before and before["id"]},
+    ).fetchall()  # fmt: skip
 
 
 def signed_in_user(conn: psycopg.Connection, user_id: UUID, session_id: UUID) -> dict | None:

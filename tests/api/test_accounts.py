@@ -3,6 +3,7 @@
 import base64
 import itertools
 import json
+import uuid
 
 import pytest
 
@@ -294,13 +295,7 @@ def test_login_attempts_come_a_page_at_a_time_with_a_link_to_the_next(site, conn
     me = as_user(app, login(site).get_json()["access_token"])
     every = me.get("/v1/me/login-attempts").get_json()
     assert len(every) == 7 and "Link" not in me.get("/v1/me/login-attempts").headers
-    pages, url = [], "/v1/me/login-attempts?limit=3"
-    while url:
-        answer = me.get(url)
-        assert answer.status_code == 200, answer.get_data(as_text=True)
-        pages.append(answer.get_json())
-        link = answer.headers.get("Link")
-        url = link and link.removeprefix("<").removesuffix('>; rel="next"')
+    pages = _pages(me, "/v1/me/login-attempts?limit=3")
     assert [len(page) for page in pages] == [3, 3, 1]
     assert [a["id"] for page in pages for a in page] == [a["id"] for a in every]
     assert [a["outcome"] for a in every] == ["success", *["success", "wrong_password"] * 3]
@@ -309,13 +304,14 @@ def test_login_attempts_come_a_page_at_a_time_with_a_link_to_the_next(site, conn
     assert again.get_json() == pages[1]
 
 
+@pytest.mark.parametrize("listing", ["login-attempts", "sessions"])
 @pytest.mark.parametrize(
     "query", ["limit=0", "limit=101", "limit=x", "after=0", "after=abc", "page=2", "offset=3"]
 )
-def test_login_attempts_refuse_an_unknown_or_bad_query(site, conn, app, query):
+def test_paged_lists_refuse_an_unknown_or_bad_query(site, conn, app, listing, query):
     sign_up(site, conn)
     me = as_user(app, login(site).get_json()["access_token"])
-    assert_problem(me.get(f"/v1/me/login-attempts?{query}"), 422)
+    assert_problem(me.get(f"/v1/me/{listing}?{query}"), 422)
 
 
 def test_login_attempts_refuse_a_cursor_that_is_not_the_persons(site, conn, app):
@@ -520,6 +516,56 @@ def test_sessions_are_listed_and_one_can_be_ended(site, conn, app):
     assert_problem(as_user(app, second["access_token"]).get("/v1/me"), 401)
     assert_problem(me.delete(f"/v1/me/sessions/{phone['id']}"), 404)
     assert len(me.get("/v1/me/sessions").get_json()) == 1
+
+
+def _pages(client, url: str) -> list[list[dict]]:
+    """Every page of a paged list, following its `Link` headers from `url`."""
+    pages = []
+    while url:
+        answer = client.get(url)
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        pages.append(answer.get_json())
+        link = answer.headers.get("Link")
+        url = link and link.removeprefix("<").removesuffix('>; rel="next"')
+    return pages
+
+
+def test_sessions_come_a_page_at_a_time_and_using_one_does_not_move_it(site, conn, app):
+    sign_up(site, conn)
+    signed_in = [
+        login(site, **BROWSER | {"user_agent": f"Browser {n}"}).get_json() for n in range(7)
+    ]
+    # A test's transaction keeps one now(): the sign-ins are spread over the last hour.
+    conn.execute(
+        "update sessions set created_at = now() - make_interval(mins => 9 - n),"
+        " last_used_at = now() - make_interval(mins => 9 - n)"
+        " from (select id, right(user_agent, 1)::int as n from sessions) s"
+        " where s.id = sessions.id"
+    )
+    me = as_user(app, signed_in[0]["access_token"])
+    every = me.get("/v1/me/sessions").get_json()
+    assert [s["user_agent"] for s in every] == [f"Browser {n}" for n in reversed(range(7))]
+    first = me.get("/v1/me/sessions?limit=3")
+    assert [s["id"] for s in first.get_json()] == [s["id"] for s in every[:3]]
+    # The oldest sign-in is used, and the one ending the first page ends, before the
+    # next page is asked for: neither shows twice or goes missing.
+    refreshed = site.post("/v1/auth/refresh", json={"refresh_token": signed_in[0]["refresh_token"]})
+    assert refreshed.status_code == 200
+    assert me.delete(f"/v1/me/sessions/{every[2]['id']}").status_code == 204
+    pages = _pages(me, first.headers["Link"].removeprefix("<").removesuffix('>; rel="next"'))
+    assert [len(page) for page in pages] == [3, 1]
+    assert [s["id"] for page in pages for s in page] == [s["id"] for s in every[3:]]
+    assert "Link" not in me.get("/v1/me/sessions").headers
+
+
+def test_sessions_refuse_a_cursor_that_is_not_the_persons(site, conn, app):
+    sign_up(site, conn)
+    sign_up(site, conn, email="bob@example.com")
+    bobs = as_user(app, login(site, "bob@example.com").get_json()["access_token"])
+    bobs_session = bobs.get("/v1/me/sessions").get_json()[0]["id"]
+    me = as_user(app, login(site).get_json()["access_token"])
+    assert_problem(me.get(f"/v1/me/sessions?after={bobs_session}"), 422, "after")
+    assert_problem(me.get(f"/v1/me/sessions?after={uuid.uuid4()}"), 422, "after")
 
 
 def test_a_site_key_is_not_a_user_token(site):
