@@ -5,7 +5,7 @@ import time
 from http import HTTPStatus
 
 import flask_smorest
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g, request, url_for
 from werkzeug.exceptions import NotFound, UnsupportedMediaType
 
 from identity import db
@@ -394,3 +394,20 @@ def init_app(app: Flask) -> Api:
     _document_what_marshmallow_cannot(api.spec.components.schemas)
     docs.init_app(app)
     return api
+
+
+def next_link_header(example: str) -> dict:
+    """The OpenAPI description of a paged list's `Link` header; `example` its URL."""
+    return {
+        "description": f'`<{example}>; rel="next"`: the next page, while there is one',
+        "schema": {"type": "string"},
+    }
+
+
+def next_link(cursor, limit: int, **path) -> dict:
+    """The headers of a page: a `Link` to the next (this endpoint, the same `limit`,
+    `after` = `cursor`), none on the last page (`cursor` None)."""
+    if cursor is None:
+        return {}
+    following = url_for(request.endpoint, **path, limit=limit, after=cursor)
+    return {"Link": f'<{following}>; rel="next"'}

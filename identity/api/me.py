@@ -3,11 +3,10 @@ with the access token that login gave them."""
 
 from http import HTTPStatus
 
-from flask import request, url_for
 from flask.views import MethodView
 from marshmallow import RAISE
 
-from identity.api import Blueprint, accounts, principal
+from identity.api import Blueprint, accounts, next_link, next_link_header, principal
 from identity.db import read, unit_of_work
 from schemas.accounts import (
     ACCEPTED,
@@ -37,22 +36,10 @@ _SESSION = {
 }
 
 
-def _next_link(example: str) -> dict:
-    """The OpenAPI description of a page's `Link` header."""
-    return {
-        "description": f'`<{example}>; rel="next"`: the next page, while there is one',
-        "schema": {"type": "string"},
-    }
-
-
 def _linked(paged: tuple[list, object], limit: int):
-    """A page as the answer, with a `Link` to the next one (the same `limit`, `after`
-    its cursor) while there is one."""
+    """A page as the answer, with a `Link` to the next one while there is one."""
     page, last = paged
-    if last is None:
-        return page
-    following = url_for(request.endpoint, limit=limit, after=last)
-    return page, {"Link": f'<{following}>; rel="next"'}
+    return page, next_link(last, limit)
 
 
 @blp.route("")
@@ -152,7 +139,7 @@ class LoginAttempts(MethodView):
         example=[{"id": 5012, "at": "2026-11-26T14:01:58Z", "outcome": "success",
                   "site": "copernica.com", "client_ip": "203.0.113.7",
                   "user_agent": "Mozilla/5.0 (X11)"}],
-        headers={"Link": _next_link("…?limit=50&after=5012")},
+        headers={"Link": next_link_header("…?limit=50&after=5012")},
     )  # fmt: skip
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     def get(self, query):
@@ -178,7 +165,7 @@ class Sessions(MethodView):
         HTTPStatus.OK,
         SessionSchema(many=True),
         example=[_SESSION],
-        headers={"Link": _next_link(f"…?limit=50&after={_SESSION['id']}")},
+        headers={"Link": next_link_header(f"…?limit=50&after={_SESSION['id']}")},
     )
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     def get(self, query):

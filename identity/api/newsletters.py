@@ -9,7 +9,7 @@ from flask.views import MethodView
 from marshmallow import RAISE
 from werkzeug.exceptions import BadRequest, NotAcceptable
 
-from identity.api import JSON, Blueprint, newsletter_service, principal
+from identity.api import JSON, Blueprint, newsletter_service, next_link, next_link_header, principal
 from identity.api.profile_import import CSV, NDJSON
 from identity.db import database, read, unit_of_work
 from identity.services.newsletters import CSV_HEADER, Consent
@@ -182,6 +182,11 @@ class Subscribers(MethodView):
         responses={
             "200": {
                 "description": "One subscriber per line, in `user_id` order.",
+                "headers": {
+                    "Link": next_link_header(
+                        f"…/v1/newsletters/copernica/subscribers?limit=1000&after={_USER_ID}"
+                    )
+                },
                 "content": {
                     NDJSON: {"schema": SubscriberLinkSchema, "example": _EXPORT_NDJSON},
                     CSV: {"schema": {"type": "string"}, "example": _EXPORT_CSV},
@@ -201,15 +206,20 @@ class Subscribers(MethodView):
         needs for one-click unsubscribe (RFC 8058): `List-Unsubscribe` (`<url>`, the whole
         header line at most 998 characters) and `List-Unsubscribe-Post`. Only `subscribed`
         flags are listed. Rows come in `user_id` order: to resume after a broken transfer,
-        ask again with `after` = the last `user_id` received. `limit` caps the rows. In
+        ask again with `after` = the last `user_id` received. With `limit`, a page: at
+        most that many rows, and while more follow, a `Link` header (`rel="next"`) to the
+        next page, whose `after` is this page's last `user_id` (a page ends there, so one
+        that gained subscribers while it was sent holds them too). In
         CSV, an address that starts with `=`, `+`, `-`, `@` or `'` comes with a `'` put
         before it, so no spreadsheet takes it for a formula: take one leading `'` away
         to read the address.
         """
         service = newsletter_service()
-        read(lambda conn: service.newsletter(conn, key))  # an unknown list: 404 now
+        after, limit = query["after"], query["limit"]
+        # An unknown list is a 404 now, before the stream begins; so is the next page.
+        through = read(lambda conn: service.export_page(conn, key, after, limit))
         csv = _export_type(request.headers.get("Accept", "")) == CSV
-        rows = service.export(database().connection, key, csv, query["after"], query["limit"])
+        rows = service.export(database().connection, key, csv, after, limit, through)
 
         def body():
             if csv:
@@ -220,7 +230,9 @@ class Subscribers(MethodView):
                 for start in range(0, len(batch), _PIECE):
                     yield batch[start : start + _PIECE]
 
-        return Response(body(), mimetype=CSV if csv else NDJSON)
+        return Response(
+            body(), mimetype=CSV if csv else NDJSON, headers=next_link(through, limit, key=key)
+        )
 
 
 @blp.route("/<key>/unsubscribe-links", parameters=[_KEY_PARAMETER])

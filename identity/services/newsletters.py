@@ -44,6 +44,7 @@ INVALID_CONFIRMATION = (
     "this confirmation link is not valid: it was used already, has expired, or was never made"
 )
 _NEVER = UUID(int=0)
+_LAST = UUID(int=2**128 - 1)
 
 
 @dataclass(frozen=True)
@@ -436,6 +437,16 @@ class Newsletters:
                 links.append({"given": given, "email": user["email"], **link})
         return {"newsletter": newsletter["key"], "links": links, "unknown": unknown}
 
+    def export_page(
+        self, conn: psycopg.Connection, key: str, after: UUID | None, limit: int | None
+    ) -> UUID | None:
+        """Where an export of at most `limit` rows after `after` ends, when more rows
+        follow it (the next page's `after`); None when it holds the rest of the list."""
+        newsletter = self.newsletter(conn, key)
+        if limit is None:
+            return None
+        return store.subscriber_page_end(conn, newsletter["id"], after or _NEVER, limit)
+
     def export(
         self,
         connection: Callable[[], AbstractContextManager[psycopg.Connection]],
@@ -443,10 +454,13 @@ class Newsletters:
         csv: bool,
         after: UUID | None,
         limit: int | None,
+        through: UUID | None = None,
         batch_size: int = 20_000,
     ) -> Iterator[bytes]:
         """Every subscriber of a list in user id order, from after `after`, as NDJSON or
-        CSV (UTF-8) with their unsubscribe URL and header values, a batch at a time.
+        CSV (UTF-8) with their unsubscribe URL and header values, a batch at a time: at
+        most `limit` rows, or with `through` (`export_page`'s answer) those up to that
+        id, however many subscribed meanwhile, so the page ends where the next begins.
 
         PostgreSQL hands over each batch as two texts (the ids and addresses, written
         out and escaped, and the ids' 16 bytes); the tokens are signed in one sweep and
@@ -467,7 +481,9 @@ class Newsletters:
             newsletter = self.newsletter(conn, key)
         list_id = newsletter["id"]
         pieces = _CsvPieces(self.unsubscribe_base) if csv else _JsonPieces(self.unsubscribe_base)
-        params = {"newsletter": list_id, "after": after or _NEVER}
+        params = {"newsletter": list_id, "after": after or _NEVER, "through": through or _LAST}
+        if through is not None:
+            limit = None
 
         def ask(conn, remaining, row_bytes):
             size = max(1, min(batch_size, _BATCH_BYTES // row_bytes))

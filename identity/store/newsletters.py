@@ -288,13 +288,31 @@ SUBSCRIBER_BATCH = """
         select s.user_id, u.email
         from subscriptions s join users u on u.id = s.user_id
         where s.newsletter = %(newsletter)s and s.state = 'subscribed'
-          and s.user_id > %(after)s
-          -- the same condition again, so the join starts at the cursor on both sides
-          and u.id > %(after)s
+          and s.user_id > %(after)s and s.user_id <= %(through)s
+          -- the same conditions again, so the join walks the same range on both sides
+          and u.id > %(after)s and u.id <= %(through)s
         order by s.user_id
         limit %(limit)s
     ) as batch
     """
+
+
+def subscriber_page_end(
+    conn: psycopg.Connection, newsletter: int, after: UUID, limit: int
+) -> UUID | None:
+    """The user id of the `limit`-th subscriber after `after`, when more follow it: where
+    a page of `limit` ends and the next begins; None when the page holds the rest. One
+    walk along the list's index (the pages themselves go by keyset, never by offset):
+    the `limit`-th row and the one after it, if there is one."""
+    rows = conn.execute(
+        """
+        select user_id from subscriptions
+        where newsletter = %(newsletter)s and state = 'subscribed' and user_id > %(after)s
+        order by user_id offset %(limit)s - 1 limit 2
+        """,
+        {"newsletter": newsletter, "after": after, "limit": limit},
+    ).fetchall()
+    return rows[0]["user_id"] if len(rows) == 2 else None
 
 
 def ask_for_subscriber_batch(conn: psycopg.Connection, params: dict) -> psycopg.Cursor:

@@ -268,6 +268,36 @@ def test_the_export_resumes_after_a_user_id_and_takes_a_limit(site, conn, app, m
         assert_problem(answer, 422, "limit")
 
 
+@pytest.mark.parametrize("accept", [NDJSON, "text/csv"])
+def test_the_export_in_pages_links_each_to_the_next(site, conn, app, monkeypatch, accept):
+    ids = _subscribers(site, conn, 5)
+    service = app.extensions[NEWSLETTERS]
+    export = service.export
+    monkeypatch.setattr(service, "export", lambda *a, **k: export(*a, **k, batch_size=1))
+    pages, url = [], "/v1/newsletters/copernica-updates/subscribers?limit=2"
+    while url:
+        answer = site.get(url, headers={"Accept": accept})
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        lines = answer.get_data(as_text=True).splitlines()
+        pages.append([line[:36] if accept == "text/csv" else json.loads(line)["user_id"]
+                      for line in lines[accept == "text/csv":]])  # fmt: skip
+        link = answer.headers.get("Link")
+        url = link and link.removeprefix("<").removesuffix('>; rel="next"')
+        if url:
+            assert f"after={pages[-1][-1]}" in url and "limit=2" in url
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert [user_id for page in pages for user_id in page] == ids
+    # A page that holds the rest has no Link, however it was asked for.
+    assert "Link" not in site.get("/v1/newsletters/copernica-updates/subscribers?limit=5").headers
+    assert (
+        "Link"
+        not in site.get(
+            f"/v1/newsletters/copernica-updates/subscribers?limit=2&after={ids[2]}"
+        ).headers
+    )
+    assert "Link" not in site.get("/v1/newsletters/copernica-updates/subscribers").headers
+
+
 def test_batches_grow_with_short_addresses_and_every_row_comes(site, conn, app, monkeypatch):
     short = [f"p{i}@example.com" for i in range(6)]
     long = [f"{'x' * 200}{i}@example.com" for i in range(6)]
