@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 
 from identity.config import load_config
 from identity.errors import ConfigurationError, IdentityError
+from identity.services.sites import SCOPES
 from identity.store import migrations
 
 EMBEDDED_DATABASE = "identity"
@@ -119,7 +120,7 @@ def sites():
     "--scope",
     "scopes",
     multiple=True,
-    help="what the key may do (repeatable): profiles:write, users:read; default: all",
+    help=f"what the key may do (repeatable): {', '.join(SCOPES)}; default: all",
 )
 def create_site(name: str, scopes: tuple[str, ...]):
     """Make site NAME if new and print a new key for it, on the last line. It is shown once."""

@@ -3,7 +3,7 @@
 import marshmallow as ma
 from marshmallow import ValidationError, fields, post_load, validate, validates
 
-from schemas.common import QueryInteger, UtcDateTime
+from schemas.common import QueryInteger, UtcDateTime, Uuid
 from schemas.profiles import ProfileFieldsSchema, UserSchema
 from schemas.text import Text
 
@@ -167,14 +167,14 @@ class LoginAttemptSchema(ma.Schema):
 
 class SessionsQuerySchema(ma.Schema):
     limit = _page_limit("sign-ins")
-    after = fields.UUID(
+    after = Uuid(
         load_default=None,
         metadata={"description": "the `id` of the last sign-in received: the older ones"},
     )
 
 
 class SessionSchema(ma.Schema):
-    id = fields.UUID(metadata={"description": "the sign-in to end, and the cursor (`after`)"})
+    id = Uuid(metadata={"description": "the sign-in to end, and the cursor (`after`)"})
     site = fields.String()
     created_at = UtcDateTime()
     last_used_at = UtcDateTime()

@@ -2,6 +2,7 @@
 quick way to load plainly right input in a hot loop."""
 
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC
 
@@ -40,13 +41,31 @@ class ProblemSchema(ma.Schema):
 
 
 class QueryInteger(fields.Integer):
-    """An integer in a query string: ASCII digits only. Python's `int()` also takes a
-    sign, spaces, underscores and other scripts' digits (`1_0`, ` 5`, Arabic-Indic 5)."""
+    """An integer in a query string: ASCII digits, perhaps after a minus sign (so that
+    `-1` hears what range it is out of). Python's `int()` also takes a plus sign, spaces,
+    underscores and other scripts' digits (`1_0`, ` 5`, Arabic-Indic 5)."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str) and not (value.isascii() and value.isdigit()):
-            raise self.make_error("invalid")
+        if isinstance(value, str):
+            digits = value.removeprefix("-")
+            if not (digits.isascii() and digits.isdigit()):
+                raise self.make_error("invalid")
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+class Uuid(fields.UUID):
+    """A UUID written as the service writes one (`8-4-4-4-12` hexadecimal digits, either
+    case), as the paths take them. Python's `UUID()` also takes braces, `urn:uuid:`
+    prefixes, dashes anywhere or none, and other scripts' digits: one id in many
+    spellings, each of which a path refuses."""
+
+    def _validated(self, value):
+        if isinstance(value, str) and not _UUID.fullmatch(value):
+            raise self.make_error("invalid_uuid")
+        return super()._validated(value)
 
 
 class SmallDict(fields.Dict):

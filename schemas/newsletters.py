@@ -7,7 +7,7 @@ import marshmallow as ma
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from schemas.accounts import BrowserSchema
-from schemas.common import QueryInteger, QuickNested, SmallDict, UtcDateTime
+from schemas.common import QueryInteger, QuickNested, SmallDict, UtcDateTime, Uuid
 from schemas.profiles import LANGUAGES, ProfileSubmissionSchema
 from schemas.text import Text
 
@@ -74,7 +74,7 @@ class SubscriptionRequestSchema(ma.Schema):
 
 class SubscriptionSchema(ma.Schema):
     newsletter = fields.String(validate=validate.OneOf(NEWSLETTER_KEYS))
-    user_id = fields.UUID()
+    user_id = Uuid()
     state = _state
     changed_at = UtcDateTime()
 
@@ -148,7 +148,7 @@ class LinksRequestSchema(ma.Schema):
         validate=validate.Length(min=1, max=MAX_LINKS_BATCH),
         metadata={"example": ["anna@example.com"]},
     )
-    user_ids = fields.List(fields.UUID(), validate=validate.Length(min=1, max=MAX_LINKS_BATCH))
+    user_ids = fields.List(Uuid(), validate=validate.Length(min=1, max=MAX_LINKS_BATCH))
 
     @validates_schema
     def one_of_them(self, data, **kwargs):
@@ -159,7 +159,7 @@ class LinksRequestSchema(ma.Schema):
 class SubscriberLinkSchema(ma.Schema):
     """One subscriber (or person) with their unsubscribe link, ready for a mail."""
 
-    user_id = fields.UUID()
+    user_id = Uuid()
     email = fields.String()
     unsubscribe_url = fields.String(metadata={"description": "one-click: POST; GET only reads"})
     list_unsubscribe = fields.String(
@@ -191,14 +191,17 @@ class LinksSchema(ma.Schema):
 
 
 class ExportQuerySchema(ma.Schema):
-    after = fields.UUID(
+    after = Uuid(
         load_default=None,
         metadata={"description": "resume after this `user_id` (the last one received)"},
     )
     limit = QueryInteger(
         load_default=None,
         validate=validate.Range(min=1, max=100_000_000),
-        metadata={"description": "at most this many rows; all when left out"},
+        metadata={
+            "description": "a page of this many rows (and any who subscribe within it"
+            " meanwhile), with a Link to the next; all when left out"
+        },
     )
 
 

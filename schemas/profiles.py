@@ -3,7 +3,7 @@
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from schemas.common import UtcDateTime
+from schemas.common import UtcDateTime, Uuid
 from schemas.text import Text
 
 SOURCES = (
@@ -91,7 +91,7 @@ class FieldSources(fields.Dict):
 class UserSchema(ProfileFieldsSchema):
     """The one record of one email address."""
 
-    id = fields.UUID(dump_only=True)
+    id = Uuid(dump_only=True)
     email = fields.String(dump_only=True)
     status = fields.String(
         dump_only=True,
@@ -155,7 +155,7 @@ class ImportReportLineSchema(ma.Schema):
         metadata={"description": "the input line; a CSV record over several lines by its first"}
     )
     status = fields.String(validate=validate.OneOf(("created", "merged", "rejected")))
-    id = fields.UUID(metadata={"description": "the record, unless rejected"})
+    id = Uuid(metadata={"description": "the record, unless rejected"})
     errors = fields.Dict(
         keys=fields.String(),
         values=fields.List(fields.String()),

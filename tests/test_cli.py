@@ -59,6 +59,13 @@ def test_sites_revoke_revokes_one_key_or_all(cli, committing_db):
     assert "no active key" in cli("sites", "revoke", "mailerq.com", ok=False).output
 
 
+def test_sites_create_names_every_scope_in_its_help():
+    from identity.services.sites import SCOPES
+
+    help_text = " ".join(CliRunner().invoke(main, ["sites", "create", "--help"]).output.split())
+    assert all(scope in help_text for scope in SCOPES), help_text
+
+
 def test_bad_names_and_scopes_are_clear_errors(cli):
     assert "unknown scope" in cli("sites", "create", "a.com", "--scope", "all", ok=False).output
     assert "site name" in cli("sites", "create", "Not A Name", ok=False).output

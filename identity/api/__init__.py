@@ -335,6 +335,13 @@ def _kept_by_no_cache(response):
     return response
 
 
+def _no_type_without_content(response):
+    """A `204` has no body, so no type either (Flask names one for every answer)."""
+    if response.status_code == HTTPStatus.NO_CONTENT:
+        response.headers.pop("Content-Type", None)
+    return response
+
+
 def _document_what_marshmallow_cannot(schemas: dict) -> None:
     """Rules the schemas check in code, which JSON Schema can say: at least one of emails
     and user_ids; either `all` or `newsletters`, the latter naming lists and at least one."""
@@ -373,6 +380,7 @@ def init_app(app: Flask) -> Api:
         lambda: app.extensions[db.EXTENSION].connection(), app.config["IDENTITY"]["SECRET_KEY"]
     )
     app.after_request(_kept_by_no_cache)
+    app.after_request(_no_type_without_content)
     app.before_request(_no_double_slash_in_front)
     api = Api(app)
     for name, scheme in SECURITY_SCHEMES.items():

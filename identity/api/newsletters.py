@@ -206,10 +206,12 @@ class Subscribers(MethodView):
         needs for one-click unsubscribe (RFC 8058): `List-Unsubscribe` (`<url>`, the whole
         header line at most 998 characters) and `List-Unsubscribe-Post`. Only `subscribed`
         flags are listed. Rows come in `user_id` order: to resume after a broken transfer,
-        ask again with `after` = the last `user_id` received. With `limit`, a page: at
-        most that many rows, and while more follow, a `Link` header (`rel="next"`) to the
-        next page, whose `after` is this page's last `user_id` (a page ends there, so one
-        that gained subscribers while it was sent holds them too). In
+        ask again with `after` = the last `user_id` received. With `limit`, a page: the
+        next `limit` subscribers as the request finds them, up to and including the
+        last one's `user_id`; while more follow, a `Link` header (`rel="next"`) names
+        the next page, which begins after that `user_id`. Whoever subscribes within a
+        page's range while it is sent comes in it too, so a page can hold a few more
+        than `limit` rows, and none who stayed subscribed is ever skipped. In
         CSV, an address that starts with `=`, `+`, `-`, `@` or `'` comes with a `'` put
         before it, so no spreadsheet takes it for a formula: take one leading `'` away
         to read the address.
@@ -217,9 +219,9 @@ class Subscribers(MethodView):
         service = newsletter_service()
         after, limit = query["after"], query["limit"]
         # An unknown list is a 404 now, before the stream begins; so is the next page.
-        through = read(lambda conn: service.export_page(conn, key, after, limit))
+        through, more = read(lambda conn: service.export_page(conn, key, after, limit))
         csv = _export_type(request.headers.get("Accept", "")) == CSV
-        rows = service.export(database().connection, key, csv, after, limit, through)
+        rows = service.export(database().connection, key, csv, after, through)
 
         def body():
             if csv:
@@ -231,7 +233,9 @@ class Subscribers(MethodView):
                     yield batch[start : start + _PIECE]
 
         return Response(
-            body(), mimetype=CSV if csv else NDJSON, headers=next_link(through, limit, key=key)
+            body(),
+            mimetype=CSV if csv else NDJSON,
+            headers=next_link(through if more else None, limit, key=key),
         )
 
 
@@ -259,9 +263,11 @@ class UnsubscribeLinks(MethodView):
         `{emails: [...]}` or `{user_ids: [...]}` (or both), up to 1,000 each: one link for
         each that has a record (whatever its flag), in the order given, with the ready
         `List-Unsubscribe` and `List-Unsubscribe-Post` values and `given`, the address
-        or id as sent (`email` is the record's own spelling); the others (an address that
-        is not valid among them) are listed in `unknown`, as sent. Nothing is stored: a link is
-        computed, and the same person and list always get the same link.
+        as sent or the id (in lower case; `email` is the record's own spelling); the
+        others (an address that is not valid among them) are listed in `unknown`, the
+        same way. An id is written `8-4-4-4-12` (hexadecimal, either case). Nothing is
+        stored: a link is computed, and the same person and list always get the same
+        link.
         """
         if not request.content_length and not request.headers.get("Transfer-Encoding"):
             raise BadRequest("send the addresses or ids: {emails: [...]} or {user_ids: [...]}")

@@ -439,12 +439,14 @@ class Newsletters:
 
     def export_page(
         self, conn: psycopg.Connection, key: str, after: UUID | None, limit: int | None
-    ) -> UUID | None:
-        """Where an export of at most `limit` rows after `after` ends, when more rows
-        follow it (the next page's `after`); None when it holds the rest of the list."""
+    ) -> tuple[UUID | None, bool]:
+        """Where a page of `limit` subscribers after `after` ends: the user id of its last
+        (None when it holds the rest of the list) and whether more follow it. The page
+        is every subscriber up to that id when it is sent: a row counted now is never cut
+        off by one that subscribes meanwhile, and the next page begins after it."""
         newsletter = self.newsletter(conn, key)
         if limit is None:
-            return None
+            return None, False
         return store.subscriber_page_end(conn, newsletter["id"], after or _NEVER, limit)
 
     def export(
@@ -453,14 +455,12 @@ class Newsletters:
         key: str,
         csv: bool,
         after: UUID | None,
-        limit: int | None,
         through: UUID | None = None,
         batch_size: int = 20_000,
     ) -> Iterator[bytes]:
-        """Every subscriber of a list in user id order, from after `after`, as NDJSON or
-        CSV (UTF-8) with their unsubscribe URL and header values, a batch at a time: at
-        most `limit` rows, or with `through` (`export_page`'s answer) those up to that
-        id, however many subscribed meanwhile, so the page ends where the next begins.
+        """Every subscriber of a list in user id order, from after `after` up to
+        `through` (a page's end, `export_page`), as NDJSON or CSV (UTF-8) with their
+        unsubscribe URL and header values, a batch at a time.
 
         PostgreSQL hands over each batch as two texts (the ids and addresses, written
         out and escaped, and the ids' 16 bytes); the tokens are signed in one sweep and
@@ -482,27 +482,22 @@ class Newsletters:
         list_id = newsletter["id"]
         pieces = _CsvPieces(self.unsubscribe_base) if csv else _JsonPieces(self.unsubscribe_base)
         params = {"newsletter": list_id, "after": after or _NEVER, "through": through or _LAST}
-        if through is not None:
-            limit = None
 
-        def ask(conn, remaining, row_bytes):
+        def ask(conn, row_bytes):
             size = max(1, min(batch_size, _BATCH_BYTES // row_bytes))
-            size = size if remaining is None else min(size, remaining)
             return store.ask_for_subscriber_batch(conn, params | {"limit": size}), size
 
         with connection() as conn, conn.pipeline():
-            asked, size = ask(conn, limit, _LONGEST_ROW_BYTES)
+            asked, size = ask(conn, _LONGEST_ROW_BYTES)
             user_ids, emails = store.subscriber_batch(asked)
-        remaining = limit
         while user_ids:
             n = len(user_ids) // _UUID_TEXT
-            remaining = None if remaining is None else remaining - n
-            last = n < size or remaining == 0
             params["after"] = UUID(user_ids[-_UUID_TEXT:].decode())
+            last = n < size or params["after"] == through
             row_bytes = (len(user_ids) + len(emails)) // n + 1
             with connection() as conn, conn.pipeline():
                 if not last:  # PostgreSQL reads on meanwhile
-                    asked, size = ask(conn, remaining, row_bytes)
+                    asked, size = ask(conn, row_bytes)
                 # The ids' 16 bytes, for the tokens: hex without the dashes, in one call.
                 raw_ids = bytes.fromhex(user_ids.replace(b"-", b"").decode())
                 parts = pieces.lines(user_ids, emails, self.tokens.sign_many(raw_ids, list_id))

@@ -578,11 +578,12 @@ def spent_refresh_token_session(
 
 
 def revoke_session(conn: psycopg.Connection, session_id: UUID, user_id: UUID | None = None) -> bool:
-    """Revoke a session (only the user's own when `user_id` is given); whether one was."""
+    """Revoke a live session (only the user's own when `user_id` is given); whether one
+    was. One that has expired is not live: there is nothing to end."""
     cur = conn.execute(
         """
         update sessions set revoked_at = now()
-        where id = %(id)s and revoked_at is null
+        where id = %(id)s and revoked_at is null and expires_at > now()
           and (%(user_id)s::uuid is null or user_id = %(user_id)s)
         """,
         {"id": session_id, "user_id": user_id},

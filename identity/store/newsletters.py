@@ -299,11 +299,11 @@ SUBSCRIBER_BATCH = """
 
 def subscriber_page_end(
     conn: psycopg.Connection, newsletter: int, after: UUID, limit: int
-) -> UUID | None:
-    """The user id of the `limit`-th subscriber after `after`, when more follow it: where
-    a page of `limit` ends and the next begins; None when the page holds the rest. One
-    walk along the list's index (the pages themselves go by keyset, never by offset):
-    the `limit`-th row and the one after it, if there is one."""
+) -> tuple[UUID | None, bool]:
+    """Where a page of `limit` subscribers after `after` ends: the user id of the
+    `limit`-th (None when fewer are left), and whether more follow it. The API pages by
+    keyset; this one walk along the list's index steps over the page's rows to the
+    `limit`-th and the one after it."""
     rows = conn.execute(
         """
         select user_id from subscriptions
@@ -312,7 +312,7 @@ def subscriber_page_end(
         """,
         {"newsletter": newsletter, "after": after, "limit": limit},
     ).fetchall()
-    return rows[0]["user_id"] if len(rows) == 2 else None
+    return (rows[0]["user_id"] if rows else None), len(rows) == 2
 
 
 def ask_for_subscriber_batch(conn: psycopg.Connection, params: dict) -> psycopg.Cursor:

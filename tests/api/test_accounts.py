@@ -3,6 +3,7 @@
 import base64
 import itertools
 import json
+import urllib.parse
 import uuid
 
 import pytest
@@ -803,3 +804,65 @@ def test_the_owners_ipv6_network_is_known_whatever_address_the_device_takes(site
         login(site, password=f"wrong {n}", client_ip=f"192.0.2.{10 + n}", user_agent="x")
     renewed = login(site, client_ip="2001:db8:77::abcd:1234", user_agent="x")
     assert renewed.status_code == 200
+
+
+def test_ending_a_sign_in_that_has_expired_is_a_404_as_one_ended_is(site, conn, app):
+    sign_up(site, conn)
+    me = as_user(app, login(site).get_json()["access_token"])
+    login(site, **BROWSER | {"user_agent": "Phone"})
+    expired = conn.execute(
+        "update sessions set expires_at = now() - interval '1 second'"
+        " where user_agent = 'Phone' returning id"
+    ).fetchone()["id"]
+    assert [s["user_agent"] for s in me.get("/v1/me/sessions").get_json()] == [
+        BROWSER["user_agent"]
+    ]
+    assert_problem(me.delete(f"/v1/me/sessions/{expired}"), 404)
+
+
+def test_ending_a_sign_in_answers_204_with_no_body_and_no_type(site, conn, app):
+    sign_up(site, conn)
+    me = as_user(app, login(site).get_json()["access_token"])
+    login(site)
+    sessions = me.get("/v1/me/sessions").get_json()
+    answer = me.delete(f"/v1/me/sessions/{sessions[0]['id']}")
+    assert answer.status_code == 204 and answer.get_data() == b""
+    assert "Content-Type" not in answer.headers
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "{%s}",
+        "urn:uuid:%s",
+        "urn:urn:uuid:uuid:%s",
+        "%s-nodash",
+        "%s-digits",
+        "%s-dashes",
+    ],
+)
+@pytest.mark.parametrize("listing", ["/v1/me/sessions", "/v1/newsletters/copernica/subscribers"])
+def test_a_cursor_is_a_uuid_as_the_service_writes_one(site, conn, app, spelling, listing):
+    sign_up(site, conn)
+    me = as_user(app, login(site).get_json()["access_token"])
+    client = me if listing == "/v1/me/sessions" else site
+    (session,) = me.get("/v1/me/sessions").get_json()
+    plain = session["id"]
+    assert client.get(f"{listing}?after={plain.upper()}").status_code == 200
+    if spelling == "%s-nodash":
+        odd = plain.replace("-", "")
+    elif spelling == "%s-digits":  # full-width digits, which Python's UUID() reads
+        odd = plain.translate({ord(d): 0xFF10 + int(d) for d in "0123456789"})
+    elif spelling == "%s-dashes":
+        odd = "-".join(plain.replace("-", ""))
+    else:
+        odd = spelling % plain
+    assert_problem(client.get(f"{listing}?after={urllib.parse.quote(odd)}"), 422, "after")
+
+
+@pytest.mark.parametrize("listing", ["/v1/me/sessions", "/v1/me/login-attempts"])
+def test_a_negative_limit_is_told_the_range(site, conn, app, listing):
+    sign_up(site, conn)
+    me = as_user(app, login(site).get_json()["access_token"])
+    problem = assert_problem(me.get(f"{listing}?limit=-1"), 422, "limit")
+    assert "greater than or equal to 1" in json.dumps(problem)

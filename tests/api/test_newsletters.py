@@ -298,6 +298,40 @@ def test_the_export_in_pages_links_each_to_the_next(site, conn, app, monkeypatch
     assert "Link" not in site.get("/v1/newsletters/copernica-updates/subscribers").headers
 
 
+def test_a_page_of_the_export_keeps_every_row_it_counted_when_others_subscribe(
+    site, conn, app, monkeypatch
+):
+    """Found by a hostile round: a page was cut at `limit` after its end was found, so one
+    who subscribed meanwhile with a lower id pushed a counted subscriber off the page."""
+    ids = _subscribers(site, conn, 5)
+    late = uuid.UUID(int=1)  # before every other id
+    service = app.extensions[NEWSLETTERS]
+    export_page = service.export_page
+
+    def and_then_someone_subscribes(c, *args):
+        found = export_page(c, *args)
+        c.execute(
+            "insert into users (id, email, email_key) values (%s, 'late@example.com',"
+            " 'late@example.com')",
+            (late,),
+        )
+        c.execute(
+            "insert into subscriptions (user_id, newsletter, state) values (%s, 2, 'subscribed')",
+            (late,),
+        )
+        return found
+
+    monkeypatch.setattr(service, "export_page", and_then_someone_subscribes)
+    for limit in (5, 3):  # the whole rest (no next page), then a page with one after it
+        answer = site.get(f"/v1/newsletters/copernica-updates/subscribers?limit={limit}")
+        exported = [
+            json.loads(line)["user_id"] for line in answer.get_data(as_text=True).splitlines()
+        ]
+        assert exported == [str(late), *ids[:limit]]
+        assert ("Link" in answer.headers) == (limit < 5)
+        conn.execute("delete from users where id = %s", (late,))
+
+
 def test_batches_grow_with_short_addresses_and_every_row_comes(site, conn, app, monkeypatch):
     short = [f"p{i}@example.com" for i in range(6)]
     long = [f"{'x' * 200}{i}@example.com" for i in range(6)]
@@ -695,3 +729,12 @@ def test_a_persons_own_change_records_where_they_made_it(anna, conn):
 def test_a_links_request_with_neither_emails_nor_ids_is_a_422(site):
     answer = site.post("/v1/newsletters/copernica/unsubscribe-links", json={})
     assert_problem(answer, 422)
+
+
+def test_ids_in_a_body_are_uuids_as_the_service_writes_them(site, conn):
+    (user_id,) = _subscribers(site, conn, 1)
+    path = "/v1/newsletters/copernica-updates/unsubscribe-links"
+    answer = site.post(path, json={"user_ids": [user_id.upper()]})
+    assert answer.status_code == 200 and answer.get_json()["links"][0]["given"] == user_id
+    for odd in (f"{{{user_id}}}", f"urn:uuid:{user_id}", user_id.replace("-", "")):
+        assert_problem(site.post(path, json={"user_ids": [odd]}), 422, "user_ids.0")
