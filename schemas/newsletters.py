@@ -93,7 +93,11 @@ class LinkSchema(ma.Schema):
     newsletter = fields.String(validate=validate.OneOf(NEWSLETTER_KEYS))
     name = fields.String()
     email = fields.String(metadata={"description": "masked: a***@e***.com"})
-    state = _state
+    state = fields.String(
+        validate=validate.OneOf(STATES),
+        allow_none=True,
+        metadata={"description": "null: never subscribed; `pending` until confirmed"},
+    )
 
 
 class UnsubscribedSchema(LinkSchema):

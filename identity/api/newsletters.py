@@ -7,7 +7,7 @@ from http import HTTPStatus
 from flask import Response, request
 from flask.views import MethodView
 from marshmallow import RAISE
-from werkzeug.exceptions import BadRequest, NotAcceptable
+from werkzeug.exceptions import NotAcceptable
 
 from identity.api import JSON, Blueprint, newsletter_service, next_link, next_link_header, principal
 from identity.api.profile_import import CSV, NDJSON
@@ -269,8 +269,6 @@ class UnsubscribeLinks(MethodView):
         stored: a link is computed, and the same person and list always get the same
         link.
         """
-        if not request.content_length and not request.headers.get("Transfer-Encoding"):
-            raise BadRequest("send the addresses or ids: {emails: [...]} or {user_ids: [...]}")
         service = newsletter_service()
         return read(lambda conn: service.links(conn, key, body.get("emails"), body.get("user_ids")))
 

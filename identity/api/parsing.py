@@ -3,7 +3,6 @@
 import json
 
 from flask import Request, current_app
-from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import (
     BadRequest,
@@ -147,9 +146,13 @@ class Parser(FlaskParser):
         return super().load_querystring(req, schema)
 
     def load_json(self, req: Request, schema):
-        if not is_json_request(req):
-            return core.missing
-        data = read_body(req, current_app.config["MAX_CONTENT_LENGTH"])
+        # A body of another type was refused before (415, check_media_type): not JSON
+        # here means no body at all. Empty is not a JSON document, nor taken for `{}`.
+        data = (
+            read_body(req, current_app.config["MAX_CONTENT_LENGTH"])
+            if is_json_request(req)
+            else b""
+        )
         if not data:
-            return core.missing
+            raise _invalid_json("it is empty; send a JSON object")
         return load_json(data)

@@ -86,8 +86,9 @@ class Link(MethodView):
     def get(self):
         """What an unsubscribe link is for
 
-        The list, the address (masked: `a***@e***.com`) and its flag (`unsubscribed` for
-        a person never subscribed). Changes nothing: mail scanners open every link. A
+        The list, the address (masked: `a***@e***.com`) and its flag (null for a person
+        never subscribed, as the preferences say). Changes nothing: mail scanners open
+        every link. A
         token that is not one this service signed, or that was altered, is a `404`.
         """
         link, service = principal().link, newsletter_service()

@@ -277,7 +277,7 @@ class Newsletters:
             "newsletter": newsletter["key"],
             "name": newsletter["name"],
             "email": mask_email(found["email"]),
-            "state": found["state"] or "unsubscribed",
+            "state": found["state"],  # None: never subscribed, as the preferences say
         }
 
     def one_click(

@@ -866,3 +866,15 @@ def test_a_negative_limit_is_told_the_range(site, conn, app, listing):
     me = as_user(app, login(site).get_json()["access_token"])
     problem = assert_problem(me.get(f"{listing}?limit=-1"), 422, "limit")
     assert "greater than or equal to 1" in json.dumps(problem)
+
+
+@pytest.mark.parametrize("method, path", [("PATCH", "/v1/me"), ("PUT", "/v1/me/notifications")])
+@pytest.mark.parametrize("content_type", ["application/json", None])
+def test_an_empty_body_is_not_taken_for_an_empty_object(
+    site, conn, app, method, path, content_type
+):
+    """Found by a hostile round: an empty body was read as `{}`, a change of nothing."""
+    sign_up(site, conn)
+    me = as_user(app, login(site).get_json()["access_token"])
+    answer = me.open(path, method=method, data=b"", content_type=content_type)
+    assert "empty" in assert_problem(answer, 400)["detail"]

@@ -63,10 +63,19 @@ def test_get_tells_the_list_and_the_masked_address_and_changes_nothing(client, a
         ),
         lambda c, url: c.post(url),
         lambda c, url: c.post(url, data=b"", content_type="text/plain"),
+        lambda c, url: c.post(url, data=b"", content_type="application/json"),
         lambda c, url: c.post(url, json={}),
         lambda c, url: c.post(url, json={"List-Unsubscribe": "One-Click"}),
     ],
-    ids=["form-urlencoded", "multipart", "no-body", "empty-body", "json-empty", "json"],
+    ids=[
+        "form-urlencoded",
+        "multipart",
+        "no-body",
+        "empty-body",
+        "empty-json-body",
+        "json-empty",
+        "json",
+    ],
 )
 def test_one_click_unsubscribes_from_that_list_only_without_credentials(client, anna, conn, send):
     answer = send(client, link(anna))
@@ -94,6 +103,18 @@ def test_the_multipart_body_is_really_multipart(client, anna):
     )
     assert answer.request.mimetype == "multipart/form-data"
     assert answer.status_code == 200
+
+
+def test_the_link_and_the_preferences_agree_on_a_list_never_subscribed(client, anna, conn):
+    """Found by a hostile round: the link said `unsubscribed` where the preferences said
+    null for the same list of the same person."""
+    never = link(anna, list_id=5)  # mailerq: no flag
+    assert client.get(never).get_json()["state"] is None
+    flags_shown = client.get(f"{never}/preferences").get_json()["newsletters"]
+    assert next(f for f in flags_shown if f["key"] == "mailerq")["state"] is None
+    # Leaving it records the refusal: from then on both say so.
+    assert client.post(never).get_json()["state"] == "unsubscribed"
+    assert client.get(never).get_json()["state"] == "unsubscribed"
 
 
 def test_one_click_again_is_a_200_that_changes_nothing(client, anna, conn):
