@@ -315,16 +315,6 @@ def test_paged_lists_refuse_an_unknown_or_bad_query(site, conn, app, listing, qu
     assert_problem(me.get(f"/v1/me/{listing}?{query}"), 422)
 
 
-def test_login_attempts_refuse_a_cursor_that_is_not_the_persons(site, conn, app):
-    sign_up(site, conn)
-    sign_up(site, conn, email="bob@example.com")
-    bobs = as_user(app, login(site, "bob@example.com").get_json()["access_token"])
-    bobs_attempt = bobs.get("/v1/me/login-attempts").get_json()[0]["id"]
-    me = as_user(app, login(site).get_json()["access_token"])
-    assert_problem(me.get(f"/v1/me/login-attempts?after={bobs_attempt}"), 422, "after")
-    assert_problem(me.get("/v1/me/login-attempts?after=999999999"), 422, "after")
-
-
 def test_repeated_failures_make_logins_wait_and_a_reset_lifts_it(site, conn):
     sign_up(site, conn)
     statuses = [login(site, password=OTHER_PASSWORD).status_code for _ in range(7)]
@@ -559,14 +549,16 @@ def test_sessions_come_a_page_at_a_time_and_using_one_does_not_move_it(site, con
     assert "Link" not in me.get("/v1/me/sessions").headers
 
 
-def test_sessions_refuse_a_cursor_that_is_not_the_persons(site, conn, app):
+@pytest.mark.parametrize("listing, unknown", [("login-attempts", "999999999"),
+                                               ("sessions", str(uuid.UUID(int=1)))])  # fmt: skip
+def test_paged_lists_refuse_a_cursor_that_is_not_the_persons(site, conn, app, listing, unknown):
     sign_up(site, conn)
     sign_up(site, conn, email="bob@example.com")
     bobs = as_user(app, login(site, "bob@example.com").get_json()["access_token"])
-    bobs_session = bobs.get("/v1/me/sessions").get_json()[0]["id"]
+    bobs_cursor = bobs.get(f"/v1/me/{listing}").get_json()[0]["id"]
     me = as_user(app, login(site).get_json()["access_token"])
-    assert_problem(me.get(f"/v1/me/sessions?after={bobs_session}"), 422, "after")
-    assert_problem(me.get(f"/v1/me/sessions?after={uuid.uuid4()}"), 422, "after")
+    assert_problem(me.get(f"/v1/me/{listing}?after={bobs_cursor}"), 422, "after")
+    assert_problem(me.get(f"/v1/me/{listing}?after={unknown}"), 422, "after")
 
 
 def test_a_site_key_is_not_a_user_token(site):
