@@ -218,7 +218,7 @@ class Subscribers(MethodView):
         """
         service = newsletter_service()
         after, limit = query["after"], query["limit"]
-        # An unknown list is a 404 now, before the stream begins; so is the next page.
+        # Before the stream begins: an unknown list is a 404, and a page's end is found.
         through, more = read(lambda conn: service.export_page(conn, key, after, limit))
         csv = _export_type(request.headers.get("Accept", "")) == CSV
         rows = service.export(database().connection, key, csv, after, through)

@@ -441,7 +441,7 @@ class Newsletters:
         self, conn: psycopg.Connection, key: str, after: UUID | None, limit: int | None
     ) -> tuple[UUID | None, bool]:
         """Where a page of `limit` subscribers after `after` ends: the user id of its last
-        (None when it holds the rest of the list) and whether more follow it. The page
+        (None without `limit`, or when fewer are left) and whether more follow it. The page
         is every subscriber up to that id when it is sent: a row counted now is never cut
         off by one that subscribes meanwhile, and the next page begins after it."""
         newsletter = self.newsletter(conn, key)
