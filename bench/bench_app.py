@@ -8,12 +8,12 @@ own work. It is registered on the Flask app directly, so it is not in the OpenAP
 from flask import jsonify
 
 from identity import create_app
-from identity.db import get_conn
+from identity.db import unit_of_work
 
 app = create_app()
 
 
 @app.get("/bench/select1")
 def select1():
-    get_conn().execute("select 1").fetchone()
+    unit_of_work().one_statement.execute("select 1").fetchone()
     return jsonify(ok=True)

@@ -95,6 +95,7 @@ def running_service():
     from identity.embedded import ensure_database, start_embedded
     from identity.services.sites import issue_site_key
     from identity.store import migrations
+    from identity.store.transactions import UnitOfWork
 
     started = time.monotonic()
     server = start_embedded(PGDATA)
@@ -104,7 +105,8 @@ def running_service():
         url = ensure_database(server.get_uri(), DATABASE, fresh=True)
         with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
             migrations.upgrade(conn)
-            key = issue_site_key(conn, SITE)
+            uow = UnitOfWork.of(conn)
+            key = uow.run(lambda: issue_site_key(uow, SITE))
         port = free_port()
         log_path = workdir / "gunicorn.log"
         # The settings `identity serve` runs with (workers, timeout, access log, the import's

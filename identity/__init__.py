@@ -4,7 +4,7 @@ from importlib.metadata import version
 
 from flask import Flask
 
-from identity import api, db, logs
+from identity import api, db, logs, services
 from identity.api.docs import ASSETS_URL
 from identity.config import load_config
 from identity.deadlines import BodyDeadline
@@ -20,7 +20,8 @@ Timestamps are RFC 3339 in UTC.
 
 
 def create_app(config: dict | None = None, database=None) -> Flask:
-    """The WSGI app: settings (defaults, IDENTITY_*, then `config`), database, Api, resources.
+    """The WSGI app: settings (defaults, IDENTITY_*, then `config`), database, the services
+    (`identity.services.build`, the one composition root), Api, resources.
 
     `database` replaces the pool made from IDENTITY_DATABASE_URL (tests pass one).
     """
@@ -44,7 +45,7 @@ def create_app(config: dict | None = None, database=None) -> Flask:
         API_SPEC_OPTIONS={"info": {"description": API_DESCRIPTION}},
     )
     logs.init_app(app)
-    db.init_app(app, database)
-    api.init_app(app)
+    database = db.init_app(app, database)
+    api.init_app(app, services.build(settings, database.connection))
     app.wsgi_app = BodyDeadline(app.wsgi_app, settings["BODY_TIMEOUT_SECONDS"])
     return app

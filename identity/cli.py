@@ -16,6 +16,7 @@ from identity.config import load_config
 from identity.errors import ConfigurationError, IdentityError
 from identity.services.sites import SCOPES
 from identity.store import migrations
+from identity.store.transactions import UnitOfWork
 
 EMBEDDED_DATABASE = "identity"
 
@@ -48,6 +49,13 @@ def database_url():
 def connection():
     with database_url() as url, psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
         yield conn
+
+
+@contextmanager
+def unit_of_work():
+    """A unit of work on a connection of the command's own."""
+    with connection() as conn:
+        yield UnitOfWork.of(conn)
 
 
 @main.command()
@@ -126,8 +134,8 @@ def create_site(name: str, scopes: tuple[str, ...]):
     """Make site NAME if new and print a new key for it, on the last line. It is shown once."""
     from identity.services.sites import issue_site_key
 
-    with connection() as conn:
-        key = _run(issue_site_key, conn, name, list(scopes))
+    with unit_of_work() as uow:
+        key = _run(uow.run, lambda: issue_site_key(uow, name, list(scopes)))
     click.echo(f"a new key for {name}; it is shown only now:", err=True)
     click.echo(key)
 
@@ -139,8 +147,8 @@ def revoke_site(name: str, key_prefix: str | None):
     """Revoke every key of site NAME, or one of them."""
     from identity.services.sites import revoke_site_keys
 
-    with connection() as conn:
-        count = _run(revoke_site_keys, conn, name, key_prefix)
+    with unit_of_work() as uow:
+        count = _run(uow.run, lambda: revoke_site_keys(uow, name, key_prefix))
     if not count:
         raise click.ClickException(f"no active key of {name} matches")
     click.echo(f"revoked {count} key{'s' if count != 1 else ''} of {name}")
@@ -151,8 +159,8 @@ def list_sites():
     """Every key: site, prefix, scopes, created, last used, revoked."""
     from identity.services.sites import list_site_keys
 
-    with connection() as conn:
-        for key in list_site_keys(conn):
+    with unit_of_work() as uow:
+        for key in list_site_keys(uow):
             click.echo(json.dumps(key, default=str))
 
 

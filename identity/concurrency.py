@@ -21,7 +21,7 @@ class CpuThreads:
     thread elsewhere.
 
     Few threads, not gevent's ten: each argon2 hash fills 19 MiB, and twenty at once on
-    two cores only evict each other from the caches (logins/s fell by a third), while a
+    two cores only evict each other from the caches (docs/measurements.md), while a
     request waiting for a thread costs nothing. The pool starts at the first call, in the
     worker, after gevent has patched it.
     """

@@ -1,11 +1,10 @@
-"""The psycopg pool, the one connection each request borrows from it, and the request's
-unit of work on that connection."""
+"""The psycopg pool, and the unit of work: the one way a request or a job reaches the
+database (at most one connection, lazily, and one transaction on it)."""
 
 import logging
 import select
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
 import psycopg
 from flask import Flask, current_app, g
@@ -13,9 +12,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from identity.errors import ConfigurationError, DatabaseUnavailable
-from identity.store.transactions import in_transaction
-
-T = TypeVar("T")
+from identity.store.transactions import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +131,7 @@ class PinnedDatabase(_Lending):
         pass
 
 
-def init_app(app: Flask, database=None) -> None:
+def init_app(app: Flask, database=None) -> "_Lending":
     """Attach a database (a new pool on DATABASE_URL unless one is given) to the app."""
     if database is None:
         config = app.config["IDENTITY"]
@@ -166,44 +163,21 @@ def init_app(app: Flask, database=None) -> None:
         )
         database.open()
     app.extensions[EXTENSION] = database
-    app.teardown_appcontext(_release_connection)
+    app.teardown_appcontext(_close_unit_of_work)
+    return database
 
 
-def get_conn() -> psycopg.Connection:
-    """This request's connection, borrowed on first use and returned on teardown."""
-    if "db_conn" not in g:
-        g.db_conn = current_app.extensions[EXTENSION].acquire()
-    return g.db_conn
+def unit_of_work() -> UnitOfWork:
+    """This request's unit of work, made on first use and closed on teardown."""
+    if "uow" not in g:
+        g.uow = UnitOfWork(current_app.extensions[EXTENSION])
+    return g.uow
 
 
-def database():
-    """This app's database, for a short borrow (`database().connection()`)."""
-    return current_app.extensions[EXTENSION]
-
-
-def unit_of_work(work: Callable[[psycopg.Connection], T]) -> T:
-    """The request's one transaction: `work(conn)`, committed when it returns and rolled
-    back when it raises, so a change and everything written with it (its outbox mail, its
-    audit event) land together or not at all. Run again, whole, after a deadlock or
-    serialization failure. The connection is borrowed for the work alone: a request that
-    also waits for something else (a password hash) holds none meanwhile."""
-    if "db_conn" in g:
-        return in_transaction(g.db_conn, work)
-    with database().connection() as conn:
-        return in_transaction(conn, work)
-
-
-def read(work: Callable[[psycopg.Connection], T]) -> T:
-    """`work(conn)` for a request that only reads: one statement needs no transaction
-    around it, which would be two more round trips."""
-    with database().connection() as conn:
-        return work(conn)
-
-
-def _release_connection(_exc) -> None:
-    conn = g.pop("db_conn", None)
-    if conn is not None:
-        current_app.extensions[EXTENSION].release(conn)
+def _close_unit_of_work(_exc) -> None:
+    uow = g.pop("uow", None)
+    if uow is not None:
+        uow.close()
 
 
 class NoDatabase(_Lending):

@@ -224,34 +224,32 @@ class MyFlagChangeSchema(BrowserSchema):
 
 # --- notifications: a separate system from newsletters ------------------------------------
 
-DASHBOARDS = ("marketing-suite", "smtpeter", "mailerq")
-CHANNELS = ("in-app", "push", "email")
-NOTIFICATION_EVENTS = {
-    "marketing-suite": ("campaign-sent", "import-finished", "invoice", "security"),
-    "smtpeter": ("delivery-problems", "quota-warning", "invoice", "security"),
-    "mailerq": ("license-expiring", "queue-alert", "new-release", "security"),
-}
+def notification_settings_schema(events: dict[str, tuple[str, ...]], channels: tuple[str, ...]):
+    """{dashboard: {event: [channels]}}, for the catalog of events the service keeps
+    (identity.services.notifications): which events notify on which channels. A
+    dashboard's attribute is its name with `_` for `-`."""
+
+    def dashboard(name: str) -> fields.Nested:
+        events_of = ma.Schema.from_dict(
+            {event: _channels(channels) for event in events[name]},
+            name=f"{name.title().replace('-', '')}Events",
+        )
+        return fields.Nested(
+            events_of, data_key=name, metadata={"description": f"the {name} dashboard"}
+        )
+
+    return ma.Schema.from_dict(
+        {name.replace("-", "_"): dashboard(name) for name in events},
+        name="NotificationSettings",
+    )
 
 
-def _dashboard(name: str) -> fields.Nested:
-    events = NOTIFICATION_EVENTS[name]
-    channels = fields.List(
-        fields.String(validate=validate.OneOf(CHANNELS)),
-        validate=validate.Length(max=len(CHANNELS)),
+def _channels(channels: tuple[str, ...]) -> fields.List:
+    return fields.List(
+        fields.String(validate=validate.OneOf(channels)),
+        validate=validate.Length(max=len(channels)),
         metadata={"description": "the channels this event notifies on; [] for none"},
     )
-    schema = ma.Schema.from_dict(
-        {event: channels for event in events}, name=f"{name.title().replace('-', '')}Events"
-    )
-    return fields.Nested(schema, data_key=name, metadata={"description": f"the {name} dashboard"})
-
-
-class NotificationSettingsSchema(ma.Schema):
-    """{dashboard: {event: [channels]}}: which events notify on which channels."""
-
-    marketing_suite = _dashboard("marketing-suite")
-    smtpeter = _dashboard("smtpeter")
-    mailerq = _dashboard("mailerq")
 
 
 # --- bringing existing lists over with the import ------------------------------------------

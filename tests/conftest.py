@@ -11,8 +11,8 @@ from psycopg.rows import dict_row
 from identity import create_app
 from identity.db import Database, PinnedDatabase
 from identity.embedded import ensure_database, start_embedded
-from identity.services.sites import issue_site_key
 from identity.store import migrations
+from tests.sites import site_key_for
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,7 @@ def client(app):
 @pytest.fixture
 def site_key(conn):
     """A key of copernica.com with every scope."""
-    return issue_site_key(conn, "copernica.com")
+    return site_key_for(conn, "copernica.com")
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from http import HTTPStatus
 
 from flask.views import MethodView
 
-from identity.api import Blueprint, accounts, principal
-from identity.db import get_conn, read, unit_of_work
-from identity.services.accounts import Browser, Refused, Tokens
+from identity.api.guards import Blueprint, caller, principal, services
+from identity.db import unit_of_work
+from identity.services.accounts import Tokens
 from schemas.accounts import (
     ACCEPTED,
     AcceptedSchema,
@@ -38,15 +38,9 @@ _TOKENS_EXAMPLE = {
 _PASSWORD = "plum tractor quietly 83 violins"  # noqa: S105 - an example in the document
 
 
-def _tokens(outcome: Tokens | Refused) -> dict:
-    """The answer to a login or refresh, once what it recorded is committed."""
-    if isinstance(outcome, Refused):
-        raise outcome.error
-    return {key: value for key, value in outcome.__dict__.items() if value is not None}
-
-
-def _browser(body: dict) -> Browser:
-    return Browser(client_ip=body.get("client_ip"), user_agent=body.get("user_agent"))
+def _tokens(tokens: Tokens) -> dict:
+    """The answer to a login or refresh."""
+    return {key: value for key, value in tokens.__dict__.items() if value is not None}
 
 
 # The least time a password-reset request takes to answer, whatever the address.
@@ -76,12 +70,7 @@ class Register(MethodView):
         counted per client IP and per address before the password is hashed: past a
         few within 15 minutes, the next must wait (`429` with `Retry-After`).
         """
-        caller = principal()
-        refused = read(lambda conn: accounts().reserve_registration(conn, body))
-        if refused is not None:
-            raise refused.error
-        prepared = accounts().prepare_registration(body)
-        unit_of_work(lambda conn: accounts().register(conn, caller, prepared))
+        services().accounts.registration.register(unit_of_work(), caller(body), body)
         return ACCEPTED
 
 
@@ -100,8 +89,8 @@ class VerifyEmail(MethodView):
         and every earlier sign-in ends. With the token of an address change: the record
         moves to the new address. A used, expired or unknown token is a `422`.
         """
-        caller = principal()
-        return unit_of_work(lambda conn: accounts().verify_email(conn, caller, body["token"]))
+        registration = services().accounts.registration
+        return registration.verify_email(unit_of_work(), principal(), body["token"])
 
 
 @blp.route("/login")
@@ -123,10 +112,8 @@ class Login(MethodView):
         one get the same `401`. Repeated failures for one account or one `client_ip`
         make logins wait a while (`429` with `Retry-After`); a password reset lifts it.
         """
-        outcome = accounts().login(
-            unit_of_work, read, principal(), body["email"], body["password"], _browser(body)
-        )
-        return _tokens(outcome)
+        login = services().accounts.login
+        return _tokens(login.log_in(unit_of_work(), caller(body), body["email"], body["password"]))
 
 
 @blp.route("/refresh")
@@ -144,9 +131,8 @@ class Refresh(MethodView):
         The refresh token is spent. Showing a spent one again means it was copied: the
         whole sign-in it belongs to ends, and the answer is `401`.
         """
-        caller = principal()
-        # The connection is borrowed only by the request that writes (a batch of) them.
-        return _tokens(accounts().refresh(get_conn, caller, body["refresh_token"]))
+        sessions = services().accounts.sessions
+        return _tokens(sessions.refresh(unit_of_work(), principal(), body["refresh_token"]))
 
 
 @blp.route("/logout")
@@ -160,8 +146,7 @@ class Logout(MethodView):
         Ends the sign-in the refresh token belongs to: its refresh tokens stop working,
         and so do its access tokens at `/v1/me`. Always `204`.
         """
-        caller = principal()
-        unit_of_work(lambda conn: accounts().logout(conn, caller, body["refresh_token"]))
+        services().accounts.sessions.log_out(unit_of_work(), principal(), body["refresh_token"])
 
 
 @blp.route("/password-reset")
@@ -178,7 +163,8 @@ class PasswordReset(MethodView):
         link that expires in 30 minutes is mailed to it.
         """
         started = time.monotonic()
-        unit_of_work(lambda conn: accounts().request_password_reset(conn, body["email"]))
+        services().accounts.recovery.request_reset(unit_of_work(), body["email"])
+        unit_of_work().commit()  # before the wait: no connection is held while sleeping
         # Queueing the mail takes a few milliseconds more than finding no account: an
         # answer that came sooner for unknown addresses would tell them apart.
         time.sleep(max(0.0, _RESET_ANSWER_SECONDS - (time.monotonic() - started)))
@@ -200,6 +186,5 @@ class PasswordResetConfirm(MethodView):
         The policy and the account's last five passwords apply (`422` says why). Every
         sign-in ends, failed-login waits are lifted, and a notice is mailed.
         """
-        unit_of_work(
-            lambda conn: accounts().reset_password(conn, body["token"], body["new_password"])
-        )
+        recovery = services().accounts.recovery
+        recovery.reset(unit_of_work(), body["token"], body["new_password"])

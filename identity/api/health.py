@@ -4,8 +4,8 @@ from http import HTTPStatus
 
 from flask.views import MethodView
 
-from identity.api import Blueprint
-from identity.db import get_conn
+from identity.api.guards import Blueprint
+from identity.db import unit_of_work
 from identity.services.health import check_ready
 from schemas.health import HealthSchema
 
@@ -40,5 +40,5 @@ class Ready(MethodView):
         200 when the database answers and every migration is applied; otherwise 503, so a
         load balancer sends no traffic to this replica yet.
         """
-        check_ready(get_conn())
+        check_ready(unit_of_work())
         return {"status": "ok"}

@@ -2,10 +2,9 @@
 
 from http import HTTPStatus
 
-from flask import current_app
 from flask.views import MethodView
 
-from identity.api import KEY_RING, Blueprint
+from identity.api.guards import Blueprint, services
 from schemas.jwks import JwksSchema
 
 blp = Blueprint(
@@ -60,4 +59,4 @@ class Jwks(MethodView):
         it again (not more than once a minute), and refuse the token if the `kid` is
         still not in it. Public: no credentials needed.
         """
-        return current_app.extensions[KEY_RING].jwks(), {"Cache-Control": CACHE_CONTROL}
+        return services().key_ring.jwks(), {"Cache-Control": CACHE_CONTROL}

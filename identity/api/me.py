@@ -6,8 +6,9 @@ from http import HTTPStatus
 from flask.views import MethodView
 from marshmallow import RAISE
 
-from identity.api import Blueprint, accounts, next_link, next_link_header, principal
-from identity.db import read, unit_of_work
+from identity.api.guards import Blueprint, principal, services
+from identity.api.paging import linked, next_link_header
+from identity.db import unit_of_work
 from schemas.accounts import (
     ACCEPTED,
     AcceptedSchema,
@@ -36,12 +37,6 @@ _SESSION = {
 }
 
 
-def _linked(paged: tuple[list, object], limit: int):
-    """A page as the answer, with a `Link` to the next one while there is one."""
-    page, last = paged
-    return page, next_link(last, limit)
-
-
 @blp.route("")
 class Me(MethodView):
     @blp.user_token()
@@ -52,8 +47,7 @@ class Me(MethodView):
         Name parts, gender, phones, language, status and timestamps, and where each
         field's value came from.
         """
-        caller = principal()
-        return read(lambda conn: accounts().me(conn, caller))
+        return principal().user.record
 
     @blp.user_token()
     @blp.arguments(MeEditSchema, example={"first_name": "Anna", "phone": None})
@@ -65,8 +59,7 @@ class Me(MethodView):
         The fields sent are set (null clears one): the person's own edits win over
         anything a site sent, and `field_sources` marks them as the person's.
         """
-        caller = principal()
-        return unit_of_work(lambda conn: accounts().edit_me(conn, caller, body))
+        return services().accounts.settings.edit(unit_of_work(), principal(), body)
 
 
 @blp.route("/password")
@@ -87,14 +80,9 @@ class Password(MethodView):
         the last five passwords apply (`422` says why). Every other sign-in ends, a
         pending change of address is void, and a notice is mailed.
         """
-        caller = principal()
-        refused = unit_of_work(
-            lambda conn: accounts().change_password(
-                conn, caller, body["current_password"], body["new_password"]
-            )
+        services().accounts.settings.change_password(
+            unit_of_work(), principal(), body["current_password"], body["new_password"]
         )
-        if refused is not None:  # the wrong password is counted: committed, then answered
-            raise refused.error
 
 
 @blp.route("/email")
@@ -120,12 +108,8 @@ class Email(MethodView):
         notice instead of a link, and nothing changes (whether an address is known is
         not for anyone signed in to learn). At most five requests an hour (`429`).
         """
-        caller = principal()
-        refused = unit_of_work(
-            lambda conn: accounts().request_email_change(conn, caller, body["new_email"])
-        )
-        if refused is not None:  # the request is counted: committed, then answered
-            raise refused.error
+        settings = services().accounts.settings
+        settings.request_email_change(unit_of_work(), principal(), body["new_email"])
         return ACCEPTED
 
 
@@ -150,11 +134,9 @@ class LoginAttempts(MethodView):
         names the next page (`rel="next"`: the same `limit`, `after` = the last `id` of
         this page). An `after` that is not one of the person's attempts is a `422`.
         """
-        caller, limit = principal(), query["limit"]
-        return _linked(
-            read(lambda conn: accounts().login_attempts(conn, caller, limit, query["after"])),
-            limit,
-        )
+        sessions, limit = services().accounts.sessions, query["limit"]
+        page = sessions.login_attempts(unit_of_work(), principal(), limit, query["after"])
+        return linked(page, limit)
 
 
 @blp.route("/sessions")
@@ -178,10 +160,8 @@ class Sessions(MethodView):
         `after` = the last `id` of this page). An `after` that is not one of the
         person's sign-ins (live or ended) is a `422`.
         """
-        caller, limit = principal(), query["limit"]
-        return _linked(
-            read(lambda conn: accounts().sessions(conn, caller, limit, query["after"])), limit
-        )
+        sessions, limit = services().accounts.sessions, query["limit"]
+        return linked(sessions.sign_ins(unit_of_work(), principal(), limit, query["after"]), limit)
 
 
 @blp.route("/sessions/<uuid:session_id>")
@@ -194,5 +174,4 @@ class Session(MethodView):
 
         Its refresh tokens stop working at once, and so do its access tokens here.
         """
-        caller = principal()
-        unit_of_work(lambda conn: accounts().end_session(conn, caller, session_id))
+        services().accounts.sessions.end(unit_of_work(), principal(), session_id)

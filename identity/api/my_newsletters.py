@@ -5,15 +5,17 @@ from http import HTTPStatus
 
 from flask.views import MethodView
 
-from identity.api import Blueprint, newsletter_service, principal
-from identity.api.newsletters import _KEY_PARAMETER
-from identity.db import read, unit_of_work
+from identity.api.guards import Blueprint, caller, principal, services
+from identity.api.newsletters import KEY_PARAMETER
+from identity.db import unit_of_work
 from identity.services.newsletters import Consent
 from identity.services.notifications import (
+    CHANNELS,
+    DEFAULTS,
     change_notification_settings,
     notification_settings,
 )
-from schemas.newsletters import FlagSchema, MyFlagChangeSchema, NotificationSettingsSchema
+from schemas.newsletters import FlagSchema, MyFlagChangeSchema, notification_settings_schema
 
 blp = Blueprint(
     "my_newsletters",
@@ -38,6 +40,11 @@ _FLAGS_EXAMPLE = [
         "state": "unsubscribed",
     },
 ]
+# The schema of the settings, from the service's own catalog of events.
+NotificationSettingsSchema = notification_settings_schema(
+    {dashboard: tuple(events) for dashboard, events in DEFAULTS.items()}, CHANNELS
+)
+
 _NOTIFICATIONS_EXAMPLE = {
     "marketing-suite": {"campaign-sent": ["in-app"], "invoice": ["in-app", "email"]},
     "smtpeter": {"quota-warning": ["in-app", "push", "email"]},
@@ -54,11 +61,10 @@ class MyNewsletters(MethodView):
 
         Every list with `subscribed` (and the flag's `state`; null: never subscribed).
         """
-        caller, service = principal(), newsletter_service()
-        return read(lambda conn: service.mine(conn, caller))
+        return services().newsletters.mine(unit_of_work(), principal())
 
 
-@blp.route("/newsletters/<key>", parameters=[_KEY_PARAMETER])
+@blp.route("/newsletters/<key>", parameters=[KEY_PARAMETER])
 class MyNewsletter(MethodView):
     @blp.user_token()
     @blp.arguments(
@@ -66,9 +72,6 @@ class MyNewsletter(MethodView):
     )
     @blp.response(HTTPStatus.OK, FlagSchema(many=True), example=_FLAGS_EXAMPLE)
     @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
-    @blp.alt_response(HTTPStatus.BAD_REQUEST, response="BAD_REQUEST")
-    @blp.alt_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, response="UNSUPPORTED_MEDIA_TYPE")
-    @blp.alt_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, response="REQUEST_ENTITY_TOO_LARGE")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     def put(self, body, key):
         """Subscribe to or leave a list, as the signed-in person
@@ -79,16 +82,10 @@ class MyNewsletter(MethodView):
         `consent_text`, `client_ip` and `user_agent` when given). Every list's flag after
         the change.
         """
-        caller, service = principal(), newsletter_service()
-        consent = Consent(
-            channel="preference-page",
-            site=caller.site_name,
-            text=body["consent_text"],
-            client_ip=body["client_ip"],
-            user_agent=body["user_agent"],
-        )
-        return unit_of_work(
-            lambda conn: service.set_mine(conn, caller, key, body["subscribed"], consent)
+        person = caller(body)
+        consent = Consent.of(person, "preference-page", body["consent_text"])
+        return services().newsletters.set_mine(
+            unit_of_work(), person, key, body["subscribed"], consent
         )
 
 
@@ -103,15 +100,11 @@ class MyNotifications(MethodView):
         the channels it notifies on (`in-app`, `push`, `email`). Separate from the
         newsletters: these are the products' own messages to their users.
         """
-        caller = principal()
-        return _by_attribute(read(lambda conn: notification_settings(conn, caller)))
+        return _by_attribute(notification_settings(unit_of_work(), principal()))
 
     @blp.user_token()
     @blp.arguments(NotificationSettingsSchema, example={"smtpeter": {"quota-warning": ["push"]}})
     @blp.response(HTTPStatus.OK, NotificationSettingsSchema, example=_NOTIFICATIONS_EXAMPLE)
-    @blp.alt_response(HTTPStatus.BAD_REQUEST, response="BAD_REQUEST")
-    @blp.alt_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, response="UNSUPPORTED_MEDIA_TYPE")
-    @blp.alt_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, response="REQUEST_ENTITY_TOO_LARGE")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     def put(self, body):
         """Change notification settings
@@ -120,11 +113,8 @@ class MyNotifications(MethodView):
         channels listed (`[]`: not at all); every other event keeps its setting. All
         settings after the change.
         """
-        caller = principal()
         changes = {name.replace("_", "-"): events for name, events in body.items()}
-        return _by_attribute(
-            unit_of_work(lambda conn: change_notification_settings(conn, caller, changes))
-        )
+        return _by_attribute(change_notification_settings(unit_of_work(), principal(), changes))
 
 
 def _by_attribute(settings: dict) -> dict:

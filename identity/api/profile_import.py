@@ -16,10 +16,10 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, RequestTimeout
 
 from identity import bulk
-from identity.api import CLOCK
+from identity.api.guards import services
 from identity.api.parsing import IncompleteBody, InvalidJson, parse_json
 from identity.api.problems import field_errors
-from identity.db import get_conn
+from identity.db import unit_of_work
 from identity.deadlines import DeadlineInput
 from identity.errors import ImportStopped, InvalidInput
 from identity.services.principal import Principal
@@ -89,7 +89,7 @@ def run_import(principal: Principal, source: str) -> Response:
         request.content_length,
         max_bytes=settings["MAX_IMPORT_BYTES"],
         max_seconds=settings["MAX_IMPORT_SECONDS"],
-        clock=current_app.extensions[CLOCK],
+        clock=services().clock,
     )
     reader = read_csv if request.mimetype == CSV else read_ndjson
     lines = reader(_numbered_lines(body, settings["MAX_IMPORT_LINES"]))
@@ -98,9 +98,9 @@ def run_import(principal: Principal, source: str) -> Response:
         _batches(lines, settings["IMPORT_BATCH_SIZE"]),
         settings["IMPORT_PROCESSES"],
     )
-    conn = get_conn()
-    with exclusive_import(conn, principal):
-        return report(write_profiles(conn, principal, batches))
+    uow = unit_of_work()
+    with exclusive_import(uow, principal):
+        return report(write_profiles(uow, principal, batches))
 
 
 class ImportBody(io.RawIOBase):

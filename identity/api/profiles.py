@@ -7,7 +7,7 @@ from flask import url_for
 from flask.views import MethodView
 from marshmallow import RAISE
 
-from identity.api import Blueprint, accepts, principal
+from identity.api.guards import Blueprint, accepts, principal
 from identity.api.profile_import import CSV, NDJSON, run_import
 from identity.db import unit_of_work
 from identity.services.profiles import record_profile
@@ -84,8 +84,7 @@ class Profiles(MethodView):
         overwritten, whoever gave it. Each filled field keeps its source, site and time in
         `field_sources`. Phone numbers in national form need `country`.
         """
-        caller = principal()
-        record, outcome = unit_of_work(lambda conn: record_profile(conn, caller, submission))
+        record, outcome = record_profile(unit_of_work(), principal(), submission)
         record["filled"] = list(outcome.filled)
         if outcome.status == "merged":
             return record, HTTPStatus.OK
@@ -142,10 +141,7 @@ class ProfileImport(MethodView):
             }
         },
     )
-    @blp.alt_response(HTTPStatus.BAD_REQUEST, response="BAD_REQUEST")
-    @blp.alt_response(HTTPStatus.REQUEST_TIMEOUT, response="REQUEST_TIMEOUT")
-    @blp.alt_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, response="UNSUPPORTED_MEDIA_TYPE")
-    @blp.alt_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, response="REQUEST_ENTITY_TOO_LARGE")
+    @blp.body_problems
     @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
     @accepts(NDJSON, CSV)
     def post(self, query):

@@ -13,19 +13,17 @@ from flask import Response, request
 from flask.views import MethodView
 from werkzeug.formparser import parse_form_data
 
-from identity.api import JSON, Blueprint, accepts, newsletter_service, principal
+from identity.api.guards import JSON, Blueprint, accepts, principal, services
 from identity.api.parsing import load_json, read_body
-from identity.db import get_conn, read, unit_of_work
+from identity.db import unit_of_work
 from identity.errors import InvalidInput
 from identity.services.newsletters import LIST_UNSUBSCRIBE_POST, Consent
-from schemas.accounts import USER_AGENT_LENGTH
 from schemas.newsletters import (
     LinkSchema,
     PreferencesChangeSchema,
     PreferencesSchema,
     UnsubscribedSchema,
 )
-from schemas.text import from_header
 
 blp = Blueprint(
     "unsubscribe",
@@ -73,12 +71,6 @@ _FLAGS_EXAMPLE = {
 }
 
 
-def _consent(channel: str) -> Consent:
-    """The browser (or mail client) that used the link, as it reached us."""
-    agent = from_header(request.headers.get("User-Agent"), USER_AGENT_LENGTH)
-    return Consent(channel=channel, client_ip=request.remote_addr, user_agent=agent)
-
-
 @blp.route(f"/{_TOKEN}")
 class Link(MethodView):
     @blp.unsubscribe_link()
@@ -91,8 +83,7 @@ class Link(MethodView):
         every link. A
         token that is not one this service signed, or that was altered, is a `404`.
         """
-        link, service = principal().link, newsletter_service()
-        return read(lambda conn: service.describe_link(conn, link))
+        return services().newsletters.describe_link(unit_of_work(), principal().link)
 
     @blp.unsubscribe_link()
     @blp.doc(
@@ -115,10 +106,7 @@ class Link(MethodView):
         UnsubscribedSchema,
         example=_LINK_EXAMPLE | {"state": "unsubscribed", "changed": True},
     )
-    @blp.alt_response(HTTPStatus.BAD_REQUEST, response="BAD_REQUEST")
-    @blp.alt_response(HTTPStatus.REQUEST_TIMEOUT, response="REQUEST_TIMEOUT")
-    @blp.alt_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, response="UNSUPPORTED_MEDIA_TYPE")
-    @blp.alt_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, response="REQUEST_ENTITY_TOO_LARGE")
+    @blp.body_problems
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     @accepts(FORM, MULTIPART, JSON)
     def post(self):
@@ -133,11 +121,12 @@ class Link(MethodView):
         event (channel `one-click`, the client's IP address and user agent).
         """
         _check_one_click_body()
-        link, service = principal().link, newsletter_service()
-        consent = _consent("one-click")
+        holder = principal()
         # One statement that commits by itself: no BEGIN and COMMIT round trips; the
         # connection is borrowed only by the request that writes (a batch of) them.
-        answer = service.one_click(get_conn, link, consent)
+        answer = services().newsletters.one_click(
+            unit_of_work(), holder.link, Consent.of(holder, "one-click")
+        )
         # Written as it is (every value a plain string or bool): the busiest endpoint of
         # all, every mailbox provider's one-click, skips the schema's dump.
         return Response(json.dumps(answer), mimetype=JSON)
@@ -194,8 +183,7 @@ class Preferences(MethodView):
         Every one of the five lists with the person's flag (`state` null: never
         subscribed), and the masked address. Changes nothing.
         """
-        link, service = principal().link, newsletter_service()
-        return read(lambda conn: service.preferences(conn, link))
+        return services().newsletters.preferences(unit_of_work(), principal().link)
 
     @blp.unsubscribe_link()
     @blp.arguments(
@@ -203,9 +191,6 @@ class Preferences(MethodView):
         example={"newsletters": {"copernica": True, "smtpeter": False}},
     )
     @blp.response(HTTPStatus.OK, PreferencesSchema, example=_FLAGS_EXAMPLE)
-    @blp.alt_response(HTTPStatus.BAD_REQUEST, response="BAD_REQUEST")
-    @blp.alt_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, response="UNSUPPORTED_MEDIA_TYPE")
-    @blp.alt_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, response="REQUEST_ENTITY_TOO_LARGE")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     def put(self, body):
         """Leave some or all of the person's lists
@@ -216,9 +201,8 @@ class Preferences(MethodView):
         confirmation. Each flag that changes gets a consent event (channel
         `preference-page`).
         """
-        link, service = principal().link, newsletter_service()
-        wanted = body.get("newsletters")
-        if wanted is None:
-            wanted = {n["key"]: False for n in read(service.catalog)}
-        consent = _consent("preference-page")
-        return unit_of_work(lambda conn: service.set_preferences(conn, link, wanted, consent))
+        holder = principal()
+        consent = Consent.of(holder, "preference-page")
+        return services().newsletters.set_preferences(
+            unit_of_work(), holder.link, body.get("newsletters"), consent
+        )

@@ -5,8 +5,8 @@ from http import HTTPStatus
 from flask.views import MethodView
 from marshmallow import RAISE
 
-from identity.api import Blueprint
-from identity.db import get_conn
+from identity.api.guards import Blueprint
+from identity.db import unit_of_work
 from identity.services.profiles import find_user_by_email, get_user
 from schemas.profiles import USER_EXAMPLE, UserQuerySchema, UserSchema
 
@@ -27,7 +27,7 @@ class UserByEmail(MethodView):
         The address is normalised as on submission, so any case of it finds the same
         record. 404 when no record has this address.
         """
-        return find_user_by_email(get_conn(), query["email"])
+        return find_user_by_email(unit_of_work(), query["email"])
 
 
 @blp.route("/<uuid:user_id>")
@@ -41,4 +41,4 @@ class UserById(MethodView):
         Ids are random UUIDs: they cannot be guessed or counted. 404 when there is no
         record with this id.
         """
-        return get_user(get_conn(), user_id)
+        return get_user(unit_of_work(), user_id)

@@ -20,6 +20,7 @@ from psycopg.rows import dict_row
 
 from identity.mail.relay import DeliveryFailed, Relay, parse_smtp_url
 from identity.mail.render import Renderer
+from identity.security.masking import mask_address
 from identity.store import outbox
 
 log = logging.getLogger(__name__)
@@ -182,13 +183,6 @@ class Courier:
         if self.relay is None:
             return "log"
         return f"{self.relay.settings.host}:{self.relay.settings.port}"
-
-
-def mask_address(address: str) -> str:
-    """a***@e***.com: enough to tell mails apart in a log, not enough to know whose."""
-    local, _, domain = address.rpartition("@")
-    name, dot, top = domain.rpartition(".")
-    return f"{local[:1]}***@{name[:1]}***{dot}{top}" if dot else f"{local[:1]}***@***"
 
 
 def courier_from_settings(config: dict) -> Courier:

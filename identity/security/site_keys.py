@@ -1,8 +1,8 @@
 """Site keys: random bearer secrets, of which only a hash is stored."""
 
-import hashlib
 import re
-import secrets
+
+from identity.security.secret_tokens import new_secret, secret_hash
 
 KEY_PREFIX = "idsk_"
 _KEY_SHAPE = re.compile(r"idsk_[A-Za-z0-9_-]{43}")
@@ -10,12 +10,12 @@ _KEY_SHAPE = re.compile(r"idsk_[A-Za-z0-9_-]{43}")
 
 def new_site_key() -> str:
     """A fresh key: 256 random bits, URL-safe, recognisable by its prefix."""
-    return KEY_PREFIX + secrets.token_urlsafe(32)
+    return new_secret(KEY_PREFIX)
 
 
 def site_key_hash(key: str) -> bytes:
     """What is stored and looked up in place of the key itself."""
-    return hashlib.sha256(key.encode("utf-8")).digest()
+    return secret_hash(key)
 
 
 def site_key_label(key: str) -> str:

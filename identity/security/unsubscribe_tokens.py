@@ -93,8 +93,3 @@ class UnsubscribeTokens:
             whole.update(mac.digest())
             raw.append(payload + whole.digest()[:MAC_BYTES])
         return base64.urlsafe_b64encode(b"".join(raw))
-
-
-def token_digest(token: str) -> bytes:
-    """A token's SHA-256, for keeping a random (confirmation) token at rest."""
-    return hashlib.sha256(token.encode("utf-8")).digest()

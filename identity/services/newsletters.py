@@ -8,9 +8,7 @@ without a fresh confirmation, and nothing subscribes through an unsubscribe toke
 
 import json
 import re
-import secrets
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -18,15 +16,17 @@ from uuid import UUID
 import psycopg
 
 from identity.concurrency import Batcher
-from identity.errors import InvalidInput, NotFound, TooManyRequests, Unauthenticated
+from identity.errors import InvalidInput, NotFound, TooManyRequests
 from identity.mail import enqueue as enqueue_mail
-from identity.security.unsubscribe_tokens import TOKEN_LENGTH, UnsubscribeTokens, token_digest
+from identity.security.masking import mask_address
+from identity.security.secret_tokens import new_secret, secret_hash
+from identity.security.unsubscribe_tokens import TOKEN_LENGTH, UnsubscribeTokens
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import LinkHolder, Principal
-from identity.services.profiles import record_profile
-from identity.store import accounts as accounts_store
+from identity.services.profiles import join_record
 from identity.store import newsletters as store
 from identity.store import users as users_store
+from identity.store.transactions import UnitOfWork
 
 LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
 # RFC 5322's limit on a header line, CRLF not counted.
@@ -57,6 +57,12 @@ class Consent:
     user_agent: str | None = None
     text: str | None = None
 
+    @classmethod
+    def of(cls, principal: Principal, channel: str, text: str | None = None) -> "Consent":
+        """The consent of this request's caller: their site, the browser they came with."""
+        browser = principal.browser
+        return cls(channel, principal.site_name, browser.client_ip, browser.user_agent, text)
+
     def event(self, action: str, at: datetime | None = None) -> dict:
         return {
             "action": action,
@@ -67,14 +73,6 @@ class Consent:
             "consent_text": self.text,
             "channel": self.channel,
         }
-
-
-def mask_email(address: str) -> str:
-    """The address as an unsubscribe page may show it: a***@e***.com."""
-    local, _, domain = address.rpartition("@")
-    name, dot, tld = domain.rpartition(".")
-    shown_domain = f"{name[:1]}***{dot}{tld}" if dot else f"{domain[:1]}***"
-    return f"{local[:1]}***@{shown_domain}"
 
 
 class Newsletters:
@@ -101,6 +99,10 @@ class Newsletters:
         if self._catalog is None:
             self._catalog = store.catalog(conn() if callable(conn) else conn)
         return self._catalog
+
+    def lists(self, uow: UnitOfWork) -> list[dict]:
+        """The lists the service sends."""
+        return self.catalog(uow.one_statement)
 
     def newsletter(self, conn: psycopg.Connection, key: str) -> dict:
         for newsletter in self.catalog(conn):
@@ -141,7 +143,7 @@ class Newsletters:
 
     def subscribe(
         self,
-        conn: psycopg.Connection,
+        uow: UnitOfWork,
         principal: Principal,
         key: str,
         address: str,
@@ -151,6 +153,7 @@ class Newsletters:
         """Subscribe an address (a minimal profile, source `newsletter`, when it is new).
         A list with double opt-in, or a flag that was `unsubscribed`, gets `pending` and
         a confirmation mail; `subscribed` stays as it is. The flag as it now is."""
+        conn = uow.conn
         newsletter = self.newsletter(conn, key)
         user = self._record_for(conn, principal, address, language)
         current = store.flags(conn, user["id"], lock=True).get(newsletter["id"])
@@ -168,7 +171,7 @@ class Newsletters:
         data = {"email": address, "source": "newsletter"}
         if language:
             data["language"] = language
-        user, _ = record_profile(conn, principal, data)
+        user, _ = join_record(conn, principal, data)
         return user
 
     def _ask_confirmation(
@@ -183,10 +186,10 @@ class Newsletters:
                 " the last hour; it can be asked for again later",
                 retry_after=3600,
             )
-        token = secrets.token_urlsafe(32)
+        token = new_secret()
         store.insert_confirmation(
             conn,
-            token_digest(token),
+            secret_hash(token),
             user["id"],
             newsletter["id"],
             {
@@ -213,19 +216,13 @@ class Newsletters:
         )
         return self._flag(newsletter, user["id"], flag)
 
-    def confirm(
-        self,
-        conn: psycopg.Connection,
-        principal: Principal,
-        token: str,
-        client_ip: str | None,
-        user_agent: str | None,
-    ) -> dict:
+    def confirm(self, uow: UnitOfWork, principal: Principal, token: str) -> dict:
         """Subscribe with the token from a confirmation mail (once; it expires). The
         consent event keeps the text of the request and where the confirmation came from.
         A person who left the list after the mail was sent has withdrawn that request:
         its link no longer subscribes. A flag already subscribed stays as it is."""
-        found = store.take_confirmation(conn, token_digest(token))
+        conn = uow.conn
+        found = store.take_confirmation(conn, secret_hash(token))
         if found is None:
             raise InvalidInput(INVALID_CONFIRMATION, errors={"token": [INVALID_CONFIRMATION]})
         newsletter = self._by_id(conn, found["newsletter"])
@@ -236,12 +233,8 @@ class Newsletters:
         # when a later request (with its own mail and consent text) is pending now.
         if store.left_since(conn, found["user_id"], newsletter["id"], found["created_at"]):
             raise InvalidInput(INVALID_CONFIRMATION, errors={"token": [INVALID_CONFIRMATION]})
-        consent = Consent(
-            channel=found["consent"].get("channel") or "form",
-            site=principal.site_name,
-            client_ip=client_ip,
-            user_agent=user_agent,
-            text=found["consent"].get("text"),
+        consent = Consent.of(
+            principal, found["consent"].get("channel") or "form", found["consent"].get("text")
         )
         flag = store.set_flag(
             conn, found["user_id"], newsletter["id"], "subscribed", consent.event("confirm")
@@ -259,7 +252,7 @@ class Newsletters:
 
     # --- through an unsubscribe token ----------------------------------------------------
 
-    def holder(self, token: str) -> tuple[UUID, int]:
+    def link_of(self, token: str) -> tuple[UUID, int]:
         """(person, list number) of a genuine token; NotFound for anything else, which
         says nothing about why."""
         named = self.tokens.verify(token)
@@ -267,8 +260,9 @@ class Newsletters:
             raise NotFound("this unsubscribe link is not valid")
         return named
 
-    def describe_link(self, conn: psycopg.Connection, link: LinkHolder) -> dict:
+    def describe_link(self, uow: UnitOfWork, link: LinkHolder) -> dict:
         """Which list and which (masked) address a link is for, and its state. Reads only."""
+        conn = uow.one_statement
         newsletter = self._by_id(conn, link.list_id)
         found = store.flag_of(conn, link.user_id, link.list_id)
         if found is None:
@@ -276,40 +270,39 @@ class Newsletters:
         return {
             "newsletter": newsletter["key"],
             "name": newsletter["name"],
-            "email": mask_email(found["email"]),
+            "email": mask_address(found["email"]),
             "state": found["state"],  # None: never subscribed, as the preferences say
         }
 
-    def one_click(
-        self, connection: Callable[[], psycopg.Connection], link: LinkHolder, consent: Consent
-    ) -> dict:
+    def one_click(self, uow: UnitOfWork, link: LinkHolder, consent: Consent) -> dict:
         """Unsubscribe from the link's one list, at once; a repeat changes nothing. One
-        statement, on a connection outside a transaction (it commits on its own), which
-        `connection()` gives. One-clicks that come while one is being written wait, and
-        are then written together, in one statement, by the first of them (a campaign's
-        mail brings thousands in a minute): one round trip and one commit for all of
-        them, and no connection held while waiting."""
-        newsletter = self._by_id(connection, link.list_id)
+        statement, outside a transaction (it commits on its own): the one documented
+        exception to a request's one transaction. One-clicks that come while one is
+        being written wait, and are then written together, in one statement, by the first
+        of them (a campaign's mail brings thousands in a minute): one round trip and one
+        commit for all of them, and no connection held while waiting."""
+        newsletter = self._by_id(lambda: uow.one_statement, link.list_id)
         click = {"user_id": link.user_id, "newsletter": link.list_id}
         click |= consent.event("unsubscribe")
         found = self._one_clicks(
-            click, lambda clicks: store.unsubscribe(connection(), clicks, skip_busy=True)
+            click, lambda clicks: store.unsubscribe(uow.one_statement, clicks, skip_busy=True)
         )
         if found["busy"]:  # another change of this person's is under way: after it, alone
-            found = store.unsubscribe(connection(), [click])[0]
+            found = store.unsubscribe(uow.one_statement, [click])[0]
         if found["email"] is None:
             raise NotFound("this unsubscribe link is for a record that no longer exists")
         return {
             "newsletter": newsletter["key"],
             "name": newsletter["name"],
-            "email": mask_email(found["email"]),
+            "email": mask_address(found["email"]),
             "state": "unsubscribed",
             "changed": found["changed"],
         }
 
-    def preferences(self, conn: psycopg.Connection, link: LinkHolder) -> dict:
+    def preferences(self, uow: UnitOfWork, link: LinkHolder) -> dict:
         """Every list's flag of the person a link names, and the masked address; a link
         to a list no longer in the catalog is a 404 here too, as at the link itself."""
+        conn = uow.one_statement
         self._by_id(conn, link.list_id)
         return self._preferences(conn, link.user_id)
 
@@ -317,15 +310,18 @@ class Newsletters:
         user = users_store.get_by_id(conn, user_id)
         if user is None:
             raise NotFound("this unsubscribe link is for a record that no longer exists")
-        return {"email": mask_email(user["email"]), "newsletters": self._all_flags(conn, user_id)}
+        return {"email": mask_address(user["email"]), "newsletters": self._all_flags(conn, user_id)}
 
     def set_preferences(
-        self, conn: psycopg.Connection, link: LinkHolder, wanted: dict[str, bool], consent: Consent
+        self, uow: UnitOfWork, link: LinkHolder, wanted: dict[str, bool] | None, consent: Consent
     ) -> dict:
-        """Leave the lists set to false (all of them with `all: false`); true keeps a
+        """Leave the lists set to false (every list, for `wanted` None); true keeps a
         subscribed flag and is refused for any other: subscribing takes a confirmation,
         never an unsubscribe token. Refused as a whole, so nothing changes, or done whole."""
+        conn = uow.conn
         self._by_id(conn, link.list_id)
+        if wanted is None:
+            wanted = {n["key"]: False for n in self.catalog(conn)}
         user_id = link.user_id
         if users_store.get_by_id(conn, user_id) is None:
             raise NotFound("this unsubscribe link is for a record that no longer exists")
@@ -370,20 +366,12 @@ class Newsletters:
 
     # --- the signed-in person ------------------------------------------------------------
 
-    def _signed_in(self, conn: psycopg.Connection, principal: Principal) -> dict:
-        caller = principal.user
-        user = accounts_store.signed_in_user(conn, caller.user_id, caller.session_id)
-        if user is None:
-            raise Unauthenticated("this sign-in has ended; log in again")
-        return user
-
-    def mine(self, conn: psycopg.Connection, principal: Principal) -> list[dict]:
-        user = self._signed_in(conn, principal)
-        return self._all_flags(conn, user["id"])
+    def mine(self, uow: UnitOfWork, principal: Principal) -> list[dict]:
+        return self._all_flags(uow.one_statement, principal.user.user_id)
 
     def set_mine(
         self,
-        conn: psycopg.Connection,
+        uow: UnitOfWork,
         principal: Principal,
         key: str,
         subscribed: bool,
@@ -392,25 +380,25 @@ class Newsletters:
         """The signed-in person subscribes or unsubscribes themselves: their sign-in has
         proven the address, so no confirmation mail is needed. Leaving a list they were
         never on records the refusal (`unsubscribed`), so no import subscribes them."""
-        user = self._signed_in(conn, principal)
+        conn, user_id = uow.conn, principal.user.user_id
         newsletter = self.newsletter(conn, key)
-        current = store.flags(conn, user["id"], lock=True).get(newsletter["id"])
+        current = store.flags(conn, user_id, lock=True).get(newsletter["id"])
         state = "subscribed" if subscribed else "unsubscribed"
         if (current["state"] if current else None) != state:
             store.set_flag(
                 conn,
-                user["id"],
+                user_id,
                 newsletter["id"],
                 state,
                 consent.event("subscribe" if subscribed else "unsubscribe"),
             )
-        return self._all_flags(conn, user["id"])
+        return self._all_flags(conn, user_id)
 
     # --- links in bulk -----------------------------------------------------------------
 
     def links(
         self,
-        conn: psycopg.Connection,
+        uow: UnitOfWork,
         key: str,
         emails: list[str] | None,
         user_ids: list[UUID] | None,
@@ -418,6 +406,7 @@ class Newsletters:
         """One unsubscribe link per given address and id that has a record; the rest
         (an address that is not valid has no record either) are listed as unknown.
         Reads only: a link is computed, never stored."""
+        conn = uow.one_statement
         newsletter = self.newsletter(conn, key)
         links, unknown, keyed = [], [], []
         for address in emails or ():
@@ -438,12 +427,13 @@ class Newsletters:
         return {"newsletter": newsletter["key"], "links": links, "unknown": unknown}
 
     def export_page(
-        self, conn: psycopg.Connection, key: str, after: UUID | None, limit: int | None
+        self, uow: UnitOfWork, key: str, after: UUID | None, limit: int | None
     ) -> tuple[UUID | None, bool]:
         """Where a page of `limit` subscribers after `after` ends: the user id of its last
         (None without `limit`, or when fewer are left) and whether more follow it. The page
         is every subscriber up to that id when it is sent: a row counted now is never cut
         off by one that subscribes meanwhile, and the next page begins after it."""
+        conn = uow.one_statement
         newsletter = self.newsletter(conn, key)
         if limit is None:
             return None, False
@@ -451,7 +441,7 @@ class Newsletters:
 
     def export(
         self,
-        connection: Callable[[], AbstractContextManager[psycopg.Connection]],
+        uow: UnitOfWork,
         key: str,
         csv: bool,
         after: UUID | None,
@@ -466,18 +456,17 @@ class Newsletters:
         out and escaped, and the ids' 16 bytes); the tokens are signed in one sweep and
         every line is put together by joining slices, so no Python runs per field.
         While a batch is signed, PostgreSQL already reads the next (pipeline mode): the
-        two cores work at once. A connection is borrowed per batch (`connection()`),
+        two cores work at once. A connection is borrowed per batch (`uow.briefly()`),
         not for the whole, however slowly the client reads; memory stays flat.
 
         Batches of up to 20,000 rows: PostgreSQL spends less per row the longer a batch
-        (its own CPU, measured on a million rows: 4.3 µs a row in batches of 1,000, 3.3
-        in 5,000, 2.6 in 20,000, 2.1 in 50,000). A batch asks for as many rows as would
+        (docs/measurements.md has its figures). A batch asks for as many rows as would
         hold _BATCH_BYTES of ids and addresses were they as long as the batch before's
         (the first batch: as long as an address can be), so a list of long addresses
         comes in shorter batches. Its lines are made and handed over a few thousand at
         a time (_PART_ROWS), each let go once sent, so each export holds a few
         megabytes, however many a worker streams at once."""
-        with connection() as conn:
+        with uow.briefly() as conn:
             newsletter = self.newsletter(conn, key)
         list_id = newsletter["id"]
         pieces = _CsvPieces(self.unsubscribe_base) if csv else _JsonPieces(self.unsubscribe_base)
@@ -487,7 +476,7 @@ class Newsletters:
             size = max(1, min(batch_size, _BATCH_BYTES // row_bytes))
             return store.ask_for_subscriber_batch(conn, params | {"limit": size}), size
 
-        with connection() as conn, conn.pipeline():
+        with uow.briefly() as conn, conn.pipeline():
             asked, size = ask(conn, _LONGEST_ROW_BYTES)
             user_ids, emails = store.subscriber_batch(asked)
         while user_ids:
@@ -495,7 +484,7 @@ class Newsletters:
             params["after"] = UUID(user_ids[-_UUID_TEXT:].decode())
             last = n < size or params["after"] == through
             row_bytes = (len(user_ids) + len(emails)) // n + 1
-            with connection() as conn, conn.pipeline():
+            with uow.briefly() as conn, conn.pipeline():
                 if not last:  # PostgreSQL reads on meanwhile
                     asked, size = ask(conn, row_bytes)
                 # The ids' 16 bytes, for the tokens: hex without the dashes, in one call.

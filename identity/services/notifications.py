@@ -2,12 +2,9 @@
 on which channels (in-app, push, email). A separate system from newsletters: changing
 one never touches the other, and these are not consent to marketing mail."""
 
-import psycopg
-
-from identity.errors import Unauthenticated
 from identity.services.principal import Principal
-from identity.store import accounts as accounts_store
 from identity.store import notifications as store
+from identity.store.transactions import UnitOfWork
 
 CHANNELS = ("in-app", "push", "email")
 # Every dashboard's events and what notifies until the person says otherwise: everything
@@ -34,31 +31,23 @@ DEFAULTS = {
 }
 
 
-def _signed_in(conn: psycopg.Connection, principal: Principal) -> None:
-    caller = principal.user
-    if accounts_store.signed_in_user(conn, caller.user_id, caller.session_id) is None:
-        raise Unauthenticated("this sign-in has ended; log in again")
-
-
-def notification_settings(conn: psycopg.Connection, principal: Principal) -> dict:
+def notification_settings(uow: UnitOfWork, principal: Principal) -> dict:
     """Every dashboard's every event with the channels it notifies on."""
-    _signed_in(conn, principal)
     current = {dashboard: dict(events) for dashboard, events in DEFAULTS.items()}
-    for row in store.settings(conn, principal.user.user_id):
+    for row in store.settings(uow.one_statement, principal.user.user_id):
         if row["event"] in current.get(row["dashboard"], {}):
             current[row["dashboard"]][row["event"]] = list(row["channels"])
     return current
 
 
 def change_notification_settings(
-    conn: psycopg.Connection, principal: Principal, changes: dict[str, dict[str, list[str]]]
+    uow: UnitOfWork, principal: Principal, changes: dict[str, dict[str, list[str]]]
 ) -> dict:
     """Set the channels of the events given; every other event keeps its setting."""
-    _signed_in(conn, principal)
     rows = [
         (dashboard, event, [c for c in CHANNELS if c in channels])
         for dashboard, events in sorted(changes.items())
         for event, channels in sorted(events.items())
     ]
-    store.save(conn, principal.user.user_id, rows)
-    return notification_settings(conn, principal)
+    store.save(uow.conn, principal.user.user_id, rows)
+    return notification_settings(uow, principal)

@@ -1,10 +1,19 @@
 """Who is calling: one value, set by the guards of the HTTP face and passed to services."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from uuid import UUID
 
 from identity.errors import Forbidden
+
+
+@dataclass(frozen=True)
+class Browser:
+    """The person's browser (or mail client) as the request reached us: what a site passes
+    on in the body (`client_ip`, `user_agent`), or the client itself at a link."""
+
+    client_ip: str | None = None
+    user_agent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -20,12 +29,13 @@ class SiteCaller:
 @dataclass(frozen=True)
 class UserCaller:
     """A signed-in person, as their access token proves: through which site, in which
-    sign-in (session), since when."""
+    sign-in (session), since when; and their record, read when the sign-in was found live."""
 
     user_id: UUID
     site_name: str
     session_id: UUID
     issued_at: datetime
+    record: dict | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -39,14 +49,19 @@ class LinkHolder:
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller of one request: a site with its key's scopes, a signed-in person, or the
-    holder of an unsubscribe link.
-    A staff member and an impersonation (a staff member acting as a person) join these
-    when the capabilities that need them land."""
+    """The caller of one request: exactly one of a site with its key's scopes, a signed-in
+    person (whose sign-in the guard found live), or the holder of an unsubscribe link;
+    with what is known of the person's browser. A staff member and an impersonation (a
+    staff member acting as a person) join these when the capabilities that need them land."""
 
     site: SiteCaller | None = None
     user: UserCaller | None = None
     link: LinkHolder | None = None
+    browser: Browser = Browser()
+
+    def __post_init__(self):
+        if sum(part is not None for part in (self.site, self.user, self.link)) != 1:
+            raise ValueError("a Principal is exactly one of a site, a person, a link holder")
 
     @property
     def site_name(self) -> str | None:
@@ -55,6 +70,9 @@ class Principal:
         if self.site:
             return self.site.site_name
         return self.user.site_name if self.user else None
+
+    def with_browser(self, browser: Browser) -> "Principal":
+        return replace(self, browser=browser)
 
     def require_scope(self, scope: str) -> None:
         if self.site is None or scope not in self.site.scopes:

@@ -22,7 +22,7 @@ from identity.services.principal import Principal
 from identity.store import newsletters as newsletter_store
 from identity.store import sites as site_store
 from identity.store import users as store
-from identity.store.transactions import in_transaction
+from identity.store.transactions import UnitOfWork
 
 PROFILE_FIELDS = store.PROFILE_COLUMNS
 
@@ -79,11 +79,16 @@ def prepare_submission(data: dict) -> Submission:
     return Submission(email=email, source=data["source"], fields=fields, newsletters=newsletters)
 
 
-def record_profile(
+def record_profile(uow: UnitOfWork, principal: Principal, data: dict) -> tuple[dict, Outcome]:
+    """Make a minimal profile or add to the record with that address; the record as it
+    now stands, and what became of the submission."""
+    return join_record(uow.conn, principal, data)
+
+
+def join_record(
     conn: psycopg.Connection, principal: Principal, data: dict
 ) -> tuple[dict, Outcome]:
-    """Make a minimal profile or add to the record with that address; the record as it
-    now stands, and what became of the submission. Joins the caller's transaction."""
+    """`record_profile` in the transaction of another service's change (a subscription)."""
     submission = prepare_submission(data)
     (outcome,) = record_profiles(conn, principal, [(None, submission)])
     return store.get_by_id(conn, outcome.user_id), outcome
@@ -210,10 +215,16 @@ def check_line(line_no: int, data: dict) -> CheckedLine:
 
 
 @contextmanager
-def exclusive_import(conn: psycopg.Connection, principal: Principal) -> Iterator[None]:
+def exclusive_import(uow: UnitOfWork, principal: Principal) -> Iterator[None]:
     """While the block runs, this site's import is the only one: a second gets
     TooManyRequests. The lock is PostgreSQL's, so it holds across processes and replicas
-    and goes with the connection if this process dies."""
+    and goes with the connection if this process dies; the unit of work keeps that one
+    connection across the import's commits."""
+    with uow.held() as conn:
+        yield from _only_import(conn, principal)
+
+
+def _only_import(conn: psycopg.Connection, principal: Principal) -> Iterator[None]:
     if not site_store.try_lock_import(conn, principal.site.site_id):
         raise TooManyRequests(
             "this site's previous import is still running; one import per site at a time",
@@ -230,19 +241,20 @@ def exclusive_import(conn: psycopg.Connection, principal: Principal) -> Iterator
 
 
 def import_profiles(
-    conn: psycopg.Connection, principal: Principal, batches: Iterable[list[CheckedLine]]
+    uow: UnitOfWork, principal: Principal, batches: Iterable[list[CheckedLine]]
 ) -> Iterator[Outcome]:
     """Write checked lines a batch per transaction: unlike every other service, it commits
-    on its own, so a long import neither holds its locks to the end nor loses what it did
-    when it stops part-way. The outcome of every line, in line order, once its batch is
-    committed; a rejected line never stops the good ones. Call it outside a transaction."""
+    on its own (`uow.run` per batch), so a long import neither holds its locks to the end
+    nor loses what it did when it stops part-way. The outcome of every line, in line
+    order, once its batch is committed; a rejected line never stops the good ones. Call it
+    inside `exclusive_import`, with no transaction open."""
     lists = None
     for batch in batches:
         if lists is None and any(s and s.newsletters for _, s, _ in batch):
-            lists = {n["key"] for n in newsletter_store.catalog(conn)}
+            lists = {n["key"] for n in newsletter_store.catalog(uow.one_statement)}
         batch = [_consent_allowed(line, principal, lists) for line in batch]
         good = [(line_no, submission) for line_no, submission, _ in batch if submission]
-        written = iter(_write_batch(conn, principal, good) if good else ())
+        written = iter(_write_batch(uow, principal, good) if good else ())
         for line_no, submission, errors in batch:
             yield next(written) if submission else Outcome(line_no, "rejected", errors=errors)
 
@@ -264,34 +276,32 @@ def _consent_allowed(line: CheckedLine, principal: Principal, lists) -> CheckedL
 
 
 def _write_batch(
-    conn: psycopg.Connection, principal: Principal, good: list[tuple[int, Submission]]
+    uow: UnitOfWork, principal: Principal, good: list[tuple[int, Submission]]
 ) -> list[Outcome]:
     """The batch in one transaction; should the database refuse a value that passed every
     check (a bug, but not one to stop an import for), line by line, rejecting that line."""
     try:
-        return in_transaction(conn, lambda conn: record_profiles(conn, principal, good))
+        return uow.run(lambda: record_profiles(uow.conn, principal, good))
     except (psycopg.errors.DataError, psycopg.errors.IntegrityError):
-        return [_write_line(conn, principal, line) for line in good]
+        return [_write_line(uow, principal, line) for line in good]
 
 
-def _write_line(
-    conn: psycopg.Connection, principal: Principal, line: tuple[int, Submission]
-) -> Outcome:
+def _write_line(uow: UnitOfWork, principal: Principal, line: tuple[int, Submission]) -> Outcome:
     try:
-        return in_transaction(conn, lambda conn: record_profiles(conn, principal, [line]))[0]
+        return uow.run(lambda: record_profiles(uow.conn, principal, [line]))[0]
     except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
         return Outcome(line[0], "rejected", errors={"line": [f"not storable ({exc.sqlstate})"]})
 
 
-def get_user(conn: psycopg.Connection, user_id: UUID) -> dict:
-    user = store.get_by_id(conn, user_id)
+def get_user(uow: UnitOfWork, user_id: UUID) -> dict:
+    user = store.get_by_id(uow.one_statement, user_id)
     if user is None:
         raise NotFound("no record with this id")
     return user
 
 
-def find_user_by_email(conn: psycopg.Connection, address: str) -> dict:
-    user = store.get_by_email(conn, email_key(normalise_email(address)))
+def find_user_by_email(uow: UnitOfWork, address: str) -> dict:
+    user = store.get_by_email(uow.one_statement, email_key(normalise_email(address)))
     if user is None:
         raise NotFound("no record with this email address")
     return user

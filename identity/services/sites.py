@@ -3,9 +3,6 @@
 import re
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
-
-import psycopg
 
 from identity.errors import InvalidInput, Unauthenticated
 from identity.security.site_keys import (
@@ -16,6 +13,7 @@ from identity.security.site_keys import (
 )
 from identity.services.principal import Principal, SiteCaller
 from identity.store import sites as store
+from identity.store.transactions import UnitOfWork
 
 # What a key may be allowed to do. A key made without --scope gets all of them.
 SCOPES = {
@@ -29,7 +27,7 @@ SCOPES = {
 _SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 
 
-def issue_site_key(conn: psycopg.Connection, name: str, scopes: list[str] | None = None) -> str:
+def issue_site_key(uow: UnitOfWork, name: str, scopes: list[str] | None = None) -> str:
     """Make the site if it is new and give it a new key; the key is returned once, never stored."""
     if not _SITE_NAME.match(name):
         raise InvalidInput(
@@ -40,20 +38,19 @@ def issue_site_key(conn: psycopg.Connection, name: str, scopes: list[str] | None
     if unknown:
         raise InvalidInput(f"unknown scope {', '.join(unknown)}; known: {', '.join(SCOPES)}")
     key = new_site_key()
-    with conn.transaction():
-        site_id = store.insert_site_if_new(conn, name)
-        store.insert_key(conn, site_id, site_key_hash(key), site_key_label(key), scopes)
+    conn = uow.conn
+    site_id = store.insert_site_if_new(conn, name)
+    store.insert_key(conn, site_id, site_key_hash(key), site_key_label(key), scopes)
     return key
 
 
-def revoke_site_keys(conn: psycopg.Connection, name: str, key_prefix: str | None = None) -> int:
+def revoke_site_keys(uow: UnitOfWork, name: str, key_prefix: str | None = None) -> int:
     """Revoke all keys of a site, or one by the prefix `identity sites list` shows."""
-    with conn.transaction():
-        return store.revoke_keys(conn, name, key_prefix)
+    return store.revoke_keys(uow.conn, name, key_prefix)
 
 
-def list_site_keys(conn: psycopg.Connection) -> list[dict]:
-    return store.list_keys(conn)
+def list_site_keys(uow: UnitOfWork) -> list[dict]:
+    return store.list_keys(uow.one_statement)
 
 
 class RecentSiteKeys:
@@ -86,28 +83,23 @@ class RecentSiteKeys:
         self._found[digest] = (self.clock() + self.seconds, caller)
 
 
-def authenticate_site(
-    key: str,
-    scope: str,
-    recent: RecentSiteKeys,
-    connection: Callable[[], AbstractContextManager[psycopg.Connection]],
-) -> Principal:
+def authenticate_site(uow: UnitOfWork, key: str, scope: str, recent: RecentSiteKeys) -> Principal:
     """The caller behind a presented key, if the key is valid, active and has `scope`.
 
-    A connection is borrowed (`connection()`) only to look up a well-formed key this
-    process has not found valid in the last few seconds, and given back at once.
+    The database is asked (two statements, each its own) only for a well-formed key this
+    process has not found valid in the last few seconds.
     """
     if not looks_like_site_key(key):
         raise Unauthenticated("the site key is not valid or has been revoked")
     digest = site_key_hash(key)
     caller = recent.get(digest)
     if caller is None:
-        with connection() as conn:
-            row = store.find_active_key(conn, digest)
-            if row is None:
-                raise Unauthenticated("the site key is not valid or has been revoked")
-            if row["last_used_stale"]:
-                store.touch_key(conn, row["id"])
+        conn = uow.one_statement
+        row = store.find_active_key(conn, digest)
+        if row is None:
+            raise Unauthenticated("the site key is not valid or has been revoked")
+        if row["last_used_stale"]:
+            store.touch_key(conn, row["id"])
         caller = SiteCaller(row["site_id"], row["site_name"], row["id"], frozenset(row["scopes"]))
         recent.keep(digest, caller)
     principal = Principal(site=caller)

@@ -1,15 +1,24 @@
-"""One transaction around a piece of work, run again when PostgreSQL gives up on it for a
-deadlock or a serialization failure (the work was rolled back, so running it again is safe)."""
+"""The unit of work: one request's or one job's work on the database, on at most one
+connection and in one transaction, run again when PostgreSQL gives up on it for a deadlock
+or a serialization failure (it was rolled back, so running it again is safe)."""
 
 import random
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import NoReturn, Protocol, TypeVar
 
 import psycopg
 from psycopg.errors import DeadlockDetected, SerializationFailure, TransactionRollback
 
 T = TypeVar("T")
+
+# What a login writes (its attempt, its count against the throttles, its session) and a
+# refresh's rotation commit without waiting for the disk: this CTE makes the statement's
+# transaction `synchronous_commit = off`. A crash of PostgreSQL may forget the last
+# fraction of a second of them, which costs those people a new login (and the attempt
+# log those lines); waiting for each flush cost a login more CPU than all its SQL did.
+NO_DISK_WAIT = "no_disk_wait as (select set_config('synchronous_commit', 'off', true))"
 
 ATTEMPTS = 3
 
@@ -17,18 +26,151 @@ ATTEMPTS = 3
 RETRYABLE = (TransactionRollback, DeadlockDetected, SerializationFailure)
 
 
-def in_transaction(
-    conn: psycopg.Connection, work: Callable[[psycopg.Connection], T], *, attempts: int = ATTEMPTS
-) -> T:
-    """`work(conn)` in one transaction (a savepoint when one is already open), committed
-    when it returns; tried up to `attempts` times while it deadlocks or fails to serialize."""
-    for attempt in range(1, attempts + 1):
+class Lending(Protocol):
+    """Where connections come from: the pool (identity.db), or what tests lend instead."""
+
+    def acquire(self) -> psycopg.Connection: ...
+
+    def release(self, conn: psycopg.Connection) -> None: ...
+
+
+class UnitOfWork:
+    """One request's (or one job's) work on the database: at most one connection, borrowed
+    from the pool on first use, and one transaction on it.
+
+    - `conn`: the connection inside the unit's transaction, begun on first use (a
+      savepoint where the lent connection is already in a transaction, as in tests).
+    - `one_statement`: the connection for one statement that needs no transaction around
+      it (a read, or a write that is atomic alone): BEGIN and COMMIT would be two more
+      round trips. Inside an open transaction it is that transaction's.
+    - `commit()`: what is written is committed and the connection goes back to the pool;
+      whatever comes next borrows again. A service calls it before work that takes
+      milliseconds of CPU (argon2, zxcvbn), so no connection, transaction or row lock is
+      held meanwhile.
+    - `refuse(error)`: commit what is written (a failed login's attempt, a counted
+      failure), then raise `error`, so the caller still hears the refusal.
+    - `briefly()`: a connection for a moment, outside the unit's transaction, given back
+      at once (a stream's batches, read long after the request's work was committed).
+
+    Whoever makes the unit ends it: `run` commits when the work returns and rolls back
+    when it raises, running the work again after a deadlock or serialization failure.
+    """
+
+    @classmethod
+    def of(cls, conn: psycopg.Connection) -> "UnitOfWork":
+        """A unit on one given connection, which it never closes: a command's, a job's, a
+        test's."""
+        return cls(_OneConnection(conn))
+
+    def __init__(self, lending: Lending):
+        self._lending = lending
+        self._conn: psycopg.Connection | None = None
+        self._transaction: psycopg.Transaction | None = None
+        self._held = 0
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        conn = self.one_statement
+        if self._transaction is None:
+            self._transaction = conn.transaction()
+            self._transaction.__enter__()
+        return conn
+
+    @property
+    def one_statement(self) -> psycopg.Connection:
+        if self._conn is None:
+            self._conn = self._lending.acquire()
+        return self._conn
+
+    @property
+    def holds_connection(self) -> bool:
+        return self._conn is not None
+
+    def commit(self) -> None:
+        self._end(None)
+
+    def rollback(self) -> None:
+        self._end(_ROLLBACK)
+
+    def refuse(self, error: Exception) -> NoReturn:
+        self.commit()
+        raise error
+
+    @contextmanager
+    def briefly(self) -> Iterator[psycopg.Connection]:
+        conn = self._lending.acquire()
         try:
-            with conn.transaction():
-                return work(conn)
-        except RETRYABLE:
-            if attempt == attempts:
+            yield conn
+        finally:
+            self._lending.release(conn)
+
+    @contextmanager
+    def held(self) -> Iterator[psycopg.Connection]:
+        """The unit's connection, kept across its commits until the block ends: for work
+        that commits in parts but holds a session's lock throughout (an import)."""
+        self._held += 1
+        try:
+            yield self.one_statement
+        finally:
+            self._held -= 1
+            if not self._held and self._transaction is None:
+                self._give_back()
+
+    def run(self, work: Callable[[], T], *, attempts: int = ATTEMPTS) -> T:
+        """`work()`, committed when it returns, rolled back when it raises; run again,
+        whole, while PostgreSQL gives up on it for a deadlock or serialization failure
+        (it was rolled back, so running it again is safe)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                result = work()
+                self.commit()
+                return result
+            except RETRYABLE:
+                self.rollback()
+                if attempt == attempts:
+                    raise
+                # Jittered, growing pauses: the two deadlocked writers should not meet again.
+                time.sleep(random.uniform(0.005, 0.02) * 2**attempt)
+            except BaseException:
+                self.rollback()
                 raise
-            # Jittered, growing pauses: the two deadlocked writers should not meet again.
-            time.sleep(random.uniform(0.005, 0.02) * 2**attempt)
-    raise AssertionError("unreachable")
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Roll back whatever is still open and give the connection back."""
+        self._held = 0
+        self.rollback()
+
+    def _end(self, error: BaseException | None) -> None:
+        transaction, self._transaction = self._transaction, None
+        try:
+            if transaction is not None:
+                if error is None:
+                    transaction.__exit__(None, None, None)
+                else:
+                    transaction.__exit__(type(error), error, None)
+        finally:
+            if not self._held:
+                self._give_back()
+
+    def _give_back(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._lending.release(conn)
+
+
+class _OneConnection:
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+
+    def acquire(self) -> psycopg.Connection:
+        return self.conn
+
+    def release(self, conn: psycopg.Connection) -> None:
+        pass
+
+
+# What ends a unit's transaction without committing it.
+_ROLLBACK = psycopg.Rollback()
+
+

@@ -4,6 +4,7 @@ import json
 from uuid import UUID
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 # The fields a profile submission may carry, in column order.
 PROFILE_COLUMNS = (
@@ -115,4 +116,136 @@ def fill_blanks(conn: psycopg.Connection, fills: list[dict]) -> None:
         where u.id = v.id
         """,  # noqa: S608 - fixed column list
         params,
+    )
+
+
+# The account on the record: its address proven, its password and their history.
+
+def lock_by_email_key(conn: psycopg.Connection, key: str) -> dict | None:
+    return conn.execute(
+        """
+        select id, email, email_key, status, password_hash, email_verified_at,
+               coalesce(language, 'en') as language, first_name, last_name
+        from users where email_key = %(key)s for no key update
+        """,
+        {"key": key},
+    ).fetchone()
+
+
+_ACCOUNT = """
+    select id, email, email_key, status, password_hash, email_verified_at,
+           coalesce(language, 'en') as language, first_name, last_name, field_sources
+    from users where id = %(id)s
+"""
+
+
+def account_of(conn: psycopg.Connection, user_id: UUID) -> dict | None:
+    """The record's account columns, as they are now (no lock)."""
+    return conn.execute(_ACCOUNT, {"id": user_id}).fetchone()
+
+
+def lock_user(conn: psycopg.Connection, user_id: UUID) -> dict | None:
+    """The record's account columns, its row locked until the transaction ends."""
+    return conn.execute(_ACCOUNT + " for no key update", {"id": user_id}).fetchone()
+
+
+def prove_address(
+    conn: psycopg.Connection,
+    user_id: UUID,
+    password_hash: str,
+    fields: dict,
+    field_sources: dict,
+) -> None:
+    """The address is proven: the account gets its password and the person's own fields
+    (over whatever a site had sent)."""
+    assignments = "".join(f", {name} = %({name})s" for name in fields)
+    conn.execute(
+        f"""
+        update users set
+            password_hash = %(password_hash)s,
+            email_verified_at = now(),
+            status = 'registered',
+            registered_at = coalesce(registered_at, now()),
+            field_sources = field_sources || %(field_sources)s,
+            updated_at = now()
+            {assignments}
+        where id = %(id)s
+        """,  # noqa: S608 - column names from the fixed profile columns
+        {"id": user_id, "password_hash": password_hash,
+         "field_sources": Jsonb(field_sources), **fields},
+    )  # fmt: skip
+
+
+def set_password(conn: psycopg.Connection, user_id: UUID, password_hash: str) -> None:
+    conn.execute(
+        """
+        update users set password_hash = %(hash)s, updated_at = now() where id = %(id)s
+        """,
+        {"id": user_id, "hash": password_hash},
+    )
+
+
+def rehash_password(conn: psycopg.Connection, user_id: UUID, old: str, new: str) -> None:
+    """The same password under today's parameters; nothing else changes."""
+    conn.execute(
+        "update users set password_hash = %(new)s where id = %(id)s and password_hash = %(old)s",
+        {"id": user_id, "old": old, "new": new},
+    )
+
+
+def change_email(
+    conn: psycopg.Connection, user_id: UUID, email: str, key: str, source: dict
+) -> None:
+    conn.execute(
+        """
+        update users set email = %(email)s, email_key = %(key)s,
+               field_sources = field_sources || jsonb_build_object('email', %(source)s::jsonb),
+               updated_at = now()
+        where id = %(id)s
+        """,
+        {"id": user_id, "email": email, "key": key, "source": Jsonb(source)},
+    )
+
+
+def edit_fields(conn: psycopg.Connection, user_id: UUID, fields: dict, field_sources: dict) -> None:
+    """The person's own edits: they set (or clear) what they name."""
+    if not fields:
+        return
+    assignments = ", ".join(f"{name} = %({name})s" for name in fields)
+    conn.execute(
+        f"""
+        update users set {assignments}, field_sources = field_sources || %(field_sources)s,
+               updated_at = now()
+        where id = %(id)s
+        """,  # noqa: S608 - column names from the fixed profile columns
+        {"id": user_id, "field_sources": Jsonb(field_sources), **fields},
+    )
+
+
+def previous_password_hashes(conn: psycopg.Connection, user_id: UUID, count: int) -> list[str]:
+    rows = conn.execute(
+        """
+        select password_hash from password_history where user_id = %(id)s
+        order by id desc limit %(count)s
+        """,
+        {"id": user_id, "count": count},
+    ).fetchall()
+    return [row["password_hash"] for row in rows]
+
+
+def remember_password(conn: psycopg.Connection, user_id: UUID, password_hash: str, keep: int):
+    """Add to the history, keeping only the last `keep`."""
+    conn.execute(
+        """
+        insert into password_history (user_id, password_hash) values (%(id)s, %(hash)s);
+        """,
+        {"id": user_id, "hash": password_hash},
+    )
+    conn.execute(
+        """
+        delete from password_history where user_id = %(id)s and id not in (
+            select id from password_history where user_id = %(id)s
+            order by id desc limit %(keep)s)
+        """,
+        {"id": user_id, "keep": keep},
     )

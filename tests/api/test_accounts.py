@@ -9,21 +9,11 @@ import uuid
 import pytest
 
 from tests.api.problems import assert_problem
+from tests.outbox import mailed
 
 PASSWORD = "plum tractor quietly 83 violins"
 OTHER_PASSWORD = "seven amber kites over Delft"
 BROWSER = {"client_ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11; Test)"}
-
-
-def mailed(conn, to: str, template: str) -> dict:
-    """The values of the last mail of `template` queued for `to`."""
-    row = conn.execute(
-        "select mail_values, language from outbox where recipient = %s and template = %s"
-        " order by id desc limit 1",
-        (to, template),
-    ).fetchone()
-    assert row is not None, f"no {template} mail to {to}"
-    return row["mail_values"] | {"language": row["language"]}
 
 
 def mails(conn, to: str) -> list[str]:
@@ -638,12 +628,12 @@ def test_ipv6_clients_are_throttled_by_their_64(site, conn):
 
 
 def test_a_refresh_token_works_only_for_the_site_it_was_issued_to(site, conn, app):
-    from identity.services.sites import issue_site_key
+    from tests.sites import site_key_for
 
     sign_up(site, conn)
     tokens = login(site).get_json()
     other = app.test_client()
-    other.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {issue_site_key(conn, 'smtpeter.com')}"
+    other.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {site_key_for(conn, 'smtpeter.com')}"
     assert_problem(
         other.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}), 401
     )

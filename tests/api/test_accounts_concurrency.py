@@ -14,14 +14,17 @@ import pytest
 import requests
 from psycopg.rows import dict_row
 
-from identity.api import ACCOUNTS
+from identity.api.guards import SERVICES
 from identity.config import load_config
+from identity.db import PinnedDatabase
 from identity.mail.courier import courier_from_settings
 from identity.services.accounts import Tokens
+from identity.services.accounts.common import account_throttle
 from identity.services.principal import Principal, SiteCaller
-from identity.services.sites import issue_site_key
+from identity.store.transactions import UnitOfWork
 from tests.api.liveserver import serving
 from tests.mailsink import MailServer
+from tests.sites import site_key_for
 
 pytestmark = pytest.mark.committing
 
@@ -30,7 +33,7 @@ PASSWORD = "plum tractor quietly 83 violins"
 
 @pytest.fixture
 def live(pooled_app, committing_db):
-    key = issue_site_key(committing_db, "copernica.com")
+    key = site_key_for(committing_db, "copernica.com")
     with serving(pooled_app) as base_url:
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {key}"
@@ -199,7 +202,7 @@ def two_servers(database_url, committing_db):
         for base, server in zip(bases, servers, strict=True):
             wait_ready(base, server)
         session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {issue_site_key(committing_db, 'x.com')}"
+        session.headers["Authorization"] = f"Bearer {site_key_for(committing_db, 'x.com')}"
         yield bases, session
     finally:
         for server in servers:
@@ -387,9 +390,9 @@ def test_a_batch_whose_answer_is_lost_after_its_commit_ends_no_sign_in(
         conn = _AnswerLost(database_url, state)
         try:
             with pooled_app.app_context():
-                return pooled_app.extensions[ACCOUNTS].refresh(
-                    lambda: conn, caller, chain["refresh_token"]
-                )
+                sessions = pooled_app.extensions[SERVICES].accounts.sessions
+                uow = UnitOfWork(PinnedDatabase(conn))
+                return sessions.refresh(uow, caller, chain["refresh_token"])
         finally:
             conn.close()
 
@@ -425,7 +428,8 @@ def test_an_attempt_an_address_wait_refuses_leaves_the_ip_as_it_was(
         " values (%s, 21, now(), now() - interval '1 second')",
         (f"ip:{office_ip}",),
     )
-    account_key = pooled_app.extensions[ACCOUNTS]._account_throttle("blocked@example.com")
+    settings = pooled_app.extensions[SERVICES].accounts.login.settings
+    account_key = account_throttle(settings, "blocked@example.com")
     committing_db.execute(
         "insert into login_throttles (key, failures, last_failure_at, blocked_until)"
         " values (%s, 9, now(), now() + interval '10 minutes')",

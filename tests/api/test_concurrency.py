@@ -13,9 +13,9 @@ import requests
 
 from identity import create_app
 from identity.db import Database
-from identity.services.sites import issue_site_key
-from identity.store.transactions import in_transaction
+from identity.store.transactions import UnitOfWork
 from tests.api.liveserver import serving
+from tests.sites import site_key_for
 
 NDJSON = "application/x-ndjson"
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.committing
 @pytest.fixture
 def live(pooled_app, committing_db):
     """(base URL, site key) of the app on a threaded HTTP server, on a real pool."""
-    key = issue_site_key(committing_db, "copernica.com")
+    key = site_key_for(committing_db, "copernica.com")
     with serving(pooled_app) as base_url:
         yield base_url, key
 
@@ -44,7 +44,7 @@ def test_two_imports_of_the_same_new_addresses_in_opposite_orders_do_not_deadloc
     database_url, committing_db
 ):
     # Two sites, so the one-import-per-site rule lets both run at once.
-    keys = [issue_site_key(committing_db, name) for name in ("a.example", "b.example")]
+    keys = [site_key_for(committing_db, name) for name in ("a.example", "b.example")]
     database = Database(database_url, min_size=2, max_size=4, timeout=10)
     database.open()
     app = create_app({"DATABASE_URL": database_url, "IMPORT_BATCH_SIZE": 50}, database=database)
@@ -97,14 +97,16 @@ def test_a_deadlock_is_retried_and_both_writers_finish(database_url, committing_
     def writer(name, first, second):
         with psycopg.connect(database_url, autocommit=True) as conn:
 
-            def work(conn):
+            uow = UnitOfWork.of(conn)
+
+            def work():
                 attempts[name] += 1
-                conn.execute("update users set first_name = %s where email = %s", (name, first))
+                uow.conn.execute("update users set first_name = %s where email = %s", (name, first))
                 if attempts[name] == 1:
                     both_locked_one.wait(timeout=10)
-                conn.execute("update users set last_name = %s where email = %s", (name, second))
+                uow.conn.execute("update users set last_name = %s where email = %s", (name, second))
 
-            in_transaction(conn, work)
+            uow.run(work)
 
     threads = [
         threading.Thread(target=writer, args=("a", "a@example.com", "b@example.com")),
@@ -140,7 +142,7 @@ def _send_short(base_url: str, path: str, key: str, content_type: str, body: byt
 def test_an_import_body_shorter_than_its_content_length_writes_nothing_of_the_cut_part(
     database_url, committing_db
 ):
-    key = issue_site_key(committing_db, "copernica.com")
+    key = site_key_for(committing_db, "copernica.com")
     database = Database(database_url, min_size=1, max_size=2, timeout=10)
     database.open()
     # Checked in this process, so the first batch is written before the second is read.

@@ -30,6 +30,7 @@ from identity.db import NoDatabase
 from identity.security.site_keys import new_site_key
 from identity.services import sites
 from tests.api.problems import assert_problem
+from tests.sites import site_key_for
 
 SEED = 20261128
 # Fuzzing-phase cases per operation; the examples and coverage phases add their own.
@@ -142,7 +143,7 @@ def _only_the_body_is_negative(case) -> bool:
 def fuzz_site_key(conn, monkeypatch):
     """SITE_KEY, as copernica.com's key with every scope, in this test's transaction."""
     monkeypatch.setattr(sites, "new_site_key", lambda: SITE_KEY)
-    return sites.issue_site_key(conn, "copernica.com")
+    return site_key_for(conn, "copernica.com")
 
 
 # The app and its transaction are made once per operation, not per case, on purpose: the

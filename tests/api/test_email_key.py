@@ -8,8 +8,8 @@ from psycopg.rows import dict_row
 from identity import create_app
 from identity.db import PinnedDatabase
 from identity.embedded import with_database
-from identity.services.sites import issue_site_key
 from identity.store import migrations
+from tests.sites import site_key_for
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def site(request, database_url, c_locale_database):
             assert ctype.fetchone()["datctype"] == "C"
         app = create_app({"DATABASE_URL": url}, database=PinnedDatabase(conn))
         client = app.test_client()
-        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {issue_site_key(conn, 'x.example')}"
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {site_key_for(conn, 'x.example')}"
         yield client
 
 

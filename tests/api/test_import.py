@@ -5,7 +5,7 @@ import signal
 import pytest
 
 from identity import bulk, create_app
-from identity.api import CLOCK
+from identity.api.guards import SERVICES
 from identity.api.profile_import import MAX_LINE_BYTES
 from identity.db import PinnedDatabase
 from tests.api.problems import assert_problem
@@ -236,7 +236,7 @@ def test_an_import_over_its_time_limit_stops_with_a_408(conn, database_url, site
     settings = {"MAX_IMPORT_SECONDS": 60, "IMPORT_PROCESSES": 0}
     app = create_app({"DATABASE_URL": database_url, **settings}, database=PinnedDatabase(conn))
     ticks = iter(range(0, 10_000, 45))  # every read of the body takes 45 s
-    app.extensions[CLOCK] = lambda: next(ticks)
+    app.extensions[SERVICES].clock = lambda: next(ticks)
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {site_key}"
     body = ndjson(*({"email": f"p{n}@example.com", "first_name": "x" * 90} for n in range(5000)))

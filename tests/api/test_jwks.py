@@ -4,7 +4,7 @@ from contextlib import nullcontext
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from identity.api import KEY_RING
+from identity.api.guards import SERVICES
 from identity.security.access_tokens import (
     RELOAD_SECONDS,
     KeyRing,
@@ -35,7 +35,7 @@ def test_the_key_set_is_public_cacheable_and_holds_only_public_parts(client, con
 def test_a_site_can_check_a_token_with_the_published_key_alone(app, client):
     """As a site would, with nothing of this service but the key set."""
     token, _ = issue_access_token(
-        app.extensions[KEY_RING], user_id="u-1", site="smtpeter.com", issuer=ISSUER
+        app.extensions[SERVICES].key_ring, user_id="u-1", site="smtpeter.com", issuer=ISSUER
     )
     keys = {key["kid"]: key for key in client.get("/.well-known/jwks.json").get_json()["keys"]}
     header, payload, signature = token.split(".")
@@ -57,7 +57,7 @@ class Clock:
 def test_after_a_rotation_both_keys_are_published_then_only_the_new_one(app, client, conn):
     clock = Clock(float(conn.execute("select extract(epoch from now()) as t").fetchone()["t"]))
     secret = app.config["IDENTITY"]["SECRET_KEY"]
-    app.extensions[KEY_RING] = KeyRing(lambda: nullcontext(conn), secret, clock=clock)
+    app.extensions[SERVICES].key_ring = KeyRing(lambda: nullcontext(conn), secret, clock=clock)
     (old,) = client.get("/.well-known/jwks.json").get_json()["keys"]
     new_kid, retired = rotate_signing_key(conn, secret, access_token_seconds=900)
     assert retired == old["kid"]

@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from identity import create_app
-from identity.db import PinnedDatabase, get_conn
+from identity.db import PinnedDatabase, unit_of_work
 from tests.api.problems import assert_problem
 
 SECRET = "zebedee.quux-7731@example.org"
@@ -26,7 +26,7 @@ def app(conn, database_url):
 
     @app.get("/test/failing-row")
     def failing_row():
-        get_conn().execute(
+        unit_of_work().conn.execute(
             "insert into users (email, email_key, phone) values (%s, %s, 'not a number')",
             (SECRET, SECRET),
         )

@@ -9,13 +9,13 @@ import uuid
 
 import pytest
 
-from identity.api import NEWSLETTERS
+from identity.api.guards import SERVICES
 from identity.services import newsletters
-from identity.services.sites import issue_site_key
 from identity.store import newsletters as store
 from schemas.newsletters import NEWSLETTER_KEYS
 from tests.api.problems import assert_problem
 from tests.api.test_accounts import as_user, login, mailed, sign_up
+from tests.sites import site_key_for
 
 KEYS = ["copernica", "copernica-updates", "copernica-partners", "smtpeter", "mailerq"]
 CONSENT = {
@@ -64,9 +64,9 @@ def test_the_catalog_has_the_five_lists(site):
 
 
 def test_a_key_without_the_newsletters_scope_is_refused(app, conn):
-    from identity.services.sites import issue_site_key
+    from tests.sites import site_key_for
 
-    key = issue_site_key(conn, "mailerq.com", ["users:read"])
+    key = site_key_for(conn, "mailerq.com", ["users:read"])
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
     assert_problem(client.get("/v1/newsletters"), 403)
@@ -127,7 +127,7 @@ def test_a_bad_confirmation_token_is_refused(site, token):
 
 def test_an_unsubscribed_flag_comes_back_only_through_a_fresh_confirmation(site, conn, app):
     user_id = subscribe(site).get_json()["user_id"]
-    tokens = app.extensions[NEWSLETTERS].tokens
+    tokens = app.extensions[SERVICES].newsletters.tokens
     assert site.post(f"/v1/unsubscribe/{tokens.sign(uuid.UUID(user_id), 2)}").status_code == 200
     assert flags(conn) == {"copernica-updates": "unsubscribed"}
     # A single opt-in list, but the flag was unsubscribed: pending and a mail.
@@ -148,7 +148,7 @@ def _requested_then_left(site, conn, app) -> str:
     token = mailed(conn, "anna@example.com", "newsletter_confirm")["token"]
     # The transaction's now() stands still: the request is dated a moment earlier.
     conn.execute("update newsletter_confirmations set created_at = created_at - interval '1 s'")
-    link = app.extensions[NEWSLETTERS].tokens.sign(uuid.UUID(user_id), 4)
+    link = app.extensions[SERVICES].newsletters.tokens.sign(uuid.UUID(user_id), 4)
     assert site.post(f"/v1/unsubscribe/{link}").status_code == 200
     return token
 
@@ -233,7 +233,7 @@ def test_the_export_streams_every_subscriber_with_a_working_one_click_link(site,
     assert answer.status_code == 200 and answer.mimetype == NDJSON
     rows = [json.loads(line) for line in answer.get_data(as_text=True).splitlines()]
     assert [row["user_id"] for row in rows] == ids
-    tokens = app.extensions[NEWSLETTERS].tokens
+    tokens = app.extensions[SERVICES].newsletters.tokens
     for row in rows:
         url = row["unsubscribe_url"]
         assert url.startswith("http://127.0.0.1:8000/v1/unsubscribe/")
@@ -251,7 +251,7 @@ def test_the_export_streams_every_subscriber_with_a_working_one_click_link(site,
 
 def test_the_export_resumes_after_a_user_id_and_takes_a_limit(site, conn, app, monkeypatch):
     ids = _subscribers(site, conn, 5)
-    service = app.extensions[NEWSLETTERS]
+    service = app.extensions[SERVICES].newsletters
     export = service.export
     # Batches of 2, so the keyset walks over several.
     monkeypatch.setattr(service, "export", lambda *a, **k: export(*a, **k, batch_size=2))
@@ -271,7 +271,7 @@ def test_the_export_resumes_after_a_user_id_and_takes_a_limit(site, conn, app, m
 @pytest.mark.parametrize("accept", [NDJSON, "text/csv"])
 def test_the_export_in_pages_links_each_to_the_next(site, conn, app, monkeypatch, accept):
     ids = _subscribers(site, conn, 5)
-    service = app.extensions[NEWSLETTERS]
+    service = app.extensions[SERVICES].newsletters
     export = service.export
     monkeypatch.setattr(service, "export", lambda *a, **k: export(*a, **k, batch_size=1))
     pages, url = [], "/v1/newsletters/copernica-updates/subscribers?limit=2"
@@ -305,11 +305,12 @@ def test_a_page_of_the_export_keeps_every_row_it_counted_when_others_subscribe(
     who subscribed meanwhile with a lower id pushed a counted subscriber off the page."""
     ids = _subscribers(site, conn, 5)
     late = uuid.UUID(int=1)  # before every other id
-    service = app.extensions[NEWSLETTERS]
+    service = app.extensions[SERVICES].newsletters
     export_page = service.export_page
 
-    def and_then_someone_subscribes(c, *args):
-        found = export_page(c, *args)
+    def and_then_someone_subscribes(uow, *args):
+        found = export_page(uow, *args)
+        c = uow.one_statement
         c.execute(
             "insert into users (id, email, email_key) values (%s, 'late@example.com',"
             " 'late@example.com')",
@@ -352,7 +353,7 @@ def test_batches_grow_with_short_addresses_and_every_row_comes(site, conn, app, 
         (row["id"], row["email"]) for row in expected
     ]
     # Lines made three at a time: each row still carries its own link.
-    tokens = app.extensions[NEWSLETTERS].tokens
+    tokens = app.extensions[SERVICES].newsletters.tokens
     for row in exported:
         assert row["unsubscribe_url"].endswith("/" + tokens.sign(uuid.UUID(row["user_id"]), 2))
         assert row["list_unsubscribe"] == f"<{row['unsubscribe_url']}>"
@@ -391,7 +392,7 @@ def test_links_in_bulk_by_address_or_id_the_unknown_listed(site, conn, app):
     (link,) = body["links"]
     assert (link["given"], link["email"]) == ("ANNA@example.com", "anna@example.com")
     assert body["unknown"] == ["nobody@example.com", "not an address"]
-    tokens = app.extensions[NEWSLETTERS].tokens
+    tokens = app.extensions[SERVICES].newsletters.tokens
     assert link["unsubscribe_url"].endswith(tokens.sign(uuid.UUID(user_id), 4))
     by_id = site.post(
         "/v1/newsletters/smtpeter/unsubscribe-links",
@@ -475,7 +476,7 @@ def test_an_import_brings_consents_over_and_never_resubscribes(site, conn, app):
         first["at"].isoformat() == "2024-03-01T10:00:00+00:00" and first["site"] == "copernica.com"
     )
     # Anna leaves mailerq; the same file again changes nothing.
-    tokens = app.extensions[NEWSLETTERS].tokens
+    tokens = app.extensions[SERVICES].newsletters.tokens
     user_id = uuid.UUID(report[0]["id"])
     assert site.post(f"/v1/unsubscribe/{tokens.sign(user_id, 5)}").status_code == 200
     again = _import(
@@ -598,7 +599,7 @@ def test_the_csv_escape_can_be_taken_back_so_two_people_stay_two(site, conn):
 
 def test_an_import_line_with_consent_needs_the_newsletters_scope(app, conn):
     """A key that may only write profiles cannot subscribe anyone, by import either."""
-    key = issue_site_key(conn, "profiles-only.example", ["profiles:write"])
+    key = site_key_for(conn, "profiles-only.example", ["profiles:write"])
     limited = app.test_client()
     limited.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
     old = {"consented_at": "2024-03-01T10:00:00Z", "consent_text": "trust me"}

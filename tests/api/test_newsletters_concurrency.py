@@ -11,12 +11,12 @@ import psycopg
 import pytest
 import requests
 
-from identity.api import NEWSLETTERS
+from identity.api.guards import SERVICES
 from identity.config import load_config
 from identity.mail.courier import courier_from_settings
-from identity.services.sites import issue_site_key
 from identity.store import newsletters as newsletters_store
 from tests.api.liveserver import serving
+from tests.sites import site_key_for
 
 pytestmark = pytest.mark.committing
 
@@ -26,7 +26,7 @@ CONSENT = {"text": "Yes, send me news (form v3)", "client_ip": "203.0.113.7"}
 @pytest.fixture
 def live(pooled_app, committing_db):
     """(base URL, a session with copernica.com's key, the app)."""
-    key = issue_site_key(committing_db, "copernica.com")
+    key = site_key_for(committing_db, "copernica.com")
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {key}"
     with serving(pooled_app) as base_url:
@@ -77,7 +77,7 @@ def test_50_parallel_one_click_posts_of_one_link_change_the_flag_once(live, comm
     base_url, session, app = live
     user_id = _subscribe(base_url, session, "smtpeter").json()["user_id"]
     committing_db.execute("update subscriptions set state = 'subscribed'")
-    token = app.extensions[NEWSLETTERS].tokens.sign(uuid.UUID(user_id), 4)
+    token = app.extensions[SERVICES].newsletters.tokens.sign(uuid.UUID(user_id), 4)
 
     def one_click(_):
         return requests.post(
@@ -134,7 +134,7 @@ def test_50_parallel_preference_changes_leave_each_list_once_without_deadlock(li
     base_url, session, app = live
     user_id = _subscribe(base_url, session, "copernica-updates").json()["user_id"]
     committing_db.execute("update subscriptions set state = 'subscribed'")
-    token = app.extensions[NEWSLETTERS].tokens.sign(uuid.UUID(user_id), 4)
+    token = app.extensions[SERVICES].newsletters.tokens.sign(uuid.UUID(user_id), 4)
 
     def leave_all(_):
         return requests.put(
@@ -157,7 +157,7 @@ def test_one_click_beside_other_changes_of_the_same_person_never_deadlocks(live,
     and the record second, the others the other way round: deadlocks, 503s)."""
     base_url, session, app = live
     user_id = uuid.UUID(_subscribe(base_url, session, "mailerq").json()["user_id"])
-    tokens = app.extensions[NEWSLETTERS].tokens
+    tokens = app.extensions[SERVICES].newsletters.tokens
     one_click_link = f"{base_url}/v1/unsubscribe/{tokens.sign(user_id, 5)}"
     preferences = f"{base_url}/v1/unsubscribe/{tokens.sign(user_id, 1)}/preferences"
 
@@ -188,7 +188,7 @@ def test_a_one_click_beside_a_confirmation_or_subscription_is_never_overwritten(
     """From the third hostile round: the one-click took no lock on the person, so a
     confirmation (or a new subscription) running beside it overwrote its unsubscribe."""
     base_url, session, app = live
-    tokens = app.extensions[NEWSLETTERS].tokens
+    tokens = app.extensions[SERVICES].newsletters.tokens
     with ThreadPoolExecutor(2) as pool:
         for round_no in range(15):
             email = f"race{round_no}@example.com"
@@ -219,7 +219,7 @@ def test_many_people_clicking_at_once_each_get_their_own_answer_and_one_event_pe
     each answer names its own person's list, and every flag has one consent event with
     the clicking client's user agent."""
     base_url, _, app = live
-    tokens = app.extensions[NEWSLETTERS].tokens
+    tokens = app.extensions[SERVICES].newsletters.tokens
     # Addresses whose masks differ: an answer for another person's link would show.
     emails = [f"{'ab'[i // 26]}{i}@{chr(97 + i % 26)}{i}.example" for i in range(1, 32)]
     people = committing_db.execute(
@@ -293,7 +293,7 @@ def test_one_person_whose_record_is_held_does_not_hold_up_anyone_elses_one_click
     behind it, waiting for the lock (10 to 20 s). Now a batch passes such a person by;
     their click waits alone, and changes the flag once the record is free."""
     base_url, _, app = live
-    tokens = app.extensions[NEWSLETTERS].tokens
+    tokens = app.extensions[SERVICES].newsletters.tokens
     held, *others = _people_on_list(committing_db, 25, 1)
 
     def click(person):

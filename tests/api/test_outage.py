@@ -6,9 +6,9 @@ import pytest
 
 from identity import create_app
 from identity.db import Database
-from identity.services.sites import issue_site_key
 from tests.api.problems import assert_problem
 from tests.api.tcpproxy import DatabaseProxy
+from tests.sites import site_key_for
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def client(proxy, committing_db):
     database.open()
     app = create_app({"DATABASE_URL": proxy.url}, database=database)
     client = app.test_client()
-    key = issue_site_key(committing_db, "copernica.com")
+    key = site_key_for(committing_db, "copernica.com")
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
     yield client
     database.close()
@@ -95,7 +95,7 @@ def test_an_import_cut_off_by_an_outage_says_how_many_lines_were_written(proxy, 
     settings = {"IMPORT_BATCH_SIZE": 2, "IMPORT_PROCESSES": 0}
     app = create_app({"DATABASE_URL": proxy.url, **settings}, database=database)
     client = app.test_client()
-    key = issue_site_key(committing_db, "copernica.com")
+    key = site_key_for(committing_db, "copernica.com")
     lines = [json.dumps({"email": f"p{n}@example.com"}).encode() + b"\n" for n in range(20)]
     body = CutsTheDatabase(lines, cut_after=7, proxy=proxy)
     try:

@@ -6,9 +6,9 @@ from uuid import UUID
 
 import pytest
 
-from identity.services.sites import issue_site_key
 from tests.api.liveserver import serving
 from tests.api.problems import assert_problem
+from tests.sites import site_key_for
 
 
 def submit(client, **fields):
@@ -68,7 +68,7 @@ def test_a_known_address_in_any_case_is_merged_filling_only_blanks(site, conn):
 
 
 def test_each_field_remembers_which_source_site_and_time_gave_it(site, conn):
-    other = issue_site_key(conn, "smtpeter.com")
+    other = site_key_for(conn, "smtpeter.com")
     submit(site, email="anna@example.com", first_name="Anna")
     response = site.application.test_client().post(
         "/v1/profiles",
@@ -153,7 +153,7 @@ def test_every_source_of_the_contract_is_taken(site, source):
 
 
 def test_twenty_parallel_submissions_of_a_new_address_make_one_record(pooled_app, committing_db):
-    key = issue_site_key(committing_db, "copernica.com")
+    key = site_key_for(committing_db, "copernica.com")
     barrier = threading.Barrier(20)
     statuses = []
 

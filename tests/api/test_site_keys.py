@@ -1,11 +1,13 @@
 import pytest
 
 from identity import create_app
-from identity.api import CLOCK
+from identity.api.guards import SERVICES
 from identity.db import PinnedDatabase
 from identity.security.site_keys import site_key_label
-from identity.services.sites import issue_site_key, revoke_site_keys
+from identity.services.sites import revoke_site_keys
+from identity.store.transactions import UnitOfWork
 from tests.api.problems import assert_problem
+from tests.sites import site_key_for
 
 PROFILE = {"email": "anna@example.com", "source": "webinar"}
 ENDPOINTS = [
@@ -15,6 +17,11 @@ ENDPOINTS = [
     ("get", "/v1/users/7d5c3f0e-2b1a-4c8e-9f6d-0a1b2c3d4e5f", {}),
 ]
 
+
+
+def _revoke(conn, name, prefix=None):
+    uow = UnitOfWork.of(conn)
+    return uow.run(lambda: revoke_site_keys(uow, name, prefix))
 
 def call(client, method, path, kwargs, key=None):
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -41,23 +48,23 @@ def test_other_authorization_schemes_are_refused(client, header):
 
 
 def test_a_revoked_key_is_refused_and_other_keys_of_the_site_still_work(client, conn):
-    first = issue_site_key(conn, "smtpeter.com")
-    second = issue_site_key(conn, "smtpeter.com")
-    assert revoke_site_keys(conn, "smtpeter.com", site_key_label(first)) == 1
+    first = site_key_for(conn, "smtpeter.com")
+    second = site_key_for(conn, "smtpeter.com")
+    assert _revoke(conn, "smtpeter.com", site_key_label(first)) == 1
     assert_problem(call(client, *ENDPOINTS[2], first), 401)
     assert call(client, *ENDPOINTS[2], second).status_code == 404
 
 
 def test_revoking_a_site_revokes_all_its_keys(client, conn):
-    keys = [issue_site_key(conn, "mailerq.com") for _ in range(2)]
-    assert revoke_site_keys(conn, "mailerq.com") == 2
+    keys = [site_key_for(conn, "mailerq.com") for _ in range(2)]
+    assert _revoke(conn, "mailerq.com") == 2
     for key in keys:
         assert_problem(call(client, *ENDPOINTS[2], key), 401)
 
 
 def test_a_key_without_the_scope_is_forbidden(client, conn):
-    reader = issue_site_key(conn, "mailerq.com", ["users:read"])
-    writer = issue_site_key(conn, "mailerq.com", ["profiles:write"])
+    reader = site_key_for(conn, "mailerq.com", ["users:read"])
+    writer = site_key_for(conn, "mailerq.com", ["profiles:write"])
     body = assert_problem(call(client, *ENDPOINTS[0], reader), 403)
     assert "profiles:write" in body["detail"]
     assert_problem(call(client, *ENDPOINTS[2], writer), 403)
@@ -79,7 +86,7 @@ def test_an_unknown_scope_is_refused_when_the_key_is_made(conn):
     from identity.errors import InvalidInput
 
     with pytest.raises(InvalidInput, match="admin:everything"):
-        issue_site_key(conn, "copernica.com", ["admin:everything"])
+        site_key_for(conn, "copernica.com", ["admin:everything"])
 
 
 def test_a_revoked_key_stops_working_within_the_cache_time(conn, database_url):
@@ -88,11 +95,11 @@ def test_a_revoked_key_stops_working_within_the_cache_time(conn, database_url):
         database=PinnedDatabase(conn),
     )
     now = [1000.0]
-    app.extensions[CLOCK] = lambda: now[0]
+    app.extensions[SERVICES].clock = lambda: now[0]
     client = app.test_client()
-    key = issue_site_key(conn, "smtpeter.com")
+    key = site_key_for(conn, "smtpeter.com")
     assert call(client, *ENDPOINTS[2], key).status_code == 404
-    revoke_site_keys(conn, "smtpeter.com")
+    _revoke(conn, "smtpeter.com")
     now[0] += 4.9
     assert call(client, *ENDPOINTS[2], key).status_code == 404  # still kept
     now[0] += 0.2
@@ -104,14 +111,14 @@ def test_with_no_cache_time_a_revoked_key_stops_at_once(conn, database_url):
         {"DATABASE_URL": database_url, "SITE_KEY_CACHE_SECONDS": 0}, database=PinnedDatabase(conn)
     )
     client = app.test_client()
-    key = issue_site_key(conn, "smtpeter.com")
+    key = site_key_for(conn, "smtpeter.com")
     assert call(client, *ENDPOINTS[2], key).status_code == 404
-    revoke_site_keys(conn, "smtpeter.com")
+    _revoke(conn, "smtpeter.com")
     assert_problem(call(client, *ENDPOINTS[2], key), 401)
 
 
 def test_a_kept_key_still_has_only_its_own_scopes(conn, client):
-    reader = issue_site_key(conn, "mailerq.com", ["users:read"])
+    reader = site_key_for(conn, "mailerq.com", ["users:read"])
     assert call(client, *ENDPOINTS[2], reader).status_code == 404
     assert_problem(call(client, *ENDPOINTS[0], reader), 403)
 

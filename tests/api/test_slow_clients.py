@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from identity.services.sites import issue_site_key
+from tests.sites import site_key_for
 from tests.test_cli import free_port, stop, wait_ready
 
 pytestmark = pytest.mark.committing
@@ -45,7 +45,7 @@ def served(database_url, committing_db, tmp_path):
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
         wait_ready(f"http://127.0.0.1:{port}", server)
-        yield "127.0.0.1", port, issue_site_key(committing_db, "copernica.com")
+        yield "127.0.0.1", port, site_key_for(committing_db, "copernica.com")
     finally:
         stop(server)
         log.close()

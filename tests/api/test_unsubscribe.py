@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from identity.api import NEWSLETTERS
+from identity.api.guards import SERVICES
 from identity.security.unsubscribe_tokens import UnsubscribeTokens
 from tests.api.problems import assert_problem
 from tests.api.test_newsletters import events, flags, subscribe
@@ -23,7 +23,7 @@ def anna(site, conn, app):
     user_id = uuid.UUID(
         conn.execute("select id from users where email = 'anna@example.com'").fetchone()["id"].hex
     )
-    return user_id, app.extensions[NEWSLETTERS].tokens
+    return user_id, app.extensions[SERVICES].newsletters.tokens
 
 
 def link(anna, list_id=2) -> str:
@@ -245,7 +245,7 @@ def test_old_key_ids_keep_working_after_rotation(client, anna, conn, app):
     assert new_token[:2] != tokens.sign(user_id, 4)[:2]
     # This app (kid 1) does not know kid 2; an app rotated to kid 2 knows both.
     assert client.post(f"/v1/unsubscribe/{new_token}").status_code == 404
-    app.extensions[NEWSLETTERS].tokens = rotated
+    app.extensions[SERVICES].newsletters.tokens = rotated
     assert client.post(f"/v1/unsubscribe/{tokens.sign(user_id, 2)}").status_code == 200
     assert client.post(f"/v1/unsubscribe/{new_token}").status_code == 200
     assert flags(conn)["smtpeter"] == "unsubscribed"
@@ -360,7 +360,8 @@ def test_preferences_naming_a_list_no_longer_sent_are_a_422_that_changes_nothing
     client, anna, conn, app
 ):
     conn.execute("delete from newsletters where key = 'copernica-partners'")
-    app.extensions[NEWSLETTERS]._catalog = None  # read again, as after the migration's restart
+    # read again, as after the migration's restart
+    app.extensions[SERVICES].newsletters._catalog = None
     for want in (False, True):
         change = {"newsletters": {"copernica-partners": want, "mailerq": False}}
         answer = client.put(f"{link(anna)}/preferences", json=change)
@@ -393,7 +394,8 @@ def test_a_list_retired_from_the_catalog_keeps_its_consent_events(client, anna, 
     and its links answer 404 (the flags name the list by number, not by foreign key)."""
     before = _count_events(conn)
     conn.execute("delete from newsletters where key = 'copernica-updates'")
-    app.extensions[NEWSLETTERS]._catalog = None  # read again, as after the migration's restart
+    # read again, as after the migration's restart
+    app.extensions[SERVICES].newsletters._catalog = None
     assert _count_events(conn) == before
     assert_problem(client.get(link(anna, 2)), 404)
     assert client.post(link(anna, 1)).status_code == 200  # the other lists work on

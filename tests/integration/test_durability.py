@@ -1,7 +1,7 @@
 """Which writes wait for the disk: a login's own statements and a refresh's rotation do
 not (a crash may forget the last moment of them: a new login); everything else does."""
 
-from identity.store import accounts as store
+from identity.store import throttles as store
 
 
 def _synchronous_commit(conn) -> str:

@@ -1,0 +1,194 @@
+"""The Blueprint every resource is made of, with the guards that say who may call: each
+sets the request's `Principal` and runs the view in the request's unit of work."""
+
+import functools
+from http import HTTPStatus
+
+import flask_smorest
+from flask import current_app, g, request
+from werkzeug.exceptions import UnsupportedMediaType
+
+from identity.api.parsing import Parser
+from identity.db import unit_of_work
+from identity.errors import Unauthenticated
+from identity.services import Services
+from identity.services.principal import Browser, LinkHolder, Principal
+from identity.services.sites import authenticate_site
+from schemas.accounts import USER_AGENT_LENGTH
+from schemas.text import from_header
+
+JSON = "application/json"
+SERVICES = "identity.services"
+
+
+def services() -> Services:
+    """This app's services, as `identity.services.build` made them."""
+    return current_app.extensions[SERVICES]
+
+
+def principal() -> Principal:
+    """Who is calling this request, as its guard found."""
+    return g.principal
+
+
+def caller(body: dict) -> Principal:
+    """The caller, with the browser the site speaks for (`client_ip` and `user_agent` in
+    the body): the one place a request's browser facts are read from a body."""
+    browser = Browser(client_ip=body.get("client_ip"), user_agent=body.get("user_agent"))
+    return principal().with_browser(browser)
+
+
+def _in_unit_of_work(view):
+    """The view in the request's unit of work: committed when it answers, rolled back when
+    it raises, run again after a deadlock."""
+
+    @functools.wraps(view)
+    def run(*args, **kwargs):
+        return unit_of_work().run(lambda: view(*args, **kwargs))
+
+    return run
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """A resource: MethodViews plus the guards that say who may call them.
+
+    A guard goes above @arguments. It decides who is calling (the `Principal`, then
+    `g.principal`) before anything else happens: before the body's type is checked or
+    the body read, so a stranger learns nothing about what a valid request looks like and
+    costs next to nothing. Then the view runs in the request's unit of work.
+    """
+
+    ARGUMENTS_PARSER = Parser()
+    # What any operation that reads a body may answer before its schema sees it.
+    BODY_PROBLEMS = (
+        HTTPStatus.BAD_REQUEST,
+        HTTPStatus.REQUEST_TIMEOUT,
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+    )
+
+    def arguments(self, schema, *, location="json", **kwargs):
+        """flask-smorest's, and for a body also the problems of reading one: malformed
+        (400), too slow (408), too large (413), of another type (415). A schema class is
+        made into its instance here, once: webargs would make one for every request."""
+        if isinstance(schema, type):
+            schema = schema()
+        decorator = super().arguments(schema, location=location, **kwargs)
+        if location not in ("json", "form", "json_or_form", "files"):
+            return decorator
+
+        def documented(view):
+            return self.body_problems(decorator(view))
+
+        return documented
+
+    def body_problems(self, view):
+        """Document the problems of reading a body, for a view that reads its own."""
+        for status in self.BODY_PROBLEMS:
+            view = self.alt_response(status, response=status.name)(view)
+        return view
+
+    def alt_response(self, status_code, **kwargs):
+        """flask-smorest's, documenting only. Its own wraps the view in one more call for
+        every answer it documents (an operation documents seven or more), to run
+        coroutine views that this service does not have."""
+        document = super().alt_response(status_code, **kwargs)
+
+        def decorator(view):
+            view._apidoc = document(view)._apidoc
+            return view
+
+        return decorator
+
+    def _guarded(self, view, identify, problems, security):
+        @functools.wraps(view)
+        def guarded(*args, **kwargs):
+            g.principal = identify(kwargs)
+            check_media_type()
+            return view(*args, **kwargs)
+
+        guarded = _in_unit_of_work(guarded)
+        for status in problems:
+            guarded = self.alt_response(status, response=status.name)(guarded)
+        return self.doc(**security)(guarded)
+
+    def site_key(self, scope: str):
+        """Let a request through only with a valid, active site key that has `scope`."""
+
+        def identify(_):
+            found = services().recent_site_keys
+            return authenticate_site(unit_of_work(), bearer_token(), scope, found)
+
+        def decorator(view):
+            problems = (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN,
+                        HTTPStatus.SERVICE_UNAVAILABLE)  # fmt: skip
+            security = {"security": [{"siteKey": []}], "x-scope": scope}
+            return self._guarded(view, identify, problems, security)
+
+        return decorator
+
+    def user_token(self):
+        """Let a request through only with a valid access token of a signed-in person
+        whose sign-in still holds (not logged out, no password change since): the
+        accounts' sessions decide, and the Principal carries the person's record."""
+
+        def identify(_):
+            return services().accounts.sessions.signed_in(unit_of_work(), bearer_token())
+
+        def decorator(view):
+            problems = (HTTPStatus.UNAUTHORIZED, HTTPStatus.SERVICE_UNAVAILABLE)
+            return self._guarded(view, identify, problems, {"security": [{"userToken": []}]})
+
+        return decorator
+
+    def unsubscribe_link(self):
+        """Let a request through only with a genuine unsubscribe token in its path (the
+        view's `token`): no other credential, no cookie. The token is checked here, in
+        memory, before anything else; the view gets the `Principal` holding the link,
+        with the client that used it as the browser."""
+
+        def identify(kwargs):
+            user_id, list_id = services().newsletters.link_of(kwargs.pop("token"))
+            agent = from_header(request.headers.get("User-Agent"), USER_AGENT_LENGTH)
+            browser = Browser(client_ip=request.remote_addr, user_agent=agent)
+            return Principal(link=LinkHolder(user_id, list_id), browser=browser)
+
+        def decorator(view):
+            problems = (HTTPStatus.NOT_FOUND, HTTPStatus.SERVICE_UNAVAILABLE)
+            return self._guarded(view, identify, problems, {"security": []})
+
+        return decorator
+
+
+def bearer_token() -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send the key or token as Authorization: Bearer <it>")
+    return token.strip()
+
+
+def accepts(*media_types: str):
+    """The body types a view method takes (application/json when not marked)."""
+
+    def decorator(view):
+        view.accepted_media_types = media_types
+        return view
+
+    return decorator
+
+
+def check_media_type() -> None:
+    """415 for a body of a type the operation does not take, before anything reads it."""
+    req = request._get_current_object()  # one look-up of the proxy, not eight
+    if req.method not in ("POST", "PUT", "PATCH") or req.endpoint is None:
+        return
+    headers = req.headers
+    if not req.content_length and "chunked" not in headers.get("Transfer-Encoding", ""):
+        return
+    if headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        raise UnsupportedMediaType("send the body without a Content-Encoding (no gzip)")
+    view = current_app.view_functions[req.endpoint]
+    method = getattr(getattr(view, "view_class", None), req.method.lower(), view)
+    media_types = getattr(method, "accepted_media_types", (JSON,))
+    if req.mimetype not in media_types:
+        raise UnsupportedMediaType(f"send the body as {' or '.join(media_types)}")

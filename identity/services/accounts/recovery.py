@@ -1,0 +1,52 @@
+"""Recovering an account: a reset link mailed to an address that has one (the same answer
+when it has not), and the new password set with it."""
+
+from datetime import timedelta
+
+from identity.errors import InvalidInput
+from identity.mail import enqueue as enqueue_mail
+from identity.security.passwords import Passwords
+from identity.services import mailed_tokens
+from identity.services.accounts import common
+from identity.services.accounts.common import INVALID_TOKEN, AccountSettings
+from identity.services.accounts.settings import PasswordChange
+from identity.services.contact import email_key, normalise_email
+from identity.store import throttles
+from identity.store import users as users_store
+from identity.store.transactions import UnitOfWork
+
+
+class Recovery:
+    def __init__(self, settings: AccountSettings, passwords: Passwords):
+        self.settings = settings
+        self.passwords = passwords
+
+    def request_reset(self, uow: UnitOfWork, address: str) -> None:
+        """Mail a reset link when the address has an account; the same answer if not."""
+        conn = uow.conn
+        user = users_store.lock_by_email_key(conn, email_key(normalise_email(address)))
+        if user is None or user["email_verified_at"] is None:
+            return
+        if not mailed_tokens.may_mail(conn, user["id"], "password_reset"):
+            return
+        mailed_tokens.void(conn, user["id"], ("password_reset",))
+        minutes = self.settings.password_reset_minutes
+        token = mailed_tokens.issue(conn, "password_reset", user["id"], timedelta(minutes=minutes))
+        enqueue_mail(conn, "password_reset", user["email"], user["language"], token=token,
+                     valid_minutes=minutes)  # fmt: skip
+
+    def reset(self, uow: UnitOfWork, token: str, new_password: str) -> None:
+        """Set the password with a reset token: every sign-in ends, the throttle lifts,
+        and the person is told. The token is checked and the new password checked and
+        hashed before the transaction that spends the token; a token spent meanwhile by a
+        second request is a refusal, as any spent one."""
+        owner = mailed_tokens.peek(uow.one_statement, token, ("password_reset",))
+        if owner is None:
+            raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
+        change = PasswordChange.prepare(uow, self.passwords, owner, new_password)
+        conn = uow.conn
+        taken = mailed_tokens.take(conn, token, ("password_reset",))
+        if taken is None:
+            raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
+        user = change.write(conn)
+        throttles.clear_throttle(conn, common.account_throttle(self.settings, user["email_key"]))

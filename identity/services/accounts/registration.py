@@ -1,0 +1,152 @@
+"""Registering, and proving the address: the account waits for proof, and the record the
+address had (a minimal profile, an unproven registration) is claimed only then. Every
+answer has one shape, whatever the address."""
+
+from datetime import timedelta
+
+from identity.errors import InvalidInput
+from identity.mail import enqueue as enqueue_mail
+from identity.security.passwords import Passwords
+from identity.services import mailed_tokens
+from identity.services.accounts import common
+from identity.services.accounts.common import INVALID_TOKEN, PASSWORD_HISTORY, AccountSettings
+from identity.services.accounts.settings import change_email
+from identity.services.contact import email_key, normalise_email
+from identity.services.principal import Principal
+from identity.store import mailed_tokens as tokens_store
+from identity.store import sessions
+from identity.store import users as users_store
+from identity.store.transactions import UnitOfWork
+
+# A registration made again with the same password replaces the same person's earlier
+# one; only this many of the newest pending ones are compared (an argon2 check each).
+_COMPARED_REGISTRATIONS = 3
+
+
+class Registration:
+    def __init__(self, settings: AccountSettings, passwords: Passwords):
+        self.settings = settings
+        self.passwords = passwords
+
+    def register(self, uow: UnitOfWork, principal: Principal, data: dict) -> None:
+        """Start an account; the same outcome for the caller whatever the address. Nothing
+        the registering party sent reaches the record before the address is proven: it
+        waits in the verification token.
+
+        Counted first (committed on its own), then the password checked and hashed with
+        no connection held, then written in one transaction."""
+        self._count(uow, principal, data)
+        uow.commit()
+        address = normalise_email(data["email"])
+        key = email_key(address)
+        fields = common.own_fields(data)
+        password = common.acceptable_password(
+            self.passwords, data["password"], email=address, names=common.names(fields),
+            previous=[],
+        )  # fmt: skip
+        password_hash = self.passwords.hash(password)
+        again = self._made_again(uow, key, password)
+        self._start(uow, principal, address, key, fields, password_hash, again)
+
+    def _count(self, uow: UnitOfWork, principal: Principal, data: dict) -> None:
+        """Count a registration before its password is hashed (the dearest thing a
+        stranger can make the service do), like login checks: past a few within the
+        window, registrations wait. Per client IP; per address only when the site sends
+        no client IP, because a limit per address is one a stranger can use up to keep
+        its owner from registering."""
+        s = self.settings
+        client_ip = principal.browser.client_ip
+        if client_ip:
+            throttle = f"register-ip:{common.network(client_ip)}"
+            free, cap = s.ip_free_failures, s.ip_block_cap_seconds
+        else:
+            key = email_key(normalise_email(data["email"]))
+            throttle = f"register:{common.account_throttle(s, key)}"
+            free, cap = s.account_free_failures, s.account_block_cap_seconds
+        until = common.reserve(uow.one_statement, s, throttle, free, cap)
+        if until is not None:
+            uow.refuse(common.waiting(until, "too many registrations; wait before trying again"))
+
+    def _made_again(self, uow: UnitOfWork, key: str, password: str) -> list[bytes]:
+        """The newest pending registrations of the address made with this same password
+        (a double submit, "the mail did not come"): the same person's, to be replaced
+        rather than compete. Read without a lock and compared with no connection held."""
+        conn = uow.one_statement
+        user = users_store.get_by_email(conn, key)
+        pending = (
+            [] if user is None
+            else tokens_store.pending_registrations(conn, user["id"], _COMPARED_REGISTRATIONS)
+        )  # fmt: skip
+        uow.commit()
+        verify = self.passwords.verify
+        return [p["token_hash"] for p in pending if verify(p["password_hash"], password)]
+
+    def _start(self, uow, principal, address, key, fields, password_hash, again) -> None:
+        conn = uow.conn
+        user = users_store.lock_by_email_key(conn, key)
+        if user is None:
+            users_store.insert_new(conn, [common.new_record(address, key, principal)])
+            user = users_store.lock_by_email_key(conn, key)
+        may_mail = mailed_tokens.may_mail(conn, user["id"], "verify_email")
+        if user["email_verified_at"] is not None:
+            if may_mail:
+                enqueue_mail(conn, "registration_attempt", user["email"], user["language"])
+                mailed_tokens.count_only(conn, "verify_email", user["id"])
+            return
+        # Every registration's link stays good (a later one, perhaps a stranger's, voids
+        # none), and each is kept even when the hourly limit sends no mail for it: at
+        # proof, more than one registration means none of their passwords is taken.
+        if again:
+            tokens_store.supersede_registrations(conn, again)
+        hours = self.settings.verify_email_hours
+        token = mailed_tokens.issue(
+            conn, "verify_email", user["id"], timedelta(hours=hours),
+            {"password_hash": password_hash, "fields": fields, "site": principal.site_name},
+        )  # fmt: skip
+        if may_mail:
+            enqueue_mail(
+                conn, "verify_email", user["email"], fields.get("language") or user["language"],
+                token=token, valid_hours=hours,
+            )  # fmt: skip
+
+    def verify_email(self, uow: UnitOfWork, principal: Principal, token: str) -> dict:
+        """Prove an address with the token mailed to it: the registration it finishes (the
+        record claimed, earlier data kept, the person's own fields winning, every session
+        and token from before void), or the change of address it confirms."""
+        conn = uow.conn
+        found = mailed_tokens.take(conn, token, ("verify_email", "email_change"))
+        if found is None:
+            raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
+        user_id, payload = found["user_id"], found["payload"]
+        if found["purpose"] == "email_change":
+            change_email(conn, principal, user_id, payload)
+        else:
+            self._claim(conn, principal, user_id, payload)
+        return users_store.get_by_id(conn, user_id)
+
+    def _claim(self, conn, principal: Principal, user_id, payload: dict) -> None:
+        """The address is proven. With one registration in its link's lifetime, the
+        account takes that registration's password and fields. With more, the link's
+        clicker cannot be told from whoever else registered the address (a stranger may
+        have registered it after its owner, hoping the owner clicks the stranger's
+        link): the address is proven, no password or field of any of them is taken, and
+        the proven address gets a link to choose a password."""
+        user = users_store.lock_user(conn, user_id)
+        window = self.settings.verify_email_hours * 3600
+        contested = tokens_store.registrations_since(conn, user_id, window) > 1
+        fields = {} if contested else payload["fields"]
+        password_hash = None if contested else payload["password_hash"]
+        users_store.prove_address(
+            conn, user_id, password_hash, fields,
+            common.person_sources(("email", *fields), payload.get("site") or principal),
+        )  # fmt: skip
+        if password_hash is not None:
+            users_store.remember_password(conn, user_id, password_hash, PASSWORD_HISTORY)
+        mailed_tokens.void(conn, user_id, ("verify_email", "email_change", "password_reset"))
+        sessions.revoke_sessions(conn, user_id)
+        if contested:
+            minutes = self.settings.password_reset_minutes
+            token = mailed_tokens.issue(conn, "password_reset", user_id,
+                                        timedelta(minutes=minutes))  # fmt: skip
+            enqueue_mail(conn, "choose_password", user["email"], user["language"],
+                         token=token, valid_minutes=minutes)  # fmt: skip

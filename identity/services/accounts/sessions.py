@@ -1,0 +1,122 @@
+"""Sign-ins: whether one is live (the one place that decides it), refreshing its tokens,
+ending it, and the person's own lists of sign-ins and login attempts."""
+
+import time
+from datetime import UTC, datetime
+from uuid import UUID
+
+from identity.concurrency import Batcher
+from identity.errors import NotFound, Unauthenticated
+from identity.security.access_tokens import KeyRing
+from identity.security.secret_tokens import new_secret, secret_hash
+from identity.services.accounts import common
+from identity.services.accounts.common import AccountSettings, Tokens
+from identity.services.principal import Principal, UserCaller
+from identity.store import sessions as store
+from identity.store import throttles
+from identity.store.transactions import UnitOfWork
+
+# Access tokens a process keeps as checked (then it forgets them all and starts again).
+_CHECKED_TOKENS = 10_000
+
+SIGN_IN_ENDED = "this sign-in has ended; log in again"
+
+
+class Sessions:
+    def __init__(self, settings: AccountSettings, ring: KeyRing):
+        self.settings = settings
+        self.ring = ring
+        # Access tokens found genuine, with their claims: this process's memory only,
+        # and only of what a signature already proved.
+        self._checked: dict[str, dict] = {}
+        # Refreshes that come together are rotated together; one token's never.
+        self._rotations = Batcher(key=lambda rotation: rotation["old"])
+
+    def signed_in(self, uow: UnitOfWork, access_token: str) -> Principal:
+        """The person an access token names, while the token is genuine and its sign-in
+        holds (a claim, a password change or a logout ends it at once, access tokens
+        included); with their record. Every endpoint for the signed-in person passes here.
+
+        A token checked before is not checked again while it lives: a site sends the same
+        one with every request of a person for its quarter of an hour. The sign-in is
+        looked up every time, in one statement that also reads the record."""
+        claims = self._checked.get(access_token)
+        if claims is None or claims["exp"] <= time.time():
+            claims = self.ring.verify(access_token, audience=None, issuer=self.settings.issuer)
+            if not isinstance(claims.get("aud"), str):  # one site's token, never a list
+                raise Unauthenticated("this access token is not valid")
+            if len(self._checked) >= _CHECKED_TOKENS:
+                self._checked.clear()
+            self._checked[access_token] = claims
+        try:
+            user_id, session_id = UUID(claims["sub"]), UUID(claims["sid"])
+            site_name = str(claims["aud"])
+            issued_at = datetime.fromtimestamp(int(claims["iat"]), UTC)
+        except (KeyError, ValueError, TypeError, OverflowError):
+            raise Unauthenticated("this access token is not valid") from None
+        record = store.signed_in_user(uow.one_statement, user_id, session_id)
+        if record is None:
+            raise Unauthenticated(SIGN_IN_ENDED)
+        return Principal(user=UserCaller(user_id, site_name, session_id, issued_at, record))
+
+    def refresh(self, uow: UnitOfWork, principal: Principal, refresh_token: str) -> Tokens:
+        """A new pair for a live refresh token of the calling site's sign-in, which is
+        spent. A spent one shown again means it was copied: its whole family is revoked.
+        The rotation is one statement outside a transaction; refreshes that come while
+        one is being written wait and are then rotated together, in one statement
+        (Batcher), holding no connection while they wait."""
+        old_hash = secret_hash(refresh_token)
+        refresh = new_secret("idrt_")
+        rotation = {"old": old_hash, "new": secret_hash(refresh), "site": principal.site_name}
+        idle = self.settings.refresh_idle_seconds
+        rotated = self._rotations(
+            rotation,
+            lambda rotations: store.rotate_refresh_tokens(uow.one_statement, rotations, idle),
+        )
+        if rotated["session_id"] is None:
+            conn = uow.one_statement
+            copied = store.spent_refresh_token_session(conn, old_hash, principal.site_name)
+            if copied is not None:
+                store.revoke_session(conn, copied)
+                uow.refuse(
+                    Unauthenticated("this refresh token was used before; the sign-in is ended")
+                )
+            raise Unauthenticated("this refresh token is not valid, or its sign-in ended")
+        access, expires_in = common.access_token(
+            self.ring, self.settings, rotated["user_id"], rotated["site_name"],
+            rotated["session_id"],
+        )  # fmt: skip
+        return Tokens(access, refresh, expires_in, None)
+
+    def log_out(self, uow: UnitOfWork, principal: Principal, refresh_token: str) -> None:
+        """End the sign-in the refresh token belongs to (nothing, for an unknown one or
+        another site's)."""
+        conn = uow.conn
+        found = store.lock_refresh_token(conn, secret_hash(refresh_token))
+        if found is not None and found["site_name"] == principal.site_name:
+            store.revoke_session(conn, found["session_id"])
+
+    def sign_ins(
+        self, uow: UnitOfWork, principal: Principal, limit: int, after: UUID | None
+    ) -> tuple[list[dict], UUID | None]:
+        """A page of the person's live sign-ins, the latest begun first, after the sign-in
+        `after` (live or ended since); and the cursor of the next page (None on the
+        last)."""
+        conn, user_id = uow.one_statement, principal.user.user_id
+        before = common.cursor(after, lambda: store.session_of(conn, user_id, after), "sign-ins")
+        return common.page(store.live_sessions(conn, user_id, limit + 1, before), limit)
+
+    def end(self, uow: UnitOfWork, principal: Principal, session_id: UUID) -> None:
+        if not store.revoke_session(uow.one_statement, session_id, principal.user.user_id):
+            raise NotFound("no live sign-in of yours with this id")
+
+    def login_attempts(
+        self, uow: UnitOfWork, principal: Principal, limit: int, after: int | None
+    ) -> tuple[list[dict], int | None]:
+        """A page of the person's attempts, newest first, after the attempt `after`; and
+        the cursor of the next page (None on the last)."""
+        conn, user_id = uow.one_statement, principal.user.user_id
+        before = common.cursor(
+            after, lambda: throttles.attempt_of(conn, user_id, after), "attempts"
+        )
+        return common.page(throttles.attempts_of(conn, user_id, limit + 1, before), limit)

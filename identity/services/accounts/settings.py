@@ -1,0 +1,160 @@
+"""The signed-in person's own settings: their fields, their password, their address."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID
+
+import psycopg
+
+from identity.errors import Conflict, InvalidInput, TooManyRequests
+from identity.mail import enqueue as enqueue_mail
+from identity.security.passwords import Passwords, normalise_password
+from identity.services import mailed_tokens
+from identity.services.accounts import common
+from identity.services.accounts.common import INVALID_TOKEN, PASSWORD_HISTORY, AccountSettings
+from identity.services.contact import email_key, normalise_email
+from identity.services.principal import Principal
+from identity.store import sessions, throttles
+from identity.store import users as users_store
+from identity.store.transactions import UnitOfWork
+
+
+@dataclass(frozen=True)
+class PasswordChange:
+    """A new password, checked against the policy and the account's history and hashed
+    with no connection held (`prepare`), then written in the caller's transaction
+    (`write`), which checks the history has not changed meanwhile."""
+
+    user_id: UUID
+    password_hash: str
+    history: tuple[str, ...]
+
+    @classmethod
+    def prepare(
+        cls, uow: UnitOfWork, passwords: Passwords, user_id: UUID, new: str,
+        field: str = "new_password",
+    ) -> "PasswordChange":  # fmt: skip
+        conn = uow.one_statement
+        user = users_store.account_of(conn, user_id)
+        history = users_store.previous_password_hashes(conn, user_id, PASSWORD_HISTORY)
+        uow.commit()
+        password = common.acceptable_password(
+            passwords, new, email=user["email"], names=common.names(user), previous=history,
+            field=field,
+        )  # fmt: skip
+        return cls(user_id, passwords.hash(password), tuple(history))
+
+    def write(self, conn: psycopg.Connection, keep_session: UUID | None = None) -> dict:
+        """Set it: every other sign-in ends, a pending change of address is void, the
+        person is told. The account, locked."""
+        user = users_store.lock_user(conn, self.user_id)
+        now = users_store.previous_password_hashes(conn, self.user_id, PASSWORD_HISTORY)
+        if tuple(now) != self.history:
+            raise Conflict("the password was changed meanwhile; try again")
+        users_store.set_password(conn, self.user_id, self.password_hash)
+        users_store.remember_password(conn, self.user_id, self.password_hash, PASSWORD_HISTORY)
+        sessions.revoke_sessions(conn, self.user_id, except_id=keep_session)
+        # A pending change of address goes too: it may be a thief's, made with a stolen
+        # sign-in that this change of password is meant to end.
+        mailed_tokens.void(conn, self.user_id, ("password_reset", "email_change"))
+        enqueue_mail(conn, "password_changed", user["email"], user["language"])
+        return user
+
+
+class OwnSettings:
+    def __init__(self, settings: AccountSettings, passwords: Passwords):
+        self.settings = settings
+        self.passwords = passwords
+
+    def edit(self, uow: UnitOfWork, principal: Principal, data: dict) -> dict:
+        """The person's own edits: they win over anything a site sent, and are marked as
+        theirs in `field_sources`. A field sent as null is cleared."""
+        fields = common.own_fields(data, keep_nulls=True)
+        conn = uow.conn
+        users_store.edit_fields(conn, principal.user.user_id, fields,
+                                common.person_sources(fields, principal))  # fmt: skip
+        return users_store.get_by_id(conn, principal.user.user_id)
+
+    def change_password(self, uow: UnitOfWork, principal: Principal, current: str, new: str):
+        """The signed-in person's new password; their other sign-ins end. The current
+        password is checked like a login's, counted first (committed), so a stolen access
+        token is no way to guess it quickly; but against this sign-in, not the account's
+        logins: a stranger's failed logins must not keep the owner from changing a
+        password they fear is known."""
+        s, caller = self.settings, principal.user
+        throttle = f"password-change:{caller.session_id}"
+        until = common.reserve(
+            uow.one_statement, s, throttle, s.account_free_failures, s.account_block_cap_seconds
+        )
+        if until is not None:
+            uow.refuse(common.waiting(until, "too many wrong passwords; wait before trying again"))
+        stored = users_store.account_of(uow.one_statement, caller.user_id)
+        uow.commit()
+        if not self.passwords.verify(stored["password_hash"] or "", normalise_password(current)):
+            raise InvalidInput(
+                "the current password is not right",
+                errors={"current_password": ["not the current password"]},
+            )
+        change = PasswordChange.prepare(uow, self.passwords, caller.user_id, new)
+        conn = uow.conn
+        throttles.take_back_attempt(conn, throttle)
+        change.write(conn, keep_session=caller.session_id)
+
+    def request_email_change(self, uow: UnitOfWork, principal: Principal, new_email: str):
+        """Mail a confirmation to the new address and a notice to the old one; the change
+        happens on proof, while this sign-in lasts. An address another record holds is
+        refused the same way seen from the caller: the same answer, the same notice to
+        the old address, an earlier pending change voided alike; its holder gets a
+        notice instead of a link, so whether an address is known is not for anyone
+        signed in to learn. At most a few requests an hour (429, the request counted)."""
+        address = normalise_email(new_email, field="new_email")
+        conn = uow.conn
+        user = users_store.lock_user(conn, principal.user.user_id)
+        if not mailed_tokens.may_mail(conn, user["id"], "email_change"):
+            uow.refuse(TooManyRequests(
+                "too many changes of address asked for; try again in an hour", retry_after=3600
+            ))  # fmt: skip
+        mailed_tokens.void(conn, user["id"], ("email_change",))
+        holder = users_store.get_by_email(conn, email_key(address))
+        if holder is not None and holder["id"] != user["id"]:  # their own: a new spelling
+            mailed_tokens.count_only(conn, "email_change", user["id"])
+            _notify_holder(conn, holder)
+        else:
+            hours = self.settings.email_change_hours
+            token = mailed_tokens.issue(
+                conn, "email_change", user["id"], timedelta(hours=hours),
+                {"email": address, "session": str(principal.user.session_id)},
+            )  # fmt: skip
+            enqueue_mail(conn, "email_change_confirm", address, user["language"], token=token,
+                         valid_hours=hours)  # fmt: skip
+        enqueue_mail(conn, "email_change_notice", user["email"], user["language"])
+
+
+def _notify_holder(conn: psycopg.Connection, holder: dict) -> None:
+    """Tell a record's address that an account asked to move onto it: at most a few times
+    an hour, however many accounts ask (counted per record). The advice fits the holder:
+    an account signs in; a record without one (a newsletter's, an import's, a
+    registration never proven) is made an account by signing up with the address."""
+    if not mailed_tokens.may_mail(conn, holder["id"], "email_change_notice"):
+        return
+    mailed_tokens.count_only(conn, "email_change_notice", holder["id"])
+    enqueue_mail(conn, "email_change_attempt", holder["email"], holder["language"],
+                 account=holder["status"] == "registered")  # fmt: skip
+
+
+def change_email(conn: psycopg.Connection, principal: Principal, user_id: UUID, payload: dict):
+    """Move the record to the address a change-of-address token was mailed to (its proof),
+    while the sign-in that asked for it lasts."""
+    address = payload["email"]
+    session = payload.get("session")
+    if session is not None and sessions.signed_in_user(conn, user_id, UUID(session)) is None:
+        # The sign-in that asked has ended (logged out, a password reset): so has this.
+        raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
+    holder = users_store.get_by_email(conn, email_key(address))
+    if holder is not None and holder["id"] != user_id:
+        raise Conflict("this address is in use by another record now")
+    users_store.lock_user(conn, user_id)
+    users_store.change_email(conn, user_id, address, email_key(address),
+                             common.person_source(principal))  # fmt: skip
+    # Reset links went to the old address, which is no longer the account's.
+    mailed_tokens.void(conn, user_id, ("password_reset",))

@@ -1,0 +1,121 @@
+"""SQL for tokens sent by mail (address proof, password reset, change of address): kept
+hashed, one purpose each, single use, expiring."""
+
+from datetime import datetime
+from uuid import UUID
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+
+def insert_token(
+    conn: psycopg.Connection,
+    token_hash: bytes,
+    purpose: str,
+    user_id: UUID,
+    payload: dict,
+    expires_at: datetime,
+) -> None:
+    conn.execute(
+        """
+        insert into account_tokens (token_hash, purpose, user_id, payload, expires_at)
+        values (%(hash)s, %(purpose)s, %(user_id)s, %(payload)s, %(expires_at)s)
+        """,
+        {"hash": token_hash, "purpose": purpose, "user_id": user_id,
+         "payload": Jsonb(payload), "expires_at": expires_at},
+    )  # fmt: skip
+
+
+def tokens_made_since(conn: psycopg.Connection, user_id: UUID, purpose: str, seconds: int) -> int:
+    row = conn.execute(
+        """
+        select count(*) as n from account_tokens
+        where user_id = %(user_id)s and purpose = %(purpose)s
+          and created_at > now() - make_interval(secs => %(seconds)s)
+        """,
+        {"user_id": user_id, "purpose": purpose, "seconds": seconds},
+    ).fetchone()
+    return row["n"]
+
+
+def token_owner(
+    conn: psycopg.Connection, token_hash: bytes, purposes: tuple[str, ...], *, live: bool = False
+):
+    """The account a token with this hash belongs to (used or not, unless `live`), without
+    a lock: to lock the account before the token (every path locks an account, then its
+    tokens)."""
+    row = conn.execute(
+        """
+        select user_id from account_tokens
+        where token_hash = %(hash)s and purpose = any(%(purposes)s)
+          and (not %(live)s or (used_at is null and expires_at > now()))
+        """,
+        {"hash": token_hash, "purposes": list(purposes), "live": live},
+    ).fetchone()
+    return row["user_id"] if row else None
+
+
+def take_token(conn: psycopg.Connection, token_hash: bytes, purposes: tuple[str, ...]):
+    """The unused, unexpired token with this hash, locked; marked used in the same step,
+    so of two requests with one token exactly one gets it."""
+    return conn.execute(
+        """
+        update account_tokens set used_at = now()
+        where token_hash = %(hash)s and purpose = any(%(purposes)s)
+          and used_at is null and expires_at > now()
+        returning purpose, user_id, payload
+        """,
+        {"hash": token_hash, "purposes": list(purposes)},
+    ).fetchone()
+
+
+def registrations_since(conn: psycopg.Connection, user_id: UUID, seconds: int) -> int:
+    """How many registrations (each with its password) were made for this account's
+    address in the last `seconds`, used, void or pending alike, but for those the same
+    person made again (superseded)."""
+    row = conn.execute(
+        """
+        select count(*) as n from account_tokens
+        where user_id = %(user_id)s and purpose = 'verify_email' and payload ? 'password_hash'
+          and not payload ? 'superseded'
+          and created_at > now() - make_interval(secs => %(seconds)s)
+        """,
+        {"user_id": user_id, "seconds": seconds},
+    ).fetchone()
+    return row["n"]
+
+
+def pending_registrations(conn: psycopg.Connection, user_id: UUID, newest: int) -> list[dict]:
+    """The `newest` registrations waiting for proof of this account's address: token_hash,
+    password_hash."""
+    return conn.execute(
+        """
+        select token_hash, payload->>'password_hash' as password_hash from account_tokens
+        where user_id = %(user_id)s and purpose = 'verify_email' and payload ? 'password_hash'
+          and used_at is null and expires_at > now()
+        order by created_at desc
+        limit %(newest)s
+        """,
+        {"user_id": user_id, "newest": newest},
+    ).fetchall()
+
+
+def supersede_registrations(conn: psycopg.Connection, token_hashes: list[bytes]) -> None:
+    """Registrations made again by the same person: void, and not counted as another's."""
+    conn.execute(
+        """
+        update account_tokens set used_at = now(), payload = payload || '{"superseded": true}'
+        where token_hash = any(%(hashes)s) and used_at is null
+        """,
+        {"hashes": token_hashes},
+    )
+
+
+def void_tokens(conn: psycopg.Connection, user_id: UUID, purposes: tuple[str, ...]) -> None:
+    conn.execute(
+        """
+        update account_tokens set used_at = now()
+        where user_id = %(user_id)s and purpose = any(%(purposes)s) and used_at is null
+        """,
+        {"user_id": user_id, "purposes": list(purposes)},
+    )
