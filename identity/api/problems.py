@@ -273,3 +273,7 @@ def handle(error: BaseException) -> Response:
 def init_app(app: Flask) -> None:
     """Route every error through this module."""
     app.register_error_handler(Exception, handle)
+    # Flask logs an error raised where no handler could take it (an after_request
+    # function) as "Exception on <path>", and a path can hold an unsubscribe token. Its
+    # 500 then comes to `handle`, which logs what it was under the request id.
+    app.log_exception = lambda exc_info: None

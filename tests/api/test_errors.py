@@ -162,6 +162,20 @@ def test_every_fault_of_the_servers_own_is_a_500_that_tells_nothing_of_it(app, e
     assert "req-fault-1" in logged and "anna@example.com" not in logged
 
 
+def test_a_failure_past_the_handlers_is_a_500_whose_path_is_not_logged(app, capsys):
+    @app.after_request
+    def fail(response):
+        raise RuntimeError("an after_request function failed")
+
+    answer = app.test_client().get("/v1/unsubscribe/a-token", headers={"X-Request-ID": "req-9"})
+    body = assert_problem(answer, 500)
+    assert body["detail"] == "something went wrong on our side" and body["request_id"] == "req-9"
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    (fault,) = [line for line in lines if line["message"] == "unexpected error"]
+    assert fault["error_type"] == "builtins.RuntimeError" and fault["request_id"] == "req-9"
+    assert "a-token" not in json.dumps(lines)
+
+
 def test_a_unique_violation_becomes_a_409_problem(app, conn):
     @app.post("/v1/duplicate")
     def duplicate():
