@@ -395,6 +395,8 @@ def init_app(app: Flask) -> Api:
         UnsubscribeTokens(settings["SECRET_KEY"], settings["UNSUBSCRIBE_KEY_ID"]),
         settings["PUBLIC_URL"],
         confirm_hours=settings["NEWSLETTER_CONFIRM_HOURS"],
+        catalog_seconds=settings["NEWSLETTER_CATALOG_SECONDS"],
+        clock=lambda: app.extensions[CLOCK](),
     )
     for module in (health, jwks, auth, profiles, users, me, newsletters, unsubscribe,
                    my_newsletters):  # fmt: skip
