@@ -43,6 +43,9 @@ DEFAULTS = {
     "UNSUBSCRIBE_KEY_ID": 1,
     # How long the link of a newsletter's double opt-in confirmation mail works.
     "NEWSLETTER_CONFIRM_HOURS": 72,
+    # Seconds a process keeps the newsletter catalog before reading it again: so long may
+    # a retired list (its row deleted) still be taken there. 0 reads it at every use.
+    "NEWSLETTER_CATALOG_SECONDS": 5.0,
     # smtp://[user:password@]host:port[?starttls=1] or smtps://...; unset: mails are
     # written to the log (template, masked recipient, subject), not sent.
     "SMTP_URL": None,

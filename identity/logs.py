@@ -25,6 +25,18 @@ ROUTE = "identity.route"
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
+def current_request_id() -> str | None:
+    """The id of the request being served (made now, should it have none yet, so the
+    answer's header gives the same); None outside a request."""
+    from flask import g, has_request_context
+
+    if not has_request_context():
+        return None
+    if not g.get("request_id"):
+        g.request_id = uuid.uuid4().hex
+    return g.request_id
+
+
 class JsonLines(logging.Formatter):
     """One JSON object per record: time, level, logger, message, request_id, extras.
     No traceback: the code that logs an error says what of it may be logged."""

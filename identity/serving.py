@@ -122,20 +122,29 @@ def _allow_open_files(wanted: int) -> None:
 
 
 def write_problem(sock, status_int: int, reason: str, mesg: str) -> None:
-    """An error answered by gunicorn itself, as RFC 9457 problem+json."""
-    body = json.dumps(
-        {
-            "type": "about:blank",
-            "title": reason,
-            "status": status_int,
-            # gunicorn's message can quote the request line, which may hold an address.
-            "detail": f"{HTTPStatus(status_int).phrase.lower()}: the request could not be read",
-        }
-    ).encode()
+    """An error answered by gunicorn itself, as RFC 9457 problem+json. A 500 is a fault of
+    the server's own (the app raised past its error handler, or sent a header gunicorn
+    refuses): the answer says only that, with the request id the error is logged under."""
+    request_id = uuid.uuid4().hex
+    problem = {
+        "type": "about:blank",
+        "title": reason,
+        "status": status_int,
+        # gunicorn's message can quote the request line, which may hold an address.
+        "detail": f"{HTTPStatus(status_int).phrase.lower()}: the request could not be read",
+    }
+    if status_int == HTTPStatus.INTERNAL_SERVER_ERROR:
+        # Imported here: gunicorn's master loads this module before gevent patches.
+        from identity.api.problems import SERVER_FAULT, log_server_fault
+
+        # Called while gunicorn handles the error, so it is the one being handled.
+        log_server_fault(sys.exc_info()[1], request_id)
+        problem |= {"detail": SERVER_FAULT, "request_id": request_id}
+    body = json.dumps(problem).encode()
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
         f"Content-Type: {PROBLEM_JSON}\r\nContent-Length: {len(body)}\r\n"
-        f"{REQUEST_ID_HEADER}: {uuid.uuid4().hex}\r\n\r\n"
+        f"{REQUEST_ID_HEADER}: {request_id}\r\n\r\n"
     )
     util.write_nonblock(sock, head.encode("latin-1") + body)
 
@@ -171,6 +180,13 @@ class JsonLogger(glogging.Logger):
             "request_id": request_id,
         }
         self.access_log.info(json.dumps(line))
+
+    def exception(self, msg, *args, **kwargs):
+        # "Error handling request GET /v1/users?email=...": the path and query may hold an
+        # address or a token. What went wrong is logged with the answer's request id.
+        if isinstance(msg, str) and msg.startswith("Error handling request"):
+            msg, args = "Error handling request", ()
+        super().exception(msg, *args, **kwargs)
 
     def warning(self, msg, *args, **kwargs):
         # "Invalid request from ip=...: <the request line>": the line may hold an address.

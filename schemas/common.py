@@ -32,6 +32,13 @@ class ProblemSchema(ma.Schema):
         values=fields.List(fields.String()),
         metadata={"description": "for bad fields: {field: [messages]}"},
     )
+    request_id = fields.String(
+        metadata={
+            "description": "a fault of the server's own (500): the id of the request, as in"
+            " its X-Request-ID header, to quote when reporting it; what went wrong is logged"
+            " under it, never told in the answer"
+        }
+    )
     lines_done = fields.Integer(
         metadata={
             "description": "an import that stopped part-way: input lines 1 to this one are"

@@ -12,6 +12,7 @@ from flask import Flask, Response, json
 from werkzeug.exceptions import HTTPException, default_exceptions
 
 from identity.errors import (
+    ConfigurationError,
     Conflict,
     DatabaseUnavailable,
     Forbidden,
@@ -22,6 +23,7 @@ from identity.errors import (
     TooManyRequests,
     Unauthenticated,
 )
+from identity.logs import current_request_id
 from identity.store.transactions import RETRYABLE
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,9 @@ _DOMAIN = {
 }
 
 _TYPE_PREFIX = "urn:identity:problem:"
+
+# All the caller hears of a fault of the server's own, with the request id to quote.
+SERVER_FAULT = "something went wrong on our side"
 
 # Seconds a client should wait before retrying while the database is away or busy.
 _RETRY_AFTER = "2"
@@ -81,7 +86,10 @@ def problem(status: int, detail: str, **kwargs) -> Response:
 
 def example(status: int, detail: str, errors: dict | None = None, kind: str | None = None) -> dict:
     """The body `problem` answers, for the OpenAPI document."""
-    return json.loads(problem(status, detail, errors=errors, kind=kind).get_data())
+    extensions = {"request_id": "0f8fad5bd9cb469fa16570867728950e"} if status == 500 else {}
+    return json.loads(
+        problem(status, detail, errors=errors, kind=kind, extensions=extensions).get_data()
+    )
 
 
 def describe(error: BaseException) -> Problem:
@@ -108,10 +116,10 @@ def describe(error: BaseException) -> Problem:
 
 
 def _from_domain_error(error: IdentityError) -> Problem:
-    status, kind = next(
-        (pair for cls, pair in _DOMAIN.items() if isinstance(error, cls)),
-        (HTTPStatus.BAD_REQUEST, "bad-request"),
-    )
+    found = next((pair for cls, pair in _DOMAIN.items() if isinstance(error, cls)), None)
+    if found is None:  # a ConfigurationError, or an error no answer was chosen for
+        return _from_unexpected_error(error)
+    status, kind = found
     headers = {}
     if status == HTTPStatus.UNAUTHORIZED:
         headers["WWW-Authenticate"] = "Bearer"
@@ -124,6 +132,10 @@ def _from_domain_error(error: IdentityError) -> Problem:
 
 def _from_http_exception(error: HTTPException) -> Problem:
     """Werkzeug's and webargs' errors: 404, 405, 413, 415, 422 and the rest."""
+    if (error.code or 500) >= 500:
+        # Flask's 500 wraps an error raised where no handler could take it (an
+        # after_request function, say): the server's fault, whatever its words.
+        return _from_unexpected_error(getattr(error, "original_exception", None) or error)
     data = getattr(error, "data", None) or {}
     headers = {}
     if error.code == HTTPStatus.METHOD_NOT_ALLOWED and getattr(error, "valid_methods", None):
@@ -222,8 +234,24 @@ def _from_database_error(error: psycopg.Error) -> Problem:
 
 
 def _from_unexpected_error(error: BaseException) -> Problem:
-    log.error("unexpected error", extra=_error_fields(error))
-    return Problem(HTTPStatus.INTERNAL_SERVER_ERROR, "something went wrong on our side")
+    """A fault of the server's own (a setting, a bug): the caller hears only that, and the
+    request id; what it was is logged under that id."""
+    request_id = current_request_id()
+    log_server_fault(error, request_id)
+    extensions = {"request_id": request_id} if request_id else {}
+    return Problem(HTTPStatus.INTERNAL_SERVER_ERROR, SERVER_FAULT, extensions=extensions)
+
+
+def log_server_fault(error: BaseException | None, request_id: str | None) -> None:
+    """One JSON line of what went wrong, under the id the caller was given."""
+    fields = {} if error is None else _error_fields(error)
+    message = "unexpected error"
+    if isinstance(error, ConfigurationError):
+        # The service's own words about a setting, written for whoever runs it: no
+        # person's data, and what it takes to mend it.
+        message = "configuration error"
+        fields["error_detail"] = error.detail
+    log.error(message, extra={**fields, "request_id": request_id})
 
 
 def _error_fields(error: BaseException) -> dict:
@@ -245,3 +273,7 @@ def handle(error: BaseException) -> Response:
 def init_app(app: Flask) -> None:
     """Route every error through this module."""
     app.register_error_handler(Exception, handle)
+    # Flask logs an error raised where no handler could take it (an after_request
+    # function) as "Exception on <path>", and a path can hold an unsubscribe token. Its
+    # 500 then comes to `handle`, which logs what it was under the request id.
+    app.log_exception = lambda exc_info: None

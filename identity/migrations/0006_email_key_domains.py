@@ -7,11 +7,37 @@ with non-ASCII characters can change key. Addresses that would now share a key s
 migration with the ids to merge by hand.
 """
 
+import unicodedata
+
+import idna
 from psycopg.rows import tuple_row
 
-from identity.services.contact import email_key
-
 _BATCH = 10_000
+
+
+def email_key(address: str) -> str:
+    """identity.services.contact.email_key as it was when this migration was written
+    (commit 04023d5), frozen here: the local part under Unicode's canonical caseless
+    matching (NFC of the case-folded NFD), the domain in its IDNA (xn--) form.
+
+    Assumes Python's Unicode database (3.11: Unicode 14.0; its case folding and
+    normalisation of assigned characters are stable) and idna's UTS #46 mapping
+    (`idna.encode(domain, uts46=True)`, non-transitional), as locked then: idna 3.20 with
+    the IDNA tables of Unicode 18.0. A later idna may map or refuse a domain of newly
+    assigned characters differently, here and in the live function alike.
+    """
+    if address.isascii():
+        return address.lower()
+    local, at, domain = address.rpartition("@")
+    local = unicodedata.normalize("NFC", unicodedata.normalize("NFD", local).casefold())
+    if domain.isascii():
+        return f"{local}{at}{domain.lower()}"
+    try:
+        return f"{local}{at}{idna.encode(domain, uts46=True).decode('ascii').lower()}"
+    except idna.IDNAError:
+        # Not an address the record could hold (every stored domain encodes), so a key
+        # with a Unicode domain, which no stored key has, finds nothing.
+        return f"{local}{at}{unicodedata.normalize('NFC', domain.casefold())}"
 
 
 def upgrade(conn) -> None:

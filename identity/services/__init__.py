@@ -43,6 +43,8 @@ def build(
             UnsubscribeTokens(settings["SECRET_KEY"], settings["UNSUBSCRIBE_KEY_ID"]),
             settings["PUBLIC_URL"],
             confirm_hours=settings["NEWSLETTER_CONFIRM_HOURS"],
+            catalog_seconds=settings["NEWSLETTER_CATALOG_SECONDS"],
+            clock=lambda: services.clock(),
         ),
         key_ring=ring,
         recent_site_keys=RecentSiteKeys(

@@ -8,6 +8,7 @@ without a fresh confirmation, and nothing subscribes through an unsubscribe toke
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -78,12 +79,22 @@ class Consent:
 class Newsletters:
     """The newsletter service of one app: its token keys, its public URL, its catalog."""
 
-    def __init__(self, tokens: UnsubscribeTokens, public_url: str, confirm_hours: int = 72):
+    def __init__(
+        self,
+        tokens: UnsubscribeTokens,
+        public_url: str,
+        confirm_hours: int = 72,
+        catalog_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.tokens = tokens
         self.public_url = public_url.rstrip("/")
         self.unsubscribe_base = f"{self.public_url}/v1/unsubscribe/"
         self.confirm_hours = confirm_hours
-        self._catalog: list[dict] | None = None
+        # The lists and when they were read; read again after `catalog_seconds`.
+        self._catalog: tuple[float, list[dict]] | None = None
+        self._catalog_seconds = catalog_seconds
+        self._clock = clock
         # One-clicks that arrive together are written together (see one_click).
         self._one_clicks = Batcher(
             max_size=ONE_CLICKS_BATCH, key=lambda click: (click["user_id"], click["newsletter"])
@@ -94,11 +105,14 @@ class Newsletters:
     # --- the catalog ---------------------------------------------------------------------
 
     def catalog(self, conn: Connecting) -> list[dict]:
-        """The lists, read once per process: they change only with a migration. `conn`
-        may be a call that gives one, made only when the lists are not read yet."""
-        if self._catalog is None:
-            self._catalog = store.catalog(conn() if callable(conn) else conn)
-        return self._catalog
+        """The lists, kept `catalog_seconds` by this process: a list retired (its row
+        deleted) is refused by every process within that time. `conn` may be a call that
+        gives one, made only when the lists are read."""
+        read = self._catalog
+        now = self._clock()
+        if read is None or not 0 <= now - read[0] < self._catalog_seconds:
+            read = self._catalog = (now, store.catalog(conn() if callable(conn) else conn))
+        return read[1]
 
     def lists(self, uow: UnitOfWork) -> list[dict]:
         """The lists the service sends."""

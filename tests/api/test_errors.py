@@ -1,10 +1,16 @@
+import json
+
 import psycopg
 import pytest
+from werkzeug.exceptions import InternalServerError
 
 from identity import create_app
 from identity.api.problems import describe
 from identity.db import PinnedDatabase
+from identity.errors import ConfigurationError, IdentityError
+from identity.security.access_tokens import ensure_signing_key
 from tests.api.problems import assert_problem
+from tests.api.test_accounts import PASSWORD, sign_up
 
 PROFILE = {"email": "anna@example.com", "source": "webinar"}
 
@@ -105,6 +111,69 @@ def test_an_unexpected_failure_is_a_500_problem_without_a_trace(app, caplog):
     body = assert_problem(response, 500)
     assert "hunter2" not in response.get_data(as_text=True)
     assert body["detail"] == "something went wrong on our side"
+
+
+def test_a_signing_key_this_server_cannot_open_is_a_500_told_only_to_the_log(site, conn, capsys):
+    """The signing key was sealed under another IDENTITY_SECRET_KEY (the secret changed
+    without `identity keys rotate`): the server's configuration is wrong, not the request.
+    The caller hears that something went wrong, and the request id; the log says what."""
+    ensure_signing_key(conn, "an earlier secret key, not the one this server has")
+    sign_up(site, conn)
+    capsys.readouterr()
+
+    response = site.post(
+        "/v1/auth/login",
+        json={"email": "anna@example.com", "password": PASSWORD},
+        headers={"X-Request-ID": "req-key-7"},
+    )
+
+    body = assert_problem(response, 500)
+    assert body["detail"] == "something went wrong on our side"
+    assert body["request_id"] == response.headers["X-Request-ID"] == "req-key-7"
+    assert set(body) == {"type", "title", "status", "detail", "request_id"}
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    (line,) = [line for line in lines if line["level"] == "error"]
+    assert line["message"] == "configuration error" and line["request_id"] == "req-key-7"
+    assert line["error_type"] == "identity.errors.ConfigurationError"
+    assert "cannot be opened with this IDENTITY_SECRET_KEY" in line["error_detail"]
+    assert any("open_private_key" in frame for frame in line["where"])
+    assert "anna@example.com" not in json.dumps(lines)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConfigurationError("IDENTITY_SMTP_URL must look like smtp://host:port"),
+        IdentityError("an error raised on purpose that no answer was chosen for"),
+        InternalServerError(original_exception=KeyError("anna@example.com")),
+        InternalServerError("an after_request function failed"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_every_fault_of_the_servers_own_is_a_500_that_tells_nothing_of_it(app, error, capsys):
+    with app.test_request_context(headers={"X-Request-ID": "req-fault-1"}):
+        app.preprocess_request()
+        response = describe(error).response()
+    body = assert_problem(response, 500)
+    assert body["detail"] == "something went wrong on our side"
+    assert body["request_id"] == "req-fault-1"
+    assert body["type"] == "about:blank" and "errors" not in body
+    logged = capsys.readouterr().err
+    assert "req-fault-1" in logged and "anna@example.com" not in logged
+
+
+def test_a_failure_past_the_handlers_is_a_500_whose_path_is_not_logged(app, capsys):
+    @app.after_request
+    def fail(response):
+        raise RuntimeError("an after_request function failed")
+
+    answer = app.test_client().get("/v1/unsubscribe/a-token", headers={"X-Request-ID": "req-9"})
+    body = assert_problem(answer, 500)
+    assert body["detail"] == "something went wrong on our side" and body["request_id"] == "req-9"
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    (fault,) = [line for line in lines if line["message"] == "unexpected error"]
+    assert fault["error_type"] == "builtins.RuntimeError" and fault["request_id"] == "req-9"
+    assert "a-token" not in json.dumps(lines)
 
 
 def test_a_unique_violation_becomes_a_409_problem(app, conn):

@@ -9,7 +9,9 @@ import uuid
 
 import pytest
 
+from identity import create_app
 from identity.api.guards import SERVICES
+from identity.db import Database
 from identity.services import newsletters
 from identity.store import newsletters as store
 from schemas.newsletters import NEWSLETTER_KEYS
@@ -61,6 +63,56 @@ def test_the_catalog_has_the_five_lists(site):
     assert [n["key"] for n in lists] == KEYS
     assert {n["key"]: n["double_opt_in"] for n in lists}["copernica-updates"] is False
     assert all(n["name"] and n["description"] and n["product"] for n in lists)
+
+
+@pytest.mark.committing
+def test_a_retired_list_is_refused_by_every_process_once_the_catalog_time_is_up(
+    database_url, committing_db
+):
+    """Two processes (two apps, each with its own pool) on one database. Retiring a list
+    deletes its catalog row (as its migration would, run by one of them): within
+    IDENTITY_NEWSLETTER_CATALOG_SECONDS both refuse it, not only after a restart."""
+    retired = committing_db.execute(
+        "select * from newsletters where key = 'copernica-partners'"
+    ).fetchone()
+    key = site_key_for(committing_db, "copernica.com")
+    now = [1000.0]
+    databases, clients = [], []
+    try:
+        for _ in range(2):
+            database = Database(database_url, min_size=1, max_size=2, timeout=5.0)
+            databases.append(database)
+            database.open()
+            app = create_app(
+                {"DATABASE_URL": database_url, "NEWSLETTER_CATALOG_SECONDS": 5}, database=database
+            )
+            app.extensions[SERVICES].clock = lambda: now[0]
+            client = app.test_client()
+            client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+            clients.append(client)
+
+        def listed() -> list[bool]:
+            keys = [[n["key"] for n in c.get("/v1/newsletters").get_json()] for c in clients]
+            return ["copernica-partners" in each for each in keys]
+
+        assert listed() == [True, True]
+        committing_db.execute("delete from newsletters where id = %(id)s", retired)
+        now[0] += 4.9
+        assert listed() == [True, True]  # each still keeps the catalog it read
+        now[0] += 0.2
+        assert listed() == [False, False]
+        for client in clients:
+            body = assert_problem(subscribe(client, "copernica-partners"), 404)
+            assert "copernica-partners" not in body["detail"]  # the lists it names are sent
+    finally:
+        for database in databases:
+            database.close()
+        committing_db.execute(
+            "insert into newsletters (id, key, name, product, description, double_opt_in)"
+            " values (%(id)s, %(key)s, %(name)s, %(product)s, %(description)s,"
+            " %(double_opt_in)s) on conflict (id) do nothing",
+            retired,
+        )
 
 
 def test_a_key_without_the_newsletters_scope_is_refused(app, conn):

@@ -1,9 +1,13 @@
+import ast
+import importlib.util
+import sys
 import threading
 
 import psycopg
 import pytest
 
 from identity.embedded import ensure_database
+from identity.services.contact import email_key
 from identity.store import migrations
 
 
@@ -131,3 +135,111 @@ def test_the_domain_migration_keys_each_domain_as_dns_knows_it(empty_database, t
             conn.execute(
                 "insert into users (email, email_key) values ('Anna@STRASSE.de', 'anna@strasse.de')"
             )
+
+
+# What a migration may import besides the standard library: packages whose versions the
+# locks pin. Nothing of the project's own, which can change after a migration is written.
+_THIRD_PARTY = {"psycopg", "idna"}
+
+
+def _imports(path) -> list[tuple[str, int]]:
+    """Each module a file imports, with its level (0: absolute, 1+: relative)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, 0) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node.module or "", node.level))
+    return found
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in migrations.available() if p.suffix == ".py"], ids=lambda p: p.stem
+)
+def test_a_migration_imports_nothing_of_the_project(path):
+    imported = _imports(path)
+    assert imported, "a Python migration imports at least what its upgrade() uses"
+    for module, level in imported:
+        top = module.partition(".")[0]
+        assert level == 0, f"{path.name}: relative import of {module!r}"
+        assert top in sys.stdlib_module_names or top in _THIRD_PARTY, (
+            f"{path.name} imports {module!r}: a migration runs as it was written, so it"
+            " keeps its own copy of what it needs"
+        )
+
+
+def _migration(stem: str):
+    (path,) = [p for p in migrations.available() if p.stem == stem]
+    spec = importlib.util.spec_from_file_location(f"frozen_{stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Addresses whose keys are easy to get wrong: ASCII in any case, dotted local parts,
+# Unicode's special casings (ß, İ, dotless i, final ς, ligatures, the Kelvin sign, titlecase
+# digraphs), composed and decomposed accents, IDN domains in either case, full-width
+# forms, domains already in xn-- form, and domains IDNA refuses.
+TRICKY_ADDRESSES = [
+    "anna@example.com",
+    "Anna.Maria@Example.COM",
+    "ANNA.MARIA+NEWS@SUB.EXAMPLE.CO.UK",
+    "a.b.c.d@example.com",
+    '"quoted.local"@example.com',
+    "straße@example.de",
+    "STRASSE@example.de",
+    "Straẞe@example.de",
+    "İstanbul@example.com",
+    "istanbul@example.com",
+    "ıstanbul@example.com",
+    "ΣΑΣ@example.com",
+    "σας@example.com",
+    "σασ@example.com",
+    "ﬁle@example.com",
+    "\u212aelvin@example.com",
+    "ǅemal@example.com",
+    "josé@example.com",
+    "jose\u0301@example.com",
+    "JOSÉ@EXAMPLE.COM",
+    "用户@例子.广告",
+    "anna@straße.de",
+    "anna@STRASSE.de",
+    "anna@ΣΑΣ.gr",
+    "anna@σας.gr",
+    "bob@bücher.example",
+    "Bob@BÜCHER.example",
+    "bob@bu\u0308cher.example",
+    "ｃａｒｌ@ｅｘａｍｐｌｅ.com",
+    "carl@İstanbul.example",
+    "carl@xn--strae-oqa.de",
+    "carl@XN--STRAE-OQA.DE",
+    "dora@-leading-hyphen.ελ",
+    "dora@empty..ελ",
+    "dora@ελ",
+    "no-at-sign-é",
+]
+
+
+@pytest.mark.parametrize("address", TRICKY_ADDRESSES)
+def test_0006_keeps_a_copy_of_the_address_key_that_agrees_with_the_live_one(address):
+    """0006 holds the key as the live email_key() computes it today; a later change to
+    the live function shows up here as a deliberate difference."""
+    assert _migration("0006_email_key_domains").email_key(address) == email_key(address)
+
+
+@pytest.mark.parametrize("address", TRICKY_ADDRESSES)
+def test_0002_keeps_the_address_key_of_its_day_which_0006_mends(address):
+    """0002's copy is the key before domains were kept in their IDNA form: the same as
+    today's for every address with an ASCII domain; 0006 keys again every address with
+    a character outside ASCII, and the two together give today's key."""
+    then = _migration("0002_email_key").email_key(address)
+    if address.rpartition("@")[2].isascii():
+        assert then == email_key(address)
+    mended = _migration("0006_email_key_domains").email_key(address)
+    assert (then if address.isascii() else mended) == email_key(address)
+
+
+def test_0002_case_folded_the_domain_too():
+    then = _migration("0002_email_key").email_key
+    assert then("anna@straße.de") == "anna@strasse.de" != email_key("anna@straße.de")
+    assert then("anna@ΣΑΣ.gr") == "anna@σασ.gr" != email_key("anna@ΣΑΣ.gr")
