@@ -179,12 +179,15 @@ class PasswordResetConfirm(MethodView):
         example={"token": "Zk3v9S0m3T0k3nFr0mTh3L1nk", "new_password": _PASSWORD},
     )
     @blp.response(HTTPStatus.NO_CONTENT, description="The password is set.")
+    @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     def post(self, body):
         """Set a new password with a reset link
 
         The policy and the account's last five passwords apply (`422` says why). Every
-        sign-in ends, failed-login waits are lifted, and a notice is mailed.
+        sign-in ends, failed-login waits are lifted, and a notice is mailed. Should another
+        change of the password land while this one is checked, this one is a `409` and the
+        link stays good: send it again.
         """
         recovery = services().accounts.recovery
         recovery.reset(unit_of_work(), body["token"], body["new_password"])

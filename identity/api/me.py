@@ -72,13 +72,16 @@ class Password(MethodView):
     @blp.response(HTTPStatus.NO_CONTENT, description="The password is changed.")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
+    @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
     def put(self, body):
         """Change the password
 
         Needs the current password, which is checked like a login's: wrong ones count
         against the account, and past a few the next must wait (`429`). The policy and
         the last five passwords apply (`422` says why). Every other sign-in ends, a
-        pending change of address is void, and a notice is mailed.
+        pending change of address is void, and a notice is mailed. Should another change
+        of the password land while this one is checked, this one is a `409`: send it
+        again.
         """
         services().accounts.settings.change_password(
             unit_of_work(), principal(), body["current_password"], body["new_password"]
