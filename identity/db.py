@@ -3,6 +3,7 @@ database (at most one connection, lazily, and one transaction on it)."""
 
 import logging
 import select
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,17 +20,24 @@ log = logging.getLogger(__name__)
 EXTENSION = "identity.db"
 
 
-def check_idle_connection(conn: psycopg.Connection) -> None:
-    """Raise if a pooled connection has gone stale, at the cost of a poll, not a query.
+def is_alive(conn: psycopg.Connection) -> bool:
+    """Whether a pooled connection still works, at the cost of a poll, not a query.
 
     An idle connection has nothing to read, unless the server has closed it (a restart,
-    an idle-in-transaction timeout) or said something before closing. Only then is it
-    asked a real question (psycopg_pool's own check), which fails for a closed one, and
-    the pool replaces it. Asking every time would be a second round trip per request.
+    a failover, an idle-in-transaction timeout) or said something before closing. Only
+    then is it asked a real question, which fails for a closed one. Asking every time
+    would be a second round trip per request.
     """
+    if conn.closed:
+        return False
     readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-    if readable:
+    if not readable:
+        return True
+    try:
         ConnectionPool.check_connection(conn)
+    except psycopg.Error:
+        return False
+    return True
 
 
 class _Lending:
@@ -67,6 +75,8 @@ class Database(_Lending):
         timeout: float = 3.0,
         session_settings: dict[str, int | str] | None = None,
     ):
+        self.timeout = timeout
+        self._drained_at = float("-inf")
         options = " ".join(f"-c {name}={value}" for name, value in (session_settings or {}).items())
         self.pool = ConnectionPool(
             url,
@@ -79,9 +89,6 @@ class Database(_Lending):
                 "connect_timeout": 3,
                 **({"options": options} if options else {}),
             },
-            # A connection is checked when borrowed: after a PostgreSQL restart, the stale
-            # ones are replaced instead of failing the requests that draw them.
-            check=check_idle_connection,
             open=False,
             name="identity",
         )
@@ -94,8 +101,28 @@ class Database(_Lending):
         self.pool.close()
 
     def acquire(self) -> psycopg.Connection:
+        """A live connection. One the server closed (a restart, a failover: then, most
+        likely, every idle one) is given back, which discards it, and every idle
+        connection is dropped and made anew at once, so the requests that follow draw new
+        ones instead of each meeting a dead one. psycopg_pool's own check would pause a
+        growing second or more after each dead connection it met."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            conn = self._borrow(deadline)
+            if is_alive(conn):
+                return conn
+            self.pool.putconn(conn)
+            now = time.monotonic()
+            # At most one drain a second: the requests that meet the dead connections of
+            # one restart together must not drop each other's new ones.
+            if now - self._drained_at > 1.0:
+                self._drained_at = now
+                log.warning("the database closed pooled connections; making new ones")
+                self.pool.drain()
+
+    def _borrow(self, deadline: float) -> psycopg.Connection:
         try:
-            return self.pool.getconn()
+            return self.pool.getconn(timeout=max(0.001, deadline - time.monotonic()))
         except PoolTimeout:
             stats = self.pool.get_stats()
             log.warning(

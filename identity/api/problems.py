@@ -225,6 +225,13 @@ def _from_database_error(error: psycopg.Error) -> Problem:
             "busy",
             headers={"Retry-After": _RETRY_AFTER},
         )
+    if isinstance(error, psycopg.errors.ReadOnlySqlTransaction):
+        # A standby, or a database set read-only (a failover under way, a full disk
+        # guarded): writes wait until it takes them again. Reads go on.
+        log.warning("database read-only", extra=_error_fields(error))
+        return _from_domain_error(
+            DatabaseUnavailable("the database takes no changes right now; try again shortly")
+        )
     if isinstance(error, psycopg.OperationalError):
         log.warning("database unavailable", extra=_error_fields(error))
         return _from_domain_error(

@@ -86,3 +86,10 @@ def _apply(conn: psycopg.Connection, path: Path) -> None:
 def _value(row):
     """The first column of a row, whatever the connection's row factory."""
     return next(iter(row.values())) if isinstance(row, dict) else row[0]
+
+
+def read_only(conn: psycopg.Connection) -> bool:
+    """Whether this session may not write: a standby, or a database set read-only."""
+    row = conn.execute("select current_setting('transaction_read_only') as value").fetchone()
+    value = row["value"] if isinstance(row, dict) else row[0]
+    return value == "on"

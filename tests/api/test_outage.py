@@ -112,3 +112,82 @@ def test_an_import_cut_off_by_an_outage_says_how_many_lines_were_written(proxy, 
     assert 0 < written < 20
     assert problem["lines_done"] == written
     assert f"line {written}" in problem["detail"]
+
+
+def test_a_full_pool_whose_every_connection_the_server_ended_costs_no_request(
+    database_url, committing_db
+):
+    """After a PostgreSQL restart or failover every pooled connection is dead. The first
+    request to meet one gets a live connection without waiting, and so does every one
+    after it: none waits out the pool's pauses into a 503."""
+    database = Database(database_url, min_size=8, max_size=8, timeout=3.0)
+    database.open()
+    database.pool.wait(timeout=10)
+    try:
+        app = create_app({"DATABASE_URL": database_url}, database=database)
+        client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = (
+            f"Bearer {site_key_for(committing_db, 'copernica.com')}"
+        )
+        assert client.get("/v1/newsletters").status_code == 200
+        ended = committing_db.execute(
+            "select count(pg_terminate_backend(pid)) as n from pg_stat_activity"
+            " where datname = current_database() and pid <> pg_backend_pid()"
+            " and backend_type = 'client backend'"
+        ).fetchone()["n"]
+        assert ended >= 8
+        time.sleep(0.2)  # the server's goodbye reaches every socket
+        started = time.monotonic()
+        # Each asks the database: readiness reads the applied migrations.
+        statuses = [client.get("/health/ready").status_code for _ in range(50)]
+        assert statuses == [200] * 50
+        assert time.monotonic() - started < 5  # no pauses of a second a dead connection
+    finally:
+        database.close()
+
+
+def _end_other_sessions(conn) -> None:
+    conn.execute(
+        "select pg_terminate_backend(pid) from pg_stat_activity"
+        " where datname = current_database() and pid <> pg_backend_pid()"
+        " and backend_type = 'client backend'"
+    )
+    time.sleep(0.2)
+
+
+def test_a_read_only_database_is_a_503_for_writes_and_readiness_says_so(
+    database_url, committing_db
+):
+    """A failover under way or a database set read-only: every write is a 503 problem with
+    Retry-After (not a 500), reads go on, readiness says why; writable again, it heals."""
+    database = Database(database_url, min_size=2, max_size=4, timeout=3.0)
+    database.open()
+    name = committing_db.execute("select current_database() as n").fetchone()["n"]
+    try:
+        app = create_app({"DATABASE_URL": database_url, "SITE_KEY_CACHE_SECONDS": 60},
+                         database=database)  # fmt: skip
+        client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = (
+            f"Bearer {site_key_for(committing_db, 'copernica.com')}"
+        )
+        made = client.post("/v1/profiles", json={"email": "anna@example.com", "source": "event"})
+        assert made.status_code == 201
+        committing_db.execute(f'alter database "{name}" set default_transaction_read_only = on')
+        _end_other_sessions(committing_db)
+
+        refused = client.post("/v1/profiles", json={"email": "bob@example.com", "source": "event"})
+        body = assert_problem(refused, 503)
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert "takes no changes" in body["detail"]
+        assert client.get(made.headers["Location"]).status_code == 200  # reads go on
+        ready = assert_problem(client.get("/health/ready"), 503)
+        assert "read-only" in ready["detail"]
+
+        committing_db.execute(f'alter database "{name}" reset default_transaction_read_only')
+        _end_other_sessions(committing_db)
+        again = client.post("/v1/profiles", json={"email": "bob@example.com", "source": "event"})
+        assert again.status_code == 201
+        assert client.get("/health/ready").status_code == 200
+    finally:
+        committing_db.execute(f'alter database "{name}" reset default_transaction_read_only')
+        database.close()
