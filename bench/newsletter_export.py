@@ -112,6 +112,7 @@ def _export_rows_per_second(bench, accept: str) -> tuple[float, int, int, str]:
         pid: t - cpu_before.get(pid, 0.0)
         for pid, t in harness.cpu_seconds([*workers, *bench.postgres_pids()]).items()
     }
+    lines -= 1  # the closing line
     if accept == "text/csv":
         lines -= 1  # the header row
     per_row = 1e6 / max(lines, 1)

@@ -193,6 +193,11 @@ class Subscribers(MethodView):
         CSV, an address that starts with `=`, `+`, `-`, `@` or `'` comes with a `'` put
         before it, so no spreadsheet takes it for a formula: take one leading `'` away
         to read the address.
+
+        A whole answer ends with a closing line that counts the rows before it: in NDJSON
+        `{"complete":true,"rows":N}`, in CSV a last row `#complete,N,,,` (no user id
+        starts with `#`). An answer without it was cut short (a database blip, a stop),
+        whatever HTTP said: ask again with `after` = the last `user_id` received.
         """
         service, uow = services().newsletters, unit_of_work()
         after, limit = query["after"], query["limit"]

@@ -493,8 +493,10 @@ class Newsletters:
         with uow.briefly() as conn, conn.pipeline():
             asked, size = ask(conn, _LONGEST_ROW_BYTES)
             user_ids, emails = store.subscriber_batch(asked)
+        rows = 0
         while user_ids:
             n = len(user_ids) // _UUID_TEXT
+            rows += n
             params["after"] = UUID(user_ids[-_UUID_TEXT:].decode())
             last = n < size or params["after"] == through
             row_bytes = (len(user_ids) + len(emails)) // n + 1
@@ -508,6 +510,10 @@ class Newsletters:
             parts.reverse()
             while parts:
                 yield parts.pop()  # and once sent, let go
+        # The mark of a whole answer: a stream cut by a database blip or a stop ends
+        # without it, which a client can tell even where HTTP cannot (HTTP/1.0, a proxy
+        # that removes chunking).
+        yield pieces.complete(rows)
 
 
 class _Pieces:
@@ -555,6 +561,11 @@ class _Pieces:
         return b'"' in emails or b"\\" in emails
 
     @staticmethod
+    def complete(rows: int) -> bytes:
+        """The last line of a whole answer, with the number of rows before it."""
+        raise NotImplementedError
+
+    @staticmethod
     def escape(address: bytes) -> bytes:
         raise NotImplementedError
 
@@ -574,6 +585,10 @@ class _JsonPieces(_Pieces):
     def escape(address: bytes) -> bytes:
         return json.dumps(address.decode(), ensure_ascii=False)[1:-1].encode()
 
+    @staticmethod
+    def complete(rows: int) -> bytes:
+        return b'{"complete":true,"rows":%d}\n' % rows
+
 
 class _CsvPieces(_Pieces):
     def __init__(self, base: str):
@@ -589,6 +604,10 @@ class _CsvPieces(_Pieces):
     @staticmethod
     def must_escape(emails: bytes) -> bool:
         return _Pieces.must_escape(emails) or _FORMULA.search(emails) is not None
+
+    @staticmethod
+    def complete(rows: int) -> bytes:
+        return COMPLETE_CSV_ROW % rows
 
     @staticmethod
     def escape(address: bytes) -> bytes:
@@ -614,3 +633,6 @@ _PART_ROWS = 2_000
 # Between addresses: a byte no address holds (the record keeps no control characters).
 _SEPARATOR = b"\x01"
 CSV_HEADER = "user_id,email,unsubscribe_url,list_unsubscribe,list_unsubscribe_post\r\n"
+# A whole CSV answer's last row: `#complete` for a user id, the number of rows before it
+# (the header not counted) for an address. No user id starts with `#`.
+COMPLETE_CSV_ROW = b"#complete,%d,,,\r\n"

@@ -2,11 +2,10 @@
 opt-in, the export of unsubscribe links, links in bulk, the import's consents, the
 signed-in person's flags and notification settings, and bad input."""
 
-import csv
-import io
 import json
 import uuid
 
+import psycopg
 import pytest
 
 from identity import create_app
@@ -17,6 +16,7 @@ from identity.store import newsletters as store
 from schemas.newsletters import NEWSLETTER_KEYS
 from tests.api.problems import assert_problem
 from tests.api.test_accounts import as_user, login, mailed, sign_up
+from tests.exports import csv_rows, ndjson_rows
 from tests.sites import site_key_for
 
 KEYS = ["copernica", "copernica-updates", "copernica-partners", "smtpeter", "mailerq"]
@@ -283,7 +283,7 @@ def test_the_export_streams_every_subscriber_with_a_working_one_click_link(site,
     subscribe(site, key="copernica", email="pending@example.com")  # pending: not exported
     answer = site.get("/v1/newsletters/copernica-updates/subscribers")
     assert answer.status_code == 200 and answer.mimetype == NDJSON
-    rows = [json.loads(line) for line in answer.get_data(as_text=True).splitlines()]
+    rows = ndjson_rows(answer.get_data(as_text=True))
     assert [row["user_id"] for row in rows] == ids
     tokens = app.extensions[SERVICES].newsletters.tokens
     for row in rows:
@@ -298,7 +298,7 @@ def test_the_export_streams_every_subscriber_with_a_working_one_click_link(site,
     path = rows[0]["unsubscribe_url"].removeprefix("http://127.0.0.1:8000")
     assert site.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
     after = site.get("/v1/newsletters/copernica-updates/subscribers").get_data(as_text=True)
-    assert [json.loads(line)["user_id"] for line in after.splitlines()] == ids[1:]
+    assert [row["user_id"] for row in ndjson_rows(after)] == ids[1:]
 
 
 def test_the_export_resumes_after_a_user_id_and_takes_a_limit(site, conn, app, monkeypatch):
@@ -308,10 +308,10 @@ def test_the_export_resumes_after_a_user_id_and_takes_a_limit(site, conn, app, m
     # Batches of 2, so the keyset walks over several.
     monkeypatch.setattr(service, "export", lambda *a, **k: export(*a, **k, batch_size=2))
     whole = site.get("/v1/newsletters/copernica-updates/subscribers").get_data(as_text=True)
-    assert [json.loads(line)["user_id"] for line in whole.splitlines()] == ids
+    assert [row["user_id"] for row in ndjson_rows(whole)] == ids
     rest = site.get(f"/v1/newsletters/copernica-updates/subscribers?after={ids[1]}&limit=2")
     assert [
-        json.loads(line)["user_id"] for line in rest.get_data(as_text=True).splitlines()
+        row["user_id"] for row in ndjson_rows(rest.get_data(as_text=True))
     ] == ids[2:4]
     assert_problem(site.get("/v1/newsletters/copernica-updates/subscribers?after=nope"), 422)
     assert_problem(site.get("/v1/newsletters/copernica-updates/subscribers?limit=0"), 422)
@@ -330,9 +330,9 @@ def test_the_export_in_pages_links_each_to_the_next(site, conn, app, monkeypatch
     while url:
         answer = site.get(url, headers={"Accept": accept})
         assert answer.status_code == 200, answer.get_data(as_text=True)
-        lines = answer.get_data(as_text=True).splitlines()
-        pages.append([line[:36] if accept == "text/csv" else json.loads(line)["user_id"]
-                      for line in lines[accept == "text/csv":]])  # fmt: skip
+        text = answer.get_data(as_text=True)
+        rows = csv_rows(text) if accept == "text/csv" else ndjson_rows(text)
+        pages.append([row["user_id"] for row in rows])
         link = answer.headers.get("Link")
         url = link and link.removeprefix("<").removesuffix('>; rel="next"')
         if url:
@@ -378,7 +378,7 @@ def test_a_page_of_the_export_keeps_every_row_it_counted_when_others_subscribe(
     for limit in (5, 3):  # the whole rest (no next page), then a page with one after it
         answer = site.get(f"/v1/newsletters/copernica-updates/subscribers?limit={limit}")
         exported = [
-            json.loads(line)["user_id"] for line in answer.get_data(as_text=True).splitlines()
+            row["user_id"] for row in ndjson_rows(answer.get_data(as_text=True))
         ]
         assert exported == [str(late), *ids[:limit]]
         assert ("Link" in answer.headers) == (limit < 5)
@@ -399,7 +399,7 @@ def test_batches_grow_with_short_addresses_and_every_row_comes(site, conn, app, 
         store, "ask_for_subscriber_batch", lambda c, p: asked.append(p["limit"]) or ask(c, p)
     )
     rows = site.get("/v1/newsletters/copernica-updates/subscribers").get_data(as_text=True)
-    exported = [json.loads(line) for line in rows.splitlines()]
+    exported = ndjson_rows(rows)
     expected = conn.execute("select id::text, email from users order by id").fetchall()
     assert [(r["user_id"], r["email"]) for r in exported] == [
         (row["id"], row["email"]) for row in expected
@@ -419,15 +419,39 @@ def test_the_export_as_csv_has_a_header_and_a_row_each(site, conn):
         "/v1/newsletters/copernica-updates/subscribers", headers={"Accept": "text/csv"}
     )
     assert answer.mimetype == "text/csv"
-    rows = list(csv.DictReader(io.StringIO(answer.get_data(as_text=True))))
+    rows = csv_rows(answer.get_data(as_text=True))
     assert [row["email"] for row in rows] == ["o'brien+news@example.com"]
     assert rows[0]["list_unsubscribe"] == f"<{rows[0]['unsubscribe_url']}>"
     assert rows[0]["list_unsubscribe_post"] == "List-Unsubscribe=One-Click"
 
 
-def test_an_empty_list_exports_nothing(site):
+def test_an_empty_list_exports_nothing_but_its_closing_line(site):
     answer = site.get("/v1/newsletters/mailerq/subscribers")
-    assert answer.status_code == 200 and answer.get_data() == b""
+    assert answer.status_code == 200 and answer.get_data() == b'{"complete":true,"rows":0}\n'
+    answer = site.get("/v1/newsletters/mailerq/subscribers", headers={"Accept": "text/csv"})
+    assert csv_rows(answer.get_data(as_text=True)) == []
+
+
+def test_an_export_cut_by_the_database_has_no_closing_line(site, conn, app, monkeypatch):
+    """A stream the database cut (a blip, a stop) must not look whole: HTTP/1.0 clients
+    and proxies that remove chunking see only where it ends."""
+    _subscribers(site, conn, 5)
+    service = app.extensions[SERVICES].newsletters
+    export = service.export
+
+    def cut_after_two(*args, **kwargs):
+        for n, piece in enumerate(export(*args, **kwargs, batch_size=2)):
+            if n == 1:
+                raise psycopg.OperationalError("terminating connection due to administrator")
+            yield piece
+
+    monkeypatch.setattr(service, "export", cut_after_two)
+    got = b""
+    with pytest.raises(psycopg.OperationalError):
+        answer = site.get("/v1/newsletters/copernica-updates/subscribers", buffered=False)
+        for piece in answer.response:
+            got += piece
+    assert got.count(b"\n") == 2 and b'"complete"' not in got
 
 
 # --- links in bulk -----------------------------------------------------------------------
@@ -613,12 +637,12 @@ def test_an_address_the_record_should_never_hold_is_still_escaped_in_the_export(
     )
     subscribe(site, email="plain@example.com")
     ndjson = site.get("/v1/newsletters/copernica-updates/subscribers").get_data(as_text=True)
-    emails = {json.loads(line)["email"] for line in ndjson.splitlines()}
+    emails = {row["email"] for row in ndjson_rows(ndjson)}
     assert emails == {odd, "plain@example.com"}
     text = site.get(
         "/v1/newsletters/copernica-updates/subscribers", headers={"Accept": "text/csv"}
     ).get_data(as_text=True)
-    assert {row["email"] for row in csv.DictReader(io.StringIO(text))} == emails
+    assert {row["email"] for row in csv_rows(text)} == emails
 
 
 def test_an_address_a_spreadsheet_would_take_for_a_formula_is_defused_in_the_csv(site, conn):
@@ -628,10 +652,10 @@ def test_an_address_a_spreadsheet_would_take_for_a_formula_is_defused_in_the_csv
     text = site.get(
         "/v1/newsletters/copernica-updates/subscribers", headers={"Accept": "text/csv"}
     ).get_data(as_text=True)
-    cells = {row["email"] for row in csv.DictReader(io.StringIO(text))}
+    cells = {row["email"] for row in csv_rows(text)}
     assert cells == {"'" + email for email in risky} | {"plain@example.com"}
     ndjson = site.get("/v1/newsletters/copernica-updates/subscribers").get_data(as_text=True)
-    assert {json.loads(line)["email"] for line in ndjson.splitlines()} >= set(risky)
+    assert {row["email"] for row in ndjson_rows(ndjson)} >= set(risky)
 
 
 def test_the_csv_escape_can_be_taken_back_so_two_people_stay_two(site, conn):
@@ -642,7 +666,7 @@ def test_the_csv_escape_can_be_taken_back_so_two_people_stay_two(site, conn):
     text = site.get(
         "/v1/newsletters/copernica-updates/subscribers", headers={"Accept": "text/csv"}
     ).get_data(as_text=True)
-    cells = [row["email"] for row in csv.DictReader(io.StringIO(text))]
+    cells = [row["email"] for row in csv_rows(text)]
     assert len(set(cells)) == 4
     assert sorted(cell.removeprefix("'") if cell[:1] == "'" else cell for cell in cells) == sorted(
         people
