@@ -5,15 +5,24 @@ from marshmallow import ValidationError, fields, post_load, validate, validates
 
 from schemas.common import QueryInteger, UtcDateTime, Uuid
 from schemas.profiles import ProfileFieldsSchema, UserSchema
-from schemas.text import Text
+from schemas.text import EMAIL, Text
 
-# Only bounds the work: the password policy says what is wrong with a password. One past
-# this bound is past the policy's 1,000 characters too, and is told so in its words.
+# A password to check (a login's, the current one): only bounds the work, and is told
+# in the policy's words when past it. Whatever was once accepted can still be tried.
 _password = {
     "required": True,
     "validate": [
         validate.Length(min=1, error="Send the password."),
         validate.Length(max=4096, error="Use at most 1,000 characters."),
+    ],
+}
+# A password to choose: the policy's 1,000 characters, as the document says. The policy
+# itself judges the rest (and counts after NFKC, so a few short ones may still be long).
+_new_password = {
+    "required": True,
+    "validate": [
+        validate.Length(min=1, error="Send the password."),
+        validate.Length(max=1000, error="Use at most 1,000 characters."),
     ],
 }
 _token = {"required": True, "max_length": 200}
@@ -58,8 +67,10 @@ class BrowserSchema(ma.Schema):
 
 
 class RegisterSchema(ProfileFieldsSchema, BrowserSchema):
-    email = Text(required=True, max_length=320, metadata={"example": "anna@example.com"})
-    password = fields.String(**_password, metadata={"example": "correct horse battery staple"})
+    email = Text(required=True, max_length=320, metadata=EMAIL | {"example": "anna@example.com"})
+    password = fields.String(
+        **_new_password, metadata={"example": "correct horse battery staple"}
+    )
     country = fields.String(
         validate=validate.Regexp(r"^[A-Z]{2}$", error="an ISO 3166 alpha-2 code, e.g. NL"),
         metadata={"description": "for reading national phone numbers", "example": "NL"},
@@ -83,7 +94,7 @@ class TokenSchema(ma.Schema):
 
 
 class LoginSchema(BrowserSchema):
-    email = Text(required=True, max_length=320, metadata={"example": "anna@example.com"})
+    email = Text(required=True, max_length=320, metadata=EMAIL | {"example": "anna@example.com"})
     password = fields.String(**_password, metadata={"example": "correct horse battery staple"})
 
 
@@ -111,12 +122,12 @@ class RefreshSchema(ma.Schema):
 
 
 class PasswordResetSchema(ma.Schema):
-    email = Text(required=True, max_length=320, metadata={"example": "anna@example.com"})
+    email = Text(required=True, max_length=320, metadata=EMAIL | {"example": "anna@example.com"})
 
 
 class PasswordResetConfirmSchema(ma.Schema):
     token = Text(**_token)
-    new_password = fields.String(**_password)
+    new_password = fields.String(**_new_password)
 
 
 class MeEditSchema(ProfileFieldsSchema):
@@ -130,11 +141,13 @@ class MeEditSchema(ProfileFieldsSchema):
 
 class PasswordChangeSchema(ma.Schema):
     current_password = fields.String(**_password)
-    new_password = fields.String(**_password)
+    new_password = fields.String(**_new_password)
 
 
 class EmailChangeSchema(ma.Schema):
-    new_email = Text(required=True, max_length=320, metadata={"example": "anna@work.example"})
+    new_email = Text(
+        required=True, max_length=320, metadata=EMAIL | {"example": "anna@work.example"}
+    )
 
 
 def _page_limit(items: str) -> QueryInteger:

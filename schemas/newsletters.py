@@ -9,7 +9,7 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 from schemas.accounts import BrowserSchema
 from schemas.common import QueryInteger, QuickNested, SmallDict, UtcDateTime, Uuid
 from schemas.profiles import LANGUAGES, ProfileSubmissionSchema
-from schemas.text import Text
+from schemas.text import EMAIL, Text
 
 NEWSLETTER_KEYS = ("copernica", "copernica-updates", "copernica-partners", "smtpeter", "mailerq")
 PRODUCTS = ("copernica", "smtpeter", "mailerq")
@@ -63,7 +63,7 @@ class ConsentSchema(BrowserSchema):
 
 
 class SubscriptionRequestSchema(ma.Schema):
-    email = Text(required=True, max_length=320, metadata={"example": "anna@example.com"})
+    email = Text(required=True, max_length=320, metadata=EMAIL | {"example": "anna@example.com"})
     consent = fields.Nested(ConsentSchema, required=True)
     language = fields.String(
         validate=validate.OneOf(LANGUAGES),
@@ -172,6 +172,13 @@ class SubscriberLinkSchema(ma.Schema):
     list_unsubscribe_post = fields.String(
         metadata={"description": "the value of the List-Unsubscribe-Post header (RFC 8058)"}
     )
+
+
+class ExportCompleteSchema(ma.Schema):
+    """The last line of a whole export: that it is whole, and how many rows came before."""
+
+    complete = fields.Boolean(required=True, metadata={"enum": [True]})
+    rows = fields.Integer(required=True, validate=validate.Range(min=0))
 
 
 class GivenLinkSchema(SubscriberLinkSchema):

@@ -4,7 +4,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from schemas.common import UtcDateTime, Uuid
-from schemas.text import Text
+from schemas.text import EMAIL, Text
 
 SOURCES = (
     "newsletter",
@@ -57,7 +57,7 @@ class ProfileSubmissionSchema(ProfileFieldsSchema):
     email = Text(
         required=True,
         max_length=320,
-        metadata={"example": "anna.vanderberg@example.com"},
+        metadata=EMAIL | {"example": "anna.vanderberg@example.com"},
     )
     source = fields.String(
         required=True,
@@ -123,7 +123,8 @@ class UserQuerySchema(ma.Schema):
     email = Text(
         required=True,
         max_length=320,
-        metadata={
+        metadata=EMAIL
+        | {
             "description": "the address to look up, in any case",
             "example": "Anna@Example.com",
         },

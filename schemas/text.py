@@ -6,6 +6,10 @@ import unicodedata
 
 from marshmallow import fields
 
+# What the document says of a field that takes an email address. The service reads an
+# address as email-validator does: internationalised local parts and domains too.
+EMAIL = {"format": "email"}
+
 # What no stored text may hold: C0 and C1 control characters (NUL among them), lone
 # surrogates (not Unicode at all: PostgreSQL cannot store them), and the bidi embeddings,
 # overrides and isolates of Unicode TR 9, which make "Anna\u202egreB" display as another

@@ -17,6 +17,7 @@ from identity.services.newsletters import CSV_HEADER, Consent
 from schemas.newsletters import (
     NEWSLETTER_KEYS,
     ConfirmationSchema,
+    ExportCompleteSchema,
     ExportQuerySchema,
     LinksRequestSchema,
     LinksSchema,
@@ -146,9 +147,10 @@ class Confirmation(MethodView):
         return services().newsletters.confirm(unit_of_work(), caller(body), body["token"])
 
 
-_EXPORT_NDJSON = json.dumps(_LINK) + "\n"
+_EXPORT_NDJSON = json.dumps(_LINK) + "\n" + '{"complete":true,"rows":1}\n'
 _EXPORT_CSV = CSV_HEADER + (
     f'{_USER_ID},"anna@example.com","{_URL}","<{_URL}>",List-Unsubscribe=One-Click\r\n'
+    "#complete,1,,,\r\n"
 )
 
 
@@ -159,14 +161,18 @@ class Subscribers(MethodView):
     @blp.doc(
         responses={
             "200": {
-                "description": "One subscriber per line, in `user_id` order.",
+                "description": "One subscriber per line, in `user_id` order, then the"
+                " closing line of a whole answer.",
                 "headers": {
                     "Link": next_link_header(
                         f"…/v1/newsletters/copernica/subscribers?limit=1000&after={_USER_ID}"
                     )
                 },
                 "content": {
-                    NDJSON: {"schema": SubscriberLinkSchema, "example": _EXPORT_NDJSON},
+                    NDJSON: {
+                        "schema": {"oneOf": [SubscriberLinkSchema, ExportCompleteSchema]},
+                        "example": _EXPORT_NDJSON,
+                    },
                     CSV: {"schema": {"type": "string"}, "example": _EXPORT_CSV},
                 },
             }

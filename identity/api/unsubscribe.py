@@ -118,7 +118,11 @@ class Link(MethodView):
         `multipart/form-data`; an empty or JSON body works too. No cookie or other
         credential is needed, and the answer is never a redirect. Using the link again is
         a `200` that changes nothing (`changed: false`). The change is kept as a consent
-        event (channel `one-click`, the client's IP address and user agent).
+        event (channel `one-click`, the client's IP address and user agent). A body that
+        says anything else than One-Click is a `422` and changes nothing; a
+        `multipart/form-data` body that cannot be read as a form (no boundary, a broken
+        part) says nothing, and counts as an empty body: the click unsubscribes, as a
+        mailbox provider's imperfect POST is still the person's click.
         """
         _check_one_click_body()
         holder = principal()

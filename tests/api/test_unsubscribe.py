@@ -161,6 +161,19 @@ def test_a_one_click_body_saying_it_twice_or_with_more_unsubscribes(
 
 
 @pytest.mark.parametrize(
+    "content_type", ["multipart/form-data", "multipart/form-data; boundary=b"]
+)
+def test_a_multipart_body_that_is_no_form_counts_as_empty_and_unsubscribes(
+    client, anna, conn, content_type
+):
+    """As the operation's description says: no boundary, or parts that do not parse, say
+    nothing, and an empty one-click unsubscribes."""
+    answer = client.post(link(anna), data=b"--b\r\nnot a part", content_type=content_type)
+    assert answer.status_code == 200 and answer.get_json()["changed"] is True
+    assert flags(conn)["copernica-updates"] == "unsubscribed"
+
+
+@pytest.mark.parametrize(
     ("body", "content_type", "status"),
     [
         ("List-Unsubscribe=Two-Clicks", "application/x-www-form-urlencoded", 422),
