@@ -17,15 +17,16 @@ from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
 from identity import bulk
 from identity.api import CLOCK
-from identity.api.parsing import IncompleteBody, InvalidJson, parse_json
-from identity.api.problems import field_errors
+from identity.api.parsing import IncompleteBody
 from identity.db import get_conn
 from identity.deadlines import DeadlineInput
 from identity.errors import ImportStopped, InvalidInput
 from identity.services.principal import Principal
 from identity.services.profiles import CheckedLine, Outcome, check_line, exclusive_import
 from identity.services.profiles import import_profiles as write_profiles
+from identity.strict_json import InvalidJson, parse_json
 from schemas.common import QuickLoad
+from schemas.messages import field_errors
 from schemas.newsletters import ImportLineSchema
 
 NDJSON = "application/x-ndjson"
