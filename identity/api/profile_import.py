@@ -22,8 +22,9 @@ from identity.db import get_conn
 from identity.deadlines import DeadlineInput
 from identity.errors import ImportStopped, InvalidInput
 from identity.services.principal import Principal
-from identity.services.profiles import CheckedLine, Outcome, check_line, exclusive_import
+from identity.services.profiles import Outcome, exclusive_import
 from identity.services.profiles import import_profiles as write_profiles
+from identity.services.submissions import CheckedLine, check_line
 from identity.strict_json import InvalidJson, parse_json
 from schemas.common import QuickLoad
 from schemas.messages import field_errors
