@@ -6,8 +6,8 @@ import pytest
 
 from identity import bulk, create_app
 from identity.api import CLOCK
-from identity.api.profile_import import MAX_LINE_BYTES
 from identity.db import PinnedDatabase
+from identity.imports.reading import MAX_LINE_BYTES
 from tests.api.problems import assert_problem
 
 NDJSON = "application/x-ndjson"
