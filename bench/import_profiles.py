@@ -106,6 +106,10 @@ def main() -> int:
             f"; the import helper processes (all workers') peak {_mb(rss['helpers_peak'])} in all"
         )
         print(
+            "    each helper's peak RSS: "
+            + (", ".join(f"{kind} {_mb(v)}" for kind, v in rss["each_helper_peak"]) or "-")
+        )
+        print(
             f"    CPU seconds during it: that worker {run['cpu_worker']:.1f},"
             f" the import helper processes {run['cpu_helpers']:.1f},"
             f" PostgreSQL (all its processes) {run['cpu_postgres']:.1f}"
@@ -213,6 +217,7 @@ def _import(bench: harness.Bench, path: Path, size: int) -> dict:
             "after": after.get(pid, 0),
             "others_peak": [sampler.peak.get(p, 0) for p in before if p != pid],
             "helpers_peak": sampler.helpers_peak,
+            "each_helper_peak": sampler.each_helper_peak(),
         },
     }
 
@@ -224,8 +229,9 @@ class _RssSampler:
         self.pids = pids
         self.peak: dict[int, int] = {}
         # The import's helper processes (forkserver and checkers, the workers' descendants):
-        # the peak of their summed RSS.
+        # the peak of their summed RSS, and each one's own.
         self.helpers_peak = 0
+        self._helper_peaks: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -243,9 +249,16 @@ class _RssSampler:
         while not self._stop.is_set():
             for pid, rss in self.sample().items():
                 self.peak[pid] = max(self.peak.get(pid, 0), rss)
-            helpers = sum(_vm_rss(pid) or 0 for pid in _descendants(self.pids))
-            self.helpers_peak = max(self.helpers_peak, helpers)
+            helpers = {pid: _vm_rss(pid) or 0 for pid in _descendants(self.pids)}
+            self.helpers_peak = max(self.helpers_peak, sum(helpers.values()))
+            for pid, rss in helpers.items():
+                self._helper_peaks[pid] = max(self._helper_peaks.get(pid, 0), rss)
             self._stop.wait(SAMPLE_SECONDS)
+
+    def each_helper_peak(self) -> list[tuple[str, int]]:
+        """(what the helper is, its peak RSS), the checkers first, largest first."""
+        found = [(_helper_kind(pid), rss) for pid, rss in self._helper_peaks.items()]
+        return sorted(found, key=lambda item: (item[0] != "checker", -item[1]))
 
 
 def _descendants(pids: list[int]) -> list[int]:
@@ -256,6 +269,24 @@ def _descendants(pids: list[int]) -> list[int]:
         with contextlib.suppress(psutil.NoSuchProcess):
             found.extend(child.pid for child in psutil.Process(pid).children(recursive=True))
     return found
+
+
+def _helper_kind(pid: int) -> str:
+    """A checker (forked by a forkserver, so its command line is the forkserver's), the
+    forkserver, or multiprocessing's resource tracker."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        command = " ".join(process.cmdline())
+        parent = " ".join(process.parent().cmdline()) if process.parent() else ""
+    except psutil.Error:
+        return "gone"
+    if "resource_tracker" in command:
+        return "resource tracker"
+    if "forkserver" in command:
+        return "checker" if "forkserver" in parent else "forkserver"
+    return "other"
 
 
 def _vm_rss(pid: int) -> int | None:

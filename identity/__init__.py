@@ -1,13 +1,10 @@
 """identity: the one email-keyed user record of copernica.com, smtpeter.com and mailerq.com."""
 
 from importlib.metadata import version
+from typing import TYPE_CHECKING
 
-from flask import Flask
-
-from identity import api, db, logs, services
-from identity.api.docs import ASSETS_URL
-from identity.config import load_config
-from identity.deadlines import BodyDeadline
+if TYPE_CHECKING:
+    from flask import Flask
 
 API_DESCRIPTION = """\
 The one record per email address that copernica.com, smtpeter.com and mailerq.com share.
@@ -19,12 +16,23 @@ Timestamps are RFC 3339 in UTC.
 """
 
 
-def create_app(config: dict | None = None, database=None) -> Flask:
+def create_app(config: dict | None = None, database=None) -> "Flask":
     """The WSGI app: settings (defaults, IDENTITY_*, then `config`), database, the services
-    (`identity.services.build`, the one composition root), Api, resources.
+    (`identity.composition.build`, the one composition root), Api, resources.
 
     `database` replaces the pool made from IDENTITY_DATABASE_URL (tests pass one).
     """
+    # Imported here, not when the package is: the import's helper processes import
+    # identity.imports.checking, and with it this package, and must not load Flask, the
+    # database and every service for it.
+    from flask import Flask
+
+    from identity import api, db, logs
+    from identity.api.docs import ASSETS_URL
+    from identity.composition import build
+    from identity.config import load_config
+    from identity.deadlines import BodyDeadline
+
     settings = load_config(config)
     app = Flask(__name__)
     # werkzeug answers a path with "//" by redirecting to it merged: the API never
@@ -46,6 +54,6 @@ def create_app(config: dict | None = None, database=None) -> Flask:
     )
     logs.init_app(app)
     database = db.init_app(app, database)
-    api.init_app(app, services.build(settings, database.connection))
+    api.init_app(app, build(settings, database.connection))
     app.wsgi_app = BodyDeadline(app.wsgi_app, settings["BODY_TIMEOUT_SECONDS"])
     return app

@@ -57,7 +57,9 @@ def _pool(processes: int) -> ProcessPoolExecutor:
     if processes not in _pools:
         # forkserver: never fork this process, whose pool threads hold database connections.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["identity.api.profile_import"])
+        # Each helper is forked with what checks a line loaded, and nothing else: Flask,
+        # the database driver and the other services took most of a helper's memory.
+        context.set_forkserver_preload(["identity.imports.checking"])
         _pools[processes] = ProcessPoolExecutor(
             processes, mp_context=context, initializer=_watch_server, initargs=(os.getpid(),)
         )

@@ -46,6 +46,14 @@ class DatabaseUnavailable(IdentityError):
     """PostgreSQL cannot be reached right now; the caller may retry."""
 
 
+class EmptyImport(IdentityError):
+    """An import whose body holds not one byte."""
+
+
+class TooManyImportLines(IdentityError):
+    """An import has more lines than one import takes."""
+
+
 class ImportStopped(Exception):
     """An import stopped part-way for `cause`; its first lines, through `lines_done`, are
     done (written or rejected) and stay so."""

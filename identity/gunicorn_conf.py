@@ -3,6 +3,10 @@
 
 import os
 
+# The app's modules, loaded once here in the master: the workers it forks share their
+# memory. (Importing the identity package loads none of them, for the import's helpers.)
+import identity.api  # noqa: F401
+
 bind = f"127.0.0.1:{os.environ.get('PORT', '8000')}"
 workers = 2
 

@@ -71,9 +71,9 @@ class Worker(GeventWorker):
     def patch(self):
         super().patch()
         # psycopg chooses how to wait for the server when it is imported, and gunicorn's
-        # master imported it (with this package) before this worker patched `select`: it
-        # chose a wait that blocks the whole process during every query. Let it choose
-        # again, now that gevent's `select` is in place.
+        # master imported it (with the app's modules, gunicorn_conf) before this worker
+        # patched `select`: it chose a wait that blocks the whole process during every
+        # query. Let it choose again, now that gevent's `select` is in place.
         if "psycopg.waiting" in sys.modules:
             importlib.reload(sys.modules["psycopg.waiting"])
 

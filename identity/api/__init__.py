@@ -9,7 +9,7 @@ from werkzeug.exceptions import NotFound
 
 from identity.api.guards import SERVICES
 from identity.api.openapi import SECURITY_SCHEMES, Api, document_what_marshmallow_cannot
-from identity.services import Services
+from identity.composition import Services
 
 
 def _no_double_slash_in_front():

@@ -9,9 +9,9 @@ from flask import current_app, g, request
 from werkzeug.exceptions import UnsupportedMediaType
 
 from identity.api.parsing import Parser
+from identity.composition import Services
 from identity.db import unit_of_work
 from identity.errors import Unauthenticated
-from identity.services import Services
 from identity.services.principal import Browser, LinkHolder, Principal
 from identity.services.sites import authenticate_site
 from schemas.accounts import USER_AGENT_LENGTH
@@ -22,7 +22,7 @@ SERVICES = "identity.services"
 
 
 def services() -> Services:
-    """This app's services, as `identity.services.build` made them."""
+    """This app's services, as `identity.composition.build` made them."""
     return current_app.extensions[SERVICES]
 
 

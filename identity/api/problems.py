@@ -1,9 +1,7 @@
 """The one error path: every failure becomes an RFC 9457 application/problem+json response."""
 
 import logging
-import re
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -25,13 +23,13 @@ from identity.errors import (
 )
 from identity.logs import current_request_id
 from identity.store.transactions import RETRYABLE
+from schemas.messages import field_paths, message_strings
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
 # Each domain error: its status and the `type` URI that names the kind of problem.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 # A body of a megabyte can hold a hundred thousand wrong fields: the answer names this many.
 _MAX_FIELDS_NAMED = 50
 _DOMAIN = {
@@ -154,13 +152,13 @@ def _invalid_request(status: int, messages: dict, headers: dict) -> Problem:
     whole = []
     for location, fields in messages.items():
         if isinstance(fields, dict):
-            for name, field_messages in _field_paths(fields):
+            for name, field_messages in field_paths(fields):
                 if name not in errors and len(errors) == _MAX_FIELDS_NAMED:
                     whole.append(f"more fields than the {_MAX_FIELDS_NAMED} named are wrong")
                     break
                 errors.setdefault(name, []).extend(field_messages)
         else:
-            whole.extend(f"{location}: {m}" for m in _strings(fields))
+            whole.extend(f"{location}: {m}" for m in message_strings(fields))
     detail = "; ".join(whole) if whole else "some fields are not acceptable; see errors"
     if errors and whole:
         detail = "some fields are not acceptable; see errors; " + detail
@@ -177,37 +175,6 @@ def _detail(error: HTTPException) -> str:
         HTTPStatus.METHOD_NOT_ALLOWED: "this method is not allowed here; see the Allow header",
         HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "the request body is larger than this endpoint takes",
     }.get(error.code, error.description or HTTPStatus(error.code).phrase)
-
-
-def field_errors(messages: dict) -> dict[str, list[str]]:
-    """marshmallow's nested messages as this API names them: by path (`_field_paths`)."""
-    errors: dict[str, list[str]] = {}
-    for name, field_messages in _field_paths(messages):
-        errors.setdefault(name, []).extend(field_messages)
-    return errors
-
-
-def _field_paths(fields: dict, prefix: str = "") -> Iterator[tuple[str, list[str]]]:
-    """Each field's messages by its path: a nested field as `consent.text`, an item of a
-    list as `emails.3` (what is wrong with a nested object as a whole: its own path). A
-    name the client made up (an unknown field) is echoed with any lone surrogate
-    replaced, so the answer stays valid JSON for strict parsers."""
-    for name, messages in fields.items():
-        path = prefix + _SURROGATE.sub("\ufffd", str(name))
-        if name == "_schema" and prefix:  # about the nested field as a whole
-            path = prefix[:-1]
-        if isinstance(messages, dict):
-            yield from _field_paths(messages, path + ".")
-        else:
-            yield path, _strings(messages)
-
-
-def _strings(messages) -> list[str]:
-    if isinstance(messages, dict):  # nested field: {index or name: [messages]}
-        return [f"{key}: {m}" for key, value in messages.items() for m in _strings(value)]
-    if isinstance(messages, list | tuple):
-        return [str(m) for m in messages]
-    return [str(messages)]
 
 
 def _from_database_error(error: psycopg.Error) -> Problem:

@@ -10,36 +10,20 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from functools import cache, cached_property
+from functools import cache
 from typing import Any
 from uuid import UUID
 
 import psycopg
 
-from identity.errors import InvalidInput, NotFound, TooManyRequests
-from identity.services.contact import email_key, normalise_email, normalise_phones
+from identity.errors import NotFound, TooManyRequests
+from identity.services.contact import email_key, normalise_email
 from identity.services.principal import Principal
+from identity.services.submissions import CheckedLine, Submission, prepare_submission
 from identity.store import newsletters as newsletter_store
 from identity.store import sites as site_store
 from identity.store import users as store
 from identity.store.transactions import UnitOfWork
-
-PROFILE_FIELDS = store.PROFILE_COLUMNS
-
-
-@dataclass(frozen=True)
-class Submission:
-    """One site's knowledge of one address, checked and normalised."""
-
-    email: str
-    source: str
-    fields: dict[str, str]
-    # Lists brought over from an old system: (list key, consented at, consent text).
-    newsletters: tuple[tuple[str, datetime, str], ...] = ()
-
-    @cached_property
-    def key(self) -> str:
-        return email_key(self.email)
 
 
 @dataclass(frozen=True)
@@ -53,30 +37,6 @@ class Outcome:
     filled: tuple[str, ...] = ()
     # Lists whose consent the line brought over but which already had the person's flag.
     newsletters_kept: tuple[str, ...] = ()
-
-
-def prepare_submission(data: dict) -> Submission:
-    """Check and normalise a submission (email, source, known fields, optional country hint)."""
-    errors: dict[str, list[str]] = {}
-    email = None
-    try:
-        email = normalise_email(data["email"])
-    except InvalidInput as exc:
-        errors.update(exc.errors)
-    # Blank and "unspecified" say nothing, so they fill nothing.
-    fields = {
-        name: data[name]
-        for name in PROFILE_FIELDS
-        if data.get(name) and not (name == "gender" and data[name] == "unspecified")
-    }
-    fields = normalise_phones(fields, data.get("country"), errors)
-    if errors:
-        raise InvalidInput("some fields are not acceptable", errors=errors)
-    newsletters = tuple(
-        (key, consent["consented_at"], consent["consent_text"])
-        for key, consent in sorted((data.get("newsletters") or {}).items())
-    )
-    return Submission(email=email, source=data["source"], fields=fields, newsletters=newsletters)
 
 
 def record_profile(uow: UnitOfWork, principal: Principal, data: dict) -> tuple[dict, Outcome]:
@@ -199,19 +159,6 @@ def _import_consents(conn, principal: Principal, round_: list, outcomes: list[Ou
 
 def _sources(fields: Iterable[str], source: str, site: str, at: str) -> dict:
     return {name: {"source": source, "site": site, "at": at} for name in fields}
-
-
-# One line of a bulk import after checking: (line number, submission, None) when it is
-# good, (line number, None, {field: [messages]}) when it is not.
-CheckedLine = tuple[int, Submission | None, dict[str, list[str]] | None]
-
-
-def check_line(line_no: int, data: dict) -> CheckedLine:
-    """A line of a bulk import, checked as `prepare_submission` checks one submission."""
-    try:
-        return line_no, prepare_submission(data), None
-    except InvalidInput as exc:
-        return line_no, None, exc.errors
 
 
 @contextmanager

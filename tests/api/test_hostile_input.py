@@ -345,7 +345,7 @@ def test_a_query_that_is_not_text_is_a_4xx(site, query):
 
 
 def test_a_stray_quote_where_a_long_line_is_cut_into_pieces_swallows_no_rows(site):
-    from identity.api.profile_import import MAX_LINE_BYTES
+    from identity.imports.reading import MAX_LINE_BYTES
 
     prefix = b"bob@example.com,"
     line = prefix + b"a" * (MAX_LINE_BYTES + 1 - len(prefix)) + b'"Bob\n'  # quote on the edge

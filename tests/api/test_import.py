@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import signal
@@ -6,8 +7,8 @@ import pytest
 
 from identity import bulk, create_app
 from identity.api.guards import SERVICES
-from identity.api.profile_import import MAX_LINE_BYTES
 from identity.db import PinnedDatabase
+from identity.imports.reading import MAX_LINE_BYTES
 from tests.api.problems import assert_problem
 
 NDJSON = "application/x-ndjson"
@@ -244,3 +245,32 @@ def test_an_import_over_its_time_limit_stops_with_a_408(conn, database_url, site
     problem = assert_problem(response, 408)
     written = conn.execute("select count(*) as n from users").fetchone()["n"]
     assert problem["lines_done"] == written < 5000
+
+
+def test_an_empty_chunked_body_and_too_many_lines_answer_as_the_endpoint_always_has(
+    conn, database_url, site_key
+):
+    settings = {"MAX_IMPORT_LINES": 2, "IMPORT_PROCESSES": 0}
+    app = create_app({"DATABASE_URL": database_url, **settings}, database=PinnedDatabase(conn))
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {site_key}"
+    empty = client.post(
+        "/v1/profiles/import",
+        input_stream=io.BytesIO(b""),
+        content_type=NDJSON,
+        headers={"Transfer-Encoding": "chunked"},
+    )
+    assert assert_problem(empty, 400) == {
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": "send the lines in the body: NDJSON or CSV with a header row",
+    }
+    body = ndjson(*({"email": f"p{n}@example.com"} for n in range(3)))
+    too_many = client.post("/v1/profiles/import", data=body, content_type=NDJSON)
+    problem = assert_problem(too_many, 413)
+    assert problem["type"] == "about:blank" and problem["lines_done"] == 0
+    assert problem["detail"] == (
+        "an import takes at most 2 lines; no line was written, and running the whole file"
+        " again is safe"
+    )

@@ -1,0 +1,56 @@
+"""The composition root: the one place the service's parts are put together from the
+settings (`create_app` calls `build`). Kept out of `identity.services`, whose package
+must stay light: the import's helper processes load a service module or two and nothing
+else."""
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+
+import psycopg
+
+from identity.concurrency import CpuThreads
+from identity.security.access_tokens import KeyRing
+from identity.security.passwords import Passwords
+from identity.security.unsubscribe_tokens import UnsubscribeTokens
+from identity.services.accounts import Accounts, account_settings
+from identity.services.newsletters import Newsletters
+from identity.services.sites import RecentSiteKeys
+
+
+@dataclass
+class Services:
+    """The services of one process, built once. `clock` is the time source of everything
+    time-limited (site keys kept, an import's deadline): tests replace it to move time
+    without sleeping."""
+
+    accounts: Accounts
+    newsletters: Newsletters
+    key_ring: KeyRing
+    recent_site_keys: RecentSiteKeys
+    clock: Callable[[], float] = field(default=time.monotonic)
+
+
+def build(
+    settings: dict, connection: Callable[[], AbstractContextManager[psycopg.Connection]]
+) -> Services:
+    """The services for `settings` (identity.config's), the signing keys read through
+    `connection()`: a connection lent for a moment, beside any request's transaction."""
+    ring = KeyRing(connection, settings["SECRET_KEY"])
+    passwords = Passwords.from_settings(settings, offload=CpuThreads(settings["PASSWORD_THREADS"]))
+    services = Services(
+        accounts=Accounts.build(account_settings(settings), passwords, ring),
+        newsletters=Newsletters(
+            UnsubscribeTokens(settings["SECRET_KEY"], settings["UNSUBSCRIBE_KEY_ID"]),
+            settings["PUBLIC_URL"],
+            confirm_hours=settings["NEWSLETTER_CONFIRM_HOURS"],
+            catalog_seconds=settings["NEWSLETTER_CATALOG_SECONDS"],
+            clock=lambda: services.clock(),
+        ),
+        key_ring=ring,
+        recent_site_keys=RecentSiteKeys(
+            settings["SITE_KEY_CACHE_SECONDS"], clock=lambda: services.clock()
+        ),
+    )
+    return services
