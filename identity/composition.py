@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from identity.concurrency import CpuThreads
+from identity.concurrency import CpuThreads, Slots
 from identity.security.access_tokens import KeyRing
 from identity.security.passwords import Passwords
 from identity.security.unsubscribe_tokens import UnsubscribeTokens
@@ -29,6 +29,7 @@ class Services:
     newsletters: Newsletters
     key_ring: KeyRing
     recent_site_keys: RecentSiteKeys
+    exports: Slots
     clock: Callable[[], float] = field(default=time.monotonic)
 
 
@@ -52,5 +53,6 @@ def build(
         recent_site_keys=RecentSiteKeys(
             settings["SITE_KEY_CACHE_SECONDS"], clock=lambda: services.clock()
         ),
+        exports=Slots(settings["MAX_EXPORTS_PER_WORKER"]),
     )
     return services

@@ -7,6 +7,8 @@ it lets the worker's other requests go on meanwhile, where run on the loop it wo
 every one of them for as long.
 """
 
+import contextlib
+import ctypes
 import threading
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
@@ -157,3 +159,34 @@ class _Waiting:
         self.leads = False
         self.done = False
         self.result = None
+
+
+class Slots:
+    """At most `size` of something at once in this process (answers streamed to clients
+    that may not read them): `take()` is False when all are taken; `give_back()` frees
+    one, and when the last is given back the C library is asked to return freed memory
+    to the system, which it keeps otherwise (glibc's malloc_trim)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.taken = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.taken >= self.size:
+                return False
+            self.taken += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.taken -= 1
+            idle = self.taken == 0
+        if idle:
+            _return_free_memory()
+
+
+def _return_free_memory() -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: it keeps what it keeps
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -81,6 +81,10 @@ DEFAULTS = {
     # Seconds a client may leave a piece of an answer unread (the export sends 64 KiB at
     # a time): then the connection is cut and what the answer held is let go.
     "SEND_TIMEOUT_SECONDS": 120.0,
+    # Subscriber exports one worker streams at once (each holds a few MB while its client
+    # reads): past it, a new one is a 503 with Retry-After, so exports nobody reads cannot
+    # take the worker's memory.
+    "MAX_EXPORTS_PER_WORKER": 16,
     # Bytes in one JSON request body; the import endpoint has its own, larger limit.
     "MAX_BODY_BYTES": 1024 * 1024,
     "MAX_IMPORT_BYTES": 256 * 1024 * 1024,
@@ -93,6 +97,12 @@ DEFAULTS = {
     # (a client trickling its body); the lines written before stay written.
     "MAX_IMPORT_LINES": 3_000_000,
     "MAX_IMPORT_SECONDS": 600,
+    # An import whose body stops arriving for this long ends with 408 (and lets go of the
+    # site's import lock and its connection), however long it may take in all.
+    "IMPORT_IDLE_SECONDS": 30.0,
+    # On SIGTERM a worker finishes its requests for this long, then is stopped. An import
+    # ends at its next batch at once, answering 503 with how far it got.
+    "STOP_GRACE_SECONDS": 20,
 }
 
 _TYPES = {key: type(value) for key, value in DEFAULTS.items() if value is not None}

@@ -33,10 +33,13 @@ class DeadlineInput:
         # before it was waited for) is a reason to close the connection after answering.
         self.finished = False
         self.received = 0
+        self.idle: float | None = None
 
-    def allow(self, seconds: float) -> None:
-        """Give the body `seconds` from now."""
+    def allow(self, seconds: float, *, idle: float | None = None) -> None:
+        """Give the body `seconds` from now, and each read at most `idle` of them: a body
+        that stops arriving is cut off then, not at the end of its time."""
         self.deadline = time.monotonic() + seconds
+        self.idle = idle
 
     def read(self, *args):
         return self._bounded(self.stream.read, *args)
@@ -52,8 +55,12 @@ class DeadlineInput:
         if left <= 0:
             raise BodyTooSlow()
         if monkey.is_module_patched("socket"):
-            with gevent.Timeout(left, BodyTooSlow):
-                data = read(*args)
+            if self.idle is not None and self.idle < left:
+                with gevent.Timeout(self.idle, BodyStopped):
+                    data = read(*args)
+            else:
+                with gevent.Timeout(left, BodyTooSlow):
+                    data = read(*args)
         else:
             data = read(*args)
         self.received += len(data)
@@ -79,3 +86,9 @@ class BodyTooSlow(RequestTimeout):
     """The body did not arrive by its deadline (408)."""
 
     description = "the request body took too long to arrive"
+
+
+class BodyStopped(RequestTimeout):
+    """The body stopped arriving for longer than its idle limit (408)."""
+
+    description = "the request body stopped arriving"

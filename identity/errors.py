@@ -54,6 +54,14 @@ class TooManyImportLines(IdentityError):
     """An import has more lines than one import takes."""
 
 
+class TooManyExports(IdentityError):
+    """This process streams as many exports as it may; the caller may retry shortly."""
+
+
+class ServiceStopping(IdentityError):
+    """This process is stopping: long work ended at a safe point; the caller may retry."""
+
+
 class ImportStopped(Exception):
     """An import stopped part-way for `cause`; its first lines, through `lines_done`, are
     done (written or rejected) and stay so."""

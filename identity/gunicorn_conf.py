@@ -6,6 +6,7 @@ import os
 # The app's modules, loaded once here in the master: the workers it forks share their
 # memory. (Importing the identity package loads none of them, for the import's helpers.)
 import identity.api  # noqa: F401
+from identity.config import load_config
 
 bind = f"127.0.0.1:{os.environ.get('PORT', '8000')}"
 workers = 2
@@ -35,8 +36,9 @@ accesslog = "-"
 errorlog = "-"
 
 
-# On SIGTERM a worker finishes what it is answering for this long, then is stopped.
-graceful_timeout = 20
+# On SIGTERM a worker finishes what it is answering for this long, then is stopped
+# (IDENTITY_STOP_GRACE_SECONDS); an import ends at its next batch (identity.lifecycle).
+graceful_timeout = load_config()["STOP_GRACE_SECONDS"]
 
 
 def worker_exit(server, worker):

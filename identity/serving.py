@@ -23,6 +23,7 @@ from gunicorn.workers.ggevent import GeventWorker
 from identity import bulk
 from identity.config import load_config
 from identity.deadlines import body_left_unread
+from identity.lifecycle import request_stop, stop_requested
 from identity.logs import REQUEST_ID_HEADER, ROUTE, JsonLines
 
 PROBLEM_JSON = "application/problem+json"
@@ -49,13 +50,23 @@ class Worker(GeventWorker):
         sys.unraisablehook = _quiet_helper_thread_exit
         super().init_process()
 
+    def handle_exit(self, sig, frame):
+        """SIGTERM: stop taking connections (gunicorn) and tell long work (an import) to
+        end at its next safe point, within the grace period (IDENTITY_STOP_GRACE_SECONDS)."""
+        request_stop()
+        super().handle_exit(sig, frame)
+
     def load_wsgi(self):
         super().load_wsgi()
         app = self.wsgi
 
         def closing_when_body_unread(environ, start_response):
             answer = app(environ, start_response)
-            if body_left_unread(environ):
+            if stop_requested():
+                # Stopping: no next request on this connection, so it does not wait out
+                # the header timeout before the worker can exit.
+                start_response.__self__.force_close()
+            elif body_left_unread(environ):
                 # gunicorn would read (and drop) the rest of the body to reach the next
                 # request on this connection: a stranger's 100 GB, after a 401. The
                 # answer says Connection: close instead.

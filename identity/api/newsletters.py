@@ -13,6 +13,7 @@ from identity.api.guards import JSON, Blueprint, caller, services
 from identity.api.paging import next_link, next_link_header
 from identity.api.profile_import import CSV, NDJSON
 from identity.db import unit_of_work
+from identity.errors import TooManyExports
 from identity.services.newsletters import CSV_HEADER, Consent
 from schemas.newsletters import (
     NEWSLETTER_KEYS,
@@ -210,6 +211,11 @@ class Subscribers(MethodView):
         # Before the stream begins: an unknown list is a 404, and a page's end is found.
         through, more = service.export_page(uow, key, after, limit)
         csv = _export_type(request.headers.get("Accept", "")) == CSV
+        slots = services().exports
+        if not slots.take():
+            raise TooManyExports(
+                "this replica is streaming as many exports as it may; try again shortly"
+            )
         # The rows are read as they are sent, long after this request's work is
         # committed: each batch on a connection borrowed for it (`uow.briefly()`).
         rows = service.export(uow, key, csv, after, through)
@@ -223,11 +229,16 @@ class Subscribers(MethodView):
                 for start in range(0, len(batch), _PIECE):
                     yield batch[start : start + _PIECE]
 
-        return Response(
+        answer = Response(
             body(),
             mimetype=CSV if csv else NDJSON,
             headers=next_link(through if more else None, limit, key=key),
         )
+        # Sent, cut off or never started: the server closes the answer, and the slot is
+        # free again.
+        answer.call_on_close(rows.close)
+        answer.call_on_close(slots.give_back)
+        return answer
 
 
 @blp.route("/<key>/unsubscribe-links", parameters=[KEY_PARAMETER])

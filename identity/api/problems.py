@@ -18,6 +18,8 @@ from identity.errors import (
     ImportStopped,
     InvalidInput,
     NotFound,
+    ServiceStopping,
+    TooManyExports,
     TooManyRequests,
     Unauthenticated,
 )
@@ -40,6 +42,8 @@ _DOMAIN = {
     Forbidden: (HTTPStatus.FORBIDDEN, "forbidden"),
     TooManyRequests: (HTTPStatus.TOO_MANY_REQUESTS, "too-many-requests"),
     DatabaseUnavailable: (HTTPStatus.SERVICE_UNAVAILABLE, "unavailable"),
+    ServiceStopping: (HTTPStatus.SERVICE_UNAVAILABLE, "unavailable"),
+    TooManyExports: (HTTPStatus.SERVICE_UNAVAILABLE, "unavailable"),
 }
 
 _TYPE_PREFIX = "urn:identity:problem:"

@@ -1,6 +1,7 @@
 """Bulk import of profiles over HTTP: the request's body held to the import's limits, the
 pipeline of identity.imports run on it, and its report as the answer."""
 
+import contextlib
 import io
 from collections.abc import Callable, Iterable
 
@@ -11,14 +12,16 @@ from identity.api.guards import services
 from identity.api.parsing import IncompleteBody
 from identity.db import unit_of_work
 from identity.deadlines import DeadlineInput
-from identity.errors import EmptyImport, ImportStopped, TooManyImportLines
+from identity.errors import EmptyImport, ImportStopped, ServiceStopping, TooManyImportLines
 from identity.imports.pipeline import checked_batches
 from identity.imports.report import spooled_report
+from identity.lifecycle import seconds_since_stop, stop_requested
 from identity.services.principal import Principal
 from identity.services.profiles import Outcome, exclusive_import
 from identity.services.profiles import import_profiles as write_profiles
 
 NDJSON = "application/x-ndjson"
+_DRAIN_READ = 64 * 1024
 CSV = "text/csv"
 
 # What the import says of a body that ended early; the problem adds how far it got.
@@ -48,7 +51,7 @@ def run_import(principal: Principal, source: str) -> Response:
         raise EmptyBody()
     stream = request.environ["wsgi.input"]
     if isinstance(stream, DeadlineInput):  # the import's own, longer deadline
-        stream.allow(settings["MAX_IMPORT_SECONDS"])
+        stream.allow(settings["MAX_IMPORT_SECONDS"], idle=settings["IMPORT_IDLE_SECONDS"])
     body = ImportBody(
         stream,
         request.content_length,
@@ -66,7 +69,24 @@ def run_import(principal: Principal, source: str) -> Response:
     )
     uow = unit_of_work()
     with exclusive_import(uow, principal):
-        return report(write_profiles(uow, principal, batches))
+        stopping = _until_stopped(batches, body, settings["STOP_GRACE_SECONDS"])
+        return report(write_profiles(uow, principal, stopping))
+
+
+def _until_stopped(batches: Iterable, body: "ImportBody", grace: float) -> Iterable:
+    """The batches, until this process is asked to stop: then the import ends before the
+    next batch is written, and answers 503 with how far it got, within the grace period,
+    instead of being cut off with the connection. The rest of the body is read first (and
+    dropped), while the grace lasts: a client that sends its whole body before it reads
+    gets the answer, where a close with its data unread would reset the connection."""
+    for batch in batches:
+        if stop_requested():
+            body.drain(max(0.0, grace - 2.0 - seconds_since_stop()))
+            raise ServiceStopping(
+                "this replica is stopping; send the lines after lines_done again (to any"
+                " replica), or the whole file"
+            )
+        yield batch
 
 
 class ImportBody(io.RawIOBase):
@@ -88,6 +108,14 @@ class ImportBody(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def drain(self, seconds: float) -> None:
+        """Read the rest of the body and drop it, for at most `seconds`."""
+        if isinstance(self.stream, DeadlineInput):
+            self.stream.allow(seconds)
+        with contextlib.suppress(Exception):  # too slow, gone: the answer goes out anyway
+            while self.stream.read(_DRAIN_READ):
+                pass
 
     def readinto(self, buffer) -> int:
         if self.clock() > self.deadline:

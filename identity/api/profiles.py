@@ -157,7 +157,8 @@ class ProfileImport(MethodView):
         is harmless: the second run only merges. The answer is NDJSON: one line per input
         line (`created`, `merged` or `rejected` with its `errors`, each field named by its
         path as in every problem: `newsletters.copernica.consented_at`), then a `summary`
-        line.
+        line, always the last of a whole answer: a report that ends without it was cut
+        on its way (its `lines` also counts the lines before it).
 
         One import per site runs at a time: a second gets `429` with `Retry-After`. An import
         has limits of bytes (`413`), lines (`413`) and time (`408`). An import that stops

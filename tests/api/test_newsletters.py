@@ -10,7 +10,7 @@ import pytest
 
 from identity import create_app
 from identity.api.guards import SERVICES
-from identity.db import Database
+from identity.db import Database, PinnedDatabase
 from identity.services import newsletters
 from identity.store import newsletters as store
 from schemas.newsletters import NEWSLETTER_KEYS
@@ -815,3 +815,32 @@ def test_ids_in_a_body_are_uuids_as_the_service_writes_them(site, conn):
     assert answer.status_code == 200 and answer.get_json()["links"][0]["given"] == user_id
     for odd in (f"{{{user_id}}}", f"urn:uuid:{user_id}", user_id.replace("-", "")):
         assert_problem(site.post(path, json={"user_ids": [odd]}), 422, "user_ids.0")
+
+
+def test_exports_nobody_reads_cannot_take_the_workers_memory(conn, database_url, site_key):
+    """Each export holds a few MB while its client reads: past
+    IDENTITY_MAX_EXPORTS_PER_WORKER at once, a new one is a 503 to retry, and the slot of
+    one that ends (read, cut off, or never started) is free again."""
+    app = create_app(
+        {"DATABASE_URL": database_url, "MAX_EXPORTS_PER_WORKER": 2},
+        database=PinnedDatabase(conn),
+    )
+    site = app.test_client()
+    site.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {site_key}"
+    _subscribers(site, conn, 3)
+    url = "/v1/newsletters/copernica-updates/subscribers"
+    unread = [site.get(url, buffered=False) for _ in range(2)]
+    assert all(answer.status_code == 200 for answer in unread)
+    refused = site.get(url)
+    assert_problem(refused, 503)
+    assert int(refused.headers["Retry-After"]) >= 1
+    slots = app.extensions[SERVICES].exports
+    assert slots.taken == 2
+    unread[0].close()  # its client went away before reading a byte
+    assert slots.taken == 1
+    read = site.get(url)
+    assert len(ndjson_rows(read.get_data(as_text=True))) == 3
+    read.close()  # as the server closes every answer it has sent
+    assert slots.taken == 1
+    unread[1].close()
+    assert slots.taken == 0

@@ -4,6 +4,7 @@ worker): they must not hold up anyone else, and they are cut off in the end."""
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.committing
 HEADER_TIMEOUT = 2
 BODY_TIMEOUT = 2
 SEND_TIMEOUT = 2
+IMPORT_IDLE = 2
 
 
 @pytest.fixture
@@ -36,6 +38,8 @@ def served(database_url, committing_db, tmp_path):
         "IDENTITY_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
         "IDENTITY_SEND_TIMEOUT_SECONDS": str(SEND_TIMEOUT),
         "IDENTITY_IMPORT_PROCESSES": "0",
+        "IDENTITY_IMPORT_IDLE_SECONDS": str(IMPORT_IDLE),
+        "IDENTITY_IMPORT_BATCH_SIZE": "100",
         "IDENTITY_DB_LOCK_TIMEOUT_MS": "3000",
     }
     command = [
@@ -263,3 +267,96 @@ def test_a_client_that_stops_reading_an_export_is_cut_off(served, committing_db,
     log = (tmp_path / "gunicorn.log").read_text()
     assert "client left an answer unread" in log and "Traceback" not in log
     assert '"level": "error"' not in log
+
+
+def _start_import(host, port, key) -> socket.socket:
+    sock = socket.create_connection((host, port))
+    sock.sendall(
+        f"POST /v1/profiles/import?source=event HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Type: application/x-ndjson\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n".encode()
+    )
+    return sock
+
+
+def _send_lines(sock, numbers: range) -> None:
+    """Lines of about 150 bytes: the import reads its body 256 KiB at a time."""
+    lines = b"".join(
+        b'{"email": "line%d@example.com", "first_name": "%s"}\n' % (n, b"a" * 100)
+        for n in numbers
+    )
+    sock.sendall(b"%x\r\n%s\r\n" % (len(lines), lines))
+
+
+def _written(conn) -> set[int]:
+    rows = conn.execute("select email from users where email like 'line%'").fetchall()
+    return {int(r["email"].removeprefix("line").removesuffix("@example.com")) for r in rows}
+
+
+def test_an_import_whose_body_stops_arriving_is_cut_off_and_lets_go_of_its_lock(
+    served, committing_db
+):
+    """A body that stops arriving held the site's import lock and a connection for the
+    import's whole ten minutes; it is cut off after IDENTITY_IMPORT_IDLE_SECONDS."""
+    host, port, key = served
+    with _start_import(host, port, key) as sock:
+        _send_lines(sock, range(4000))  # then nothing more
+        started = time.monotonic()
+        status, body = _answer(sock)
+    assert status == 408 and "stopped arriving" in body["detail"]
+    done = body["lines_done"]
+    assert done > 0 and done % 100 == 0  # whole batches, written and kept
+    assert IMPORT_IDLE - 0.5 < time.monotonic() - started < IMPORT_IDLE + 10
+    assert _written(committing_db) == set(range(done))
+    again = urllib.request.Request(  # the lock is let go: the next import runs at once
+        f"http://{host}:{port}/v1/profiles/import?source=event",
+        data=b'{"email": "next@example.com"}\n',
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/x-ndjson"},
+    )
+    with urllib.request.urlopen(again, timeout=10) as response:
+        assert response.status == 200
+
+
+def test_an_import_under_way_when_the_server_is_stopped_says_how_far_it_got(
+    database_url, committing_db, tmp_path
+):
+    """SIGTERM: the import ends at its next batch with a 503 that says how far it got,
+    within the grace period, instead of its connection being reset when that runs out."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
+        "IDENTITY_DATABASE_URL": database_url,
+        "IDENTITY_IMPORT_PROCESSES": "0",
+        "IDENTITY_IMPORT_BATCH_SIZE": "100",
+        "IDENTITY_IMPORT_IDLE_SECONDS": "60",
+        "IDENTITY_STOP_GRACE_SECONDS": "20",
+    }
+    command = [
+        sys.executable, "-m", "gunicorn", "--config", "python:identity.gunicorn_conf",
+        "--bind", f"127.0.0.1:{port}", "--workers", "1", "identity:create_app()",
+    ]  # fmt: skip
+    log = (tmp_path / "gunicorn.log").open("wb")
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", server)
+        key = site_key_for(committing_db, "copernica.com")
+        with _start_import("127.0.0.1", port, key) as sock:
+            _send_lines(sock, range(4000))
+            time.sleep(2)  # what arrived is written; the import waits for more
+            server.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            started = time.monotonic()
+            # More comes, sent whole before the answer is read (as most clients do): the
+            # import ends at its next batch, reads the rest and answers.
+            _send_lines(sock, range(4000, 8000))
+            sock.sendall(b"0\r\n\r\n")
+            status, body = _answer(sock)
+        assert status == 503, body
+        assert "stopping" in body["detail"]
+        done = body["lines_done"]
+        assert done >= 1000 and done % 100 == 0
+        assert time.monotonic() - started < 5
+        assert _written(committing_db) == set(range(done))
+        assert server.wait(timeout=20) == 0
+    finally:
+        stop(server)
+        log.close()
