@@ -21,7 +21,35 @@ from identity.store.transactions import UnitOfWork
 EMBEDDED_DATABASE = "identity"
 
 
-@click.group()
+class _Commands(click.Group):
+    """The commands, each failing with one `Error:` line and a non-zero exit, never a
+    traceback: a database that cannot be reached or has no schema yet, a malformed URL, a
+    path that cannot be written."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except psycopg.errors.UndefinedTable:
+            raise click.ClickException(
+                "the database has no schema yet: run `identity db upgrade`"
+            ) from None
+        except psycopg.OperationalError as exc:
+            # libpq's first line says what failed (refused, unknown host, bad password);
+            # it names the host and port, never the URL's password.
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
+            raise click.ClickException(f"the database cannot be reached: {reason}") from None
+        except psycopg.ProgrammingError:
+            # The message would quote the URL, password and all.
+            raise click.ClickException(
+                "IDENTITY_DATABASE_URL is not a PostgreSQL URL"
+                " (postgresql://user:password@host:5432/name)"
+            ) from None
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            raise click.ClickException(f"{exc.strerror or exc}{where}") from None
+
+
+@click.group(cls=_Commands)
 def main():
     """identity: the one user record of copernica.com, smtpeter.com and mailerq.com."""
     from identity import logs
@@ -59,7 +87,10 @@ def unit_of_work():
 
 
 @main.command()
-@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
+@click.option(
+    "--workers", default=2, show_default=True, type=click.IntRange(min=1),
+    help="gunicorn worker processes",
+)
 @click.option(
     "--mail/--no-mail", default=True, show_default=True, help="run a mail delivery worker beside"
 )

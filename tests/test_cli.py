@@ -343,3 +343,39 @@ def test_mail_commands_answer_bad_input_with_a_reason_not_a_traceback(
     assert result.exit_code in (1, 2), result.output
     assert says in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("postgresql://nobody@127.0.0.1:1/x", "the database cannot be reached: "),
+        ("postgresql://u:s3cret@no-such-host.invalid/db", "the database cannot be reached: "),
+        ("not a url s3cret", "IDENTITY_DATABASE_URL is not a PostgreSQL URL"),
+    ],
+)
+def test_a_command_says_in_one_line_why_the_database_fails_it(url, said):
+    runner = CliRunner()
+    result = runner.invoke(main, ["sites", "list"], env={"IDENTITY_DATABASE_URL": url})
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {said}") and result.output.count("\n") == 1
+    assert "s3cret" not in result.output and "Traceback" not in result.output
+
+
+def test_a_command_on_a_database_without_its_schema_says_to_upgrade(server_url, tmp_path):
+    from identity.embedded import ensure_database
+
+    url = ensure_database(server_url, "identity_test_empty", fresh=True)
+    result = CliRunner().invoke(main, ["sites", "list"], env={"IDENTITY_DATABASE_URL": url})
+    assert result.exit_code == 1
+    assert result.output == "Error: the database has no schema yet: run `identity db upgrade`\n"
+
+
+def test_an_unwritable_path_and_no_workers_are_refused_in_one_line(tmp_path):
+    runner = CliRunner()
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    result = runner.invoke(main, ["openapi", "write", str(blocked / "openapi.json")])
+    assert result.exit_code == 1 and result.output.startswith("Error: ")
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    result = runner.invoke(main, ["serve", "--workers", "0"])
+    assert result.exit_code == 2 and "0 is not in the range x>=1" in result.output
