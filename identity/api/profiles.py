@@ -161,10 +161,11 @@ class ProfileImport(MethodView):
         on its way (its `lines` also counts the lines before it).
 
         One import per site runs at a time: a second gets `429` with `Retry-After`. An import
-        has limits of bytes (`413`), lines (`413`) and time (`408`). An import that stops
-        part-way (a limit, a body shorter than its `Content-Length`, the database going
-        away) answers a problem whose `lines_done` says through which input line the work
-        is done; nothing of a line after it was written. An empty body is a `400`; a CSV
+        has limits of bytes (`413`), lines (`413`) and time (`408`, also when its body stops
+        arriving for 30 seconds). An import that stops part-way (a limit, a body shorter
+        than its `Content-Length`, the database going away, the replica stopping: `503`)
+        answers a problem whose `lines_done` says through which input line the work is
+        done; nothing of a line after it was written. An empty body is a `400`; a CSV
         header that does not name known columns once each, `email` among them, a `422`.
         """
         return run_import(principal(), query["source"])
