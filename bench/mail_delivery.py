@@ -291,35 +291,34 @@ class Replay:
     # Each returns one line of numbers.
 
     def backend_terminated(self) -> dict:
-        self.fresh(self.mails)
-        self.courier()
-        self.until_mid_batch()
-        self.terminate_couriers()
-        cut = time.monotonic()
-        before = self.sent()
-        recovered = _until(lambda: self.sent() > before + 4)
-        self.all_arrived(self.mails)
-        self.stop_all()
-        return {"duplicates": self.sink.duplicates(), "recovered_s": recovered - cut}
+        return self._recovery(self.terminate_couriers)
 
     def read_only_for_2_seconds(self) -> dict:
+        def read_only_a_while() -> None:
+            change = sql.SQL("alter database {} set default_transaction_read_only = {}")
+            name = sql.Identifier(self.conn.info.dbname)
+            self.conn.execute(change.format(name, sql.SQL("on")))
+            try:
+                self.terminate_couriers()
+                time.sleep(2)
+            finally:
+                self.conn.execute(change.format(name, sql.SQL("default")))
+
+        return self._recovery(read_only_a_while)
+
+    def _recovery(self, fault) -> dict:
+        """`fault()` mid-batch; how long from its end until outcomes are recorded again,
+        and the duplicates once every mail has arrived."""
         self.fresh(self.mails)
         self.courier()
         self.until_mid_batch()
-        change = sql.SQL("alter database {} set default_transaction_read_only = {}")
-        name = sql.Identifier(self.conn.info.dbname)
-        self.conn.execute(change.format(name, sql.SQL("on")))
-        try:
-            self.terminate_couriers()
-            time.sleep(2)
-        finally:
-            self.conn.execute(change.format(name, sql.SQL("default")))
-        writable = time.monotonic()
+        fault()
+        over = time.monotonic()
         before = self.sent()
         recovered = _until(lambda: self.sent() > before + 4)
         self.all_arrived(self.mails)
         self.stop_all()
-        return {"duplicates": self.sink.duplicates(), "recovered_s": recovered - writable}
+        return {"duplicates": self.sink.duplicates(), "recovered_s": recovered - over}
 
     def killed(self) -> dict:
         self.fresh(self.mails)
