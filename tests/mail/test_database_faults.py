@@ -27,7 +27,7 @@ def test_a_courier_whose_backend_is_terminated_mid_run_keeps_delivering(db, cour
         queue(db, 300)
         courier_thread(relay.url, connections=2, batch_size=20)
         wait_until(lambda: len(relay.sink.messages) >= 60, 20, "the first 60 mails")
-        assert terminate_other_backends(db) == 1
+        assert terminate_other_backends(db) >= 1
         wait_until(lambda: distinct(relay.sink) == 300, 30, "all 300 mails")
         # Only a mail in flight when its outcome could not be recorded goes twice: at
         # most one per SMTP session, never the batch.

@@ -50,7 +50,9 @@ def test_a_frozen_couriers_mails_go_out_through_another_once_its_lease_is_over(
         assert frozen.wait(timeout=10) == 0
     finally:
         relay.stop()
-    assert "lease had run out" in frozen.log.read_text() or duplicates(relay.sink) == 0
+    # A mail it was sending when it froze went out again from the other courier; the
+    # answer it read on waking was not recorded as its own, and it says so.
+    assert duplicates(relay.sink) == 0 or "lease had run out" in frozen.log.read_text()
 
 
 def test_sigterm_stops_a_courier_within_seconds_against_a_relay_that_never_answers(
