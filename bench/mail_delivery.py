@@ -1,6 +1,8 @@
-"""Mail delivery speed: the courier against a bare smtplib loop, to one aiosmtpd sink.
+"""Mail delivery speed: the courier against a bare smtplib loop, to one aiosmtpd sink;
+and, with --faults, the faults of issue 19 replayed against real courier processes.
 
     .venv/bin/python bench/mail_delivery.py [--mails 10000] [--samples 20]
+    .venv/bin/python bench/mail_delivery.py --faults [--mails 2000]
 
 Runs on a private embedded PostgreSQL (.data/bench-pg) and an aiosmtpd sink on loopback,
 in a process of its own, that counts what it takes. Baseline: one smtplib session
@@ -9,14 +11,26 @@ same number of mails queued in the outbox, delivered by one Courier (claim, rend
 over its SMTP sessions, record). Then the
 time from a commit to the arrival at the sink with a courier idle and listening: median
 of `--samples`. Exit 0 whatever the numbers; PASS/FAIL is printed against the targets.
+
+--faults: `identity mail deliver` processes with the default settings (4 SMTP sessions,
+batches of 100, a 60 s lease) deliver `--mails` mails to an aiosmtpd sink in this process
+that keeps each mail's outbox uuid, while the bench terminates the courier's backend,
+makes the database read-only for 2 s, kills it with SIGKILL, freezes it with SIGSTOP,
+stops it with SIGTERM (and against a relay that never answers), and kills the courier
+beside `identity serve`. Each prints the duplicates and how long recovery or the stop took.
 """
 
 import argparse
 import multiprocessing
+import os
+import re
+import signal
 import smtplib
 import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -25,6 +39,7 @@ from pathlib import Path
 
 import psycopg
 from aiosmtpd.controller import Controller
+from psycopg import sql
 from psycopg.rows import dict_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -136,11 +151,305 @@ def commit_to_arrival(conn, url: str, courier: Courier, sink: CountingSink, samp
     return seconds
 
 
+# --- the faults of issue 19, replayed ---------------------------------------------------
+
+IDENTITY = Path(sys.executable).with_name("identity")
+
+
+class RecordingSink:
+    """An aiosmtpd server in this process (the couriers are processes of their own) that
+    keeps the outbox uuid each mail's Message-ID names, so a mail sent twice shows."""
+
+    def __init__(self, port: int):
+        self.ids: list[str] = []
+        self._lock = threading.Lock()
+        self.url = f"smtp://127.0.0.1:{port}"
+        self._controller = Controller(self, hostname="127.0.0.1", port=port)
+        self._controller.start()
+
+    async def handle_DATA(self, server, session, envelope):
+        found = re.search(rb"^Message-ID: <([^@>]+)@", envelope.content, re.MULTILINE)
+        with self._lock:
+            self.ids.append(found[1].decode() if found else "?")
+        return "250 OK"
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+    def distinct(self) -> int:
+        return len(set(self.ids))
+
+    def duplicates(self) -> int:
+        return len(self.ids) - len(set(self.ids))
+
+    def clear(self) -> None:
+        with self._lock:
+            self.ids.clear()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+class SilentRelay:
+    """Accepts TCP connections on loopback and never says a word."""
+
+    def __init__(self):
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"smtp://127.0.0.1:{self._server.getsockname()[1]}"
+        self.accepted = threading.Semaphore(0)
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self._held.append(self._server.accept()[0])
+            except OSError:
+                return
+            self.accepted.release()
+
+    def close(self) -> None:
+        self._server.close()
+        for conn in self._held:
+            conn.close()
+
+
+def _until(condition, timeout: float = 300.0, step: float = 0.005) -> float:
+    """Wait for `condition()`; the monotonic time it became true."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the replay waited too long")
+        time.sleep(step)
+    return time.monotonic()
+
+
+class Replay:
+    """One outbox, one sink, courier processes started with the settings of a deployment."""
+
+    def __init__(self, url: str, sink: RecordingSink, relay_url: str, mails: int, log_dir):
+        self.url, self.sink, self.relay_url, self.mails = url, sink, relay_url, mails
+        self.log_dir = Path(log_dir)
+        self.conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
+        self.started: list[subprocess.Popen] = []
+
+    def env(self, relay_url: str | None = None) -> dict:
+        return {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
+            "IDENTITY_DATABASE_URL": self.url,
+            "IDENTITY_SMTP_URL": relay_url or self.relay_url,
+            "IDENTITY_DATA_DIR": str(self.log_dir / "data"),
+        }
+
+    def fresh(self, mails: int) -> None:
+        self.conn.execute("truncate outbox")
+        self.conn.execute("delete from couriers")
+        self.sink.clear()
+        with self.conn.transaction():
+            for n in range(mails):
+                enqueue(self.conn, "verify_email", f"p{n}@example.com", "en", **VALUES)
+
+    def courier(self, relay_url: str | None = None) -> subprocess.Popen:
+        log = (self.log_dir / f"courier-{len(self.started)}.log").open("wb")
+        process = subprocess.Popen(
+            [IDENTITY, "mail", "deliver"], env=self.env(relay_url), stdout=log, stderr=log
+        )
+        log.close()
+        self.started.append(process)
+        return process
+
+    def sent(self) -> int:
+        return self.conn.execute(
+            "select count(*) as n from outbox where status = 'sent'"
+        ).fetchone()["n"]
+
+    def courier_pids(self) -> set[int]:
+        return {row["pid"] for row in self.conn.execute("select pid from couriers")}
+
+    def terminate_couriers(self) -> None:
+        self.conn.execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity"
+            " where datname = current_database() and application_name = 'identity-courier'"
+        )
+
+    def until_mid_batch(self) -> None:
+        """Until a quarter of the mails and half a batch more have arrived: the fault
+        comes while a batch is being sent (at a multiple of 100, a courier is claiming)."""
+        _until(lambda: self.sink.count >= self.mails // 4 + 50)
+
+    def all_arrived(self, mails: int) -> float:
+        return _until(lambda: self.sink.distinct() >= mails)
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.terminate()
+                process.wait(timeout=60)
+        self.started.clear()
+
+    # Each returns one line of numbers.
+
+    def backend_terminated(self) -> dict:
+        return self._recovery(self.terminate_couriers)
+
+    def read_only_for_2_seconds(self) -> dict:
+        def read_only_a_while() -> None:
+            change = sql.SQL("alter database {} set default_transaction_read_only = {}")
+            name = sql.Identifier(self.conn.info.dbname)
+            self.conn.execute(change.format(name, sql.SQL("on")))
+            try:
+                self.terminate_couriers()
+                time.sleep(2)
+            finally:
+                self.conn.execute(change.format(name, sql.SQL("default")))
+
+        return self._recovery(read_only_a_while)
+
+    def _recovery(self, fault) -> dict:
+        """`fault()` mid-batch; how long from its end until outcomes are recorded again,
+        and the duplicates once every mail has arrived."""
+        self.fresh(self.mails)
+        self.courier()
+        self.until_mid_batch()
+        fault()
+        over = time.monotonic()
+        before = self.sent()
+        recovered = _until(lambda: self.sent() > before + 4)
+        self.all_arrived(self.mails)
+        self.stop_all()
+        return {"duplicates": self.sink.duplicates(), "recovered_s": recovered - over}
+
+    def killed(self) -> dict:
+        self.fresh(self.mails)
+        first = self.courier()
+        self.until_mid_batch()
+        first.kill()
+        killed = time.monotonic()
+        self.courier()  # as `identity serve` does, without its 1 s pause
+        done = self.all_arrived(self.mails)
+        self.stop_all()
+        return {"duplicates": self.sink.duplicates(), "all_delivered_s": done - killed}
+
+    def frozen(self) -> dict:
+        self.fresh(self.mails)
+        first = self.courier()
+        self.until_mid_batch()
+        first.send_signal(signal.SIGSTOP)
+        frozen = time.monotonic()
+        self.courier()
+        done = self.all_arrived(self.mails)
+        first.send_signal(signal.SIGCONT)
+        time.sleep(2)  # would the frozen one, woken, send what it had claimed?
+        self.stop_all()
+        return {"duplicates": self.sink.duplicates(), "all_delivered_s": done - frozen}
+
+    def stopped(self) -> dict:
+        self.fresh(self.mails * 2)
+        courier = self.courier()
+        self.until_mid_batch()
+        before = self.sink.count
+        courier.terminate()
+        asked = time.monotonic()
+        courier.wait(timeout=120)
+        took = time.monotonic() - asked
+        time.sleep(0.2)
+        left = self.conn.execute(
+            "select count(*) filter (where status = 'sending') as sending,"
+            " count(*) filter (where status = 'queued' and next_attempt_at <= now()) as due"
+            " from outbox"
+        ).fetchone()
+        self.stop_all()
+        return {"stop_s": took, "mails_after_sigterm": self.sink.count - before,
+                "left_sending": left["sending"], "left_due": left["due"]}  # fmt: skip
+
+    def stopped_against_a_silent_relay(self) -> dict:
+        relay = SilentRelay()
+        try:
+            self.fresh(20)
+            courier = self.courier(relay.url)
+            if not relay.accepted.acquire(timeout=60):
+                raise RuntimeError("the courier never reached the silent relay")
+            time.sleep(0.5)
+            courier.terminate()
+            asked = time.monotonic()
+            courier.wait(timeout=600)
+            took = time.monotonic() - asked
+        finally:
+            relay.close()
+            self.stop_all()
+        return {"stop_s": took}
+
+    def killed_beside_serve(self) -> dict:
+        self.fresh(0)
+        env = self.env() | {"PORT": str(_free_port())}
+        log = (self.log_dir / "serve.log").open("wb")
+        serve = subprocess.Popen(
+            [IDENTITY, "serve", "--workers", "1"], env=env, stdout=log, stderr=log
+        )
+        log.close()
+        try:
+            _until(self.courier_pids, timeout=120, step=0.05)
+            (first,) = self.courier_pids()
+            os.kill(first, signal.SIGKILL)
+            killed = time.monotonic()
+            with self.conn.transaction():
+                enqueue(self.conn, "verify_email", "late@example.com", "en", **VALUES)
+            back = _until(lambda: self.courier_pids() - {first}, timeout=120, step=0.01)
+            arrived = _until(lambda: self.sink.count >= 1, timeout=120)
+        finally:
+            serve.terminate()
+            serve.wait(timeout=60)
+        return {"courier_back_s": back - killed, "mail_arrived_s": arrived - killed}
+
+    def close(self) -> None:
+        self.stop_all()
+        self.conn.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def replay_faults(mails: int) -> None:
+    server = start_embedded(PGDATA)
+    sink = RecordingSink(_free_port())
+    try:
+        url = ensure_database(server.get_uri(), "identity_bench_mail", fresh=True)
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrations.upgrade(conn)
+        with tempfile.TemporaryDirectory() as logs:
+            replay = Replay(url, sink, sink.url, mails, logs)
+            try:
+                for fault in (
+                    replay.backend_terminated, replay.read_only_for_2_seconds, replay.killed,
+                    replay.frozen, replay.stopped, replay.stopped_against_a_silent_relay,
+                    replay.killed_beside_serve,
+                ):  # fmt: skip
+                    numbers = fault()
+                    shown = ", ".join(
+                        f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                        for k, v in numbers.items()
+                    )
+                    print(f"{fault.__name__ + ':':32} {shown}", flush=True)
+            finally:
+                replay.close()
+    finally:
+        sink.stop()
+        server.cleanup()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mails", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--faults", action="store_true", help="replay the faults of issue 19")
     args = parser.parse_args()
+    if args.faults:
+        replay_faults(args.mails if args.mails != parser.get_default("mails") else 2000)
+        return 0
 
     server = start_embedded(PGDATA)
     with socket.socket() as probe:

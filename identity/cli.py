@@ -1,10 +1,12 @@
 """The `identity` console script: serve, migrate, site and signing keys, the OpenAPI document."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from identity.store import migrations
 from identity.store.transactions import UnitOfWork
 
 EMBEDDED_DATABASE = "identity"
+
+log = logging.getLogger(__name__)
 
 
 class _Commands(click.Group):
@@ -96,7 +100,13 @@ def unit_of_work():
 )
 def serve(workers: int, mail: bool):
     """Migrate, then serve on 127.0.0.1:$PORT (8000) with gunicorn, and deliver mail,
-    until Ctrl-C or SIGTERM."""
+    until Ctrl-C or SIGTERM. The mail delivery worker is started again whenever it exits."""
+    config = _config()
+    if mail and config["SMTP_URL"]:
+        # Refused now, with the reason, rather than by a worker started again and again.
+        from identity.mail.relay import parse_smtp_url
+
+        _run(parse_smtp_url, config["SMTP_URL"])
     with database_url() as url:
         with psycopg.connect(url, autocommit=True) as conn:
             _report_migrations(migrations.upgrade(conn))
@@ -110,26 +120,94 @@ def serve(workers: int, mail: bool):
             "identity:create_app()",
         ]  # fmt: skip
         server = subprocess.Popen(command, env=env)  # noqa: S603 - fixed command
-        children = [server]
-        if mail:
-            deliver = [sys.executable, "-m", "identity", "mail", "deliver"]
-            children.append(subprocess.Popen(deliver, env=env))  # noqa: S603 - fixed command
+        deliver = [sys.executable, "-m", "identity", "mail", "deliver"]
+        courier = CourierProcess(deliver, env) if mail else None
+        children = [server, courier] if courier else [server]
         # gunicorn and the courier stop gracefully on SIGTERM and SIGINT; pass ours on,
         # then wait for them, so the embedded database is stopped only after the last
         # request is answered and the last mail handed over.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda signum, _frame: _signal_all(children, signum))
-        returncode = server.wait()
+        while server.poll() is None:
+            if courier is not None:
+                courier.tend()
+            time.sleep(0.2)
         _signal_all(children, signal.SIGTERM)  # gunicorn may have stopped on its own
         for child in children:
             child.wait()
-    sys.exit(returncode)
+    sys.exit(server.returncode)
 
 
-def _signal_all(children: list[subprocess.Popen], signum: int) -> None:
+def _signal_all(children: list, signum: int) -> None:
     for child in children:
         if child.poll() is None:
             child.send_signal(signum)
+
+
+class CourierProcess:
+    """The mail delivery worker beside `identity serve`, started again whenever it exits
+    (a kill, a crash) until the server stops: after a pause of 1 s, doubling while it
+    keeps exiting up to 30 s, back to 1 s once it has run a minute. Each exit is logged
+    with its exit code or signal."""
+
+    FIRST_PAUSE = 1.0
+    MAX_PAUSE = 30.0
+    RAN_LONG_ENOUGH = 60.0
+
+    def __init__(self, command: list[str], env: dict):
+        self.command = command
+        self.env = env
+        self.stopping = False
+        self.pause = self.FIRST_PAUSE
+        self.restart_at: float | None = None
+        self._start()
+
+    def _start(self) -> None:
+        self.process = subprocess.Popen(self.command, env=self.env)  # noqa: S603 - fixed command
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def tend(self) -> None:
+        """Notice an exit, and start the worker again once its pause is over."""
+        if self.stopping:
+            return
+        now = time.monotonic()
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                self._start()
+            return
+        code = self.process.poll()
+        if code is None:
+            return
+        ran = now - self.started_at
+        if ran >= self.RAN_LONG_ENOUGH:
+            self.pause = self.FIRST_PAUSE
+        log.warning(
+            "mail courier exited; starting it again",
+            extra={"pid": self.process.pid, "exit_code": code if code >= 0 else None,
+                   "signal": _signal_name(-code) if code < 0 else None,
+                   "ran_seconds": round(ran, 1), "restart_in_seconds": self.pause},
+        )  # fmt: skip
+        self.restart_at = now + self.pause
+        self.pause = min(self.MAX_PAUSE, self.pause * 2)
+
+    def poll(self) -> int | None:
+        return None if self.restart_at is not None else self.process.poll()
+
+    def send_signal(self, signum: int) -> None:
+        self.stopping = True
+        self.process.send_signal(signum)
+
+    def wait(self) -> int:
+        self.stopping = True
+        return self.process.wait()
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
 
 
 @main.group()
@@ -263,7 +341,14 @@ def deliver_mail():
         signal.signal(signum, lambda _signum, _frame: stop.set())
     # The courier waits in `notifies()` up to a poll interval: a stop is seen by then.
     with database_url() as url:
-        courier.run(url, stop)
+        try:
+            courier.run(url, stop)
+        except Exception as exc:
+            # Its type and where, as JSON: a traceback's words could hold a person's data.
+            from identity.api.problems import log_server_fault
+
+            log_server_fault(exc, None)
+            sys.exit(1)
 
 
 @mail.command("list")

@@ -59,6 +59,18 @@ DEFAULTS = {
     "MAIL_CONNECTIONS": 4,
     # A delivery worker looks for due mail this often even without a notification.
     "MAIL_POLL_SECONDS": 1.0,
+    # Seconds a delivery worker may take over the mails it claimed: a worker that dies or
+    # freezes with mails claimed leaves them to another one this long after the claim.
+    "MAIL_LEASE_SECONDS": 60.0,
+    # Seconds a delivery worker told to stop lets the mails in flight finish before it
+    # cuts their SMTP sessions (those mails go out later, from the next worker).
+    "MAIL_STOP_SECONDS": 5.0,
+    # /health/ready reports mail as "late" once a due mail has waited this long for a
+    # worker, or when mail is due and no worker is alive (its HTTP status stays 200).
+    "MAIL_LATE_SECONDS": 300.0,
+    # Seconds each SMTP step may take (connecting, the greeting, EHLO, MAIL, RCPT, DATA,
+    # the answer to the mail's end) before the relay counts as unreachable for that mail.
+    "SMTP_TIMEOUT_SECONDS": 20.0,
     # Seconds a process trusts a site key it found valid before asking the database
     # again: so long may a revoked key keep working. 0 asks on every request.
     "SITE_KEY_CACHE_SECONDS": 5.0,
@@ -147,6 +159,9 @@ def _check(config: dict, environ) -> None:
         raise ConfigurationError("IDENTITY_PASSWORD_THREADS must be at least 1")
     if not 1 <= config["UNSUBSCRIBE_KEY_ID"] <= 255:
         raise ConfigurationError("IDENTITY_UNSUBSCRIBE_KEY_ID must be 1 to 255")
+    for key in ("MAIL_LEASE_SECONDS", "MAIL_LATE_SECONDS", "SMTP_TIMEOUT_SECONDS"):
+        if config[key] <= 0:
+            raise ConfigurationError(f"IDENTITY_{key} must be more than 0")
     if config["ENV"] != "production":
         return
     missing = [

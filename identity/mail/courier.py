@@ -1,17 +1,34 @@
 """Delivery of the outbox: `identity mail deliver` runs a Courier until it is stopped.
 
-Any number of couriers, on any number of replicas, share one outbox: each claims due
-mails with FOR UPDATE SKIP LOCKED, so no two take the same mail. A courier wakes when a
-transaction that queued mail commits (LISTEN identity_outbox) and also polls, in case a
-notification was missed. A mail the relay refuses for now, or cannot take because it is
-down, is tried again after a growing, jittered pause; one it refuses for good (5xx), or
-that has been tried too often, is marked failed with the relay's answer.
+Any number of couriers, on any number of replicas, share one outbox. A courier claims due
+mails (FOR UPDATE SKIP LOCKED) in one short statement that marks them `sending` with a
+lease and commits, then records each mail's outcome in a statement of its own as soon as
+the relay has answered. So no two couriers take the same mail, a crash repeats at most the
+mails in flight (one per SMTP session), and the mails of a courier that died or froze are
+taken by another once their lease has run out. A courier starts no mail late in its lease,
+so that a mail it starts is done before another courier may take it.
+
+A courier wakes when a transaction that queued mail commits (LISTEN identity_outbox) and
+also polls, in case a notification was missed. A mail the relay refuses for now, or cannot
+take because it is down, is tried again after a growing, jittered pause; one it refuses
+for good (5xx), or that has been tried too often, is marked failed with the relay's answer.
+
+A courier outlives its database: on any database error it logs the error's type, waits
+(longer each time, up to half a minute), connects again and goes on. It beats its row in
+`couriers` while it runs, so any replica's /health/ready can tell that mail goes out. It
+stops between mails: on a stop, the mails in flight get `stop_seconds` to finish, then
+their SMTP sessions are cut; what it claimed and did not send is due again at once.
 """
 
 import logging
+import os
 import random
+import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,10 +39,13 @@ from identity.mail.relay import DeliveryFailed, Relay, parse_smtp_url
 from identity.mail.render import Renderer
 from identity.security.masking import mask_address
 from identity.store import outbox
+from identity.store.transactions import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "identity_outbox"
+# How the courier's connections show in pg_stat_activity.
+APPLICATION_NAME = "identity-courier"
 
 
 @dataclass(frozen=True)
@@ -40,6 +60,14 @@ class CourierSettings:
     retry_max_seconds: float = 6 * 3600.0
     # Polled this often even without a notification.
     poll_seconds: float = 1.0
+    # A claimed mail is the courier's for this long; then any courier may take it.
+    lease_seconds: float = 60.0
+    # On a stop, mails in flight may finish for this long before their sessions are cut.
+    stop_seconds: float = 5.0
+    # After a database error the courier waits this long before it connects again, twice
+    # as long after each next error in a row, up to the cap.
+    reconnect_first_seconds: float = 0.5
+    reconnect_max_seconds: float = 30.0
 
 
 class Courier:
@@ -52,6 +80,8 @@ class Courier:
         self.renderer = renderer
         self.relay = relay
         self.settings = settings or CourierSettings()
+        # Names its claims and its row in `couriers`.
+        self.id = uuid.uuid4()
         self._sessions = [relay] if relay else []
         if relay is not None:
             self._sessions += [
@@ -59,30 +89,87 @@ class Courier:
                 for _ in range(self.settings.connections - 1)
             ]
         self._senders: ThreadPoolExecutor | None = None
+        # Whether it beats its row in `couriers`: only while it runs (`run`), not when a
+        # command sends one mail through it.
+        self._beating = False
+        self._beaten_at = float("-inf")
+        self._beat_lock = threading.Lock()
+        # How long it waits after the next database error.
+        self._pause = self.settings.reconnect_first_seconds
+        # Set when a stop cut the SMTP sessions: a mail that fails then is not the relay's
+        # fault, and is handed back untried.
+        self._cut = False
 
     def run(self, database_url: str, stop: threading.Event) -> None:
         """Deliver until `stop` is set: at once when mail is queued, else every poll.
-        While the database is away, try again every few seconds."""
-        log.info("mail courier started", extra={"relay": self._relay_name()})
+        After a database error of any kind, connect again after a growing pause."""
+        log.info(
+            "mail courier started", extra={"relay": self._relay_name(), "courier": str(self.id)}
+        )
+        ended = threading.Event()
+        threading.Thread(
+            target=self._cut_when_stop_overruns, args=(stop, ended), name="courier-stop",
+            daemon=True,
+        ).start()  # fmt: skip
+        self._pause = self.settings.reconnect_first_seconds
         try:
             while not stop.is_set():
                 try:
-                    self._listen_and_deliver(database_url, stop)
-                except psycopg.OperationalError as exc:
-                    log.warning("mail courier lost the database", extra={"sqlstate": exc.sqlstate})
-                    stop.wait(self.settings.poll_seconds)
+                    with psycopg.connect(
+                        database_url, autocommit=True, row_factory=dict_row, connect_timeout=5,
+                        application_name=APPLICATION_NAME,
+                    ) as conn:  # fmt: skip
+                        uow = UnitOfWork.of(conn)
+                        self._join(uow)
+                        self._deliver_until(uow, stop)
+                except psycopg.Error as exc:
+                    # The type and SQLSTATE only: an error's words can quote a row's values.
+                    log.warning(
+                        "mail courier: database error; connecting again",
+                        extra={"error_type": type(exc).__name__, "sqlstate": exc.sqlstate,
+                               "retry_in_seconds": round(self._pause, 2)},
+                    )  # fmt: skip
+                    stop.wait(self._pause)
+                    self._pause = min(self.settings.reconnect_max_seconds, self._pause * 2)
         finally:
+            ended.set()
+            self._beating = False
             self.close()
+        log.info("mail courier stopped", extra={"courier": str(self.id)})
 
-    def _listen_and_deliver(self, database_url: str, stop: threading.Event) -> None:
-        with psycopg.connect(
-            database_url, autocommit=True, row_factory=dict_row, connect_timeout=5
-        ) as conn:
-            conn.execute(f"listen {CHANNEL}")
-            while not stop.is_set():
-                self.deliver_due(conn)
-                for _ in conn.notifies(timeout=self._idle_seconds(conn), stop_after=1):
-                    pass
+    def _join(self, uow: UnitOfWork) -> None:
+        """Listen, say it is alive, and hand back what it had claimed on a connection it
+        lost (those mails' outcomes were not recorded; they are due again now)."""
+        conn = uow.one_statement
+        conn.execute(f"listen {CHANNEL}")
+        handed_back = outbox.release(conn, self.id)
+        if handed_back:
+            log.info("mail courier: claims of a lost connection handed back",
+                     extra={"mails": handed_back})  # fmt: skip
+        self._beating = True
+        self._beat(conn, now=True)
+
+    def _deliver_until(self, uow: UnitOfWork, stop: threading.Event) -> None:
+        conn = uow.one_statement
+        while not stop.is_set():
+            self._deliver_due(uow, stop)
+            # A round done whole: the next database error starts the pauses over.
+            self._pause = self.settings.reconnect_first_seconds
+            self._beat(conn)
+            for _ in conn.notifies(timeout=self._idle_seconds(conn), stop_after=1):
+                pass
+        # Stopping: what is claimed and unsent is due again at once (not at the lease's
+        # end), and the courier is no longer counted.
+        outbox.release(conn, self.id)
+        outbox.leave(conn, self.id)
+
+    def _cut_when_stop_overruns(self, stop: threading.Event, ended: threading.Event) -> None:
+        stop.wait()
+        if not ended.wait(self.settings.stop_seconds):
+            log.warning("mail courier: mails in flight at the stop did not finish; cutting")
+            self._cut = True
+            for session in self._sessions:
+                session.cut()
 
     def close(self) -> None:
         """End the SMTP sessions that are open."""
@@ -93,32 +180,103 @@ class Courier:
             session.close()
 
     def deliver_due(self, conn: psycopg.Connection, only_id: int | None = None) -> int:
-        """Send every mail that is due now, a batch per transaction; how many were tried."""
+        """Send every mail that is due now; how many were tried."""
+        return self._deliver_due(UnitOfWork.of(conn), threading.Event(), only_id)
+
+    def _deliver_due(
+        self, uow: UnitOfWork, stop: threading.Event, only_id: int | None = None
+    ) -> int:
+        """Claim a batch and send it, until fewer than a batch are due; how many were tried.
+        A batch cut short (a stop, the lease nearly over) hands back the rest."""
+        s = self.settings
         tried = 0
-        while True:
-            with conn.transaction():
-                mails = outbox.claim_due(conn, self.settings.batch_size, only_id)
-                outbox.record_outcomes(conn, self._deliver_all(mails))
-            tried += len(mails)
-            if len(mails) < self.settings.batch_size:
-                return tried
+        while not stop.is_set():
+            conn = uow.one_statement
+            self._beat(conn)
+            # The lease as this process sees it ends no later than the database's.
+            claimed_at = time.monotonic()
+            mails = outbox.claim_due(conn, self.id, s.batch_size, s.lease_seconds, only_id)
+            done = self._send_batch(conn, mails, stop, claimed_at + s.lease_seconds)
+            tried += done
+            if done < len(mails):
+                outbox.release(conn, self.id)
+            if len(mails) < s.batch_size:
+                break
+        return tried
 
-    def _deliver_all(self, mails: list[dict]) -> list[dict]:
-        """Each mail's outcome; sent over every session at once when there are several."""
-        if len(self._sessions) < 2 or len(mails) < 2:
-            session = self._sessions[0] if self._sessions else None
-            return [self._deliver(mail, session) for mail in mails]
+    def _send_batch(
+        self,
+        conn: psycopg.Connection,
+        mails: list[dict],
+        stop: threading.Event,
+        lease_ends: float,
+    ) -> int:
+        """Send `mails` over every session at once, each taking the next unsent mail and
+        recording its outcome as soon as the relay has answered; how many were done. No
+        mail is started after a stop, or in the last part of the lease (half of it, or two
+        SMTP timeouts when less), so none is still in flight when its lease runs out."""
+        if not mails:
+            return 0
+        timeout = self.relay.timeout if self.relay else 0.0
+        start_by = lease_ends - min(self.settings.lease_seconds / 2, 2 * timeout)
+        waiting = deque(mails)
+        broken = threading.Event()  # the database failed a session: the others stop too
+
+        def may_start() -> bool:
+            return not (stop.is_set() or broken.is_set()) and time.monotonic() < start_by
+
+        def send_share(session: Relay | None) -> int:
+            done = 0
+            while may_start():
+                try:
+                    mail = waiting.popleft()
+                except IndexError:
+                    break
+                outcome = self._deliver(mail, session)
+                if outcome is None:  # cut by a stop: handed back with the rest
+                    break
+                try:
+                    if not outbox.record_outcome(conn, self.id, outcome):
+                        log.warning(
+                            "mail courier: a mail's lease had run out; another courier took it",
+                            extra={"outbox_id": mail["id"], "status": outcome["status"]},
+                        )
+                    self._beat(conn)
+                except psycopg.Error:
+                    broken.set()
+                    raise
+                done += 1
+            return done
+
+        sessions = self._sessions or [None]
+        if len(sessions) == 1 or len(mails) == 1:
+            return send_share(sessions[0])
         if self._senders is None:
-            self._senders = ThreadPoolExecutor(len(self._sessions), "smtp-session")
-        shares = [mails[n :: len(self._sessions)] for n in range(len(self._sessions))]
-        sent = self._senders.map(
-            lambda share, session: [self._deliver(mail, session) for mail in share],
-            shares,
-            self._sessions,
-        )
-        return [outcome for share in sent for outcome in share]
+            self._senders = ThreadPoolExecutor(len(sessions), "smtp-session")
+        shares = [self._senders.submit(send_share, session) for session in sessions]
+        # Every share ends before the batch does: the rest is handed back only when no
+        # session can still be sending one of it.
+        wait(shares)
+        return sum(share.result() for share in shares)
 
-    def _deliver(self, mail: dict, session: Relay | None) -> dict:
+    def _beat(self, conn: psycopg.Connection, *, now: bool = False) -> None:
+        """Say, at most every so often, that this courier is alive for a lease and a poll
+        more: beaten between mails and while idle, so a courier that died or froze stops
+        counting soon after."""
+        if not self._beating:
+            return
+        s = self.settings
+        with self._beat_lock:
+            if not now and time.monotonic() - self._beaten_at < min(
+                s.poll_seconds, s.lease_seconds / 4
+            ):
+                return
+            self._beaten_at = time.monotonic()
+        outbox.beat(
+            conn, self.id, os.getpid(), socket.gethostname(), s.lease_seconds + s.poll_seconds
+        )
+
+    def _deliver(self, mail: dict, session: Relay | None) -> dict | None:
         try:
             outgoing = self.renderer.outgoing(
                 mail["template"],
@@ -142,6 +300,8 @@ class Courier:
             else:
                 session.send(outgoing)
         except DeliveryFailed as exc:
+            if self._cut:
+                return None
             return self._failed(mail, exc.reason, permanent=exc.permanent, code=exc.code)
         except Exception as exc:  # a template that cannot be filled: no retry will help
             return self._failed(mail, f"cannot be made: {type(exc).__name__}", permanent=True)
@@ -176,8 +336,8 @@ class Courier:
         due = outbox.next_due(conn)
         if due is None:
             return self.settings.poll_seconds
-        wait = (due - datetime.now(UTC)).total_seconds()
-        return max(0.05, min(self.settings.poll_seconds, wait))
+        seconds = (due - datetime.now(UTC)).total_seconds()
+        return max(0.05, min(self.settings.poll_seconds, seconds))
 
     def _relay_name(self) -> str:
         if self.relay is None:
@@ -187,7 +347,11 @@ class Courier:
 
 def courier_from_settings(config: dict) -> Courier:
     """The courier the settings describe: their relay (none: the log), sender and pacing."""
-    relay = Relay(parse_smtp_url(config["SMTP_URL"])) if config["SMTP_URL"] else None
+    relay = (
+        Relay(parse_smtp_url(config["SMTP_URL"]), timeout=config["SMTP_TIMEOUT_SECONDS"])
+        if config["SMTP_URL"]
+        else None
+    )
     return Courier(
         Renderer(config["PUBLIC_URL"], config["MAIL_FROM"]),
         relay,
@@ -196,5 +360,7 @@ def courier_from_settings(config: dict) -> Courier:
             retry_base_seconds=config["MAIL_RETRY_SECONDS"],
             poll_seconds=config["MAIL_POLL_SECONDS"],
             connections=config["MAIL_CONNECTIONS"],
+            lease_seconds=config["MAIL_LEASE_SECONDS"],
+            stop_seconds=config["MAIL_STOP_SECONDS"],
         ),
     )

@@ -1,8 +1,10 @@
 """The SMTP relay that takes our mail: its URL, one session kept open, and what its
 answers mean for a mail (sent, try again later, or give up)."""
 
+import contextlib
 import logging
 import smtplib
+import socket
 import ssl
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -78,7 +80,7 @@ class Relay:
     """One SMTP session to the relay, opened when first needed and kept across mails;
     dropped after any failure that may have left it in doubt."""
 
-    def __init__(self, settings: RelaySettings, *, timeout: float = 10.0):
+    def __init__(self, settings: RelaySettings, *, timeout: float = 20.0):
         self.settings = settings
         self.timeout = timeout
         self._session: smtplib.SMTP | None = None
@@ -123,29 +125,46 @@ class Relay:
         session, self._session = self._session, None
         if session is not None:
             try:
+                # QUIT is a courtesy: a relay gone silent does not hold a stop up for long.
+                if session.sock is not None:
+                    session.sock.settimeout(min(self.timeout, 1.0))
                 session.quit()
             except (smtplib.SMTPException, OSError):
                 session.close()
+
+    def cut(self) -> None:
+        """End the session at once, from another thread: whatever its own thread waits for
+        from the relay (a greeting, an answer) fails now instead of at the timeout."""
+        session = self._session
+        sock = session and session.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def _open(self) -> smtplib.SMTP:
         if self._session is not None:
             return self._session
         s = self.settings
+        # `timeout` bounds each step on the socket: the connection, the greeting, EHLO,
+        # MAIL, RCPT, DATA and the answer to the mail's end. Kept before it connects, so
+        # that `cut` reaches a session still waiting for the relay's greeting.
         if s.implicit_tls:
-            session = smtplib.SMTP_SSL(
-                s.host, s.port, timeout=self.timeout, context=ssl.create_default_context()
-            )
+            session = smtplib.SMTP_SSL(timeout=self.timeout, context=ssl.create_default_context())
         else:
-            session = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
+            session = smtplib.SMTP(timeout=self.timeout)
+        self._session = session
         try:
+            code, greeting = session.connect(s.host, s.port)
+            if code != 220:
+                raise smtplib.SMTPConnectError(code, greeting)
             if s.starttls:
                 session.starttls(context=ssl.create_default_context())
             if s.username:
                 session.login(s.username, s.password or "")
         except BaseException:
+            self._session = None
             session.close()
             raise
-        self._session = session
         return session
 
 

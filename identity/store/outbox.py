@@ -1,9 +1,13 @@
-"""SQL for the mail outbox."""
+"""SQL for the mail outbox, and for the couriers that deliver it (each alive while it
+beats its row in `couriers`)."""
 
 from datetime import datetime
+from uuid import UUID
 
 import psycopg
 from psycopg.types.json import Jsonb
+
+from identity.store.transactions import NO_DISK_WAIT
 
 _COLUMNS = (
     "id, message_uuid, template, recipient, language, status, attempts, next_attempt_at,"
@@ -30,48 +34,89 @@ def insert(
     return row["id"]
 
 
-def claim_due(conn: psycopg.Connection, limit: int, only_id: int | None = None) -> list[dict]:
-    """Queued mails whose time has come, oldest first, locked until the transaction ends;
-    rows another worker holds are skipped, so workers never take the same mail."""
+def claim_due(
+    conn: psycopg.Connection,
+    courier: UUID,
+    limit: int,
+    lease_seconds: float,
+    only_id: int | None = None,
+) -> list[dict]:
+    """Claim due mails for `courier`, oldest first, in one statement that commits at once:
+    each becomes `sending` and due again when the lease ends (`next_attempt_at`), unless
+    its outcome is recorded first. Due: queued mails whose time has come, and mails whose
+    courier's lease ran out (it died, or froze). Rows another courier is claiming are
+    skipped, so no two take the same mail."""
     return conn.execute(
-        f"""
-        select {_COLUMNS}, mail_values from outbox
-        where status = 'queued' and next_attempt_at <= now()
-          and (%(only_id)s::bigint is null or id = %(only_id)s)
-        order by next_attempt_at, id
-        limit %(limit)s
-        for update skip locked
-        """,  # noqa: S608 - fixed column list
-        {"limit": limit, "only_id": only_id},
+        """
+        with due as (
+            select id, next_attempt_at as due_at from outbox
+            where status in ('queued', 'sending') and next_attempt_at <= now()
+              and (%(only_id)s::bigint is null or id = %(only_id)s)
+            order by next_attempt_at, id
+            limit %(limit)s
+            for update skip locked
+        ), claimed as (
+            update outbox o set
+                status = 'sending',
+                claimed_by = %(courier)s,
+                next_attempt_at = now() + make_interval(secs => %(lease)s)
+            from due where o.id = due.id
+            returning o.id, o.message_uuid, o.template, o.recipient, o.language, o.attempts,
+                      o.created_at, o.mail_values, due.due_at
+        )
+        select * from claimed order by due_at, id
+        """,
+        {"limit": limit, "only_id": only_id, "courier": courier, "lease": lease_seconds},
     ).fetchall()
 
 
-def record_outcomes(conn: psycopg.Connection, outcomes: list[dict]) -> None:
-    """One statement for a batch: each mail `sent` (its values cleared), `failed`, or
-    `queued` again for `next_attempt_at`, with the relay's answer."""
-    if not outcomes:
-        return
-    conn.execute(
-        """
-        update outbox o set
-            status = v.status,
-            attempts = o.attempts + 1,
-            next_attempt_at = coalesce(v.next_attempt_at, o.next_attempt_at),
-            last_error = v.error,
-            mail_values = case when v.status = 'sent' then null else o.mail_values end,
-            sent_at = case when v.status = 'sent' then now() end,
-            failed_at = case when v.status = 'failed' then now() end
-        from unnest(%(ids)s::bigint[], %(statuses)s::text[], %(next)s::timestamptz[],
-                    %(errors)s::text[]) as v(id, status, next_attempt_at, error)
-        where o.id = v.id
-        """,
-        {
-            "ids": [o["id"] for o in outcomes],
-            "statuses": [o["status"] for o in outcomes],
-            "next": [o.get("next_attempt_at") for o in outcomes],
-            "errors": [o.get("error") for o in outcomes],
-        },
+def record_outcome(conn: psycopg.Connection, courier: UUID, outcome: dict) -> bool:
+    """One mail's outcome, as soon as the relay has answered: `sent` (its values cleared),
+    `failed`, or `queued` again for `next_attempt_at`, with the relay's answer. Only while
+    `courier` still holds the claim: False when its lease had run out and another courier
+    took the mail meanwhile (that one's outcome counts).
+
+    Committed without waiting for the disk, as a login's writes are: one flush a mail cost
+    more than the rest of its delivery. A crash of PostgreSQL itself (not of a courier)
+    may forget the last fraction of a second of outcomes, and those mails go out again."""
+    return (
+        conn.execute(
+            f"""
+            with {NO_DISK_WAIT}
+            update outbox set
+                status = %(status)s::text,
+                attempts = attempts + 1,
+                next_attempt_at = coalesce(%(next_attempt_at)s, next_attempt_at),
+                last_error = %(error)s,
+                mail_values = case when %(status)s::text = 'sent' then null else mail_values end,
+                sent_at = case when %(status)s::text = 'sent' then now() end,
+                failed_at = case when %(status)s::text = 'failed' then now() end,
+                claimed_by = null
+            from no_disk_wait
+            where id = %(id)s and status = 'sending' and claimed_by = %(courier)s
+            """,  # noqa: S608 - a fixed fragment
+            {
+                "id": outcome["id"],
+                "status": outcome["status"],
+                "next_attempt_at": outcome.get("next_attempt_at"),
+                "error": outcome.get("error"),
+                "courier": courier,
+            },
+        ).rowcount
+        == 1
     )
+
+
+def release(conn: psycopg.Connection, courier: UUID) -> int:
+    """Hand back what `courier` claimed and has no outcome for (a batch cut short by a
+    stop, or by a lost connection): queued and due now, not counted as a try. How many."""
+    return conn.execute(
+        """
+        update outbox set status = 'queued', next_attempt_at = now(), claimed_by = null
+        where status = 'sending' and claimed_by = %(courier)s
+        """,
+        {"courier": courier},
+    ).rowcount
 
 
 def give_up(conn: psycopg.Connection, mail_id: int) -> None:
@@ -87,8 +132,9 @@ def give_up(conn: psycopg.Connection, mail_id: int) -> None:
 
 
 def next_due(conn: psycopg.Connection) -> datetime | None:
+    """When the next mail falls due: a queued one's time, or a claim's lease end."""
     row = conn.execute(
-        "select min(next_attempt_at) as at from outbox where status = 'queued'"
+        "select min(next_attempt_at) as at from outbox where status in ('queued', 'sending')"
     ).fetchone()
     return row["at"]
 
@@ -127,4 +173,40 @@ def get(conn: psycopg.Connection, mail_id: int) -> dict | None:
     return conn.execute(
         f"select {_COLUMNS} from outbox where id = %(id)s",  # noqa: S608 - fixed column list
         {"id": mail_id},
+    ).fetchone()
+
+
+def beat(conn: psycopg.Connection, courier: UUID, pid: int, host: str, alive_seconds: float):
+    """`courier` is alive for `alive_seconds` more (its row made on the first beat)."""
+    conn.execute(
+        """
+        insert into couriers (id, pid, host, alive_until)
+        values (%(id)s, %(pid)s, %(host)s, now() + make_interval(secs => %(alive)s))
+        on conflict (id) do update set beat_at = now(), alive_until = excluded.alive_until
+        """,
+        {"id": courier, "pid": pid, "host": host, "alive": alive_seconds},
+    )
+
+
+def leave(conn: psycopg.Connection, courier: UUID) -> None:
+    """`courier` stops: its row goes, and any courier that died more than a day ago with it."""
+    conn.execute(
+        "delete from couriers where id = %(id)s or alive_until < now() - interval '1 day'",
+        {"id": courier},
+    )
+
+
+def delivery_state(conn: psycopg.Connection) -> dict:
+    """`couriers`: how many are alive; `oldest_due_seconds`: how long the mail that has
+    waited longest for a courier has been due (a queued mail since its time came, a
+    claimed one since its lease ran out; None when none waits)."""
+    return conn.execute(
+        """
+        select
+            (select count(*) from couriers where alive_until > now()) as couriers,
+            extract(epoch from now() - (
+                select min(next_attempt_at) from outbox
+                where status in ('queued', 'sending') and next_attempt_at <= now()
+            ))::float8 as oldest_due_seconds
+        """
     ).fetchone()

@@ -14,7 +14,10 @@ def test_live_answers_without_credentials(client):
 
 
 def test_ready_when_the_database_answers_and_is_migrated(client):
-    assert client.get("/health/ready").get_json() == {"status": "ok"}
+    assert client.get("/health/ready").get_json() == {
+        "status": "ok",
+        "mail": {"status": "ok", "oldest_queued_seconds": 0, "couriers": 0},
+    }
 
 
 def test_not_ready_while_migrations_are_pending(server_url, worker_id):
