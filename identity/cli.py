@@ -223,7 +223,11 @@ def upgrade():
 
 
 def _report_migrations(applied: list[str]) -> None:
-    click.echo(f"applied {', '.join(applied)}" if applied else "migrations are current", err=True)
+    """A JSON log line, as every line `identity serve` writes."""
+    if applied:
+        log.info("migrations applied", extra={"applied": applied})
+    else:
+        log.info("migrations are current")
 
 
 @main.group()

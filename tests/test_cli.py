@@ -222,6 +222,9 @@ def test_serve_runs_on_an_embedded_database_stops_cleanly_and_keeps_the_data(tmp
         assert '"path": "/v1/users/<uuid:user_id>", "status": 200' in logged
         assert '"path": "(no route)", "status": 404' in logged
         assert "example.com" not in logged and key[8:] not in logged
+        # Every line it wrote, the embedded database's and gunicorn's included, is JSON.
+        for line in logged.splitlines():
+            assert isinstance(json.loads(line), dict), line
     finally:
         stop(server)
 
