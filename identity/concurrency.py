@@ -163,28 +163,42 @@ class _Waiting:
 
 class Slots:
     """At most `size` of something at once in this process (answers streamed to clients
-    that may not read them): `take()` is False when all are taken; `give_back()` frees
-    one, and when the last is given back the C library is asked to return freed memory
-    to the system, which it keeps otherwise (glibc's malloc_trim)."""
+    that may not read them): `take()` is a Slot, or None when all are taken. When the last
+    slot is given back the C library is asked to return freed memory to the system, which
+    it keeps otherwise (glibc's malloc_trim)."""
 
     def __init__(self, size: int):
         self.size = size
         self.taken = 0
         self._lock = threading.Lock()
 
-    def take(self) -> bool:
+    def take(self) -> "Slot | None":
         with self._lock:
             if self.taken >= self.size:
-                return False
+                return None
             self.taken += 1
-            return True
+            return Slot(self)
 
-    def give_back(self) -> None:
+    def _give_back(self) -> None:
         with self._lock:
             self.taken -= 1
             idle = self.taken == 0
         if idle:
             _return_free_memory()
+
+
+class Slot:
+    """One of the Slots, given back once however often `release` is called: an answer
+    ends its stream, and is also closed by the server, or only closed (never started)."""
+
+    def __init__(self, slots: Slots):
+        self._slots = slots
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots._give_back()
 
 
 def _return_free_memory() -> None:

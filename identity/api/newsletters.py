@@ -211,8 +211,8 @@ class Subscribers(MethodView):
         # Before the stream begins: an unknown list is a 404, and a page's end is found.
         through, more = service.export_page(uow, key, after, limit)
         csv = _export_type(request.headers.get("Accept", "")) == CSV
-        slots = services().exports
-        if not slots.take():
+        slot = services().exports.take()
+        if slot is None:
             raise TooManyExports(
                 "this replica is streaming as many exports as it may; try again shortly"
             )
@@ -221,23 +221,26 @@ class Subscribers(MethodView):
         rows = service.export(uow, key, csv, after, through)
 
         def body():
-            if csv:
-                yield CSV_HEADER.encode()
-            # In pieces of 64 KiB: a slow reader has IDENTITY_SEND_TIMEOUT_SECONDS for
-            # each, not for a whole batch of a megabyte or more.
-            for batch in rows:
-                for start in range(0, len(batch), _PIECE):
-                    yield batch[start : start + _PIECE]
+            try:
+                if csv:
+                    yield CSV_HEADER.encode()
+                # In pieces of 64 KiB: a slow reader has IDENTITY_SEND_TIMEOUT_SECONDS
+                # for each, not for a whole batch of a megabyte or more.
+                for batch in rows:
+                    for start in range(0, len(batch), _PIECE):
+                        yield batch[start : start + _PIECE]
+            finally:
+                slot.release()
 
         answer = Response(
             body(),
             mimetype=CSV if csv else NDJSON,
             headers=next_link(through if more else None, limit, key=key),
         )
-        # Sent, cut off or never started: the server closes the answer, and the slot is
-        # free again.
+        # Sent, cut off or never started: the slot is free again when the stream ends or
+        # the server closes the answer, whichever comes first.
         answer.call_on_close(rows.close)
-        answer.call_on_close(slots.give_back)
+        answer.call_on_close(slot.release)
         return answer
 
 

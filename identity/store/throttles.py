@@ -59,37 +59,45 @@ def attempts_of(
 
 
 def _counting(name: str, key: str, free: str, cap: str, *, unless: str = "false") -> str:
-    """The CTEs that count one password check against the throttle `%(key)s` unless it
-    must wait (or unless `unless`, an SQL condition, holds): `{name}_before` locks the
-    throttle's row and holds when it blocks until, `{name}_counted` counts. Past `free`
-    checks inside the window (`%(window)s` seconds) each check makes the next wait: 1 s,
-    then 2, 4, ... up to `cap` seconds. Only a window with no check and no wait in it
-    starts the count again (the end of a long wait is not a quiet window, so the waits
-    keep doubling to the cap)."""
+    """The CTE `{name}` that counts one password check against the throttle `%(key)s`
+    unless it must wait (or unless `unless`, an SQL condition, holds); it returns the
+    throttle's `blocked_until` and whether this check was `counted`. Past `free` checks
+    inside the window (`%(window)s` seconds) each check makes the next wait: 1 s, then 2,
+    4, ... up to `cap` seconds. Only a window with no check and no wait in it starts the
+    count again (the end of a long wait is not a quiet window, so the waits keep doubling
+    to the cap).
+
+    Whether this check must wait is decided where the row is written, not by reading it
+    first: a row that parallel checks of a new key are all inserting cannot be read (nor
+    locked) before the first of them commits, and each would go ahead. The upsert waits
+    for that first one and then sees its row as it now is. A check that must wait leaves
+    the row as it was; a counted one sets `last_failure_at` to this statement's start
+    (`statement_timestamp()`, which no earlier statement can have written)."""
+    waiting = "t.blocked_until > now()"
+    quiet = (
+        "greatest(t.last_failure_at, t.blocked_until)"
+        " < now() - make_interval(secs => %(window)s)"
+    )
     return f"""
-        {name}_before as (
-            select blocked_until from login_throttles
-            where key = %({key})s and not ({unless})
-            for update
-        ), {name}_counted as (
+        {name} as (
             insert into login_throttles as t (key, failures, last_failure_at)
-            select %({key})s, 1, now()
+            select %({key})s, 1, statement_timestamp()
             where %({key})s::text is not null and not ({unless})
-              and not exists (select from {name}_before where blocked_until > now())
             on conflict (key) do update set
                 failures = case
-                    when greatest(t.last_failure_at, t.blocked_until)
-                         < now() - make_interval(secs => %(window)s) then 1
+                    when {waiting} then t.failures
+                    when {quiet} then 1
                     else t.failures + 1 end,
-                last_failure_at = now(),
+                last_failure_at = case
+                    when {waiting} then t.last_failure_at else statement_timestamp() end,
                 blocked_until = case
-                    when greatest(t.last_failure_at, t.blocked_until)
-                         >= now() - make_interval(secs => %(window)s)
-                         and t.failures + 1 > %({free})s
+                    when {waiting} then t.blocked_until
+                    when not {quiet} and t.failures + 1 > %({free})s
                     then now() + make_interval(secs => least(
                         %({cap})s, power(2, least(t.failures - %({free})s, 30))))
                     end
-        )"""  # noqa: S608 - names and conditions of this module's own
+            returning blocked_until, last_failure_at = statement_timestamp() as counted
+        )"""
 
 
 def reserve_attempt(
@@ -103,7 +111,7 @@ def reserve_attempt(
     row = conn.execute(
         f"""
         with {_counting("throttle", "key", "free", "cap")}
-        select (select blocked_until from throttle_before where blocked_until > now()) as until
+        select (select blocked_until from throttle where not counted) as until
         """,  # noqa: S608 - a fixed fragment
         {"key": key, "free": free, "window": window_seconds, "cap": cap_seconds},
         prepare=True,
@@ -130,21 +138,20 @@ def start_login(
     blocks (the check was not counted against it). One statement, so one round trip and
     one transaction, committed without waiting for the disk: the IP's row is locked
     before the account's, always in that order."""
-    ip_waits = "exists (select from ip_before where blocked_until > now())"
+    ip_waits = "exists (select from ip where not counted)"
     return conn.execute(
         f"""
         with {NO_DISK_WAIT},
         {_counting("ip", "ip_throttle", "ip_free", "ip_cap")},
-        {_counting("account", "account_throttle", "account_free", "account_cap",
+        {_counting("account_check", "account_throttle", "account_free", "account_cap",
                    unless=ip_waits)},
         account as (
             select id, password_hash, email_verified_at from users
             where email_key = %(email_key)s
         )
         select account.*,
-               (select blocked_until from ip_before where blocked_until > now()) as ip_until,
-               (select blocked_until from account_before where blocked_until > now())
-                   as account_until
+               (select blocked_until from ip where not counted) as ip_until,
+               (select blocked_until from account_check where not counted) as account_until
         from no_disk_wait left join account on true
         """,  # noqa: S608 - fixed fragments
         {"email_key": email_key, "ip_throttle": ip_throttle,

@@ -234,11 +234,6 @@ def test_parallel_logins_on_a_counting_account_get_only_the_free_checks(
 
 
 @pytest.mark.committing
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: on a key with no row yet, checks that arrive while the first is being"
-    " counted all go ahead (their throttle_before read found no row to lock)",
-)
 def test_parallel_checks_on_a_new_key_get_only_the_free_checks(committing_db, database_url):
     limits = {"free": 1}
     got = {}
