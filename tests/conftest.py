@@ -1,6 +1,8 @@
 """Fixtures every test layer shares: a real PostgreSQL, one database per test worker,
-migrated once; each test in a transaction that is rolled back."""
+migrated once; each test in a transaction that is rolled back; one app per test session,
+lent each test's connection."""
 
+import copy
 import os
 from pathlib import Path
 
@@ -9,10 +11,11 @@ import pytest
 from psycopg.rows import dict_row
 
 from identity import create_app
-from identity.db import Database, PinnedDatabase
+from identity.db import EXTENSION, Database, PinnedDatabase
 from identity.embedded import ensure_database, start_embedded
 from identity.services.sites import issue_site_key
 from identity.store import migrations
+from tests.settings import CHEAP, settings_for
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -54,10 +57,55 @@ def conn(database_url):
         yield conn
 
 
+@pytest.fixture(scope="session")
+def session_app(database_url):
+    """(app, put_back): the app the tests share, on a database that lends whichever
+    connection a test gives it, and what puts its state back as it was built."""
+    app = create_app({"DATABASE_URL": database_url, **CHEAP}, database=PinnedDatabase(None))
+    return app, _as_built(app)
+
+
+def _as_built(app):
+    """A function that puts back the app's own objects in app.extensions as create_app
+    left them: a test may swap one (the clock, the key ring, the token signer), and they
+    keep what they learn from the database (site keys found valid, access tokens
+    checked, the lists' catalog, the signing keys), which the next test's rollback has
+    taken away. Their containers are put back empty; the thread pools and batchers they
+    share stay."""
+    extensions = dict(app.extensions)
+    built = {
+        name: (thing, dict(vars(thing)))
+        for name, thing in extensions.items()
+        if type(thing).__module__.startswith("identity.")
+    }
+
+    def put_back():
+        app.extensions.clear()
+        app.extensions.update(extensions)
+        for thing, attributes in built.values():
+            vars(thing).clear()
+            vars(thing).update({name: _fresh(value) for name, value in attributes.items()})
+
+    return put_back
+
+
+def _fresh(value):
+    return copy.copy(value) if isinstance(value, (dict, list, set)) else value
+
+
 @pytest.fixture
-def app(conn, database_url):
-    """The app, every request on the test's rolled-back connection."""
-    return create_app({"DATABASE_URL": database_url}, database=PinnedDatabase(conn))
+def app(request, conn, database_url, session_app):
+    """The app, every request on the test's rolled-back connection: the session's, or for
+    a test marked `real_cost` one of its own at the service's settings."""
+    if request.node.get_closest_marker("real_cost"):
+        yield create_app({"DATABASE_URL": database_url}, database=PinnedDatabase(conn))
+        return
+    shared, put_back = session_app
+    shared.extensions[EXTENSION].conn = conn
+    try:
+        yield shared
+    finally:
+        put_back()
 
 
 @pytest.fixture
@@ -92,11 +140,12 @@ def committing_db(database_url):
 
 
 @pytest.fixture
-def pooled_app(database_url, committing_db):
+def pooled_app(request, database_url, committing_db):
     """The app on a real pool, as gunicorn runs it; what it writes is committed."""
     database = Database(database_url, min_size=1, max_size=8, timeout=5.0)
     database.open()
-    yield create_app({"DATABASE_URL": database_url}, database=database)
+    settings = {"DATABASE_URL": database_url, **settings_for(request)}
+    yield create_app(settings, database=database)
     database.close()
 
 
