@@ -199,10 +199,12 @@ def two_servers(database_url, committing_db):
             bases.append(f"http://127.0.0.1:{port}")
         for base, server in zip(bases, servers, strict=True):
             wait_ready(base, server)
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {issue_site_key(committing_db, 'x.com')}"
-        yield bases, session
+        with requests.Session() as session:
+            session.headers["Authorization"] = f"Bearer {issue_site_key(committing_db, 'x.com')}"
+            yield bases, session
     finally:
+        # The session's kept-alive connections are closed by now: a server stopping with
+        # one open waits for it until its header timeout (10 s).
         for server in servers:
             stop(server)
 
