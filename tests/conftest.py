@@ -3,6 +3,7 @@ migrated once; each test in a transaction that is rolled back; one app per test 
 lent each test's connection."""
 
 import copy
+import fcntl
 import os
 from pathlib import Path
 
@@ -20,6 +21,27 @@ from tests.settings import CHEAP, settings_for
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """The tests marked `slow` first, each group in its own order."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(autouse=True)
+def alone_when_timing(request, worker_id, tmp_path_factory):
+    """Under xdist, a test marked `timing` runs alone: it holds a lock that the other
+    workers' tests share, so none runs while it measures."""
+    if worker_id == "main":
+        yield
+        return
+    # The run's own folder, which its workers share.
+    path = tmp_path_factory.getbasetemp().parent / "timing.lock"
+    alone = request.node.get_closest_marker("timing") is not None
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        yield
+
+
 @pytest.fixture(scope="session")
 def server_url():
     """A PostgreSQL server: IDENTITY_TEST_DATABASE_URL, or the embedded one."""
@@ -28,6 +50,13 @@ def server_url():
         yield url
         return
     server = start_embedded(PROJECT_DIR / ".data" / "test-pg")
+    # A server of the tests' own, whose data no one needs after a crash: it need not wait
+    # for the disk, which other work on the machine keeps busy. What a session asks of
+    # synchronous_commit is unchanged (tests/integration/test_durability.py).
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        conn.execute("alter system set fsync = off")
+        conn.execute("alter system set full_page_writes = off")
+        conn.execute("select pg_reload_conf()")
     yield server.get_uri()
     server.cleanup()
 
@@ -96,8 +125,8 @@ def _fresh(value):
 @pytest.fixture
 def app(request, conn, database_url, session_app):
     """The app, every request on the test's rolled-back connection: the session's, or for
-    a test marked `real_cost` one of its own at the service's settings."""
-    if request.node.get_closest_marker("real_cost"):
+    a test marked `timing` one of its own at the service's settings."""
+    if request.node.get_closest_marker("timing"):
         yield create_app({"DATABASE_URL": database_url}, database=PinnedDatabase(conn))
         return
     shared, put_back = session_app

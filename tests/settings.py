@@ -1,6 +1,6 @@
 """The settings the tests' apps run with."""
 
-# The settings of the tests' apps, unless a test is marked `real_cost`: argon2 at next to
+# The settings of the tests' apps, unless a test is marked `timing`: argon2 at next to
 # no cost and no least time for a password-reset answer, as Kratos's and
 # Flask-Security's test configurations do. The tests about hashing and timing keep the
 # service's own settings (tests/unit/test_passwords.py builds its hasher from them).
@@ -14,5 +14,5 @@ CHEAP = {
 
 
 def settings_for(request) -> dict:
-    """CHEAP, or nothing for a test marked `real_cost`."""
-    return {} if request.node.get_closest_marker("real_cost") else CHEAP
+    """CHEAP, or nothing for a test marked `timing`."""
+    return {} if request.node.get_closest_marker("timing") else CHEAP

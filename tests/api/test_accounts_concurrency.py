@@ -111,7 +111,7 @@ def test_two_parallel_refreshes_with_one_token_never_make_two_live_pairs(live, c
     assert live_refresh == 0
 
 
-@pytest.mark.real_cost
+@pytest.mark.timing
 def test_a_login_takes_the_same_time_whatever_is_wrong(live, committing_db):
     base_url, session = live
     _sign_up(base_url, session, committing_db, "known@example.com")
@@ -209,6 +209,7 @@ def two_servers(database_url, committing_db):
             stop(server)
 
 
+@pytest.mark.slow
 def test_50_parallel_wrong_passwords_over_two_server_processes_count_as_50(
     two_servers, committing_db
 ):

@@ -5,6 +5,7 @@ from identity import create_app
 from identity.api.problems import describe
 from identity.db import PinnedDatabase
 from tests.api.problems import assert_problem
+from tests.settings import CHEAP
 
 PROFILE = {"email": "anna@example.com", "source": "webinar"}
 
@@ -96,7 +97,15 @@ def test_a_body_over_the_limit_is_a_413_problem(conn, database_url, site_key):
     assert count_users(conn) == 0
 
 
-def test_an_unexpected_failure_is_a_500_problem_without_a_trace(app, caplog):
+@pytest.fixture
+def own_app(conn, database_url):
+    """An app of the test's own, which it may add a route to (the shared one has served)."""
+    return create_app({"DATABASE_URL": database_url, **CHEAP}, database=PinnedDatabase(conn))
+
+
+def test_an_unexpected_failure_is_a_500_problem_without_a_trace(own_app, caplog):
+    app = own_app
+
     @app.get("/v1/explode")
     def explode():
         raise RuntimeError("secret internals: password=hunter2")
@@ -107,7 +116,8 @@ def test_an_unexpected_failure_is_a_500_problem_without_a_trace(app, caplog):
     assert body["detail"] == "something went wrong on our side"
 
 
-def test_a_unique_violation_becomes_a_409_problem(app, conn):
+def test_a_unique_violation_becomes_a_409_problem(own_app, conn):
+    app = own_app
     @app.post("/v1/duplicate")
     def duplicate():
         conn.execute("insert into sites (name) values ('dup.example'), ('dup.example')")

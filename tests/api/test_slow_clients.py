@@ -17,7 +17,7 @@ import pytest
 from identity.services.sites import issue_site_key
 from tests.test_cli import free_port, stop, wait_ready
 
-pytestmark = pytest.mark.committing
+pytestmark = [pytest.mark.committing, pytest.mark.slow]
 
 HEADER_TIMEOUT = 2
 BODY_TIMEOUT = 2
