@@ -34,8 +34,8 @@ run: $(VENV)/.installed-run
 PARALLEL := -n auto --dist worksteal
 
 # The tests' bytecode (pytest's rewritten modules too) is kept in __pycache__, which git
-# ignores, whatever PYTHONDONTWRITEBYTECODE says: compiling every package again in each
-# worker and each server a test starts costs more than a third of the run.
+# ignores, whatever PYTHONDONTWRITEBYTECODE says: compiling every package again costs
+# each worker about 10 s of CPU before its first test, and each server a test starts more.
 test test-deep: export PYTHONDONTWRITEBYTECODE :=
 
 ## test: lint, architecture contracts and the whole suite against a real PostgreSQL, but
