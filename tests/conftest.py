@@ -23,22 +23,23 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
-    """The tests marked `slow` first and those marked `timing` last, each group in its own
-    order: under xdist a timing test waits for the other worker's test to end, which by
-    then is a quick one."""
+    """The tests marked `timing` first, then those marked `slow`, then the rest, each group
+    in its own order. Under xdist a timing test waits for the other worker's test in hand
+    to end (`alone_when_timing`), which at the start is a quick one; and the slow ones
+    start early, while the quick ones fill the other worker."""
     items.sort(key=_turn)
 
 
 def _turn(item) -> int:
     if item.get_closest_marker("timing"):
-        return 2
-    return 0 if item.get_closest_marker("slow") else 1
+        return 0
+    return 1 if item.get_closest_marker("slow") else 2
 
 
 @pytest.fixture(autouse=True)
 def alone_when_timing(request, worker_id, tmp_path_factory):
     """Under xdist, a test marked `timing` runs alone: it holds a lock that the other
-    workers' tests share, so none runs while it measures."""
+    workers' tests share, so none of them runs while it measures."""
     if worker_id == "main":
         yield
         return
