@@ -11,7 +11,7 @@ LOCK_FOR := --python-version 3.11 --python-platform x86_64-manylinux_2_28
 COMPILE := $(TOOLS)/lock/bin/uv pip compile --quiet --generate-hashes $(LOCK_FOR) \
 	--custom-compile-command 'make lock' $(UV_FLAGS)
 
-.PHONY: run test lint openapi bench lock audit clean
+.PHONY: run test test-deep lint openapi bench lock audit clean
 
 # One stamp per lock, redone when that lock or the project's metadata changes. The test
 # lock pins whatever the run lock pins alike, so either can install over the other.
@@ -27,9 +27,28 @@ $(VENV)/.installed-%: requirements/%.txt pyproject.toml
 run: $(VENV)/.installed-run
 	exec $(BIN)/identity serve
 
-## test: lint, architecture contracts and the whole suite against a real PostgreSQL
+# Two workers (one per core here), each on its own database; each takes a share of the
+# tests in order and then helps the other with what it has left. (Not --dist loadgroup
+# or loadscope: schemathesis gives each operation's test the same node id, and those
+# would run one of them.)
+PARALLEL := -n auto --dist worksteal
+
+# The tests' bytecode (pytest's rewritten modules too) is kept in __pycache__, which git
+# ignores, whatever PYTHONDONTWRITEBYTECODE says: compiling every package again costs
+# each worker about 10 s of CPU before its first test, and each server a test starts more.
+test test-deep: export PYTHONDONTWRITEBYTECODE :=
+
+## test: lint, architecture contracts and the whole suite against a real PostgreSQL, but
+## the `install` tests; prints the 15 slowest tests and the coverage of identity/
 test: $(VENV)/.installed-test lint
-	$(BIN)/pytest
+	$(BIN)/pytest $(PARALLEL) -m "not install" --durations=15 \
+		--cov=identity --cov-report=term:skip-covered
+
+## test-deep: the contract fuzzing at 200 cases per operation (100 stateful scenarios),
+## and the `install` tests (build the wheel, run an installed copy's commands)
+test-deep: $(VENV)/.installed-test
+	IDENTITY_TEST_FUZZ_EXAMPLES=200 $(BIN)/pytest $(PARALLEL) --durations=15 \
+		tests/api/test_contract_fuzz.py tests/test_install.py
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

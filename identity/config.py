@@ -34,6 +34,15 @@ DEFAULTS = {
     "PASSWORD_TIME_COST": 2,
     "PASSWORD_MEMORY_KIB": 19456,
     "PASSWORD_PARALLELISM": 1,
+    # For test suites only: true lets the three costs above go below that minimum, so the
+    # tests that are not about hashing do not pay for it. Production refuses to start
+    # with it set, whatever the costs.
+    "CHEAP_PASSWORD_HASHING": False,
+    # The least time a password-reset request takes to answer, whatever the address:
+    # queueing the mail takes a few milliseconds more than finding no account, and an
+    # answer that came sooner for unknown addresses would tell them apart. Tests that are
+    # not about that timing set it to 0.
+    "PASSWORD_RESET_ANSWER_SECONDS": 0.1,
     # How long an access token lives; a retired signing key stays published this long
     # (and a little more), so the tokens it signed can be checked until they expire.
     "ACCESS_TOKEN_SECONDS": 900,
@@ -140,8 +149,15 @@ def load_config(overrides: dict | None = None, environ: dict | None = None) -> d
     return config
 
 
+_BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
 def _parse(key: str, raw: str):
     kind = _TYPES.get(key, str)
+    if kind is bool:
+        if raw.strip().lower() not in _BOOLEANS:
+            raise ConfigurationError(f"IDENTITY_{key} must be 1 or 0 (true or false), got {raw!r}")
+        return _BOOLEANS[raw.strip().lower()]
     try:
         return kind(raw)
     except ValueError:
@@ -151,10 +167,10 @@ def _parse(key: str, raw: str):
 def _check(config: dict, environ) -> None:
     if config["ENV"] not in ("development", "production"):
         raise ConfigurationError("IDENTITY_ENV must be 'development' or 'production'")
-    for key, floor in PASSWORD_COST_FLOOR.items():
-        if config[key] < floor:
-            raise ConfigurationError(f"IDENTITY_{key} must be at least {floor} (OWASP's minimum)")
+    _check_password_cost(config)
     _check_public_url(config["PUBLIC_URL"])
+    if config["PASSWORD_RESET_ANSWER_SECONDS"] < 0:
+        raise ConfigurationError("IDENTITY_PASSWORD_RESET_ANSWER_SECONDS must be 0 or more")
     if config["PASSWORD_THREADS"] < 1:
         raise ConfigurationError("IDENTITY_PASSWORD_THREADS must be at least 1")
     if not 1 <= config["UNSUBSCRIBE_KEY_ID"] <= 255:
@@ -174,6 +190,20 @@ def _check(config: dict, environ) -> None:
     if not config["PUBLIC_URL"].startswith("https://"):
         # One-click unsubscribe (RFC 8058) needs https.
         raise ConfigurationError("IDENTITY_PUBLIC_URL must be https:// in production")
+
+
+def _check_password_cost(config: dict) -> None:
+    """OWASP's minimum for argon2id, unless a test suite outside production asks for less."""
+    if config["CHEAP_PASSWORD_HASHING"]:
+        if config["ENV"] == "production":
+            raise ConfigurationError(
+                "IDENTITY_CHEAP_PASSWORD_HASHING is for test suites; production hashes at"
+                " OWASP's minimum or more"
+            )
+        return
+    for key, floor in PASSWORD_COST_FLOOR.items():
+        if config[key] < floor:
+            raise ConfigurationError(f"IDENTITY_{key} must be at least {floor} (OWASP's minimum)")
 
 
 # What a URL may hold and still go into a List-Unsubscribe header and a mail's links as

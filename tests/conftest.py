@@ -1,6 +1,8 @@
 """Fixtures every test layer shares: a real PostgreSQL, one database per test worker,
-migrated once; each test in a transaction that is rolled back."""
+migrated once; each test in a transaction that is rolled back; one app per test session,
+lent each test's connection."""
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -9,12 +11,45 @@ import pytest
 from psycopg.rows import dict_row
 
 from identity import create_app
-from identity.db import Database, PinnedDatabase
+from identity.api.guards import SERVICES
+from identity.composition import build
+from identity.db import EXTENSION, Database, PinnedDatabase
 from identity.embedded import ensure_database, start_embedded
 from identity.store import migrations
+from tests.settings import CHEAP, settings_for
 from tests.sites import site_key_for
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """The tests marked `timing` first, then those marked `slow`, then the rest, each group
+    in its own order. Under xdist a timing test waits for the other worker's test in hand
+    to end (`alone_when_timing`), which at the start is a quick one; and the slow ones
+    start early, while the quick ones fill the other worker."""
+    items.sort(key=_turn)
+
+
+def _turn(item) -> int:
+    if item.get_closest_marker("timing"):
+        return 0
+    return 1 if item.get_closest_marker("slow") else 2
+
+
+@pytest.fixture(autouse=True)
+def alone_when_timing(request, worker_id, tmp_path_factory):
+    """Under xdist, a test marked `timing` runs alone: it holds a lock that the other
+    workers' tests share, so none of them runs while it measures."""
+    if worker_id == "main":
+        yield
+        return
+    # The run's own folder, which its workers share.
+    path = tmp_path_factory.getbasetemp().parent / "timing.lock"
+    alone = request.node.get_closest_marker("timing") is not None
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +60,13 @@ def server_url():
         yield url
         return
     server = start_embedded(PROJECT_DIR / ".data" / "test-pg")
+    # A server of the tests' own, whose data no one needs after a crash: it need not wait
+    # for the disk, which other work on the machine keeps busy. What a session asks of
+    # synchronous_commit is unchanged (tests/integration/test_durability.py).
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        conn.execute("alter system set fsync = off")
+        conn.execute("alter system set full_page_writes = off")
+        conn.execute("select pg_reload_conf()")
     yield server.get_uri()
     server.cleanup()
 
@@ -54,10 +96,35 @@ def conn(database_url):
         yield conn
 
 
+@pytest.fixture(scope="session")
+def session_app(database_url):
+    """The app the tests share, on a database that lends whichever connection a test
+    gives it."""
+    return create_app({"DATABASE_URL": database_url, **CHEAP}, database=PinnedDatabase(None))
+
+
 @pytest.fixture
-def app(conn, database_url):
-    """The app, every request on the test's rolled-back connection."""
-    return create_app({"DATABASE_URL": database_url}, database=PinnedDatabase(conn))
+def app(request, conn, database_url, session_app):
+    """The app, every request on the test's rolled-back connection: the session's, or for
+    a test marked `timing` one of its own at the service's settings. The shared app gets
+    services built anew for each test (identity.composition.build, cheap): what they keep
+    in memory (site keys found valid, access tokens checked, the lists' catalog, the
+    signing keys, the exports streaming) is of rolled-back data, and a test may swap a
+    part (the clock, the key ring). Whatever else a test puts into app.extensions is
+    taken out after it."""
+    if request.node.get_closest_marker("timing"):
+        yield create_app({"DATABASE_URL": database_url}, database=PinnedDatabase(conn))
+        return
+    shared = session_app
+    database = shared.extensions[EXTENSION]
+    database.conn = conn
+    extensions = dict(shared.extensions)
+    shared.extensions[SERVICES] = build(shared.config["IDENTITY"], database.connection)
+    try:
+        yield shared
+    finally:
+        shared.extensions.clear()
+        shared.extensions.update(extensions)
 
 
 @pytest.fixture
@@ -92,11 +159,12 @@ def committing_db(database_url):
 
 
 @pytest.fixture
-def pooled_app(database_url, committing_db):
+def pooled_app(request, database_url, committing_db):
     """The app on a real pool, as gunicorn runs it; what it writes is committed."""
     database = Database(database_url, min_size=1, max_size=8, timeout=5.0)
     database.open()
-    yield create_app({"DATABASE_URL": database_url}, database=database)
+    settings = {"DATABASE_URL": database_url, **settings_for(request)}
+    yield create_app(settings, database=database)
     database.close()
 
 

@@ -173,6 +173,7 @@ def leftover_processes(data_dir: str, seconds: float = 5) -> list[int]:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_serve_runs_on_an_embedded_database_stops_cleanly_and_keeps_the_data(tmp_path):
     """What `make run` does, twice: the second run finds the first one's record."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
@@ -278,6 +279,7 @@ def test_mail_list_and_retry_let_an_operator_resend_a_failed_mail(
     assert row == {"status": "queued", "attempts": 0}
 
 
+@pytest.mark.slow
 def test_serve_delivers_queued_mail_beside_the_server_and_stops_both(
     tmp_path, database_url, committing_db, mail_server
 ):

@@ -737,6 +737,7 @@ def test_address_changes_asked_for_are_limited_refused_ones_too(site, conn, app)
     assert assert_problem(waiting, 429) and waiting.headers["Retry-After"]
 
 
+@pytest.mark.timing
 def test_a_password_reset_answers_no_sooner_for_an_unknown_address(site, conn):
     import time
 

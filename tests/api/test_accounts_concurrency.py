@@ -114,6 +114,7 @@ def test_two_parallel_refreshes_with_one_token_never_make_two_live_pairs(live, c
     assert live_refresh == 0
 
 
+@pytest.mark.timing
 def test_a_login_takes_the_same_time_whatever_is_wrong(live, committing_db):
     base_url, session = live
     _sign_up(base_url, session, committing_db, "known@example.com")
@@ -201,14 +202,17 @@ def two_servers(database_url, committing_db):
             bases.append(f"http://127.0.0.1:{port}")
         for base, server in zip(bases, servers, strict=True):
             wait_ready(base, server)
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {site_key_for(committing_db, 'x.com')}"
-        yield bases, session
+        with requests.Session() as session:
+            session.headers["Authorization"] = f"Bearer {site_key_for(committing_db, 'x.com')}"
+            yield bases, session
     finally:
+        # The session's kept-alive connections are closed by now: a server stopping with
+        # one open waits for it until its header timeout (10 s).
         for server in servers:
             stop(server)
 
 
+@pytest.mark.slow
 def test_50_parallel_wrong_passwords_over_two_server_processes_count_as_50(
     two_servers, committing_db
 ):

@@ -193,8 +193,10 @@ def test_a_second_import_of_the_same_site_while_one_runs_is_a_429(live, committi
             ).encode()
         )
         deadline = time.monotonic() + 10
+        # pg_locks is the whole server's: another test worker's database has its own.
         while not committing_db.execute(
-            "select count(*) as n from pg_locks where locktype = 'advisory'"
+            "select count(*) as n from pg_locks where locktype = 'advisory' and database ="
+            " (select oid from pg_database where datname = current_database())"
         ).fetchone()["n"]:  # until the first has taken the site's import lock
             assert time.monotonic() < deadline
             time.sleep(0.02)

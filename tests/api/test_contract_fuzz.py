@@ -15,6 +15,7 @@ no example database make every run send the same requests. Each test's `conn` tr
 """
 
 import json
+import os
 import re
 
 import pytest
@@ -33,9 +34,11 @@ from tests.api.problems import assert_problem
 from tests.sites import site_key_for
 
 SEED = 20261128
-# Fuzzing-phase cases per operation; the examples and coverage phases add their own.
-MAX_EXAMPLES = 200
-STATEFUL_SCENARIOS = 100
+# Fuzzing-phase cases per operation (the examples and coverage phases add their own, the
+# same in every run), and stateful scenarios: 10 and 10 in `make test`; 200 and 100 in
+# `make test-deep` (IDENTITY_TEST_FUZZ_EXAMPLES=200).
+MAX_EXAMPLES = int(os.environ.get("IDENTITY_TEST_FUZZ_EXAMPLES", "10"))
+STATEFUL_SCENARIOS = max(10, MAX_EXAMPLES // 2)
 
 # Made now, so the schema's auth can carry it; each test registers it for copernica.com in
 # its own rolled-back transaction (`fuzz_site_key`), where it is valid until the rollback.

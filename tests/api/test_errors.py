@@ -11,6 +11,7 @@ from identity.errors import ConfigurationError, IdentityError
 from identity.security.access_tokens import ensure_signing_key
 from tests.api.problems import assert_problem
 from tests.api.test_accounts import PASSWORD, sign_up
+from tests.settings import CHEAP
 
 PROFILE = {"email": "anna@example.com", "source": "webinar"}
 
@@ -102,7 +103,15 @@ def test_a_body_over_the_limit_is_a_413_problem(conn, database_url, site_key):
     assert count_users(conn) == 0
 
 
-def test_an_unexpected_failure_is_a_500_problem_without_a_trace(app, caplog):
+@pytest.fixture
+def own_app(conn, database_url):
+    """An app of the test's own, which it may add a route to (the shared one has served)."""
+    return create_app({"DATABASE_URL": database_url, **CHEAP}, database=PinnedDatabase(conn))
+
+
+def test_an_unexpected_failure_is_a_500_problem_without_a_trace(own_app, caplog):
+    app = own_app
+
     @app.get("/v1/explode")
     def explode():
         raise RuntimeError("secret internals: password=hunter2")
@@ -162,7 +171,9 @@ def test_every_fault_of_the_servers_own_is_a_500_that_tells_nothing_of_it(app, e
     assert "req-fault-1" in logged and "anna@example.com" not in logged
 
 
-def test_a_failure_past_the_handlers_is_a_500_whose_path_is_not_logged(app, capsys):
+def test_a_failure_past_the_handlers_is_a_500_whose_path_is_not_logged(own_app, capsys):
+    app = own_app
+
     @app.after_request
     def fail(response):
         raise RuntimeError("an after_request function failed")
@@ -176,7 +187,9 @@ def test_a_failure_past_the_handlers_is_a_500_whose_path_is_not_logged(app, caps
     assert "a-token" not in json.dumps(lines)
 
 
-def test_a_unique_violation_becomes_a_409_problem(app, conn):
+def test_a_unique_violation_becomes_a_409_problem(own_app, conn):
+    app = own_app
+
     @app.post("/v1/duplicate")
     def duplicate():
         conn.execute("insert into sites (name) values ('dup.example'), ('dup.example')")

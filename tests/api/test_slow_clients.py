@@ -19,7 +19,7 @@ from tests.exports import ndjson_rows
 from tests.sites import site_key_for
 from tests.test_cli import free_port, stop, wait_ready
 
-pytestmark = pytest.mark.committing
+pytestmark = [pytest.mark.committing, pytest.mark.slow]
 
 HEADER_TIMEOUT = 2
 BODY_TIMEOUT = 2
@@ -27,10 +27,10 @@ SEND_TIMEOUT = 2
 IMPORT_IDLE = 2
 
 
-@pytest.fixture
-def served(database_url, committing_db, tmp_path):
-    """(host, port, site key) of gunicorn with our settings, on the test database; its
-    error log in tmp_path / "gunicorn.log"."""
+@pytest.fixture(scope="module")
+def gunicorn(database_url, tmp_path_factory):
+    """(host, port, error log) of gunicorn with our settings, on the test database: one
+    for the module, as starting and stopping one takes seconds."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
         "IDENTITY_DATABASE_URL": database_url,
@@ -46,14 +46,30 @@ def served(database_url, committing_db, tmp_path):
         sys.executable, "-m", "gunicorn", "--config", "python:identity.gunicorn_conf",
         "--bind", f"127.0.0.1:{port}", "--workers", "1", "identity:create_app()",
     ]  # fmt: skip
-    log = (tmp_path / "gunicorn.log").open("wb")
+    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    log = log_path.open("wb")
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
         wait_ready(f"http://127.0.0.1:{port}", server)
-        yield "127.0.0.1", port, site_key_for(committing_db, "copernica.com")
+        yield "127.0.0.1", port, log_path
     finally:
         stop(server)
         log.close()
+
+
+@pytest.fixture
+def served(gunicorn, committing_db):
+    """(host, port, site key) of the module's gunicorn, with a key of copernica.com's."""
+    host, port, _ = gunicorn
+    return host, port, site_key_for(committing_db, "copernica.com")
+
+
+@pytest.fixture
+def error_log(gunicorn):
+    """What gunicorn writes to its error log during the test, read when called."""
+    log_path = gunicorn[2]
+    start = log_path.stat().st_size
+    return lambda: log_path.read_bytes()[start:].decode()
 
 
 def _live_seconds(host, port) -> float:
@@ -221,7 +237,7 @@ def test_a_request_waiting_on_the_database_does_not_hold_up_the_others(served, c
     assert max(latencies) < 0.5, latencies
 
 
-def test_a_client_that_stops_reading_an_export_is_cut_off(served, committing_db, tmp_path):
+def test_a_client_that_stops_reading_an_export_is_cut_off(served, committing_db, error_log):
     """An export whose reader stalls holds a batch in the send; after SEND_TIMEOUT the
     connection is cut and the rest is never produced."""
     host, port, key = served
@@ -264,7 +280,7 @@ def test_a_client_that_stops_reading_an_export_is_cut_off(served, committing_db,
     )
     with urllib.request.urlopen(whole, timeout=30) as response:  # a reader that reads
         assert len(ndjson_rows(response.read().decode())) == 20000
-    log = (tmp_path / "gunicorn.log").read_text()
+    log = error_log()
     assert "client left an answer unread" in log and "Traceback" not in log
     assert '"level": "error"' not in log
 

@@ -15,7 +15,7 @@ from identity.config import DEV_SECRET_KEY
 from identity.security.unsubscribe_tokens import UnsubscribeTokens
 from tests.test_cli import free_port, stop, wait_ready
 
-pytestmark = pytest.mark.committing
+pytestmark = [pytest.mark.committing, pytest.mark.slow]
 
 
 def test_a_one_click_post_to_gunicorn_unsubscribes_and_the_log_keeps_no_token(

@@ -63,6 +63,58 @@ def test_password_hashing_below_owasps_minimum_is_refused(key, value):
         load_config(environ={f"IDENTITY_{key}": value})
 
 
+CHEAP = {
+    "IDENTITY_CHEAP_PASSWORD_HASHING": "1",
+    "IDENTITY_PASSWORD_TIME_COST": "1",
+    "IDENTITY_PASSWORD_MEMORY_KIB": "8",
+}
+
+
+def test_a_test_suite_may_hash_below_the_minimum_outside_production():
+    config = load_config(environ=CHEAP)
+    assert config["CHEAP_PASSWORD_HASHING"] is True
+    assert (config["PASSWORD_TIME_COST"], config["PASSWORD_MEMORY_KIB"]) == (1, 8)
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [PRODUCTION | CHEAP, PRODUCTION | {"IDENTITY_CHEAP_PASSWORD_HASHING": "true"}],
+    ids=["cheap costs", "default costs"],
+)
+def test_production_refuses_cheap_password_hashing(environ):
+    with pytest.raises(ConfigurationError, match="IDENTITY_CHEAP_PASSWORD_HASHING"):
+        load_config(environ=environ)
+
+
+def test_production_refuses_cheap_password_hashing_given_by_the_code_too():
+    with pytest.raises(ConfigurationError, match="IDENTITY_CHEAP_PASSWORD_HASHING"):
+        load_config({"CHEAP_PASSWORD_HASHING": True}, environ=PRODUCTION)
+
+
+@pytest.mark.parametrize(("raw", "value"), [("0", False), ("false", False), ("yes", True)])
+def test_a_switch_is_read_as_yes_or_no(raw, value):
+    environ = {"IDENTITY_CHEAP_PASSWORD_HASHING": raw}
+    assert load_config(environ=environ)["CHEAP_PASSWORD_HASHING"] is value
+
+
+def test_a_switch_that_is_neither_yes_nor_no_is_refused():
+    with pytest.raises(ConfigurationError, match="IDENTITY_CHEAP_PASSWORD_HASHING must be 1 or 0"):
+        load_config(environ={"IDENTITY_CHEAP_PASSWORD_HASHING": "maybe"})
+
+
+def test_cheap_costs_without_the_switch_are_refused():
+    environ = {k: v for k, v in CHEAP.items() if k != "IDENTITY_CHEAP_PASSWORD_HASHING"}
+    with pytest.raises(ConfigurationError, match="must be at least"):
+        load_config(environ=environ)
+
+
+def test_the_password_reset_answer_waits_a_tenth_of_a_second_unless_told_otherwise():
+    assert load_config(environ={})["PASSWORD_RESET_ANSWER_SECONDS"] == 0.1
+    assert load_config(environ=PRODUCTION)["PASSWORD_RESET_ANSWER_SECONDS"] == 0.1
+    with pytest.raises(ConfigurationError, match="PASSWORD_RESET_ANSWER_SECONDS"):
+        load_config(environ={"IDENTITY_PASSWORD_RESET_ANSWER_SECONDS": "-1"})
+
+
 @pytest.mark.parametrize(
     "url",
     ["https://id.example.com/?x=1", "https://id.example.com/a>b", "https://id.example.com/a b",

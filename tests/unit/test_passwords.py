@@ -236,6 +236,7 @@ def test_hashing_and_verifying_run_through_the_offload():
     assert calls == ["hash", "_verify", "_verify"]
 
 
+@pytest.mark.timing
 def test_an_unknown_address_takes_as_long_as_a_wrong_password(passwords):
     stored = passwords.hash(STRONG)
     wrong, unknown, no_hash = [], [], []
