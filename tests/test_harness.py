@@ -1,23 +1,26 @@
-"""What the tests' shared app promises each test: it starts as create_app built it."""
+"""What the tests' shared app promises each test: services built anew, remembering
+nothing an earlier test taught them (its data was rolled back)."""
 
-from identity.api import CLOCK
-from identity.db import EXTENSION
+import pytest
+
+from identity.api.guards import SERVICES
 
 
 def _look_up(site):
     return site.get("/v1/users", query_string={"email": "nobody@example.com"}).status_code
 
 
-def test_what_a_test_leaves_in_the_shared_app_is_put_back(session_app, app, site, conn):
-    shared, put_back = session_app
-    assert app is shared
+@pytest.mark.parametrize("turn", [1, 2])
+def test_each_test_gets_services_that_remember_nothing(app, site, turn):
+    services = app.extensions[SERVICES]
+    assert services.recent_site_keys._found == {}
+    assert services.accounts.sessions._checked == {}
+    assert services.newsletters._catalog is None
+    assert services.exports.taken == 0
     assert _look_up(site) == 404
-    conn.execute("delete from site_keys")
-    assert _look_up(site) == 404  # the key is still trusted: this process remembers it
-    clock = app.extensions[CLOCK]
-    app.extensions[CLOCK] = lambda: 0.0
+    assert services.recent_site_keys._found  # learnt now, forgotten by the next test
+    app.extensions[SERVICES].clock = lambda: 0.0  # swapped now, as built for the next
 
-    put_back()
-    app.extensions[EXTENSION].conn = conn  # as the next test's `app` lends its own
-    assert app.extensions[CLOCK] is clock
-    assert _look_up(site) == 401  # forgotten with the rest of what it learnt
+
+def test_the_shared_app_is_the_one_the_tests_share(session_app, app):
+    assert app is session_app

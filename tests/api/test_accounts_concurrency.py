@@ -3,6 +3,7 @@ goes through a real SMTP server."""
 
 import base64
 import json
+import math
 import re
 import statistics
 import time
@@ -254,13 +255,18 @@ def test_parallel_attempts_cannot_slip_past_the_count_before_it_is_made(live, co
             timeout=60,
         ).status_code
 
+    started = time.monotonic()
     with ThreadPoolExecutor(25) as pool:
         statuses = list(pool.map(attempt, range(50)))
+    elapsed = time.monotonic() - started
     checked = committing_db.execute(
         "select count(*) as n from login_attempts where outcome <> 'throttled'"
     ).fetchone()["n"]
-    assert checked <= 6  # five free checks and the one that starts the waits: no more
-    assert statuses.count(429) >= 44
+    # Five free checks and the one that starts the waits; a burst that lasts longer than
+    # the first wait (1 s, then 2, 4, ...: a loaded machine) buys one more check a wait.
+    more = math.floor(math.log2(elapsed + 1)) if elapsed > 1 else 0
+    assert checked <= 6 + more, (checked, elapsed)
+    assert statuses.count(429) >= 44 - more
 
 
 def test_clicking_many_links_of_one_address_at_once_cannot_deadlock(live, committing_db):
