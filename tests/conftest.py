@@ -62,7 +62,7 @@ def server_url():
     server = start_embedded(PROJECT_DIR / ".data" / "test-pg")
     # A server of the tests' own, whose data no one needs after a crash: it need not wait
     # for the disk, which other work on the machine keeps busy. What a session asks of
-    # synchronous_commit is unchanged (tests/integration/test_durability.py).
+    # synchronous_commit is unchanged (tests/store/test_durability.py).
     with psycopg.connect(server.get_uri(), autocommit=True) as conn:
         conn.execute("alter system set fsync = off")
         conn.execute("alter system set full_page_writes = off")

@@ -3,7 +3,7 @@
 # The settings of the tests' apps, unless a test is marked `timing`: argon2 at next to
 # no cost and no least time for a password-reset answer, as Kratos's and
 # Flask-Security's test configurations do. The tests about hashing and timing keep the
-# service's own settings (tests/unit/test_passwords.py builds its hasher from them).
+# service's own settings (tests/security/test_passwords.py builds its hasher from them).
 CHEAP = {
     "CHEAP_PASSWORD_HASHING": True,
     "PASSWORD_TIME_COST": 1,

@@ -3,7 +3,7 @@
 import importlib.util
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "audit.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "audit.py"
 spec = importlib.util.spec_from_file_location("audit", SCRIPT)
 audit = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(audit)
