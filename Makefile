@@ -52,6 +52,7 @@ test-deep: $(VENV)/.installed-test
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
 ## openapi: regenerate the committed OpenAPI document

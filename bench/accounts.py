@@ -84,8 +84,7 @@ end
 
 
 def _call(bench, method, path, body=None, token=None):
-    headers = {"Content-Type": "application/json",
-               "Authorization": f"Bearer {token or bench.key}"}  # fmt: skip
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token or bench.key}"}
     request = urllib.request.Request(
         f"{bench.base_url}{path}",
         data=json.dumps(body).encode() if body is not None else None,
@@ -222,14 +221,30 @@ def _cases(bench, wrk: str, stored: str, scripts: Path, seconds: int) -> dict:
         # Fresh chains for each run (the warm-up spends some), counting only the 200s.
         chains = [_login(bench)["refresh_token"] for _ in range(REFRESH_CHAINS * 2)]
         url = f"{bench.base_url}/v1/auth/refresh"
-        options = {"script": scripts / "refresh.lua", "threads": WRK_THREADS,
-                   "connections": REFRESH_CONNECTIONS}  # fmt: skip
-        _run_wrk(wrk, url, auth, WARMUP_SECONDS,
-                 script_args=[str(WRK_THREADS), *chains[:REFRESH_CHAINS]], **options)  # fmt: skip
+        options = {
+            "script": scripts / "refresh.lua",
+            "threads": WRK_THREADS,
+            "connections": REFRESH_CONNECTIONS,
+        }
+        _run_wrk(
+            wrk,
+            url,
+            auth,
+            WARMUP_SECONDS,
+            script_args=[str(WRK_THREADS), *chains[:REFRESH_CHAINS]],
+            **options,
+        )
         result = harness.with_cpu(
-            bench, seconds, _run_wrk, wrk, url, auth, seconds,
-            script_args=[str(WRK_THREADS), *chains[REFRESH_CHAINS:]], **options,
-        )  # fmt: skip
+            bench,
+            seconds,
+            _run_wrk,
+            wrk,
+            url,
+            auth,
+            seconds,
+            script_args=[str(WRK_THREADS), *chains[REFRESH_CHAINS:]],
+            **options,
+        )
         sent = int(re.search(r"(\d+) requests in", result["raw"]).group(1))
         if result["errors"]:
             harness.say(f"refresh: {result['errors']} of {sent} answers were not 200")

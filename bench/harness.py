@@ -112,14 +112,20 @@ def running_service():
         # The settings `identity serve` runs with (workers, timeout, access log, the import's
         # helper processes started with each worker), on a port of our own.
         command = [
-            sys.executable, "-m", "gunicorn",
-            "--config", "python:identity.gunicorn_conf",
-            "--workers", str(WORKERS),
-            "--bind", f"127.0.0.1:{port}",
-            "--chdir", str(BENCH_DIR),
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "python:identity.gunicorn_conf",
+            "--workers",
+            str(WORKERS),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--chdir",
+            str(BENCH_DIR),
             *(["--pythonpath", APP_PATH] if APP_PATH else []),
             APP,
-        ]  # fmt: skip
+        ]
         env = {**os.environ, "IDENTITY_DATABASE_URL": url}
         with open(log_path, "wb") as log:
             gunicorn = subprocess.Popen(
@@ -237,9 +243,19 @@ def py_spy(bench: Bench, output: Path | None, *, idle: bool = False, rate: int =
     if not Path(PY_SPY).exists():
         raise SystemExit(f"py-spy not found at {PY_SPY}; set BENCH_PY_SPY")
     command = [
-        PY_SPY, "record", "--pid", str(bench.gunicorn.pid), "--subprocesses",
-        "--rate", str(rate), "--format", "raw", "--output", str(output), "--nonblocking",
-    ]  # fmt: skip
+        PY_SPY,
+        "record",
+        "--pid",
+        str(bench.gunicorn.pid),
+        "--subprocesses",
+        "--rate",
+        str(rate),
+        "--format",
+        "raw",
+        "--output",
+        str(output),
+        "--nonblocking",
+    ]
     if idle:
         command.append("--idle")
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -360,8 +360,12 @@ class Replay:
             " from outbox"
         ).fetchone()
         self.stop_all()
-        return {"stop_s": took, "mails_after_sigterm": self.sink.count - before,
-                "left_sending": left["sending"], "left_due": left["due"]}  # fmt: skip
+        return {
+            "stop_s": took,
+            "mails_after_sigterm": self.sink.count - before,
+            "left_sending": left["sending"],
+            "left_due": left["due"],
+        }
 
     def stopped_against_a_silent_relay(self) -> dict:
         relay = SilentRelay()
@@ -424,10 +428,14 @@ def replay_faults(mails: int) -> None:
             replay = Replay(url, sink, sink.url, mails, logs)
             try:
                 for fault in (
-                    replay.backend_terminated, replay.read_only_for_2_seconds, replay.killed,
-                    replay.frozen, replay.stopped, replay.stopped_against_a_silent_relay,
+                    replay.backend_terminated,
+                    replay.read_only_for_2_seconds,
+                    replay.killed,
+                    replay.frozen,
+                    replay.stopped,
+                    replay.stopped_against_a_silent_relay,
                     replay.killed_beside_serve,
-                ):  # fmt: skip
+                ):
                     numbers = fault()
                     shown = ", ".join(
                         f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
@@ -479,11 +487,15 @@ def main() -> int:
     median = statistics.median(latencies)
     print(f"bare smtplib loop:  {baseline:8.0f} mails/s")
     print(f"courier (outbox):   {target:8.0f} mails/s")
-    print(f"ratio:              {ratio:8.3f}  target >= {THROUGHPUT_TARGET}: "
-          f"{'PASS' if ratio >= THROUGHPUT_TARGET else 'FAIL'}")  # fmt: skip
-    print(f"commit to arrival:  median {median * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
-          f" over {len(latencies)}  target < {LATENCY_TARGET:.0f} s: "
-          f"{'PASS' if median < LATENCY_TARGET else 'FAIL'}")  # fmt: skip
+    print(
+        f"ratio:              {ratio:8.3f}  target >= {THROUGHPUT_TARGET}: "
+        f"{'PASS' if ratio >= THROUGHPUT_TARGET else 'FAIL'}"
+    )
+    print(
+        f"commit to arrival:  median {median * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
+        f" over {len(latencies)}  target < {LATENCY_TARGET:.0f} s: "
+        f"{'PASS' if median < LATENCY_TARGET else 'FAIL'}"
+    )
     return 0
 
 

@@ -107,17 +107,33 @@ def main() -> int:
             step = str(THREADS)  # each wrk thread walks its own share of the links
             for name in ("first clicks", "repeat clicks"):
                 if name == "repeat clicks":  # the links of the first clicks, all used now
-                    _run_wrk(wrk, bench.base_url, [], 2, script=script,
-                             script_args=[str(links), step], **load)  # fmt: skip
+                    _run_wrk(
+                        wrk,
+                        bench.base_url,
+                        [],
+                        2,
+                        script=script,
+                        script_args=[str(links), step],
+                        **load,
+                    )
                 profile = None
                 if args.py_spy is not None and round_no == ROUNDS:
                     profile = args.py_spy.with_name(
                         f"{args.py_spy.stem}-{name.replace(' ', '-')}.txt"
                     )
                 with harness.py_spy(bench, profile, idle=args.idle):
-                    result = harness.with_cpu(bench, args.duration, _run_wrk, wrk,
-                                              bench.base_url, [], args.duration, script=script,
-                                              script_args=[str(links), step], **load)  # fmt: skip
+                    result = harness.with_cpu(
+                        bench,
+                        args.duration,
+                        _run_wrk,
+                        wrk,
+                        bench.base_url,
+                        [],
+                        args.duration,
+                        script=script,
+                        script_args=[str(links), step],
+                        **load,
+                    )
                 results[name].append(result)
             harness.say(
                 f"round {round_no}: "
@@ -127,8 +143,10 @@ def main() -> int:
     best = {name: max(runs, key=lambda r: r["rps"]) for name, runs in results.items()}
     print("== one-click unsubscribe: POST /v1/unsubscribe/<token> vs GET /bench/select1 ==")
     for name, result in best.items():
-        print(f"  {name:14} {result['rps']:9.0f} req/s   p50 {result['p50']:.2f} ms"
-              f"   p99 {result['p99']:.2f} ms   non-2xx/errors {result['errors']}")  # fmt: skip
+        print(
+            f"  {name:14} {result['rps']:9.0f} req/s   p50 {result['p50']:.2f} ms"
+            f"   p99 {result['p99']:.2f} ms   non-2xx/errors {result['errors']}"
+        )
         print(f"  {'':14} {harness.cpu_line(result)}")
     for name in ("first clicks", "repeat clicks"):
         ratio = best[name]["rps"] / best["select 1"]["rps"]

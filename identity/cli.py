@@ -92,7 +92,10 @@ def unit_of_work():
 
 @main.command()
 @click.option(
-    "--workers", default=2, show_default=True, type=click.IntRange(min=1),
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1),
     help="gunicorn worker processes",
 )
 @click.option(
@@ -114,11 +117,15 @@ def serve(workers: int, mail: bool):
         # The app factory rather than the checkout's wsgi.py: an installed wheel has no
         # checkout to change into.
         command = [
-            sys.executable, "-m", "gunicorn",
-            "--config", "python:identity.gunicorn_conf",
-            "--workers", str(workers),
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "python:identity.gunicorn_conf",
+            "--workers",
+            str(workers),
             "identity:create_app()",
-        ]  # fmt: skip
+        ]
         server = subprocess.Popen(command, env=env)  # noqa: S603 - fixed command
         deliver = [sys.executable, "-m", "identity", "mail", "deliver"]
         courier = CourierProcess(deliver, env) if mail else None
@@ -184,10 +191,14 @@ class CourierProcess:
             self.pause = self.FIRST_PAUSE
         log.warning(
             "mail courier exited; starting it again",
-            extra={"pid": self.process.pid, "exit_code": code if code >= 0 else None,
-                   "signal": _signal_name(-code) if code < 0 else None,
-                   "ran_seconds": round(ran, 1), "restart_in_seconds": self.pause},
-        )  # fmt: skip
+            extra={
+                "pid": self.process.pid,
+                "exit_code": code if code >= 0 else None,
+                "signal": _signal_name(-code) if code < 0 else None,
+                "ran_seconds": round(ran, 1),
+                "restart_in_seconds": self.pause,
+            },
+        )
         self.restart_at = now + self.pause
         self.pause = min(self.MAX_PAUSE, self.pause * 2)
 

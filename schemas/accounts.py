@@ -68,9 +68,7 @@ class BrowserSchema(ma.Schema):
 
 class RegisterSchema(ProfileFieldsSchema, BrowserSchema):
     email = Text(required=True, max_length=320, metadata=EMAIL | {"example": "anna@example.com"})
-    password = fields.String(
-        **_new_password, metadata={"example": "correct horse battery staple"}
-    )
+    password = fields.String(**_new_password, metadata={"example": "correct horse battery staple"})
     country = fields.String(
         validate=validate.Regexp(r"^[A-Z]{2}$", error="an ISO 3166 alpha-2 code, e.g. NL"),
         metadata={"description": "for reading national phone numbers", "example": "NL"},

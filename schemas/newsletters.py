@@ -231,6 +231,7 @@ class MyFlagChangeSchema(BrowserSchema):
 
 # --- notifications: a separate system from newsletters ------------------------------------
 
+
 def notification_settings_schema(events: dict[str, tuple[str, ...]], channels: tuple[str, ...]):
     """{dashboard: {event: [channels]}}, for the catalog of events the service keeps
     (identity.services.notifications): which events notify on which channels. A

@@ -65,8 +65,7 @@ class Text(fields.String):
         "blank": "Blank; send some text.",
     }
 
-    def __init__(self, *, max_length: int, multiline: bool = False, blank: bool = True,
-                 **kwargs):  # fmt: skip
+    def __init__(self, *, max_length: int, multiline: bool = False, blank: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.max_length = max_length
         self.blank = blank

@@ -39,9 +39,18 @@ def main(lock: str) -> int:
         output = Path(tmp) / "report.json"
         # Every package is pinned and hashed: no pip run is needed to find the set.
         command = [
-            pip_audit, "--requirement", lock, "--require-hashes", "--disable-pip",
-            "--progress-spinner", "off", "--format", "json", "--output", output,
-        ]  # fmt: skip
+            pip_audit,
+            "--requirement",
+            lock,
+            "--require-hashes",
+            "--disable-pip",
+            "--progress-spinner",
+            "off",
+            "--format",
+            "json",
+            "--output",
+            output,
+        ]
         # Its own summary would say "No known vulnerabilities found" even then: the verdict
         # below replaces it, and what it said is shown only when it wrote no report.
         run = subprocess.run(command, check=False, capture_output=True, text=True)  # noqa: S603

@@ -188,8 +188,12 @@ def test_serve_runs_on_an_embedded_database_stops_cleanly_and_keeps_the_data(tmp
         wait_ready(base, server)
         created = subprocess.run(
             [IDENTITY, "sites", "create", "copernica.com"],
-            env=env, capture_output=True, text=True, check=True, timeout=60,
-        )  # fmt: skip
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
         key = created.stdout.splitlines()[-1]
         status, record = call(
             base, "/v1/profiles", key, {"email": "a@example.com", "source": "event"}

@@ -117,11 +117,19 @@ def test_the_password_reset_answer_waits_a_tenth_of_a_second_unless_told_otherwi
 
 @pytest.mark.parametrize(
     "url",
-    ["https://id.example.com/?x=1", "https://id.example.com/a>b", "https://id.example.com/a b",
-     "javascript:alert(1)//", "https://id.example.com#top", "ftp://id.example.com",
-     "http://id.example.com:99999", "http://id.example.com:0", "http://id.example.com/%zz",
-     "http://[::1"],
-)  # fmt: skip
+    [
+        "https://id.example.com/?x=1",
+        "https://id.example.com/a>b",
+        "https://id.example.com/a b",
+        "javascript:alert(1)//",
+        "https://id.example.com#top",
+        "ftp://id.example.com",
+        "http://id.example.com:99999",
+        "http://id.example.com:0",
+        "http://id.example.com/%zz",
+        "http://[::1",
+    ],
+)
 def test_a_public_url_that_would_break_the_links_is_refused(url):
     with pytest.raises(ConfigurationError, match="IDENTITY_PUBLIC_URL"):
         load_config(environ={"IDENTITY_PUBLIC_URL": url})
@@ -129,9 +137,13 @@ def test_a_public_url_that_would_break_the_links_is_refused(url):
 
 @pytest.mark.parametrize(
     "url",
-    ["http://[::1]:8300", "https://id.example.com:443/identity", "http://127.0.0.1:8000",
-     "https://id.example.com/a%20b"],
-)  # fmt: skip
+    [
+        "http://[::1]:8300",
+        "https://id.example.com:443/identity",
+        "http://127.0.0.1:8000",
+        "https://id.example.com/a%20b",
+    ],
+)
 def test_a_plain_public_url_is_taken(url):
     assert load_config(environ={"IDENTITY_PUBLIC_URL": url})["PUBLIC_URL"] == url
 

@@ -209,9 +209,13 @@ def jq(document, path: str):
 
 def test_the_walkthroughs_requests_are_operations_of_the_openapi_document():
     placeholders = dict.fromkeys(MAILED, "token")
-    variables = {"KEY": "key", "ACCESS_TOKEN": "token", **placeholders,
-                 "API": "http://127.0.0.1:8000",
-                 "UNSUBSCRIBE_URL": "http://127.0.0.1:8000/v1/unsubscribe/token"}  # fmt: skip
+    variables = {
+        "KEY": "key",
+        "ACCESS_TOKEN": "token",
+        **placeholders,
+        "API": "http://127.0.0.1:8000",
+        "UNSUBSCRIBE_URL": "http://127.0.0.1:8000/v1/unsubscribe/token",
+    }
     calls = [
         parse_curl(split_line(line, variables)[2][0]) for line in walkthrough() if "curl " in line
     ]

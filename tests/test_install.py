@@ -34,8 +34,9 @@ def installed(tmp_path_factory):
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
     subprocess.run(
         [*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", root / "dist", source],
-        check=True, timeout=120,
-    )  # fmt: skip
+        check=True,
+        timeout=120,
+    )
     (wheel,) = (root / "dist").glob("identity-*.whl")
 
     venv = root / "venv"
@@ -43,15 +44,19 @@ def installed(tmp_path_factory):
     python = venv / "bin" / "python"
     subprocess.run(
         [*pip, "--python", python, "install", "--no-deps", "--no-index", wheel],
-        check=True, timeout=120,
-    )  # fmt: skip
+        check=True,
+        timeout=120,
+    )
     # Written after the install, so pip did not take the test venv's identity for this one.
     # A directory named in a .pth file joins sys.path without the .pth files in it, so the
     # test venv's editable identity stays out.
     site_packages = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True, timeout=60,
-    ).stdout.strip()  # fmt: skip
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip()
     Path(site_packages, "test-venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return wheel, venv
 
@@ -82,13 +87,23 @@ def test_the_installed_commands_migrate_issue_keys_write_openapi_and_serve(
     def identity(*args):
         return subprocess.run(
             [venv / "bin" / "identity", *args],
-            cwd=tmp_path, env=env, capture_output=True, text=True, check=True, timeout=60,
-        )  # fmt: skip
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
 
     where = subprocess.run(
         [venv / "bin" / "python", "-c", "import identity; print(identity.__file__)"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     assert Path(where.stdout.strip()).is_relative_to(venv)
 
     identity("db", "upgrade")

@@ -56,8 +56,17 @@ def init_app(app: Flask, services: Services) -> Api:
     api = Api(app)
     for name, scheme in SECURITY_SCHEMES.items():
         api.spec.components.security_scheme(name, scheme)
-    for module in (health, jwks, auth, profiles, users, me, newsletters, unsubscribe,
-                   my_newsletters):  # fmt: skip
+    for module in (
+        health,
+        jwks,
+        auth,
+        profiles,
+        users,
+        me,
+        newsletters,
+        unsubscribe,
+        my_newsletters,
+    ):
         api.register_blueprint(module.blp)
     document_what_marshmallow_cannot(api.spec.components.schemas)
     docs.init_app(app)

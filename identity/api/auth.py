@@ -49,9 +49,15 @@ class Register(MethodView):
     @blp.site_key("auth")
     @blp.arguments(
         RegisterSchema,
-        example={"email": "anna@example.com", "password": _PASSWORD, "first_name": "Anna",
-                 "language": "nl", "client_ip": "203.0.113.7", "user_agent": "Mozilla/5.0"},
-    )  # fmt: skip
+        example={
+            "email": "anna@example.com",
+            "password": _PASSWORD,
+            "first_name": "Anna",
+            "language": "nl",
+            "client_ip": "203.0.113.7",
+            "user_agent": "Mozilla/5.0",
+        },
+    )
     @blp.response(HTTPStatus.ACCEPTED, AcceptedSchema, example=ACCEPTED)
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
@@ -95,9 +101,13 @@ class Login(MethodView):
     @blp.site_key("auth")
     @blp.arguments(
         LoginSchema,
-        example={"email": "anna@example.com", "password": _PASSWORD,
-                 "client_ip": "203.0.113.7", "user_agent": "Mozilla/5.0"},
-    )  # fmt: skip
+        example={
+            "email": "anna@example.com",
+            "password": _PASSWORD,
+            "client_ip": "203.0.113.7",
+            "user_agent": "Mozilla/5.0",
+        },
+    )
     @blp.response(HTTPStatus.OK, TokensSchema, example=_TOKENS_EXAMPLE)
     @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")

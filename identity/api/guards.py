@@ -120,8 +120,11 @@ class Blueprint(flask_smorest.Blueprint):
             return authenticate_site(unit_of_work(), bearer_token(), scope, found)
 
         def decorator(view):
-            problems = (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN,
-                        HTTPStatus.SERVICE_UNAVAILABLE)  # fmt: skip
+            problems = (
+                HTTPStatus.UNAUTHORIZED,
+                HTTPStatus.FORBIDDEN,
+                HTTPStatus.SERVICE_UNAVAILABLE,
+            )
             security = {"security": [{"siteKey": []}], "x-scope": scope}
             return self._guarded(view, identify, problems, security)
 

@@ -123,11 +123,18 @@ class LoginAttempts(MethodView):
     @blp.response(
         HTTPStatus.OK,
         LoginAttemptSchema(many=True),
-        example=[{"id": 5012, "at": "2026-11-26T14:01:58Z", "outcome": "success",
-                  "site": "copernica.com", "client_ip": "203.0.113.7",
-                  "user_agent": "Mozilla/5.0 (X11)"}],
+        example=[
+            {
+                "id": 5012,
+                "at": "2026-11-26T14:01:58Z",
+                "outcome": "success",
+                "site": "copernica.com",
+                "client_ip": "203.0.113.7",
+                "user_agent": "Mozilla/5.0 (X11)",
+            }
+        ],
         headers={"Link": next_link_header("…?limit=50&after=5012")},
-    )  # fmt: skip
+    )
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     def get(self, query):
         """The person's own login attempts

@@ -95,8 +95,15 @@ class ImportBody(io.RawIOBase):
     `max_seconds`. Read from the server's stream itself: werkzeug's own wrapper ends a
     chunked body at the limit without a word, and would have it taken as complete."""
 
-    def __init__(self, stream, length: int | None, *, max_bytes: int, max_seconds: float,
-                 clock: Callable[[], float]):  # fmt: skip
+    def __init__(
+        self,
+        stream,
+        length: int | None,
+        *,
+        max_bytes: int,
+        max_seconds: float,
+        clock: Callable[[], float],
+    ):
         if length is not None and length > max_bytes:
             raise RequestEntityTooLarge()
         self.stream = stream

@@ -144,8 +144,11 @@ def _check_one_click_body() -> None:
         body = read_body(request, _BODY_LIMIT)
         if body.strip() == _ONE_CLICK_BODY:  # what mailbox providers send: no parsing
             return
-        values = [v for k, v in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-                  if k == _ONE_CLICK_KEY]  # fmt: skip
+        values = [
+            v
+            for k, v in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+            if k == _ONE_CLICK_KEY
+        ]
         value = _said(values)
     elif request.mimetype == JSON:
         # Read as every other JSON body is: a key given twice or NaN is a 400 here too.
@@ -160,8 +163,10 @@ def _check_one_click_body() -> None:
         # Read whole first, as the other types are: a body shorter than its
         # Content-Length is a 400 here too, not an empty form.
         body = read_body(request, _BODY_LIMIT)
-        environ = request.environ | {"wsgi.input": io.BytesIO(body),
-                                     "CONTENT_LENGTH": str(len(body))}  # fmt: skip
+        environ = request.environ | {
+            "wsgi.input": io.BytesIO(body),
+            "CONTENT_LENGTH": str(len(body)),
+        }
         value = _said(parse_form_data(environ)[1].getlist(_ONE_CLICK_KEY))
     if value != _ONE_CLICK_VALUE:
         raise InvalidInput(

@@ -53,8 +53,12 @@ def report_line(outcome: Outcome) -> bytes:
         line = {"line": outcome.ref, "status": outcome.status, "errors": outcome.errors}
         return json.dumps(line).encode() + b"\n"
     if outcome.newsletters_kept:
-        line = {"line": outcome.ref, "status": outcome.status, "id": str(outcome.user_id),
-                "newsletters_kept": list(outcome.newsletters_kept)}  # fmt: skip
+        line = {
+            "line": outcome.ref,
+            "status": outcome.status,
+            "id": str(outcome.user_id),
+            "newsletters_kept": list(outcome.newsletters_kept),
+        }
         return json.dumps(line).encode() + b"\n"
     # Most lines: nothing to escape, so no need for the JSON encoder.
     return b'{"line": %d, "status": "%s", "id": "%s"}\n' % (

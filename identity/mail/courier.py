@@ -108,17 +108,22 @@ class Courier:
         )
         ended = threading.Event()
         threading.Thread(
-            target=self._cut_when_stop_overruns, args=(stop, ended), name="courier-stop",
+            target=self._cut_when_stop_overruns,
+            args=(stop, ended),
+            name="courier-stop",
             daemon=True,
-        ).start()  # fmt: skip
+        ).start()
         self._pause = self.settings.reconnect_first_seconds
         try:
             while not stop.is_set():
                 try:
                     with psycopg.connect(
-                        database_url, autocommit=True, row_factory=dict_row, connect_timeout=5,
+                        database_url,
+                        autocommit=True,
+                        row_factory=dict_row,
+                        connect_timeout=5,
                         application_name=APPLICATION_NAME,
-                    ) as conn:  # fmt: skip
+                    ) as conn:
                         uow = UnitOfWork.of(conn)
                         self._join(uow)
                         self._deliver_until(uow, stop)
@@ -126,9 +131,12 @@ class Courier:
                     # The type and SQLSTATE only: an error's words can quote a row's values.
                     log.warning(
                         "mail courier: database error; connecting again",
-                        extra={"error_type": type(exc).__name__, "sqlstate": exc.sqlstate,
-                               "retry_in_seconds": round(self._pause, 2)},
-                    )  # fmt: skip
+                        extra={
+                            "error_type": type(exc).__name__,
+                            "sqlstate": exc.sqlstate,
+                            "retry_in_seconds": round(self._pause, 2),
+                        },
+                    )
                     stop.wait(self._pause)
                     self._pause = min(self.settings.reconnect_max_seconds, self._pause * 2)
         finally:
@@ -144,8 +152,10 @@ class Courier:
         conn.execute(f"listen {CHANNEL}")
         handed_back = outbox.release(conn, self.id)
         if handed_back:
-            log.info("mail courier: claims of a lost connection handed back",
-                     extra={"mails": handed_back})  # fmt: skip
+            log.info(
+                "mail courier: claims of a lost connection handed back",
+                extra={"mails": handed_back},
+            )
         self._beating = True
         self._beat(conn, now=True)
 
@@ -312,9 +322,13 @@ class Courier:
         # The relay's answer may hold the address: the outbox keeps it, the log does not.
         log.warning(
             "mail not delivered",
-            extra={"outbox_id": mail["id"], "attempt": attempt, "smtp_code": code,
-                   "permanent": permanent},
-        )  # fmt: skip
+            extra={
+                "outbox_id": mail["id"],
+                "attempt": attempt,
+                "smtp_code": code,
+                "permanent": permanent,
+            },
+        )
         if permanent or attempt >= self.settings.max_attempts:
             return {"id": mail["id"], "status": "failed", "error": reason}
         return {

@@ -102,8 +102,10 @@ class Relay:
                 # last restart: the mail never reached it. Once more on a new session, at
                 # once, rather than a retry half a minute later or a failure for good.
                 self.close()
-                log.info("relay session kept from before failed; reconnecting",
-                         extra={"error_type": type(exc).__name__})  # fmt: skip
+                log.info(
+                    "relay session kept from before failed; reconnecting",
+                    extra={"error_type": type(exc).__name__},
+                )
                 self._open().sendmail(
                     mail.sender, [mail.recipient], mail.data, mail_options=options
                 )

@@ -36,8 +36,11 @@ class Renderer:
         self.public_url = public_url.rstrip("/")
         self.sender = sender
         # Templates are read once: they ship with the code and change only with it.
-        options = {"loader": FileSystemLoader(_DIRECTORY), "undefined": StrictUndefined,
-                   "auto_reload": False}  # fmt: skip
+        options = {
+            "loader": FileSystemLoader(_DIRECTORY),
+            "undefined": StrictUndefined,
+            "auto_reload": False,
+        }
         self._plain = Environment(autoescape=False, **options)  # noqa: S701 - text/plain
         self._html = Environment(autoescape=True, **options)
         for environment in (self._plain, self._html):

@@ -18,13 +18,17 @@ MAILS_AN_HOUR = 5
 
 
 def issue(
-    conn: psycopg.Connection, purpose: str, user_id: UUID, valid_for: timedelta,
+    conn: psycopg.Connection,
+    purpose: str,
+    user_id: UUID,
+    valid_for: timedelta,
     payload: dict | None = None,
-) -> str:  # fmt: skip
+) -> str:
     """A new token for `user_id`, good for `valid_for`: the secret to mail, kept hashed."""
     token = new_secret()
-    store.insert_token(conn, secret_hash(token), purpose, user_id, payload or {},
-                       datetime.now(UTC) + valid_for)  # fmt: skip
+    store.insert_token(
+        conn, secret_hash(token), purpose, user_id, payload or {}, datetime.now(UTC) + valid_for
+    )
     return token
 
 

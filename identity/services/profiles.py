@@ -45,9 +45,7 @@ def record_profile(uow: UnitOfWork, principal: Principal, data: dict) -> tuple[d
     return join_record(uow.conn, principal, data)
 
 
-def join_record(
-    conn: psycopg.Connection, principal: Principal, data: dict
-) -> tuple[dict, Outcome]:
+def join_record(conn: psycopg.Connection, principal: Principal, data: dict) -> tuple[dict, Outcome]:
     """`record_profile` in the transaction of another service's change (a subscription)."""
     submission = prepare_submission(data)
     (outcome,) = record_profiles(conn, principal, [(None, submission)])

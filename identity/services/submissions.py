@@ -12,8 +12,16 @@ from identity.services.contact import email_key, normalise_email, normalise_phon
 # The fields a profile submission may carry: the record's columns of the same names
 # (identity.store.users.PROFILE_COLUMNS, which a test holds to this).
 PROFILE_FIELDS = (
-    "first_name", "infix", "last_name", "suffix", "gender", "phone", "mobile", "fax", "language",
-)  # fmt: skip
+    "first_name",
+    "infix",
+    "last_name",
+    "suffix",
+    "gender",
+    "phone",
+    "mobile",
+    "fax",
+    "language",
+)
 
 
 @dataclass(frozen=True)

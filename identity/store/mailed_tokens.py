@@ -21,9 +21,14 @@ def insert_token(
         insert into account_tokens (token_hash, purpose, user_id, payload, expires_at)
         values (%(hash)s, %(purpose)s, %(user_id)s, %(payload)s, %(expires_at)s)
         """,
-        {"hash": token_hash, "purpose": purpose, "user_id": user_id,
-         "payload": Jsonb(payload), "expires_at": expires_at},
-    )  # fmt: skip
+        {
+            "hash": token_hash,
+            "purpose": purpose,
+            "user_id": user_id,
+            "payload": Jsonb(payload),
+            "expires_at": expires_at,
+        },
+    )
 
 
 def tokens_made_since(conn: psycopg.Connection, user_id: UUID, purpose: str, seconds: int) -> int:

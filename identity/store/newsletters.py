@@ -83,8 +83,15 @@ def unsubscribe(
     people in another order (the import locks by address). For each click in order: the
     person's address (None when the person is gone), whether the flag changed, and
     whether it was skipped as busy."""
-    columns = ("user_id", "newsletter", "site", "client_ip", "user_agent", "consent_text",
-               "channel")  # fmt: skip
+    columns = (
+        "user_id",
+        "newsletter",
+        "site",
+        "client_ip",
+        "user_agent",
+        "consent_text",
+        "channel",
+    )
     return conn.execute(
         f"""
         with given as (

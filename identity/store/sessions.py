@@ -49,12 +49,20 @@ def sign_in(
         select {USER_COLUMNS}, session.session_id
         from users, session, no_disk_wait where users.id = %(user_id)s
         """,  # noqa: S608 - fixed column list
-        {"user_id": user_id, "site_id": site_id, "site_name": site_name,
-         "user_agent": user_agent, "client_ip": client_ip, "throttle": throttle_key,
-         "ip_throttle": ip_throttle_key,
-         "hash": refresh_hash, "idle": idle_seconds, "absolute": absolute_seconds},
+        {
+            "user_id": user_id,
+            "site_id": site_id,
+            "site_name": site_name,
+            "user_agent": user_agent,
+            "client_ip": client_ip,
+            "throttle": throttle_key,
+            "ip_throttle": ip_throttle_key,
+            "hash": refresh_hash,
+            "idle": idle_seconds,
+            "absolute": absolute_seconds,
+        },
         prepare=True,
-    ).fetchone()  # fmt: skip
+    ).fetchone()
 
 
 def lock_refresh_token(conn: psycopg.Connection, token_hash: bytes) -> dict | None:
@@ -196,9 +204,13 @@ def live_sessions(
                or (s.created_at, s.id) < (%(created_at)s, %(id)s::uuid))
         order by s.created_at desc, s.id desc limit %(limit)s
         """,
-        {"user_id": user_id, "limit": limit, "created_at": before and before["created_at"],
-         "id": before and before["id"]},
-    ).fetchall()  # fmt: skip
+        {
+            "user_id": user_id,
+            "limit": limit,
+            "created_at": before and before["created_at"],
+            "id": before and before["id"],
+        },
+    ).fetchall()
 
 
 def signed_in_user(conn: psycopg.Connection, user_id: UUID, session_id: UUID) -> dict | None:

@@ -25,10 +25,15 @@ def record_attempt(
         select %(user_id)s, %(site_id)s, %(client_ip)s, %(user_agent)s, %(outcome)s
         from no_disk_wait
         """,  # noqa: S608 - a fixed fragment
-        {"user_id": user_id, "site_id": site_id, "client_ip": client_ip,
-         "user_agent": user_agent, "outcome": outcome},
+        {
+            "user_id": user_id,
+            "site_id": site_id,
+            "client_ip": client_ip,
+            "user_agent": user_agent,
+            "outcome": outcome,
+        },
         prepare=True,
-    )  # fmt: skip
+    )
 
 
 def attempt_of(conn: psycopg.Connection, user_id: UUID, attempt_id: int) -> dict | None:
@@ -53,9 +58,13 @@ def attempts_of(
           and (%(at)s::timestamptz is null or (a.at, a.id) < (%(at)s, %(id)s::bigint))
         order by a.at desc, a.id desc limit %(limit)s
         """,
-        {"user_id": user_id, "limit": limit, "at": before and before["at"],
-         "id": before and before["id"]},
-    ).fetchall()  # fmt: skip
+        {
+            "user_id": user_id,
+            "limit": limit,
+            "at": before and before["at"],
+            "id": before and before["id"],
+        },
+    ).fetchall()
 
 
 def _counting(name: str, key: str, free: str, cap: str, *, unless: str = "false") -> str:
@@ -75,8 +84,7 @@ def _counting(name: str, key: str, free: str, cap: str, *, unless: str = "false"
     (`statement_timestamp()`, which no earlier statement can have written)."""
     waiting = "t.blocked_until > now()"
     quiet = (
-        "greatest(t.last_failure_at, t.blocked_until)"
-        " < now() - make_interval(secs => %(window)s)"
+        "greatest(t.last_failure_at, t.blocked_until) < now() - make_interval(secs => %(window)s)"
     )
     return f"""
         {name} as (
@@ -143,8 +151,11 @@ def start_login(
         f"""
         with {NO_DISK_WAIT},
         {_counting("ip", "ip_throttle", "ip_free", "ip_cap")},
-        {_counting("account_check", "account_throttle", "account_free", "account_cap",
-                   unless=ip_waits)},
+        {
+            _counting(
+                "account_check", "account_throttle", "account_free", "account_cap", unless=ip_waits
+            )
+        },
         account as (
             select id, password_hash, email_verified_at from users
             where email_key = %(email_key)s
@@ -154,12 +165,18 @@ def start_login(
                (select blocked_until from account_check where not counted) as account_until
         from no_disk_wait left join account on true
         """,  # noqa: S608 - fixed fragments
-        {"email_key": email_key, "ip_throttle": ip_throttle,
-         "account_throttle": account_throttle, "window": window_seconds,
-         "ip_free": ip_free, "ip_cap": ip_cap_seconds,
-         "account_free": account_free, "account_cap": account_cap_seconds},
+        {
+            "email_key": email_key,
+            "ip_throttle": ip_throttle,
+            "account_throttle": account_throttle,
+            "window": window_seconds,
+            "ip_free": ip_free,
+            "ip_cap": ip_cap_seconds,
+            "account_free": account_free,
+            "account_cap": account_cap_seconds,
+        },
         prepare=True,
-    ).fetchone()  # fmt: skip
+    ).fetchone()
 
 
 # What taking a reserved check back sets. A check is only counted while its throttle makes

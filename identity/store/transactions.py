@@ -172,5 +172,3 @@ class _OneConnection:
 
 # What ends a unit's transaction without committing it.
 _ROLLBACK = psycopg.Rollback()
-
-

@@ -8,8 +8,16 @@ from psycopg.types.json import Jsonb
 
 # The fields a profile submission may carry, in column order.
 PROFILE_COLUMNS = (
-    "first_name", "infix", "last_name", "suffix", "gender", "phone", "mobile", "fax", "language",
-)  # fmt: skip
+    "first_name",
+    "infix",
+    "last_name",
+    "suffix",
+    "gender",
+    "phone",
+    "mobile",
+    "fax",
+    "language",
+)
 
 # A record without a language gets mail in English: the language shown is the one in force.
 USER_COLUMNS = (
@@ -121,6 +129,7 @@ def fill_blanks(conn: psycopg.Connection, fills: list[dict]) -> None:
 
 # The account on the record: its address proven, its password and their history.
 
+
 def lock_by_email_key(conn: psycopg.Connection, key: str) -> dict | None:
     return conn.execute(
         """
@@ -171,9 +180,13 @@ def prove_address(
             {assignments}
         where id = %(id)s
         """,  # noqa: S608 - column names from the fixed profile columns
-        {"id": user_id, "password_hash": password_hash,
-         "field_sources": Jsonb(field_sources), **fields},
-    )  # fmt: skip
+        {
+            "id": user_id,
+            "password_hash": password_hash,
+            "field_sources": Jsonb(field_sources),
+            **fields,
+        },
+    )
 
 
 def set_password(conn: psycopg.Connection, user_id: UUID, password_hash: str) -> None:

@@ -83,9 +83,13 @@ def test_a_new_address_becomes_an_account_once_proven(site, conn, app):
 def test_a_claim_keeps_earlier_data_the_persons_own_fields_winning(site, conn):
     made = site.post(
         "/v1/profiles",
-        json={"email": "anna@example.com", "source": "webinar", "first_name": "Ann",
-              "phone": "+31201234567"},
-    ).get_json()  # fmt: skip
+        json={
+            "email": "anna@example.com",
+            "source": "webinar",
+            "first_name": "Ann",
+            "phone": "+31201234567",
+        },
+    ).get_json()
     register(site, first_name="Anna", last_name="Berg")
     # Before the proof, the record shows nothing of the registration.
     before = site.get(f"/v1/users/{made['id']}").get_json()
@@ -539,8 +543,9 @@ def test_sessions_come_a_page_at_a_time_and_using_one_does_not_move_it(site, con
     assert "Link" not in me.get("/v1/me/sessions").headers
 
 
-@pytest.mark.parametrize("listing, unknown", [("login-attempts", "999999999"),
-                                               ("sessions", str(uuid.UUID(int=1)))])  # fmt: skip
+@pytest.mark.parametrize(
+    "listing, unknown", [("login-attempts", "999999999"), ("sessions", str(uuid.UUID(int=1)))]
+)
 def test_paged_lists_refuse_a_cursor_that_is_not_the_persons(site, conn, app, listing, unknown):
     sign_up(site, conn)
     sign_up(site, conn, email="bob@example.com")
@@ -620,10 +625,16 @@ def test_a_client_ip_with_a_zone_is_a_422_and_a_mapped_ipv4_counts_as_itself(sit
 
 def test_ipv6_clients_are_throttled_by_their_64(site, conn):
     for n in range(25):  # many accounts, one /64, a new address each time
-        login(site, f"nobody{n}@example.com", "wrong", client_ip=f"2001:db8:1:2::{n:x}",
-              user_agent="x")  # fmt: skip
-    waiting = login(site, "anna@example.com", "wrong", client_ip="2001:db8:1:2::ffff",
-                    user_agent="x")  # fmt: skip
+        login(
+            site,
+            f"nobody{n}@example.com",
+            "wrong",
+            client_ip=f"2001:db8:1:2::{n:x}",
+            user_agent="x",
+        )
+    waiting = login(
+        site, "anna@example.com", "wrong", client_ip="2001:db8:1:2::ffff", user_agent="x"
+    )
     assert_problem(waiting, 429)
 
 

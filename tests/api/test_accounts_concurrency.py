@@ -157,8 +157,13 @@ def test_a_sign_up_mail_arrives_over_smtp_and_its_link_proves_the_address(
             ).status_code
             == 202
         )
-        config = load_config({"DATABASE_URL": database_url, "SMTP_URL": server.url,
-                              "PUBLIC_URL": "https://id.example.com"})  # fmt: skip
+        config = load_config(
+            {
+                "DATABASE_URL": database_url,
+                "SMTP_URL": server.url,
+                "PUBLIC_URL": "https://id.example.com",
+            }
+        )
         courier = courier_from_settings(config)
         try:
             courier.deliver_due(committing_db)
@@ -196,9 +201,17 @@ def two_servers(database_url, committing_db):
         for _ in range(2):
             port = free_port()
             command = [
-                sys.executable, "-m", "gunicorn", "--config", "python:identity.gunicorn_conf",
-                "--bind", f"127.0.0.1:{port}", "--workers", "1", "identity:create_app()",
-            ]  # fmt: skip
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--config",
+                "python:identity.gunicorn_conf",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "identity:create_app()",
+            ]
             servers.append(subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL))
             bases.append(f"http://127.0.0.1:{port}")
         for base, server in zip(bases, servers, strict=True):
@@ -307,12 +320,17 @@ def test_many_sign_ins_refreshing_at_once_each_get_their_own_next_pair(live, com
         _sign_up(base_url, session, committing_db, email)
 
     def login(email):
-        answer = session.post(f"{base_url}/v1/auth/login",
-                              json={"email": email, "password": PASSWORD}, timeout=60)  # fmt: skip
+        answer = session.post(
+            f"{base_url}/v1/auth/login", json={"email": email, "password": PASSWORD}, timeout=60
+        )
         assert answer.ok, answer.text
         claims = _claims(answer.json()["access_token"])
-        return {"email": email, "sub": claims["sub"], "sid": claims["sid"],
-                "refresh_token": answer.json()["refresh_token"]}  # fmt: skip
+        return {
+            "email": email,
+            "sub": claims["sub"],
+            "sid": claims["sid"],
+            "refresh_token": answer.json()["refresh_token"],
+        }
 
     with ThreadPoolExecutor(6) as pool:
         chains = list(pool.map(login, [e for e in emails for _ in range(6)]))
@@ -335,8 +353,9 @@ def test_many_sign_ins_refreshing_at_once_each_get_their_own_next_pair(live, com
         return chain
 
     def replay():
-        return session.post(f"{base_url}/v1/auth/refresh", json={"refresh_token": spent},
-                            timeout=60).status_code  # fmt: skip
+        return session.post(
+            f"{base_url}/v1/auth/refresh", json={"refresh_token": spent}, timeout=60
+        ).status_code
 
     with ThreadPoolExecutor(18) as pool:
         replayed = pool.submit(replay)
@@ -349,8 +368,9 @@ def test_many_sign_ins_refreshing_at_once_each_get_their_own_next_pair(live, com
     ).fetchall()
     assert sorted(row["sid"] for row in live_sessions) == sorted(c["sid"] for c in walked)
     assert {row["live"] for row in live_sessions} == {1}
-    ended = session.post(f"{base_url}/v1/auth/refresh",
-                         json={"refresh_token": first.json()["refresh_token"]})  # fmt: skip
+    ended = session.post(
+        f"{base_url}/v1/auth/refresh", json={"refresh_token": first.json()["refresh_token"]}
+    )
     assert ended.status_code == 401
 
 
@@ -413,8 +433,9 @@ def test_a_batch_whose_answer_is_lost_after_its_commit_ends_no_sign_in(
     assert all(isinstance(outcome, Tokens) for outcome in outcomes), outcomes
     for chain, outcome in zip(chains, outcomes, strict=True):
         assert _claims(outcome.access_token)["sid"] == _claims(chain["access_token"])["sid"]
-        again = session.post(f"{base_url}/v1/auth/refresh",
-                             json={"refresh_token": outcome.refresh_token})  # fmt: skip
+        again = session.post(
+            f"{base_url}/v1/auth/refresh", json={"refresh_token": outcome.refresh_token}
+        )
         assert again.status_code == 200, again.text
     revoked = committing_db.execute(
         "select count(*) as n from sessions where revoked_at is not null"
@@ -473,8 +494,9 @@ def test_a_spent_token_of_a_sign_in_past_its_lifetime_is_not_valid_not_copied(li
     _sign_up(base_url, session, committing_db)
     credentials = {"email": "anna@example.com", "password": PASSWORD}
     first = session.post(f"{base_url}/v1/auth/login", json=credentials).json()
-    second = session.post(f"{base_url}/v1/auth/refresh",
-                          json={"refresh_token": first["refresh_token"]}).json()  # fmt: skip
+    second = session.post(
+        f"{base_url}/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
+    ).json()
     committing_db.execute("update sessions set expires_at = now() - interval '1 second'")
     for token in (first["refresh_token"], second["refresh_token"]):
         answer = session.post(f"{base_url}/v1/auth/refresh", json={"refresh_token": token})

@@ -96,7 +96,6 @@ def test_a_deadlock_is_retried_and_both_writers_finish(database_url, committing_
 
     def writer(name, first, second):
         with psycopg.connect(database_url, autocommit=True) as conn:
-
             uow = UnitOfWork.of(conn)
 
             def work():

@@ -52,9 +52,17 @@ IMPORT = "POST /v1/profiles/import"
 # a password (the policy: guessability, the person's own words, the history), a token (only
 # one the service made and mailed is valid). A 422 naming any other field fails the run.
 CHECKED_BEYOND_THE_SCHEMA = {
-    "email", "new_email", "phone", "mobile", "fax", "header",
-    "password", "new_password", "current_password", "token",
-}  # fmt: skip
+    "email",
+    "new_email",
+    "phone",
+    "mobile",
+    "fax",
+    "header",
+    "password",
+    "new_password",
+    "current_password",
+    "token",
+}
 
 # Nor does it break one when every message is a character past U+FFFF that Text refuses
 # (the tag characters, invisible musical symbols, the planes' noncharacters): a JSON Schema
@@ -250,7 +258,9 @@ class _Answer:
 )
 def test_only_a_refusal_the_pattern_cannot_name_is_let_pass(errors, kept):
     failure = RejectedPositiveData(
-        operation="POST /v1/newsletters/confirm", message="", status_code=422,
+        operation="POST /v1/newsletters/confirm",
+        message="",
+        status_code=422,
         allowed_statuses=["200"],
-    )  # fmt: skip
+    )
     assert filter_failure(None, failure, None, _Answer(errors)) is kept

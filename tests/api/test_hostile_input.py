@@ -122,9 +122,15 @@ def test_hostile_import_lines_are_rejected_each_and_the_good_ones_around_them_wr
     )
     report, summary = run_import(site, body)
     assert [line["status"] for line in report] == [
-        "created", "rejected", "rejected", "rejected", "rejected", "created", "rejected",
         "created",
-    ]  # fmt: skip
+        "rejected",
+        "rejected",
+        "rejected",
+        "rejected",
+        "created",
+        "rejected",
+        "created",
+    ]
     assert summary["created"] == 3
 
 

@@ -90,11 +90,18 @@ KEY_BODY = "fC-Oo4NrbURLh4O_YQ_i4JUazipfdW0FoO4u9vpYCag"
 @pytest.mark.parametrize(
     "given",
     [
-        "", "x" * 200, "anna example.com", "anna@example.com", "héllo",
-        f"idsk_{KEY_BODY}", f"req/idsk_{KEY_BODY}", KEY_BODY, f"trace-{KEY_BODY}",
+        "",
+        "x" * 200,
+        "anna example.com",
+        "anna@example.com",
+        "héllo",
+        f"idsk_{KEY_BODY}",
+        f"req/idsk_{KEY_BODY}",
+        KEY_BODY,
+        f"trace-{KEY_BODY}",
         "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2ln",
     ],
-)  # fmt: skip
+)
 def test_an_odd_or_missing_request_id_is_replaced_by_a_new_one(client, given):
     response = client.get("/health/live", headers={"X-Request-ID": given} if given else {})
     made = response.headers["X-Request-ID"]

@@ -310,9 +310,7 @@ def test_the_export_resumes_after_a_user_id_and_takes_a_limit(site, conn, app, m
     whole = site.get("/v1/newsletters/copernica-updates/subscribers").get_data(as_text=True)
     assert [row["user_id"] for row in ndjson_rows(whole)] == ids
     rest = site.get(f"/v1/newsletters/copernica-updates/subscribers?after={ids[1]}&limit=2")
-    assert [
-        row["user_id"] for row in ndjson_rows(rest.get_data(as_text=True))
-    ] == ids[2:4]
+    assert [row["user_id"] for row in ndjson_rows(rest.get_data(as_text=True))] == ids[2:4]
     assert_problem(site.get("/v1/newsletters/copernica-updates/subscribers?after=nope"), 422)
     assert_problem(site.get("/v1/newsletters/copernica-updates/subscribers?limit=0"), 422)
     for odd in ("%2B2", "%202", "1_0", "%D9%A2", "2.0"):  # only ASCII digits are a number
@@ -377,9 +375,7 @@ def test_a_page_of_the_export_keeps_every_row_it_counted_when_others_subscribe(
     monkeypatch.setattr(service, "export_page", and_then_someone_subscribes)
     for limit in (5, 3):  # the whole rest (no next page), then a page with one after it
         answer = site.get(f"/v1/newsletters/copernica-updates/subscribers?limit={limit}")
-        exported = [
-            row["user_id"] for row in ndjson_rows(answer.get_data(as_text=True))
-        ]
+        exported = [row["user_id"] for row in ndjson_rows(answer.get_data(as_text=True))]
         assert exported == [str(late), *ids[:limit]]
         assert ("Link" in answer.headers) == (limit < 5)
         conn.execute("delete from users where id = %s", (late,))
@@ -557,9 +553,11 @@ def test_an_import_brings_consents_over_and_never_resubscribes(site, conn, app):
     assert site.post(f"/v1/unsubscribe/{tokens.sign(user_id, 5)}").status_code == 200
     again = _import(
         site,
-        [{"email": "anna@example.com", "newsletters": {"copernica": old, "mailerq": old}},
-         {"email": "bob@example.com", "newsletters": {"mailerq": old}}],
-    )  # fmt: skip
+        [
+            {"email": "anna@example.com", "newsletters": {"copernica": old, "mailerq": old}},
+            {"email": "bob@example.com", "newsletters": {"mailerq": old}},
+        ],
+    )
     assert flags(conn) == {"copernica": "subscribed", "mailerq": "unsubscribed"}
     assert len(events(conn)) == 3
     # The report says which lists kept the flag the person had.
@@ -681,9 +679,11 @@ def test_an_import_line_with_consent_needs_the_newsletters_scope(app, conn):
     old = {"consented_at": "2024-03-01T10:00:00Z", "consent_text": "trust me"}
     report = _import(
         limited,
-        [{"email": "anna@example.com", "newsletters": {"copernica": old}},
-         {"email": "bob@example.com"}],
-    )  # fmt: skip
+        [
+            {"email": "anna@example.com", "newsletters": {"copernica": old}},
+            {"email": "bob@example.com"},
+        ],
+    )
     assert [line["status"] for line in report[:2]] == ["rejected", "created"]
     assert "newsletters scope" in report[0]["errors"]["newsletters"][0]
     assert conn.execute("select count(*) as n from subscriptions").fetchone()["n"] == 0
@@ -695,9 +695,11 @@ def test_an_import_line_for_a_list_no_longer_sent_is_rejected_alone(site, conn):
     old = {"consented_at": "2024-03-01T10:00:00Z", "consent_text": "old form"}
     report = _import(
         site,
-        [{"email": "anna@example.com", "newsletters": {"copernica-partners": old}},
-         {"email": "bob@example.com", "newsletters": {"mailerq": old}}],
-    )  # fmt: skip
+        [
+            {"email": "anna@example.com", "newsletters": {"copernica-partners": old}},
+            {"email": "bob@example.com", "newsletters": {"mailerq": old}},
+        ],
+    )
     assert [line["status"] for line in report[:2]] == ["rejected", "created"]
     assert report[0]["errors"] == {"newsletters": ["no longer sent: copernica-partners"]}
     assert flags(conn, "bob@example.com") == {"mailerq": "subscribed"}
@@ -706,11 +708,13 @@ def test_an_import_line_for_a_list_no_longer_sent_is_rejected_alone(site, conn):
 
 def test_a_bad_consent_in_an_import_line_is_named_by_its_path(site, conn):
     lines = [
-        {"email": "anna@example.com",
-         "newsletters": {"copernica": {"consented_at": "yesterday", "consent_text": "x"}}},
+        {
+            "email": "anna@example.com",
+            "newsletters": {"copernica": {"consented_at": "yesterday", "consent_text": "x"}},
+        },
         {"email": "bob@example.com", "newsletters": {"nope": {"consent_text": "x"}}},
         {"email": "eve@example.com", "newsletters": {"mailerq": {"consent_text": "x"}}},
-    ]  # fmt: skip
+    ]
     report = _import(site, lines)[:-1]  # the summary line last
     assert [line["status"] for line in report] == ["rejected"] * 3
     assert list(report[0]["errors"]) == ["newsletters.copernica.consented_at"]
@@ -747,10 +751,15 @@ def test_csv_asked_for_with_parameters_is_csv(site, accept):
 
 @pytest.mark.parametrize(
     ("accept", "answered"),
-    [("application/json", "application/x-ndjson"), ("text/csv;q=0, */*", "application/x-ndjson"),
-     ("text/*", "text/csv"), ("", "application/x-ndjson"),
-     ("application/x-ndjson;q=0, */*", "text/csv"), ("*/*", "application/x-ndjson")],
-)  # fmt: skip
+    [
+        ("application/json", "application/x-ndjson"),
+        ("text/csv;q=0, */*", "application/x-ndjson"),
+        ("text/*", "text/csv"),
+        ("", "application/x-ndjson"),
+        ("application/x-ndjson;q=0, */*", "text/csv"),
+        ("*/*", "application/x-ndjson"),
+    ],
+)
 def test_the_export_answers_the_type_the_accept_header_takes(site, accept, answered):
     subscribe(site, email="plain@example.com")
     answer = site.get("/v1/newsletters/copernica-updates/subscribers", headers={"Accept": accept})

@@ -195,11 +195,16 @@ def test_a_one_click_beside_a_confirmation_or_subscription_is_never_overwritten(
             user_id = uuid.UUID(_subscribe(base_url, session, "copernica", email).json()["user_id"])
             confirm_token = committing_db.execute(
                 "select mail_values->>'token' as t from outbox"
-                " where template = 'newsletter_confirm' and recipient = %s", (email,),
-            ).fetchone()["t"]  # fmt: skip
+                " where template = 'newsletter_confirm' and recipient = %s",
+                (email,),
+            ).fetchone()["t"]
             link = f"{base_url}/v1/unsubscribe/{tokens.sign(user_id, 1)}"
-            confirmed = pool.submit(session.post, f"{base_url}/v1/newsletters/confirm",
-                                    json={"token": confirm_token}, timeout=30)  # fmt: skip
+            confirmed = pool.submit(
+                session.post,
+                f"{base_url}/v1/newsletters/confirm",
+                json={"token": confirm_token},
+                timeout=30,
+            )
             clicked = pool.submit(requests.post, link, timeout=30)
             assert clicked.result().status_code == 200
             assert confirmed.result().status_code in (200, 422)
@@ -241,10 +246,12 @@ def test_many_people_clicking_at_once_each_get_their_own_answer_and_one_event_pe
         return requests.post(
             f"{base_url}/v1/unsubscribe/{token}",
             data="List-Unsubscribe=One-Click",
-            headers={"Content-Type": "application/x-www-form-urlencoded",
-                     "User-Agent": f"client of {person['email']}"},
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "User-Agent": f"client of {person['email']}",
+            },
             timeout=60,
-        )  # fmt: skip
+        )
 
     with ThreadPoolExecutor(32) as pool:
         answers = list(pool.map(click, [*links * 3, (gone, 2)]))
@@ -256,8 +263,9 @@ def test_many_people_clicking_at_once_each_get_their_own_answer_and_one_event_pe
         assert sum(a["changed"] for a in mine) == 1, mine
         local, _, domain = person["email"].partition("@")
         assert {a["email"] for a in mine} == {f"{local[0]}***@{domain[0]}***.example"}
-        assert {a["newsletter"] for a in mine} == {"copernica-updates" if newsletter == 2
-                                                  else "smtpeter"}  # fmt: skip
+        assert {a["newsletter"] for a in mine} == {
+            "copernica-updates" if newsletter == 2 else "smtpeter"
+        }
     events = committing_db.execute(
         "select u.email, e.newsletter, e.user_agent, e.channel from consent_events e"
         " join users u on u.id = e.user_id order by u.email, e.newsletter"
@@ -320,10 +328,17 @@ def test_a_batch_never_waits_for_a_held_record_so_it_cannot_deadlock(committing_
     by the hostile round). It does not wait: the held person is passed by as busy."""
     first, second = _people_on_list(committing_db, 2, 1)
     clicks = [
-        {"user_id": p["id"], "newsletter": 1, "site": None, "client_ip": "192.0.2.1",
-         "user_agent": "mail client", "consent_text": None, "channel": "one-click"}
+        {
+            "user_id": p["id"],
+            "newsletter": 1,
+            "site": None,
+            "client_ip": "192.0.2.1",
+            "user_agent": "mail client",
+            "consent_text": None,
+            "channel": "one-click",
+        }
         for p in (first, second)
-    ]  # fmt: skip
+    ]
     with psycopg.connect(database_url) as holder:
         holder.execute("select from users where id = %s for no key update", (first["id"],))
         committing_db.execute("set lock_timeout = '2s'")

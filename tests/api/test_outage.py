@@ -164,8 +164,9 @@ def test_a_read_only_database_is_a_503_for_writes_and_readiness_says_so(
     database.open()
     name = committing_db.execute("select current_database() as n").fetchone()["n"]
     try:
-        app = create_app({"DATABASE_URL": database_url, "SITE_KEY_CACHE_SECONDS": 60},
-                         database=database)  # fmt: skip
+        app = create_app(
+            {"DATABASE_URL": database_url, "SITE_KEY_CACHE_SECONDS": 60}, database=database
+        )
         client = app.test_client()
         client.environ_base["HTTP_AUTHORIZATION"] = (
             f"Bearer {site_key_for(committing_db, 'copernica.com')}"

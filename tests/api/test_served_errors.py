@@ -37,10 +37,17 @@ def test_gunicorns_own_500_is_a_generic_problem_with_the_request_id_it_logs(data
         "IDENTITY_IMPORT_PROCESSES": "0",
     }
     command = [
-        sys.executable, "-m", "gunicorn", "--config", "python:identity.gunicorn_conf",
-        "--bind", f"127.0.0.1:{port}", "--workers", "1",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:identity.gunicorn_conf",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
         "tests.api.test_served_errors:faulty_app()",
-    ]  # fmt: skip
+    ]
     log_path = tmp_path / "gunicorn.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=log)

@@ -18,10 +18,10 @@ ENDPOINTS = [
 ]
 
 
-
 def _revoke(conn, name, prefix=None):
     uow = UnitOfWork.of(conn)
     return uow.run(lambda: revoke_site_keys(uow, name, prefix))
+
 
 def call(client, method, path, kwargs, key=None):
     headers = {"Authorization": f"Bearer {key}"} if key else {}

@@ -43,9 +43,17 @@ def gunicorn(database_url, tmp_path_factory):
         "IDENTITY_DB_LOCK_TIMEOUT_MS": "3000",
     }
     command = [
-        sys.executable, "-m", "gunicorn", "--config", "python:identity.gunicorn_conf",
-        "--bind", f"127.0.0.1:{port}", "--workers", "1", "identity:create_app()",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:identity.gunicorn_conf",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "identity:create_app()",
+    ]
     log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     log = log_path.open("wb")
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
@@ -182,8 +190,13 @@ def _one_answer(sock) -> bytes:
     while b"\r\n\r\n" not in data:
         data += sock.recv(65536)
     head, _, body = data.partition(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length:")))  # fmt: skip
+    length = int(
+        next(
+            line.split(b":")[1]
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+    )
     while len(body) < length:
         body += sock.recv(65536)
     return head
@@ -298,8 +311,7 @@ def _start_import(host, port, key) -> socket.socket:
 def _send_lines(sock, numbers: range) -> None:
     """Lines of about 150 bytes: the import reads its body 256 KiB at a time."""
     lines = b"".join(
-        b'{"email": "line%d@example.com", "first_name": "%s"}\n' % (n, b"a" * 100)
-        for n in numbers
+        b'{"email": "line%d@example.com", "first_name": "%s"}\n' % (n, b"a" * 100) for n in numbers
     )
     sock.sendall(b"%x\r\n%s\r\n" % (len(lines), lines))
 
@@ -347,9 +359,17 @@ def test_an_import_under_way_when_the_server_is_stopped_says_how_far_it_got(
         "IDENTITY_STOP_GRACE_SECONDS": "20",
     }
     command = [
-        sys.executable, "-m", "gunicorn", "--config", "python:identity.gunicorn_conf",
-        "--bind", f"127.0.0.1:{port}", "--workers", "1", "identity:create_app()",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:identity.gunicorn_conf",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "identity:create_app()",
+    ]
     log = (tmp_path / "gunicorn.log").open("wb")
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:

@@ -160,9 +160,7 @@ def test_a_one_click_body_saying_it_twice_or_with_more_unsubscribes(
     assert flags(conn)["copernica-updates"] == "unsubscribed"
 
 
-@pytest.mark.parametrize(
-    "content_type", ["multipart/form-data", "multipart/form-data; boundary=b"]
-)
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary=b"])
 def test_a_multipart_body_that_is_no_form_counts_as_empty_and_unsubscribes(
     client, anna, conn, content_type
 ):
@@ -364,8 +362,14 @@ def test_a_genuine_link_to_a_list_no_longer_sent_is_a_404_not_a_500(client, anna
     assert_problem(client.put(f"{retired}/preferences", json={"all": False}), 404)
     assert set(flags(conn).values()) == {"subscribed"}
     before = _count_events(conn)
-    assert_problem(client.post(retired, data="List-Unsubscribe=One-Click",
-                               content_type="application/x-www-form-urlencoded"), 404)  # fmt: skip
+    assert_problem(
+        client.post(
+            retired,
+            data="List-Unsubscribe=One-Click",
+            content_type="application/x-www-form-urlencoded",
+        ),
+        404,
+    )
     assert _count_events(conn) == before
 
 
@@ -397,8 +401,12 @@ def test_the_user_agent_kept_with_a_one_click_is_text_as_the_browser_sent_it(cli
 
 
 def test_what_a_link_shows_is_kept_by_no_cache(client, anna):
-    for answer in (client.get(link(anna)), client.get(f"{link(anna)}/preferences"),
-                   client.post(link(anna)), client.get(link(anna, 9))):  # fmt: skip
+    for answer in (
+        client.get(link(anna)),
+        client.get(f"{link(anna)}/preferences"),
+        client.post(link(anna)),
+        client.get(link(anna, 9)),
+    ):
         assert answer.headers["Cache-Control"] == "no-store"
 
 

@@ -36,9 +36,17 @@ def test_a_one_click_post_to_gunicorn_unsubscribes_and_the_log_keeps_no_token(
         "IDENTITY_IMPORT_PROCESSES": "0",
     }
     command = [
-        sys.executable, "-m", "gunicorn", "--config", "python:identity.gunicorn_conf",
-        "--bind", f"127.0.0.1:{port}", "--workers", "1", "identity:create_app()",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:identity.gunicorn_conf",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "identity:create_app()",
+    ]
     log_path = tmp_path / "served.log"
     with open(log_path, "wb") as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -82,11 +82,15 @@ def courier_thread(database_url):
             Renderer("https://id.example.com", "identity <no-reply@example.com>"),
             Relay(parse_smtp_url(relay_url), timeout=smtp_timeout),
             CourierSettings(
-                **{"poll_seconds": 0.1, "retry_base_seconds": 0.05,
-                   "reconnect_first_seconds": 0.05, "reconnect_max_seconds": 0.5,
-                   **settings}
+                **{
+                    "poll_seconds": 0.1,
+                    "retry_base_seconds": 0.05,
+                    "reconnect_first_seconds": 0.05,
+                    "reconnect_max_seconds": 0.5,
+                    **settings,
+                }
             ),
-        )  # fmt: skip
+        )
         stop = threading.Event()
         thread = threading.Thread(target=courier.run, args=(database_url, stop), daemon=True)
         thread.start()

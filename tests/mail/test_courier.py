@@ -265,8 +265,9 @@ def test_a_session_the_relay_closed_while_idle_costs_no_retry(db, make_courier):
         row = outbox_row(db, second)
         assert row["status"] == "sent" and row["attempts"] == 1
         assert sorted(m["To"] for m in server.sink.wait_for(2)) == [
-            "first@example.com", "second@example.com",
-        ]  # fmt: skip
+            "first@example.com",
+            "second@example.com",
+        ]
     finally:
         server.stop()
 

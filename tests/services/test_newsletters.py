@@ -83,8 +83,10 @@ def test_a_double_opt_in_list_is_pending_and_mails_a_confirmation(newsletters, u
     assert _events(conn, flag["user_id"]) == [("copernica", "request", "pending")]
     event = store.consent_events(conn, flag["user_id"])[0]
     assert (event["site"], event["client_ip"], event["consent_text"]) == (
-        "copernica.com", "203.0.113.7", "Yes, send me news",
-    )  # fmt: skip
+        "copernica.com",
+        "203.0.113.7",
+        "Yes, send me news",
+    )
 
 
 def test_a_list_without_double_opt_in_subscribes_at_once(newsletters, uow, site, conn):
@@ -103,8 +105,10 @@ def test_the_mailed_token_confirms_once_with_the_requests_consent(newsletters, u
     assert confirm(newsletters, uow, from_the_link, token)["state"] == "subscribed"
     confirmed = store.consent_events(conn, user_id)[-1]
     assert (confirmed["action"], confirmed["consent_text"], confirmed["client_ip"]) == (
-        "confirm", "form v3", "192.0.2.44",
-    )  # fmt: skip
+        "confirm",
+        "form v3",
+        "192.0.2.44",
+    )
     with pytest.raises(InvalidInput):
         confirm(newsletters, uow, site, token)
     with pytest.raises(InvalidInput):
@@ -157,9 +161,12 @@ def test_one_click_leaves_the_links_list_once(newsletters, uow, site, conn):
     consent = Consent.of(link, "one-click")
     first = uow.run(lambda: newsletters.one_click(uow, link.link, consent))
     assert first == {
-        "newsletter": UPDATES, "name": "Copernica software updates", "email": "a***@e***.com",
-        "state": "unsubscribed", "changed": True,
-    }  # fmt: skip
+        "newsletter": UPDATES,
+        "name": "Copernica software updates",
+        "email": "a***@e***.com",
+        "state": "unsubscribed",
+        "changed": True,
+    }
     second = uow.run(lambda: newsletters.one_click(uow, link.link, consent))
     assert second == first | {"changed": False}
     leaving = [e for e in store.consent_events(conn, user_id) if e["action"] == "unsubscribe"]

@@ -27,14 +27,23 @@ def record(conn, data: dict, principal=None):
 
 def test_a_new_address_makes_a_record_with_the_source_of_each_field(conn):
     user, outcome = record(
-        conn, {"email": "Anna@Example.com", "source": "webinar", "first_name": "Anna",
-               "gender": "unspecified", "phone": "020 123 4567", "country": "NL"},
-    )  # fmt: skip
+        conn,
+        {
+            "email": "Anna@Example.com",
+            "source": "webinar",
+            "first_name": "Anna",
+            "gender": "unspecified",
+            "phone": "020 123 4567",
+            "country": "NL",
+        },
+    )
     assert outcome.status == "created" and outcome.user_id == user["id"]
     assert sorted(outcome.filled) == ["first_name", "phone"]  # unspecified says nothing
     assert (user["email"], user["first_name"], user["phone"]) == (
-        "Anna@example.com", "Anna", "+31201234567",
-    )  # fmt: skip
+        "Anna@example.com",
+        "Anna",
+        "+31201234567",
+    )
     assert user["gender"] == "unspecified" and user["status"] == "minimal"
     sources = user["field_sources"]
     assert set(sources) == {"email", "first_name", "phone"}
@@ -49,20 +58,28 @@ def test_a_known_address_fills_blanks_and_never_overwrites(conn):
     )
     merged, outcome = record(
         conn,
-        {"email": "ANNA@example.com", "source": "whitepaper", "first_name": "Annie",
-         "last_name": "Jansen", "gender": "female"},
+        {
+            "email": "ANNA@example.com",
+            "source": "whitepaper",
+            "first_name": "Annie",
+            "last_name": "Jansen",
+            "gender": "female",
+        },
         _site("smtpeter.com"),
-    )  # fmt: skip
+    )
     assert outcome.status == "merged" and outcome.user_id == first["id"] == merged["id"]
     assert sorted(outcome.filled) == ["gender", "last_name"]
     assert (merged["first_name"], merged["last_name"], merged["gender"]) == (
-        "Anna", "Jansen", "female",
-    )  # fmt: skip
+        "Anna",
+        "Jansen",
+        "female",
+    )
     sources = merged["field_sources"]
     assert sources["first_name"]["source"] == "webinar"  # still the first one's
     assert (sources["last_name"]["source"], sources["last_name"]["site"]) == (
-        "whitepaper", "smtpeter.com",
-    )  # fmt: skip
+        "whitepaper",
+        "smtpeter.com",
+    )
     assert sources["email"] == first["field_sources"]["email"]
     _, again = record(conn, {"email": "anna@example.com", "source": "webinar", "first_name": "A"})
     assert again.status == "merged" and again.filled == ()

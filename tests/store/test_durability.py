@@ -15,10 +15,16 @@ def test_a_throttle_count_inside_a_larger_change_waits_for_the_disk(conn):
 
 def test_a_logins_own_count_does_not_wait(conn):
     started = store.start_login(
-        conn, "nobody@example.com", ip_throttle="ip:192.0.2.1", account_throttle="account:y",
-        window_seconds=900, ip_free=20, ip_cap_seconds=900, account_free=5,
+        conn,
+        "nobody@example.com",
+        ip_throttle="ip:192.0.2.1",
+        account_throttle="account:y",
+        window_seconds=900,
+        ip_free=20,
+        ip_cap_seconds=900,
+        account_free=5,
         account_cap_seconds=900,
-    )  # fmt: skip
+    )
     assert started["id"] is None and started["ip_until"] is None
     assert _synchronous_commit(conn) == "off"
     counted = conn.execute("select key, failures from login_throttles order by key").fetchall()
@@ -29,6 +35,7 @@ def test_a_logins_own_count_does_not_wait(conn):
 
 
 def test_a_recorded_attempt_does_not_wait(conn):
-    store.record_attempt(conn, user_id=None, site_id=None, client_ip=None, user_agent=None,
-                         outcome="no_account")  # fmt: skip
+    store.record_attempt(
+        conn, user_id=None, site_id=None, client_ip=None, user_agent=None, outcome="no_account"
+    )
     assert _synchronous_commit(conn) == "off"

@@ -64,8 +64,10 @@ def test_pending_registrations_are_the_newest_live_ones_first(conn):
     _registration(conn, user_id, "expired", expires_at=EARLIER)
     pending = store.pending_registrations(conn, user_id, 3)
     assert [row["password_hash"] for row in pending] == [
-        "$h$10 minutes ago", "$h$20 minutes ago", "$h$30 minutes ago",
-    ]  # fmt: skip
+        "$h$10 minutes ago",
+        "$h$20 minutes ago",
+        "$h$30 minutes ago",
+    ]
     assert pending[0]["token_hash"] == secret_hash("10 minutes ago")
     assert len(store.pending_registrations(conn, user_id, 10)) == 4
 

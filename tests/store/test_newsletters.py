@@ -20,9 +20,13 @@ EARLIER = datetime.now(UTC) - timedelta(hours=1)
 
 def _event(action: str, **given) -> dict:
     return {
-        "action": action, "site": "copernica.com", "client_ip": "203.0.113.7",
-        "user_agent": "pytest", "consent_text": "Yes, send me news", "channel": "form",
-    } | given  # fmt: skip
+        "action": action,
+        "site": "copernica.com",
+        "client_ip": "203.0.113.7",
+        "user_agent": "pytest",
+        "consent_text": "Yes, send me news",
+        "channel": "form",
+    } | given
 
 
 def _click(user_id, newsletter=UPDATES, **given) -> dict:
@@ -60,8 +64,10 @@ def test_every_change_of_a_flag_writes_its_consent_event(conn):
     ]
     event = store.consent_events(conn, user_id)[1]
     assert (event["site"], event["client_ip"], event["user_agent"]) == (
-        "copernica.com", "203.0.113.7", "pytest",
-    )  # fmt: skip
+        "copernica.com",
+        "203.0.113.7",
+        "pytest",
+    )
     assert (event["consent_text"], event["channel"]) == ("Yes, send me news", "api")
     assert store.flags(conn, other) == {} and store.consent_events(conn, other) == []
 
@@ -118,8 +124,10 @@ def test_a_busy_person_is_skipped_and_the_others_leave(committing_db, database_u
 def test_the_flag_of_one_list_and_the_address(conn):
     user_id = record(conn)
     assert store.flag_of(conn, user_id, UPDATES) == {
-        "email": "anna@example.com", "state": None, "changed_at": None,
-    }  # fmt: skip
+        "email": "anna@example.com",
+        "state": None,
+        "changed_at": None,
+    }
     store.set_flag(conn, user_id, UPDATES, "subscribed", _event("subscribe"))
     assert store.flag_of(conn, user_id, UPDATES)["state"] == "subscribed"
     assert store.flag_of(conn, user_id, COPERNICA)["state"] is None
@@ -132,9 +140,11 @@ def test_imported_consents_never_change_a_flag_already_there(conn):
     store.set_flag(conn, pending, UPDATES, "pending", _event("request"))
     at = datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC)
     consents = [
-        (fresh, UPDATES, at, "old form"), (left, UPDATES, at, "old form"),
-        (pending, UPDATES, at, "old form"), (fresh, SMTPETER, at, "other form"),
-    ]  # fmt: skip
+        (fresh, UPDATES, at, "old form"),
+        (left, UPDATES, at, "old form"),
+        (pending, UPDATES, at, "old form"),
+        (fresh, SMTPETER, at, "other form"),
+    ]
     assert sorted(store.import_consents(conn, "copernica.com", consents)) == [1, 2]
     assert _states(conn, fresh) == {UPDATES: "subscribed", SMTPETER: "subscribed"}
     assert _states(conn, left) == {UPDATES: "unsubscribed"}
@@ -154,8 +164,10 @@ def test_a_confirmation_is_taken_once_before_it_expires(conn):
     store.insert_confirmation(conn, secret_hash("old"), user_id, COPERNICA, consent, EARLIER)
     taken = store.take_confirmation(conn, secret_hash("live"))
     assert (taken["user_id"], taken["newsletter"], taken["consent"]) == (
-        user_id, COPERNICA, consent,
-    )  # fmt: skip
+        user_id,
+        COPERNICA,
+        consent,
+    )
     assert taken["created_at"] is not None
     assert store.take_confirmation(conn, secret_hash("live")) is None
     assert store.take_confirmation(conn, secret_hash("old")) is None

@@ -20,8 +20,9 @@ def test_only_what_was_changed_is_kept_and_a_change_replaces_it(conn):
     store.save(conn, anna, [("smtpeter", "invoice", ["in-app", "push"])])
     store.save(conn, anna, [])
     assert _settings(conn, anna) == {
-        ("smtpeter", "invoice"): ["in-app", "push"], ("mailerq", "security"): [],
-    }  # fmt: skip
+        ("smtpeter", "invoice"): ["in-app", "push"],
+        ("mailerq", "security"): [],
+    }
     assert _settings(conn, bob) == {("smtpeter", "invoice"): ["push"]}
 
 

@@ -21,8 +21,10 @@ def test_a_queued_mail_is_due_now_with_its_values(conn):
     mail_id = _queue(conn)
     mail = outbox.get(conn, mail_id)
     assert (mail["template"], mail["recipient"], mail["language"]) == (
-        "verify_email", "anna@example.com", "nl",
-    )  # fmt: skip
+        "verify_email",
+        "anna@example.com",
+        "nl",
+    )
     assert (mail["status"], mail["attempts"]) == ("queued", 0)
     assert mail["message_uuid"] is not None
     assert _state(conn, mail_id)["mail_values"] == {"token": "secret", "first_name": "Anna"}
@@ -51,8 +53,10 @@ def test_giving_up_fails_a_queued_mail_and_keeps_its_last_answer(conn):
     outbox.give_up(conn, mail_id)
     state = _state(conn, mail_id)
     assert (state["status"], state["attempts"], state["last_error"]) == (
-        "failed", 3, "451 try later",
-    )  # fmt: skip
+        "failed",
+        3,
+        "451 try later",
+    )
     assert state["failed_at"] is not None
 
 
@@ -81,11 +85,14 @@ def test_mails_are_listed_newest_first_failed_ones_alone_if_asked(conn):
     first, failed, last = _queue(conn), _queue(conn, "bob@example.com"), _queue(conn)
     outbox.give_up(conn, failed)
     assert [m["id"] for m in outbox.list_mails(conn, failed_only=False, limit=10)] == [
-        last, failed, first,
-    ]  # fmt: skip
+        last,
+        failed,
+        first,
+    ]
     assert [m["id"] for m in outbox.list_mails(conn, failed_only=False, limit=2)] == [
-        last, failed,
-    ]  # fmt: skip
+        last,
+        failed,
+    ]
     (only,) = outbox.list_mails(conn, failed_only=True, limit=10)
     assert (only["id"], only["recipient"], only["status"]) == (failed, "bob@example.com", "failed")
     assert "mail_values" not in only  # a listing shows no token

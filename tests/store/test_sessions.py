@@ -18,10 +18,14 @@ IDLE = 600
 
 def _sign_in(conn, user_id, refresh="first", site_name="copernica.com", **extra) -> dict:
     given = {
-        "site_id": None, "user_agent": "pytest", "client_ip": "203.0.113.7",
-        "throttle_key": "account:x", "ip_throttle_key": None, "idle_seconds": IDLE,
+        "site_id": None,
+        "user_agent": "pytest",
+        "client_ip": "203.0.113.7",
+        "throttle_key": "account:x",
+        "ip_throttle_key": None,
+        "idle_seconds": IDLE,
         "absolute_seconds": 3600,
-    } | extra  # fmt: skip
+    } | extra
     return sessions.sign_in(
         conn, user_id=user_id, site_name=site_name, refresh_hash=secret_hash(refresh), **given
     )
@@ -180,8 +184,10 @@ def test_live_sign_ins_come_latest_first_a_page_at_a_time(conn):
     assert sessions.session_of(conn, record(conn, "carl@example.com"), begun[0]) is None
     shown = sessions.live_sessions(conn, anna, 1)[0]
     assert (shown["site"], shown["client_ip"], shown["user_agent"]) == (
-        "copernica.com", "203.0.113.7", "pytest",
-    )  # fmt: skip
+        "copernica.com",
+        "203.0.113.7",
+        "pytest",
+    )
 
 
 def test_the_signed_in_persons_record_while_the_sign_in_lives(conn):

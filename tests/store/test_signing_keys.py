@@ -21,9 +21,12 @@ def keys(conn):
 
 def _insert(conn, kid: str) -> None:
     store.insert_key(
-        conn, kid=kid, algorithm="EdDSA", public_jwk={"kty": "OKP", "kid": kid},
+        conn,
+        kid=kid,
+        algorithm="EdDSA",
+        public_jwk={"kty": "OKP", "kid": kid},
         private_key=f"sealed {kid}".encode(),
-    )  # fmt: skip
+    )
 
 
 def test_the_first_key_signs_and_is_published(keys):

@@ -69,8 +69,10 @@ def test_keys_are_listed_by_site_then_age_revoked_ones_too(conn):
     sites.revoke_keys(conn, "copernica.com", "pfx_c1")
     listed = sites.list_keys(conn)
     assert [(k["site"], k["key_prefix"]) for k in listed] == [
-        ("copernica.com", "pfx_c2"), ("copernica.com", "pfx_c1"), ("smtpeter.com", "pfx_s1"),
-    ]  # fmt: skip
+        ("copernica.com", "pfx_c2"),
+        ("copernica.com", "pfx_c1"),
+        ("smtpeter.com", "pfx_s1"),
+    ]
     assert [k["revoked_at"] is not None for k in listed] == [False, True, False]
     assert "key_hash" not in listed[0]
 

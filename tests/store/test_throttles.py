@@ -105,9 +105,16 @@ def test_clearing_a_throttle_forgets_it(conn):
 
 def _start(conn, email_key="anna@example.com", ip="ip:192.0.2.1", ip_free=3, account_free=3):
     return throttles.start_login(
-        conn, email_key, ip_throttle=ip, account_throttle=KEY, window_seconds=900,
-        ip_free=ip_free, ip_cap_seconds=60, account_free=account_free, account_cap_seconds=60,
-    )  # fmt: skip
+        conn,
+        email_key,
+        ip_throttle=ip,
+        account_throttle=KEY,
+        window_seconds=900,
+        ip_free=ip_free,
+        ip_cap_seconds=60,
+        account_free=account_free,
+        account_cap_seconds=60,
+    )
 
 
 def test_a_login_reads_the_account_and_counts_the_ip_and_the_account(conn):
@@ -146,9 +153,13 @@ def test_an_account_that_must_wait_still_counts_at_the_ip(conn):
 
 def _attempt(conn, user_id, outcome="success", client_ip="203.0.113.7", site_id=None):
     throttles.record_attempt(
-        conn, user_id=user_id, site_id=site_id, client_ip=client_ip, user_agent="pytest",
+        conn,
+        user_id=user_id,
+        site_id=site_id,
+        client_ip=client_ip,
+        user_agent="pytest",
         outcome=outcome,
-    )  # fmt: skip
+    )
 
 
 def test_the_owners_own_network_is_one_with_a_good_login_lately(conn):

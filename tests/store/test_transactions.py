@@ -151,8 +151,10 @@ def test_a_deadlock_is_run_again_whole(database_url, table):
         except Exception as exc:  # pragma: no cover - reported below
             failures.append(exc)
 
-    threads = [threading.Thread(target=writer, args=("a", 1, 2)),
-               threading.Thread(target=writer, args=("b", 2, 1))]  # fmt: skip
+    threads = [
+        threading.Thread(target=writer, args=("a", 1, 2)),
+        threading.Thread(target=writer, args=("b", 2, 1)),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -51,8 +51,10 @@ def test_fill_blanks_sets_what_is_given_and_leaves_the_rest(conn):
     )
     user = users.get_by_id(conn, user_id)
     assert (user["first_name"], user["last_name"], user["phone"]) == (
-        "Anna", "Jansen", "+31201234567",
-    )  # fmt: skip
+        "Anna",
+        "Jansen",
+        "+31201234567",
+    )
     assert user["field_sources"]["phone"] == {"source": "import"}
     assert user["field_sources"]["first_name"] == {"source": "test"}  # kept beside it
 
@@ -184,8 +186,10 @@ def test_the_password_history_keeps_the_last_few_newest_first(conn):
     for n in range(5):
         users.remember_password(conn, anna, f"$argon2id${n}", keep=3)
     assert users.previous_password_hashes(conn, anna, 10) == [
-        "$argon2id$4", "$argon2id$3", "$argon2id$2",
-    ]  # fmt: skip
+        "$argon2id$4",
+        "$argon2id$3",
+        "$argon2id$2",
+    ]
     assert users.previous_password_hashes(conn, anna, 2) == ["$argon2id$4", "$argon2id$3"]
     assert users.previous_password_hashes(conn, bob, 10) == ["$argon2id$bob"]
     count = conn.execute("select count(*) as n from password_history").fetchone()["n"]

@@ -76,9 +76,13 @@ def access_token(
 ) -> tuple[str, int]:
     """A signed access token of one sign-in, and how many seconds it lasts."""
     return issue_access_token(
-        ring, user_id=user_id, site=site_name, issuer=settings.issuer,
-        lifetime_seconds=settings.access_token_seconds, extra={"sid": str(session_id)},
-    )  # fmt: skip
+        ring,
+        user_id=user_id,
+        site=site_name,
+        issuer=settings.issuer,
+        lifetime_seconds=settings.access_token_seconds,
+        extra={"sid": str(session_id)},
+    )
 
 
 def reserve(
@@ -87,9 +91,12 @@ def reserve(
     """Count one check against `throttle` in the settings' window; until when checks
     wait, if this one must."""
     return throttles.reserve_attempt(
-        conn, throttle, free=free, window_seconds=settings.throttle_window_seconds,
+        conn,
+        throttle,
+        free=free,
+        window_seconds=settings.throttle_window_seconds,
         cap_seconds=cap,
-    )  # fmt: skip
+    )
 
 
 def waiting(until: datetime, detail: str) -> TooManyRequests:
@@ -144,8 +151,11 @@ def names(fields: dict) -> list[str]:
 def person_source(site: Principal | str | None) -> dict:
     """Provenance of what the person gave themselves, through `site` (or the caller's)."""
     site_name = site.site_name if isinstance(site, Principal) else site
-    return {"source": "person", "site": site_name,
-            "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
+    return {
+        "source": "person",
+        "site": site_name,
+        "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 def person_sources(fields, site: Principal | str | None) -> dict:
@@ -184,9 +194,14 @@ def page(rows: list[dict], limit: int) -> tuple[list[dict], object]:
 
 
 def acceptable_password(
-    passwords: Passwords, password: str, *, email: str, names: list[str], previous: list[str],
+    passwords: Passwords,
+    password: str,
+    *,
+    email: str,
+    names: list[str],
+    previous: list[str],
     field: str = "password",
-) -> str:  # fmt: skip
+) -> str:
     """The password, normalised, if the policy takes it; else InvalidInput that says why.
     zxcvbn and up to five argon2 checks of the history run off the request's thread, like
     a hash, and with no connection held."""

@@ -49,11 +49,12 @@ class Login:
         if not right:
             # The check was counted before it was made (_start).
             throttles.record_attempt(
-                uow.one_statement, user_id=account["id"] if account else None,
+                uow.one_statement,
+                user_id=account["id"] if account else None,
                 site_id=_site_id(principal),
                 outcome="wrong_password" if usable else "no_account",
                 **principal.browser.__dict__,
-            )  # fmt: skip
+            )
             uow.refuse(Unauthenticated(INVALID_LOGIN))
         rehashed = None
         if self.passwords.needs_rehash(account["password_hash"]):
@@ -67,11 +68,16 @@ class Login:
         elsewhere do not lock the owner out on their own device."""
         s, conn, browser = self.settings, uow.conn, principal.browser
         started = throttles.start_login(
-            conn, key, ip_throttle=limits[1] if len(limits) > 1 else None,
-            account_throttle=limits[0], window_seconds=s.throttle_window_seconds,
-            ip_free=s.ip_free_failures, ip_cap_seconds=s.ip_block_cap_seconds,
-            account_free=s.account_free_failures, account_cap_seconds=s.account_block_cap_seconds,
-        )  # fmt: skip
+            conn,
+            key,
+            ip_throttle=limits[1] if len(limits) > 1 else None,
+            account_throttle=limits[0],
+            window_seconds=s.throttle_window_seconds,
+            ip_free=s.ip_free_failures,
+            ip_cap_seconds=s.ip_block_cap_seconds,
+            account_free=s.account_free_failures,
+            account_cap_seconds=s.account_block_cap_seconds,
+        )
         ip_until, account_until = started.pop("ip_until"), started.pop("account_until")
         account = None if started["id"] is None else started
         until = ip_until or account_until
@@ -86,12 +92,18 @@ class Login:
                 throttles.take_back_attempt(conn, limits[1])
         if until is None:
             return account
-        throttles.record_attempt(conn, user_id=account["id"] if account else None,
-                                 site_id=_site_id(principal), outcome="throttled",
-                                 **browser.__dict__)  # fmt: skip
-        uow.refuse(common.waiting(
-            until, "too many failed logins; wait before trying again, or reset the password"
-        ))  # fmt: skip
+        throttles.record_attempt(
+            conn,
+            user_id=account["id"] if account else None,
+            site_id=_site_id(principal),
+            outcome="throttled",
+            **browser.__dict__,
+        )
+        uow.refuse(
+            common.waiting(
+                until, "too many failed logins; wait before trying again, or reset the password"
+            )
+        )
 
     def _sign_in(self, uow: UnitOfWork, principal: Principal, account: dict, limits, rehashed):
         conn = uow.one_statement  # each statement below stands alone
@@ -100,13 +112,17 @@ class Login:
         refresh = new_secret("idrt_")
         s = self.settings
         user = sessions.sign_in(
-            conn, user_id=account["id"], site_id=_site_id(principal),
-            site_name=principal.site_name, throttle_key=limits[0],
+            conn,
+            user_id=account["id"],
+            site_id=_site_id(principal),
+            site_name=principal.site_name,
+            throttle_key=limits[0],
             ip_throttle_key=limits[1] if len(limits) > 1 else None,
             refresh_hash=secret_hash(refresh),
-            idle_seconds=s.refresh_idle_seconds, absolute_seconds=s.refresh_absolute_seconds,
+            idle_seconds=s.refresh_idle_seconds,
+            absolute_seconds=s.refresh_absolute_seconds,
             **principal.browser.__dict__,
-        )  # fmt: skip
+        )
         session_id = user.pop("session_id")
         access, expires_in = common.access_token(
             self.ring, s, account["id"], principal.site_name, session_id

@@ -32,8 +32,14 @@ class Recovery:
         mailed_tokens.void(conn, user["id"], ("password_reset",))
         minutes = self.settings.password_reset_minutes
         token = mailed_tokens.issue(conn, "password_reset", user["id"], timedelta(minutes=minutes))
-        enqueue_mail(conn, "password_reset", user["email"], user["language"], token=token,
-                     valid_minutes=minutes)  # fmt: skip
+        enqueue_mail(
+            conn,
+            "password_reset",
+            user["email"],
+            user["language"],
+            token=token,
+            valid_minutes=minutes,
+        )
 
     def reset(self, uow: UnitOfWork, token: str, new_password: str) -> None:
         """Set the password with a reset token: every sign-in ends, the throttle lifts,

@@ -41,9 +41,12 @@ class Registration:
         key = email_key(address)
         fields = common.own_fields(data)
         password = common.acceptable_password(
-            self.passwords, data["password"], email=address, names=common.names(fields),
+            self.passwords,
+            data["password"],
+            email=address,
+            names=common.names(fields),
             previous=[],
-        )  # fmt: skip
+        )
         password_hash = self.passwords.hash(password)
         again = self._made_again(uow, key, password)
         self._start(uow, principal, address, key, fields, password_hash, again)
@@ -74,9 +77,10 @@ class Registration:
         conn = uow.one_statement
         user = users_store.get_by_email(conn, key)
         pending = (
-            [] if user is None
+            []
+            if user is None
             else tokens_store.pending_registrations(conn, user["id"], _COMPARED_REGISTRATIONS)
-        )  # fmt: skip
+        )
         uow.commit()
         verify = self.passwords.verify
         return [p["token_hash"] for p in pending if verify(p["password_hash"], password)]
@@ -100,14 +104,21 @@ class Registration:
             tokens_store.supersede_registrations(conn, again)
         hours = self.settings.verify_email_hours
         token = mailed_tokens.issue(
-            conn, "verify_email", user["id"], timedelta(hours=hours),
+            conn,
+            "verify_email",
+            user["id"],
+            timedelta(hours=hours),
             {"password_hash": password_hash, "fields": fields, "site": principal.site_name},
-        )  # fmt: skip
+        )
         if may_mail:
             enqueue_mail(
-                conn, "verify_email", user["email"], fields.get("language") or user["language"],
-                token=token, valid_hours=hours,
-            )  # fmt: skip
+                conn,
+                "verify_email",
+                user["email"],
+                fields.get("language") or user["language"],
+                token=token,
+                valid_hours=hours,
+            )
 
     def verify_email(self, uow: UnitOfWork, principal: Principal, token: str) -> dict:
         """Prove an address with the token mailed to it: the registration it finishes (the
@@ -137,16 +148,24 @@ class Registration:
         fields = {} if contested else payload["fields"]
         password_hash = None if contested else payload["password_hash"]
         users_store.prove_address(
-            conn, user_id, password_hash, fields,
+            conn,
+            user_id,
+            password_hash,
+            fields,
             common.person_sources(("email", *fields), payload.get("site") or principal),
-        )  # fmt: skip
+        )
         if password_hash is not None:
             users_store.remember_password(conn, user_id, password_hash, PASSWORD_HISTORY)
         mailed_tokens.void(conn, user_id, ("verify_email", "email_change", "password_reset"))
         sessions.revoke_sessions(conn, user_id)
         if contested:
             minutes = self.settings.password_reset_minutes
-            token = mailed_tokens.issue(conn, "password_reset", user_id,
-                                        timedelta(minutes=minutes))  # fmt: skip
-            enqueue_mail(conn, "choose_password", user["email"], user["language"],
-                         token=token, valid_minutes=minutes)  # fmt: skip
+            token = mailed_tokens.issue(conn, "password_reset", user_id, timedelta(minutes=minutes))
+            enqueue_mail(
+                conn,
+                "choose_password",
+                user["email"],
+                user["language"],
+                token=token,
+                valid_minutes=minutes,
+            )

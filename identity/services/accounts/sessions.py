@@ -83,9 +83,12 @@ class Sessions:
                 )
             raise Unauthenticated("this refresh token is not valid, or its sign-in ended")
         access, expires_in = common.access_token(
-            self.ring, self.settings, rotated["user_id"], rotated["site_name"],
+            self.ring,
+            self.settings,
+            rotated["user_id"],
+            rotated["site_name"],
             rotated["session_id"],
-        )  # fmt: skip
+        )
         return Tokens(access, refresh, expires_in, None)
 
     def log_out(self, uow: UnitOfWork, principal: Principal, refresh_token: str) -> None:

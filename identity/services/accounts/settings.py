@@ -31,17 +31,25 @@ class PasswordChange:
 
     @classmethod
     def prepare(
-        cls, uow: UnitOfWork, passwords: Passwords, user_id: UUID, new: str,
+        cls,
+        uow: UnitOfWork,
+        passwords: Passwords,
+        user_id: UUID,
+        new: str,
         field: str = "new_password",
-    ) -> "PasswordChange":  # fmt: skip
+    ) -> "PasswordChange":
         conn = uow.one_statement
         user = users_store.account_of(conn, user_id)
         history = users_store.previous_password_hashes(conn, user_id, PASSWORD_HISTORY)
         uow.commit()
         password = common.acceptable_password(
-            passwords, new, email=user["email"], names=common.names(user), previous=history,
+            passwords,
+            new,
+            email=user["email"],
+            names=common.names(user),
+            previous=history,
             field=field,
-        )  # fmt: skip
+        )
         return cls(user_id, passwords.hash(password), tuple(history))
 
     def write(self, conn: psycopg.Connection, keep_session: UUID | None = None) -> dict:
@@ -71,8 +79,9 @@ class OwnSettings:
         theirs in `field_sources`. A field sent as null is cleared."""
         fields = common.own_fields(data, keep_nulls=True)
         conn = uow.conn
-        users_store.edit_fields(conn, principal.user.user_id, fields,
-                                common.person_sources(fields, principal))  # fmt: skip
+        users_store.edit_fields(
+            conn, principal.user.user_id, fields, common.person_sources(fields, principal)
+        )
         return users_store.get_by_id(conn, principal.user.user_id)
 
     def change_password(self, uow: UnitOfWork, principal: Principal, current: str, new: str):
@@ -111,9 +120,11 @@ class OwnSettings:
         conn = uow.conn
         user = users_store.lock_user(conn, principal.user.user_id)
         if not mailed_tokens.may_mail(conn, user["id"], "email_change"):
-            uow.refuse(TooManyRequests(
-                "too many changes of address asked for; try again in an hour", retry_after=3600
-            ))  # fmt: skip
+            uow.refuse(
+                TooManyRequests(
+                    "too many changes of address asked for; try again in an hour", retry_after=3600
+                )
+            )
         mailed_tokens.void(conn, user["id"], ("email_change",))
         holder = users_store.get_by_email(conn, email_key(address))
         if holder is not None and holder["id"] != user["id"]:  # their own: a new spelling
@@ -122,11 +133,20 @@ class OwnSettings:
         else:
             hours = self.settings.email_change_hours
             token = mailed_tokens.issue(
-                conn, "email_change", user["id"], timedelta(hours=hours),
+                conn,
+                "email_change",
+                user["id"],
+                timedelta(hours=hours),
                 {"email": address, "session": str(principal.user.session_id)},
-            )  # fmt: skip
-            enqueue_mail(conn, "email_change_confirm", address, user["language"], token=token,
-                         valid_hours=hours)  # fmt: skip
+            )
+            enqueue_mail(
+                conn,
+                "email_change_confirm",
+                address,
+                user["language"],
+                token=token,
+                valid_hours=hours,
+            )
         enqueue_mail(conn, "email_change_notice", user["email"], user["language"])
 
 
@@ -138,8 +158,13 @@ def _notify_holder(conn: psycopg.Connection, holder: dict) -> None:
     if not mailed_tokens.may_mail(conn, holder["id"], "email_change_notice"):
         return
     mailed_tokens.count_only(conn, "email_change_notice", holder["id"])
-    enqueue_mail(conn, "email_change_attempt", holder["email"], holder["language"],
-                 account=holder["status"] == "registered")  # fmt: skip
+    enqueue_mail(
+        conn,
+        "email_change_attempt",
+        holder["email"],
+        holder["language"],
+        account=holder["status"] == "registered",
+    )
 
 
 def change_email(conn: psycopg.Connection, principal: Principal, user_id: UUID, payload: dict):
@@ -154,7 +179,8 @@ def change_email(conn: psycopg.Connection, principal: Principal, user_id: UUID, 
     if holder is not None and holder["id"] != user_id:
         raise Conflict("this address is in use by another record now")
     users_store.lock_user(conn, user_id)
-    users_store.change_email(conn, user_id, address, email_key(address),
-                             common.person_source(principal))  # fmt: skip
+    users_store.change_email(
+        conn, user_id, address, email_key(address), common.person_source(principal)
+    )
     # Reset links went to the old address, which is no longer the account's.
     mailed_tokens.void(conn, user_id, ("password_reset",))

@@ -25,9 +25,7 @@ def signed_up(accounts, watched, conn, principal, email="anna@example.com"):
 
 
 def log_in(accounts, watched, principal, email="anna@example.com", password=PASSWORD):
-    return watched.uow.run(
-        lambda: accounts.login.log_in(watched.uow, principal, email, password)
-    )
+    return watched.uow.run(lambda: accounts.login.log_in(watched.uow, principal, email, password))
 
 
 def test_registering_hashes_with_nothing_held_and_waits_for_proof(
@@ -56,9 +54,7 @@ def test_a_registration_made_again_replaces_the_same_persons_only(
     assert conn.execute("select password_hash is not null as set from users").fetchone()["set"]
 
 
-def test_only_the_newest_pending_registrations_are_compared(
-    accounts, watched, conn, principal
-):
+def test_only_the_newest_pending_registrations_are_compared(accounts, watched, conn, principal):
     for n in range(5):
         register(accounts, watched, principal, password=f"{PASSWORD} {n}")
     watched.calls = 0
@@ -91,8 +87,12 @@ def test_failures_past_the_free_ones_wait(accounts, watched, conn, principal):
     free = accounts.login.settings.account_free_failures
     for _ in range(free + 1):
         with pytest.raises(Unauthenticated):
-            log_in(accounts, watched, principal.with_browser(principal.browser.__class__()),
-                   password=OTHER_PASSWORD)  # fmt: skip
+            log_in(
+                accounts,
+                watched,
+                principal.with_browser(principal.browser.__class__()),
+                password=OTHER_PASSWORD,
+            )
     with pytest.raises(TooManyRequests):
         log_in(accounts, watched, principal.with_browser(principal.browser.__class__()))
 
@@ -103,9 +103,7 @@ def test_a_live_sign_in_and_an_ended_one(accounts, watched, conn, principal):
     person = accounts.sessions.signed_in(watched.uow, tokens.access_token)
     assert person.user.record["email"] == "anna@example.com"
     assert person.site_name == "copernica.com"
-    watched.uow.run(
-        lambda: accounts.sessions.log_out(watched.uow, principal, tokens.refresh_token)
-    )
+    watched.uow.run(lambda: accounts.sessions.log_out(watched.uow, principal, tokens.refresh_token))
     with pytest.raises(Unauthenticated):
         accounts.sessions.signed_in(watched.uow, tokens.access_token)
 
@@ -136,17 +134,13 @@ def test_a_password_change_hashes_with_nothing_held(accounts, watched, conn, pri
     person = _person(accounts, watched, principal)
     watched.calls = 0
     watched.uow.run(
-        lambda: accounts.settings.change_password(
-            watched.uow, person, PASSWORD, OTHER_PASSWORD
-        )
+        lambda: accounts.settings.change_password(watched.uow, person, PASSWORD, OTHER_PASSWORD)
     )
     assert watched.calls >= 3  # the current one, the policy with the history, the hash
     log_in(accounts, watched, principal, password=OTHER_PASSWORD)
     with pytest.raises(InvalidInput):  # the history refuses the last five
         watched.uow.run(
-            lambda: accounts.settings.change_password(
-                watched.uow, person, OTHER_PASSWORD, PASSWORD
-            )
+            lambda: accounts.settings.change_password(watched.uow, person, OTHER_PASSWORD, PASSWORD)
         )
 
 
