@@ -70,8 +70,9 @@ class Register(MethodView):
         proves it (`POST /v1/auth/verify-email`), and nothing sent here reaches the record
         before; an address with an account gets a "someone tried to register" notice.
         A password the policy refuses is a `422` that says why. Registrations are
-        counted per client IP and per address before the password is hashed: past a
-        few within 15 minutes, the next must wait (`429` with `Retry-After`).
+        counted before the password is hashed, per `client_ip` (per address when the
+        site sends none): past a few within 15 minutes, the next must wait (`429` with
+        `Retry-After`).
         """
         services().accounts.registration.register(unit_of_work(), caller(body), body)
         return ACCEPTED

@@ -104,6 +104,10 @@ class Blueprint(flask_smorest.Blueprint):
         @functools.wraps(view)
         def guarded(*args, **kwargs):
             g.principal = identify(kwargs)
+            # What identifying read (a key, a sign-in) stands alone: the connection goes
+            # back before the body is read, however slowly it comes; the view borrows
+            # again when it needs one.
+            unit_of_work().release()
             check_media_type()
             return view(*args, **kwargs)
 

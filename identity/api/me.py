@@ -77,7 +77,7 @@ class Password(MethodView):
         """Change the password
 
         Needs the current password, which is checked like a login's: wrong ones count
-        against the account, and past a few the next must wait (`429`). The policy and
+        against this sign-in, and past a few the next must wait (`429`). The policy and
         the last five passwords apply (`422` says why). Every other sign-in ends, a
         pending change of address is void, and a notice is mailed. Should another change
         of the password land while this one is checked, this one is a `409`: send it

@@ -18,8 +18,10 @@ def insert_token(
 ) -> None:
     conn.execute(
         """
-        insert into account_tokens (token_hash, purpose, user_id, payload, expires_at)
-        values (%(hash)s, %(purpose)s, %(user_id)s, %(payload)s, %(expires_at)s)
+        insert into account_tokens
+            (token_hash, purpose, user_id, payload, expires_at, created_at)
+        values (%(hash)s, %(purpose)s, %(user_id)s, %(payload)s, %(expires_at)s,
+                clock_timestamp())  -- the clock's, not the transaction's: tokens keep their order
         """,
         {
             "hash": token_hash,
@@ -92,10 +94,11 @@ def registrations_since(conn: psycopg.Connection, user_id: UUID, seconds: int) -
 
 def pending_registrations(conn: psycopg.Connection, user_id: UUID, newest: int) -> list[dict]:
     """The `newest` registrations waiting for proof of this account's address: token_hash,
-    password_hash."""
+    password_hash, created_at."""
     return conn.execute(
         """
-        select token_hash, payload->>'password_hash' as password_hash from account_tokens
+        select token_hash, payload->>'password_hash' as password_hash, created_at
+        from account_tokens
         where user_id = %(user_id)s and purpose = 'verify_email' and payload ? 'password_hash'
           and used_at is null and expires_at > now()
         order by created_at desc

@@ -46,7 +46,10 @@ class UnitOfWork:
     - `commit()`: what is written is committed and the connection goes back to the pool;
       whatever comes next borrows again. A service calls it before work that takes
       milliseconds of CPU (argon2, zxcvbn), so no connection, transaction or row lock is
-      held meanwhile.
+      held meanwhile. Work that committed a part of itself is not run again after a
+      deadlock (`run`): that part would count twice.
+    - `release()`: the connection back, outside a transaction (a guard's look-up, before
+      the body is read).
     - `refuse(error)`: commit what is written (a failed login's attempt, a counted
       failure), then raise `error`, so the caller still hears the refusal.
     - `briefly()`: a connection for a moment, outside the unit's transaction, given back
@@ -67,6 +70,7 @@ class UnitOfWork:
         self._conn: psycopg.Connection | None = None
         self._transaction: psycopg.Transaction | None = None
         self._held = 0
+        self._commits = 0
 
     @property
     def conn(self) -> psycopg.Connection:
@@ -88,6 +92,13 @@ class UnitOfWork:
 
     def commit(self) -> None:
         self._end(None)
+        self._commits += 1
+
+    def release(self) -> None:
+        """Give the connection back while no transaction is open (what was read stands
+        alone); the next use borrows again."""
+        if self._transaction is None and not self._held:
+            self._give_back()
 
     def rollback(self) -> None:
         self._end(_ROLLBACK)
@@ -121,13 +132,16 @@ class UnitOfWork:
         whole, while PostgreSQL gives up on it for a deadlock or serialization failure
         (it was rolled back, so running it again is safe)."""
         for attempt in range(1, attempts + 1):
+            commits = self._commits
             try:
                 result = work()
                 self.commit()
                 return result
             except RETRYABLE:
                 self.rollback()
-                if attempt == attempts:
+                # Work that committed part of itself (a login's counted attempt) is not
+                # run again: that part would count twice. The caller hears "busy".
+                if attempt == attempts or self._commits != commits:
                     raise
                 # Jittered, growing pauses: the two deadlocked writers should not meet again.
                 time.sleep(random.uniform(0.005, 0.02) * 2**attempt)

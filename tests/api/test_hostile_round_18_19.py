@@ -81,11 +81,6 @@ class _ChangeMeanwhile:
         return right
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a password change checked against the old password lands (204) after another "
-    "change landed meanwhile, though its sign-in was ended by it",
-)
 def test_a_password_change_that_another_change_overtook_is_a_409(site, conn, app, monkeypatch):
     from identity.store.transactions import UnitOfWork
 
@@ -112,11 +107,6 @@ def test_a_password_change_that_another_change_overtook_is_a_409(site, conn, app
 
 
 @pytest.mark.committing
-@pytest.mark.xfail(
-    strict=True,
-    reason="a registration submitted twice at once (double click) is taken for a contested "
-    "one: the proven address gets no password, only a choose-password mail",
-)
 def test_a_registration_submitted_twice_at_once_keeps_its_password(pooled_app, committing_db):
     key = site_key_for(committing_db, "copernica.com")
     registration = pooled_app.extensions[SERVICES].accounts.registration
@@ -189,11 +179,6 @@ def small_pool_server(database_url, committing_db, tmp_path):
 
 @pytest.mark.committing
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="a signed-in request's connection is borrowed by the guard and held while its "
-    "body trickles in: a few slow clients take the whole pool (every other request 503)",
-)
 def test_bodies_that_trickle_in_do_not_take_the_pool(small_pool_server, committing_db):
     port, key = small_pool_server
     base = f"http://127.0.0.1:{port}"

@@ -7,6 +7,7 @@ from datetime import timedelta
 from identity.errors import InvalidInput
 from identity.mail import enqueue as enqueue_mail
 from identity.security.passwords import Passwords
+from identity.security.secret_tokens import secret_hash
 from identity.services import mailed_tokens
 from identity.services.accounts import common
 from identity.services.accounts.common import INVALID_TOKEN, PASSWORD_HISTORY, AccountSettings
@@ -34,7 +35,9 @@ class Registration:
         waits in the verification token.
 
         Counted first (committed on its own), then the password checked and hashed with
-        no connection held, then written in one transaction."""
+        no connection held, then written in one transaction; then a registration made
+        again with the same password (a double submit, "the mail did not come", two
+        clicks at once) is settled, also with no connection held while it is compared."""
         self._count(uow, principal, data)
         uow.commit()
         address = normalise_email(data["email"])
@@ -48,8 +51,10 @@ class Registration:
             previous=[],
         )
         password_hash = self.passwords.hash(password)
-        again = self._made_again(uow, key, password)
-        self._start(uow, principal, address, key, fields, password_hash, again)
+        made = self._start(uow, principal, address, key, fields, password_hash)
+        uow.commit()
+        if made is not None:
+            self._settle_made_again(uow, made, password)
 
     def _count(self, uow: UnitOfWork, principal: Principal, data: dict) -> None:
         """Count a registration before its password is hashed (the dearest thing a
@@ -70,22 +75,31 @@ class Registration:
         if until is not None:
             uow.refuse(common.waiting(until, "too many registrations; wait before trying again"))
 
-    def _made_again(self, uow: UnitOfWork, key: str, password: str) -> list[bytes]:
-        """The newest pending registrations of the address made with this same password
-        (a double submit, "the mail did not come"): the same person's, to be replaced
-        rather than compete. Read without a lock and compared with no connection held."""
+    def _settle_made_again(self, uow: UnitOfWork, made: tuple, password: str) -> None:
+        """Of the address's newest pending registrations made with this same password
+        (this one among them), only the newest stays; the rest are the same person's and
+        are superseded, so they do not make the proof contested. Read after this one is
+        committed, without a lock, and compared with no connection held: two made at once
+        each see at least what was committed before them, and both settle on the same
+        newest (by time, then token hash), whichever settles last."""
+        user_id, token_hash = made
         conn = uow.one_statement
-        user = users_store.get_by_email(conn, key)
-        pending = (
-            []
-            if user is None
-            else tokens_store.pending_registrations(conn, user["id"], _COMPARED_REGISTRATIONS)
-        )
-        uow.commit()
+        pending = tokens_store.pending_registrations(conn, user_id, _COMPARED_REGISTRATIONS + 1)
+        uow.release()
         verify = self.passwords.verify
-        return [p["token_hash"] for p in pending if verify(p["password_hash"], password)]
+        same = [
+            p
+            for p in pending
+            if p["token_hash"] == token_hash or verify(p["password_hash"], password)
+        ]
+        same.sort(key=lambda p: (p["created_at"], bytes(p["token_hash"])), reverse=True)
+        older = [p["token_hash"] for p in same[1:]]
+        if older:
+            tokens_store.supersede_registrations(uow.one_statement, older)
 
-    def _start(self, uow, principal, address, key, fields, password_hash, again) -> None:
+    def _start(self, uow, principal, address, key, fields, password_hash) -> tuple | None:
+        """The registration written: (the record's id, its token's hash), or None for an
+        address that has an account already (which gets a notice instead)."""
         conn = uow.conn
         user = users_store.lock_by_email_key(conn, key)
         if user is None:
@@ -96,12 +110,10 @@ class Registration:
             if may_mail:
                 enqueue_mail(conn, "registration_attempt", user["email"], user["language"])
                 mailed_tokens.count_only(conn, "verify_email", user["id"])
-            return
+            return None
         # Every registration's link stays good (a later one, perhaps a stranger's, voids
         # none), and each is kept even when the hourly limit sends no mail for it: at
         # proof, more than one registration means none of their passwords is taken.
-        if again:
-            tokens_store.supersede_registrations(conn, again)
         hours = self.settings.verify_email_hours
         token = mailed_tokens.issue(
             conn,
@@ -119,6 +131,7 @@ class Registration:
                 token=token,
                 valid_hours=hours,
             )
+        return user["id"], secret_hash(token)
 
     def verify_email(self, uow: UnitOfWork, principal: Principal, token: str) -> dict:
         """Prove an address with the token mailed to it: the registration it finishes (the

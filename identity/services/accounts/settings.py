@@ -6,12 +6,13 @@ from uuid import UUID
 
 import psycopg
 
-from identity.errors import Conflict, InvalidInput, TooManyRequests
+from identity.errors import Conflict, InvalidInput, TooManyRequests, Unauthenticated
 from identity.mail import enqueue as enqueue_mail
 from identity.security.passwords import Passwords, normalise_password
 from identity.services import mailed_tokens
 from identity.services.accounts import common
 from identity.services.accounts.common import INVALID_TOKEN, PASSWORD_HISTORY, AccountSettings
+from identity.services.accounts.sessions import SIGN_IN_ENDED
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import Principal
 from identity.store import sessions, throttles
@@ -37,10 +38,18 @@ class PasswordChange:
         user_id: UUID,
         new: str,
         field: str = "new_password",
+        seen: tuple[dict, list[str]] | None = None,
     ) -> "PasswordChange":
-        conn = uow.one_statement
-        user = users_store.account_of(conn, user_id)
-        history = users_store.previous_password_hashes(conn, user_id, PASSWORD_HISTORY)
+        """The new password checked and hashed with no connection held, against the
+        account and history as read now, or as `seen` (read before the caller checked
+        the current password, so that a change landing since is noticed at `write`)."""
+        if seen is None:
+            conn = uow.one_statement
+            seen = (
+                users_store.account_of(conn, user_id),
+                users_store.previous_password_hashes(conn, user_id, PASSWORD_HISTORY),
+            )
+        user, history = seen
         uow.commit()
         password = common.acceptable_password(
             passwords,
@@ -54,11 +63,17 @@ class PasswordChange:
 
     def write(self, conn: psycopg.Connection, keep_session: UUID | None = None) -> dict:
         """Set it: every other sign-in ends, a pending change of address is void, the
-        person is told. The account, locked."""
+        person is told. The account, locked. Refused when the history changed since it was
+        read (another change landed: 409), or when `keep_session`, the sign-in that asks,
+        has ended meanwhile (401)."""
         user = users_store.lock_user(conn, self.user_id)
         now = users_store.previous_password_hashes(conn, self.user_id, PASSWORD_HISTORY)
         if tuple(now) != self.history:
             raise Conflict("the password was changed meanwhile; try again")
+        if keep_session is not None and (
+            sessions.signed_in_user(conn, self.user_id, keep_session) is None
+        ):
+            raise Unauthenticated(SIGN_IN_ENDED)
         users_store.set_password(conn, self.user_id, self.password_hash)
         users_store.remember_password(conn, self.user_id, self.password_hash, PASSWORD_HISTORY)
         sessions.revoke_sessions(conn, self.user_id, except_id=keep_session)
@@ -97,14 +112,20 @@ class OwnSettings:
         )
         if until is not None:
             uow.refuse(common.waiting(until, "too many wrong passwords; wait before trying again"))
-        stored = users_store.account_of(uow.one_statement, caller.user_id)
+        # The account and its history as they are before the check: a change that lands
+        # while the current password is checked is seen at `write` (409).
+        conn = uow.one_statement
+        stored = users_store.account_of(conn, caller.user_id)
+        history = users_store.previous_password_hashes(conn, caller.user_id, PASSWORD_HISTORY)
         uow.commit()
         if not self.passwords.verify(stored["password_hash"] or "", normalise_password(current)):
             raise InvalidInput(
                 "the current password is not right",
                 errors={"current_password": ["not the current password"]},
             )
-        change = PasswordChange.prepare(uow, self.passwords, caller.user_id, new)
+        change = PasswordChange.prepare(
+            uow, self.passwords, caller.user_id, new, seen=(stored, history)
+        )
         conn = uow.conn
         throttles.take_back_attempt(conn, throttle)
         change.write(conn, keep_session=caller.session_id)
