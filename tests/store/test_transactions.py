@@ -161,3 +161,34 @@ def test_a_deadlock_is_run_again_whole(database_url, table):
         thread.join()
     assert failures == []
     assert sorted(runs.values())[1] == 2  # the one PostgreSQL chose as victim ran again
+
+
+def test_work_that_committed_a_part_of_itself_is_not_run_again(database_url, table):
+    """A login commits its counted attempt before it checks the password: after a
+    deadlock later on, running it again would count that attempt twice."""
+    from psycopg.errors import DeadlockDetected
+
+    uow = UnitOfWork(CountingLending(database_url))
+    runs = []
+
+    def work():
+        runs.append(1)
+        uow.conn.execute("insert into uow_probe values (1)")
+        uow.commit()  # this part stands, whatever comes after
+        if len(runs) == 1:
+            raise DeadlockDetected("deadlock detected")
+
+    with pytest.raises(DeadlockDetected):
+        uow.run(work)
+    assert len(runs) == 1 and _count(table) == 1
+
+    runs.clear()
+
+    def whole():  # nothing committed on its way: run again, whole
+        runs.append(1)
+        uow.conn.execute("insert into uow_probe values (2)")
+        if len(runs) == 1:
+            raise DeadlockDetected("deadlock detected")
+
+    uow.run(whole)
+    assert len(runs) == 2 and _count(table) == 2
