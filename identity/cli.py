@@ -21,6 +21,10 @@ from identity.store import migrations
 from identity.store.transactions import UnitOfWork
 
 EMBEDDED_DATABASE = "identity"
+# multiprocessing's resource tracker (beside each worker's import helpers) says in a line
+# of plain text, at shutdown, that it frees what a helper pool leaves behind: it does
+# free it, and every line `identity serve` writes is JSON.
+_QUIET_TRACKER = "ignore::UserWarning:multiprocessing.resource_tracker"
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +117,7 @@ def serve(workers: int, mail: bool):
     with database_url() as url:
         with psycopg.connect(url, autocommit=True) as conn:
             _report_migrations(migrations.upgrade(conn))
-        env = {**os.environ, "IDENTITY_DATABASE_URL": url}
+        env = {**os.environ, "IDENTITY_DATABASE_URL": url, "PYTHONWARNINGS": _QUIET_TRACKER}
         # The app factory rather than the checkout's wsgi.py: an installed wheel has no
         # checkout to change into.
         command = [
