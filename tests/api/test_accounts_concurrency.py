@@ -186,32 +186,17 @@ def test_a_sign_up_mail_arrives_over_smtp_and_its_link_proves_the_address(
 @pytest.fixture
 def two_servers(database_url, committing_db):
     """Two gunicorn servers, as two replicas would run, on one database."""
-    import os
     import subprocess
-    import sys
 
+    from tests.served import gunicorn_command, gunicorn_env
     from tests.test_cli import free_port, stop, wait_ready
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
-        "IDENTITY_DATABASE_URL": database_url,
-        "IDENTITY_IMPORT_PROCESSES": "0",
-    }
+    env = gunicorn_env(database_url)
     servers, bases = [], []
     try:
         for _ in range(2):
             port = free_port()
-            command = [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--config",
-                "python:identity.gunicorn_conf",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "1",
-                "identity:create_app()",
-            ]
+            command = gunicorn_command(port)
             servers.append(subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL))
             bases.append(f"http://127.0.0.1:{port}")
         for base, server in zip(bases, servers, strict=True):

@@ -3,13 +3,12 @@ gunicorn's 500 says only that something went wrong, with the request id it is lo
 under, and the log holds neither the path nor the query that came with it."""
 
 import json
-import os
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 
 from identity import create_app
+from tests.served import gunicorn_command, gunicorn_env
 from tests.test_cli import free_port, stop, wait_ready
 
 ADDRESS = "zebedee.quux-7731@example.org"
@@ -32,22 +31,8 @@ def faulty_app():
 
 def test_gunicorns_own_500_is_a_generic_problem_with_the_request_id_it_logs(database_url, tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
-        "IDENTITY_DATABASE_URL": database_url,
-        "IDENTITY_IMPORT_PROCESSES": "0",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        "python:identity.gunicorn_conf",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "1",
-        "tests.api.test_served_errors:faulty_app()",
-    ]
+    env = gunicorn_env(database_url)
+    command = gunicorn_command(port, "tests.api.test_served_errors:faulty_app()")
     log_path = tmp_path / "gunicorn.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=log)

@@ -3,11 +3,9 @@ worker): they must not hold up anyone else, and they are cut off in the end."""
 
 import contextlib
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -16,6 +14,7 @@ import urllib.request
 import pytest
 
 from tests.exports import ndjson_rows
+from tests.served import gunicorn_command, gunicorn_env
 from tests.sites import site_key_for
 from tests.test_cli import free_port, stop, wait_ready
 
@@ -32,28 +31,16 @@ def gunicorn(database_url, tmp_path_factory):
     """(host, port, error log) of gunicorn with our settings, on the test database: one
     for the module, as starting and stopping one takes seconds."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
-        "IDENTITY_DATABASE_URL": database_url,
-        "IDENTITY_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
-        "IDENTITY_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
-        "IDENTITY_SEND_TIMEOUT_SECONDS": str(SEND_TIMEOUT),
-        "IDENTITY_IMPORT_PROCESSES": "0",
-        "IDENTITY_IMPORT_IDLE_SECONDS": str(IMPORT_IDLE),
-        "IDENTITY_IMPORT_BATCH_SIZE": "100",
-        "IDENTITY_DB_LOCK_TIMEOUT_MS": "3000",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        "python:identity.gunicorn_conf",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "1",
-        "identity:create_app()",
-    ]
+    env = gunicorn_env(
+        database_url,
+        HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
+        BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
+        SEND_TIMEOUT_SECONDS=str(SEND_TIMEOUT),
+        IMPORT_IDLE_SECONDS=str(IMPORT_IDLE),
+        IMPORT_BATCH_SIZE="100",
+        DB_LOCK_TIMEOUT_MS="3000",
+    )
+    command = gunicorn_command(port)
     log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     log = log_path.open("wb")
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
@@ -351,25 +338,10 @@ def test_an_import_under_way_when_the_server_is_stopped_says_how_far_it_got(
     """SIGTERM: the import ends at its next batch with a 503 that says how far it got,
     within the grace period, instead of its connection being reset when that runs out."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
-        "IDENTITY_DATABASE_URL": database_url,
-        "IDENTITY_IMPORT_PROCESSES": "0",
-        "IDENTITY_IMPORT_BATCH_SIZE": "100",
-        "IDENTITY_IMPORT_IDLE_SECONDS": "60",
-        "IDENTITY_STOP_GRACE_SECONDS": "20",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        "python:identity.gunicorn_conf",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "1",
-        "identity:create_app()",
-    ]
+    env = gunicorn_env(
+        database_url, IMPORT_BATCH_SIZE="100", IMPORT_IDLE_SECONDS="60", STOP_GRACE_SECONDS="20"
+    )
+    command = gunicorn_command(port)
     log = (tmp_path / "gunicorn.log").open("wb")
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:

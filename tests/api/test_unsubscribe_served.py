@@ -2,10 +2,8 @@
 gevent worker, the JSON access log): a mail client's POST, and what the log keeps of it."""
 
 import json
-import os
 import socket
 import subprocess
-import sys
 import urllib.request
 import uuid
 
@@ -13,6 +11,7 @@ import pytest
 
 from identity.config import DEV_SECRET_KEY
 from identity.security.unsubscribe_tokens import UnsubscribeTokens
+from tests.served import gunicorn_command, gunicorn_env
 from tests.test_cli import free_port, stop, wait_ready
 
 pytestmark = [pytest.mark.committing, pytest.mark.slow]
@@ -31,22 +30,8 @@ def test_a_one_click_post_to_gunicorn_unsubscribes_and_the_log_keeps_no_token(
     )
     token = UnsubscribeTokens(DEV_SECRET_KEY, 1).sign(uuid.UUID(str(user_id)), 1)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
-        "IDENTITY_DATABASE_URL": database_url,
-        "IDENTITY_IMPORT_PROCESSES": "0",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        "python:identity.gunicorn_conf",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "1",
-        "identity:create_app()",
-    ]
+    env = gunicorn_env(database_url)
+    command = gunicorn_command(port)
     log_path = tmp_path / "served.log"
     with open(log_path, "wb") as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
