@@ -171,3 +171,19 @@ def test_a_reset_sets_the_password_once(accounts, watched, conn, principal):
 def test_a_reset_for_an_unknown_address_sends_nothing(accounts, watched, conn, principal):
     watched.uow.run(lambda: accounts.recovery.request_reset(watched.uow, "nobody@example.com"))
     assert conn.execute("select count(*) as n from outbox").fetchone()["n"] == 0
+
+
+def test_a_hash_made_with_older_parameters_is_made_anew_at_a_good_login(
+    accounts, watched, conn, principal
+):
+    from identity.security.passwords import Passwords
+
+    signed_up(accounts, watched, conn, principal)
+    older = Passwords(time_cost=2, memory_kib=64, parallelism=1).hash(PASSWORD)
+    conn.execute("update users set password_hash = %s", (older,))
+    log_in(accounts, watched, principal)
+    now = conn.execute("select password_hash from users").fetchone()["password_hash"]
+    assert now != older and not accounts.login.passwords.needs_rehash(now)
+    log_in(accounts, watched, principal)  # the new hash takes the same password
+    with pytest.raises(Unauthenticated):
+        log_in(accounts, watched, principal, password=OTHER_PASSWORD)
