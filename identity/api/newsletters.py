@@ -14,7 +14,8 @@ from identity.api.paging import next_link, next_link_header
 from identity.api.profile_import import CSV, NDJSON
 from identity.db import unit_of_work
 from identity.errors import TooManyExports
-from identity.services.newsletters import CSV_HEADER, Consent
+from identity.services.newsletters import Consent
+from identity.services.subscriber_rows import CSV_HEADER
 from schemas.newsletters import (
     NEWSLETTER_KEYS,
     ConfirmationSchema,

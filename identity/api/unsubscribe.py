@@ -17,7 +17,8 @@ from identity.api.guards import JSON, Blueprint, accepts, principal, services
 from identity.api.parsing import load_json, read_body
 from identity.db import unit_of_work
 from identity.errors import InvalidInput
-from identity.services.newsletters import LIST_UNSUBSCRIBE_POST, Consent
+from identity.services.newsletters import Consent
+from identity.services.subscriber_rows import LIST_UNSUBSCRIBE_POST
 from schemas.newsletters import (
     LinkSchema,
     PreferencesChangeSchema,

@@ -6,8 +6,6 @@ own). A public endpoint never turns `unsubscribed` (or anything) into `subscribe
 without a fresh confirmation, and nothing subscribes through an unsubscribe token.
 """
 
-import json
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,11 +23,11 @@ from identity.security.unsubscribe_tokens import TOKEN_LENGTH, UnsubscribeTokens
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import LinkHolder, Principal
 from identity.services.profiles import join_record
+from identity.services.subscriber_rows import LIST_UNSUBSCRIBE_POST, UUID_TEXT, CsvRows, JsonRows
 from identity.store import newsletters as store
 from identity.store import users as users_store
 from identity.store.transactions import UnitOfWork
 
-LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
 # RFC 5322's limit on a header line, CRLF not counted.
 MAX_HEADER_LINE = 998
 # Links per POST .../unsubscribe-links.
@@ -483,7 +481,7 @@ class Newsletters:
         with uow.briefly() as conn:
             newsletter = self.newsletter(conn, key)
         list_id = newsletter["id"]
-        pieces = _CsvPieces(self.unsubscribe_base) if csv else _JsonPieces(self.unsubscribe_base)
+        pieces = CsvRows(self.unsubscribe_base) if csv else JsonRows(self.unsubscribe_base)
         params = {"newsletter": list_id, "after": after or _NEVER, "through": through or _LAST}
 
         def ask(conn, row_bytes):
@@ -495,9 +493,9 @@ class Newsletters:
             user_ids, emails = store.subscriber_batch(asked)
         rows = 0
         while user_ids:
-            n = len(user_ids) // _UUID_TEXT
+            n = len(user_ids) // UUID_TEXT
             rows += n
-            params["after"] = UUID(user_ids[-_UUID_TEXT:].decode())
+            params["after"] = UUID(user_ids[-UUID_TEXT:].decode())
             last = n < size or params["after"] == through
             row_bytes = (len(user_ids) + len(emails)) // n + 1
             with uow.briefly() as conn, conn.pipeline():
@@ -516,123 +514,8 @@ class Newsletters:
         yield pieces.complete(rows)
 
 
-class _Pieces:
-    """How a row is written: fixed bytes around its user id, its address and its token
-    (twice). `lines` puts a batch's rows together by slice assignment and one join per
-    _PART_ROWS rows: C loops, no Python per field. Addresses need no escaping in either
-    format (the record keeps no quote, backslash or control character in one); should
-    one ever hold a quote or a backslash, that batch's addresses are escaped one by one."""
-
-    parts: tuple[bytes, ...]
-
-    def lines(self, user_ids: bytes, emails: bytes, tokens: bytes) -> list[bytes]:
-        """The batch's lines, _PART_ROWS rows to a piece."""
-        addresses = emails.split(_SEPARATOR)
-        if self.must_escape(emails):
-            addresses = [self.escape(address) for address in addresses]
-        return [
-            self._part(
-                user_ids[start * _UUID_TEXT : (start + _PART_ROWS) * _UUID_TEXT],
-                addresses[start : start + _PART_ROWS],
-                tokens[start * TOKEN_LENGTH : (start + _PART_ROWS) * TOKEN_LENGTH],
-            )
-            for start in range(0, len(addresses), _PART_ROWS)
-        ]
-
-    def _part(self, user_ids: bytes, addresses: list[bytes], tokens: bytes) -> bytes:
-        n = len(addresses)
-        ids = [user_ids[i : i + _UUID_TEXT] for i in range(0, n * _UUID_TEXT, _UUID_TEXT)]
-        each = [tokens[i : i + TOKEN_LENGTH] for i in range(0, n * TOKEN_LENGTH, TOKEN_LENGTH)]
-        first, after_id, after_email, between, last = self.parts
-        row: list = [None] * (9 * n)
-        row[0::9] = [first] * n
-        row[1::9] = ids
-        row[2::9] = [after_id] * n
-        row[3::9] = addresses
-        row[4::9] = [after_email] * n
-        row[5::9] = each
-        row[6::9] = [between] * n
-        row[7::9] = each
-        row[8::9] = [last] * n
-        return b"".join(row)
-
-    @staticmethod
-    def must_escape(emails: bytes) -> bool:
-        return b'"' in emails or b"\\" in emails
-
-    @staticmethod
-    def complete(rows: int) -> bytes:
-        """The last line of a whole answer, with the number of rows before it."""
-        raise NotImplementedError
-
-    @staticmethod
-    def escape(address: bytes) -> bytes:
-        raise NotImplementedError
-
-
-class _JsonPieces(_Pieces):
-    def __init__(self, base: str):
-        url = json.dumps(base)[1:-1].encode()
-        self.parts = (
-            b'{"user_id":"',
-            b'","email":"',
-            b'","unsubscribe_url":"' + url,
-            b'","list_unsubscribe":"<' + url,
-            b'>","list_unsubscribe_post":"' + LIST_UNSUBSCRIBE_POST.encode() + b'"}\n',
-        )
-
-    @staticmethod
-    def escape(address: bytes) -> bytes:
-        return json.dumps(address.decode(), ensure_ascii=False)[1:-1].encode()
-
-    @staticmethod
-    def complete(rows: int) -> bytes:
-        return b'{"complete":true,"rows":%d}\n' % rows
-
-
-class _CsvPieces(_Pieces):
-    def __init__(self, base: str):
-        url = base.replace('"', '""').encode()
-        self.parts = (
-            b"",
-            b',"',
-            b'","' + url,
-            b'","<' + url,
-            b'>",' + LIST_UNSUBSCRIBE_POST.encode() + b"\r\n",
-        )
-
-    @staticmethod
-    def must_escape(emails: bytes) -> bool:
-        return _Pieces.must_escape(emails) or _FORMULA.search(emails) is not None
-
-    @staticmethod
-    def complete(rows: int) -> bytes:
-        return COMPLETE_CSV_ROW % rows
-
-    @staticmethod
-    def escape(address: bytes) -> bytes:
-        # A cell a spreadsheet would take for a formula (=1+1@example.com is a valid
-        # address) gets a leading ' (OWASP's advice for CSV injection); so does one that
-        # starts with ' itself, so that taking one leading ' away always gives the
-        # address back ('-x@example.com and -x@example.com are two people).
-        quoted = address.replace(b'"', b'""')
-        return b"'" + quoted if quoted[:1] in _ESCAPED_STARTS else quoted
-
-
-# What starts a formula in a spreadsheet's cell, and the escape itself.
-_ESCAPED_STARTS = (b"=", b"+", b"-", b"@", b"'")
-_FORMULA = re.compile(rb"(?:^|\x01)[=+\-@']")
-_UUID_TEXT = 36
 # What a batch of the export may hold of ids and addresses (a row's id is 36 bytes, a
 # typical address 20 to 30): 20,000 typical rows, 5,000 of the longest addresses, 254
 # bytes (RFC 5321's path limit less its brackets).
 _BATCH_BYTES = 1_500_000
-_LONGEST_ROW_BYTES = _UUID_TEXT + 254 + 1
-# Rows to a piece of the export's output: a few hundred kilobytes.
-_PART_ROWS = 2_000
-# Between addresses: a byte no address holds (the record keeps no control characters).
-_SEPARATOR = b"\x01"
-CSV_HEADER = "user_id,email,unsubscribe_url,list_unsubscribe,list_unsubscribe_post\r\n"
-# A whole CSV answer's last row: `#complete` for a user id, the number of rows before it
-# (the header not counted) for an address. No user id starts with `#`.
-COMPLETE_CSV_ROW = b"#complete,%d,,,\r\n"
+_LONGEST_ROW_BYTES = UUID_TEXT + 254 + 1

@@ -11,7 +11,7 @@ import pytest
 from identity import create_app
 from identity.api.guards import SERVICES
 from identity.db import Database, PinnedDatabase
-from identity.services import newsletters
+from identity.services import newsletters, subscriber_rows
 from identity.store import newsletters as store
 from schemas.newsletters import NEWSLETTER_KEYS
 from tests.api.problems import assert_problem
@@ -388,7 +388,7 @@ def test_batches_grow_with_short_addresses_and_every_row_comes(site, conn, app, 
         assert subscribe(site, email=address).status_code == 200
     # Room for two rows of the longest addresses, a dozen short ones.
     monkeypatch.setattr(newsletters, "_BATCH_BYTES", 600)
-    monkeypatch.setattr(newsletters, "_PART_ROWS", 3)
+    monkeypatch.setattr(subscriber_rows, "_PART_ROWS", 3)
     asked = []
     ask = store.ask_for_subscriber_batch
     monkeypatch.setattr(

@@ -9,8 +9,9 @@ import pytest
 from identity.config import load_config
 from identity.errors import InvalidInput, NotFound, TooManyRequests
 from identity.security.unsubscribe_tokens import UnsubscribeTokens
-from identity.services.newsletters import CSV_HEADER, Consent, Newsletters
+from identity.services.newsletters import Consent, Newsletters
 from identity.services.principal import Browser, LinkHolder, Principal, SiteCaller
+from identity.services.subscriber_rows import CSV_HEADER
 from identity.store import newsletters as store
 from identity.store.transactions import UnitOfWork
 from tests.exports import csv_rows, ndjson_rows
