@@ -93,7 +93,7 @@ def running_service():
     """Embedded PostgreSQL, fresh database, migrations, a site key, gunicorn; all stopped
     (gunicorn with SIGTERM, PostgreSQL with cleanup()) when the block ends."""
     from identity.embedded import ensure_database, start_embedded
-    from identity.services.sites import issue_site_key
+    from identity.services.sites import SCOPES, SiteSettings, create_site
     from identity.store import migrations
     from identity.store.transactions import UnitOfWork
 
@@ -106,7 +106,8 @@ def running_service():
         with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
             migrations.upgrade(conn)
             uow = UnitOfWork.of(conn)
-            key = uow.run(lambda: issue_site_key(uow, SITE))
+            pages = SiteSettings(pages=f"https://{SITE}")
+            key = uow.run(lambda: create_site(uow, SITE, list(SCOPES), pages))
         port = free_port()
         log_path = workdir / "gunicorn.log"
         # The settings `identity serve` runs with (workers, timeout, access log, the import's

@@ -2,12 +2,20 @@
 
 import psycopg
 
-from identity.services.sites import issue_site_key
+from identity.services.sites import SCOPES, SiteSettings, create_site
 from identity.store.transactions import UnitOfWork
 
 
-def site_key_for(conn: psycopg.Connection, name: str, scopes: list[str] | None = None) -> str:
-    """A new key of site `name`, written in its own unit of work on `conn` (a savepoint
-    inside a test's transaction, committed on a committing connection)."""
+def site_key_for(
+    conn: psycopg.Connection,
+    name: str,
+    scopes: list[str] | None = None,
+    pages: str | None = None,
+    **settings,
+) -> str:
+    """A new key of site `name` (every scope unless told), written in its own unit of work
+    on `conn` (a savepoint inside a test's transaction, committed on a committing
+    connection). The site's pages are https://NAME unless told, so its mails have links."""
     uow = UnitOfWork.of(conn)
-    return uow.run(lambda: issue_site_key(uow, name, scopes))
+    site = SiteSettings(pages=pages or f"https://{name}", **settings)
+    return uow.run(lambda: create_site(uow, name, list(scopes or SCOPES), site))

@@ -111,7 +111,8 @@ def test_the_installed_commands_migrate_issue_keys_write_openapi_and_serve(
         applied = {row[0] for row in conn.execute("select id from schema_migrations")}
     assert applied == {p.stem for p in migrations.available()}
 
-    key = identity("sites", "create", "x.example").stdout.splitlines()[-1]
+    key = identity("sites", "create", "x.example", "--scope", "profiles:write")
+    key = key.stdout.splitlines()[-1]
     identity("openapi", "write", str(tmp_path / "openapi.json"))
     assert (tmp_path / "openapi.json").read_text() == (
         PROJECT_DIR / "openapi" / "openapi.json"

@@ -18,12 +18,20 @@ class Browser:
 
 @dataclass(frozen=True)
 class SiteCaller:
-    """The site a request comes from, as its key proves."""
+    """The site a request comes from, as its key proves; with where its pages are and the
+    language of its mails, read with the key (so as fresh as the key: a few seconds)."""
 
     site_id: UUID
     site_name: str
     key_id: UUID
     scopes: frozenset[str]
+    pages: str | None = None
+    language: str = "en"
+
+    def may_manage(self, newsletter: str) -> bool:
+        """Whether the key may act on list `newsletter`: `newsletters` (every list) or
+        `newsletters:<list>`."""
+        return "newsletters" in self.scopes or f"newsletters:{newsletter}" in self.scopes
 
 
 @dataclass(frozen=True)
@@ -75,5 +83,20 @@ class Principal:
         return replace(self, browser=browser)
 
     def require_scope(self, scope: str) -> None:
-        if self.site is None or scope not in self.site.scopes:
-            raise Forbidden(f"this site key lacks the scope {scope!r}")
+        """A key with `scope`; for `newsletters`, one with the right to some list (each
+        list endpoint then asks `require_list`)."""
+        scopes = self.site.scopes if self.site else frozenset()
+        if scope in scopes:
+            return
+        if scope == "newsletters" and any(s.startswith("newsletters:") for s in scopes):
+            return
+        raise Forbidden(f"this site key lacks the scope {scope!r}")
+
+    def require_list(self, newsletter: str) -> None:
+        """A site key that may manage list `newsletter` (403 otherwise). A signed-in person
+        and a link holder act on their own flags, which their guards already bound."""
+        if self.site is not None and not self.site.may_manage(newsletter):
+            raise Forbidden(
+                f"this site key may not manage the list {newsletter!r}"
+                f" (it needs the scope 'newsletters' or 'newsletters:{newsletter}')"
+            )

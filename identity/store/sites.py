@@ -3,18 +3,113 @@
 from uuid import UUID
 
 import psycopg
+from psycopg import sql
+
+# What a site record says, as `identity sites create|update` set it.
+SITE_FIELDS = ("brand", "sender", "pages_url", "redirect_uris", "language")
 
 
-def insert_site_if_new(conn: psycopg.Connection, name: str) -> UUID:
+def insert_site(conn: psycopg.Connection, name: str, fields: dict) -> UUID | None:
+    """A new site with `fields` (a subset of SITE_FIELDS); None when the name is taken."""
+    columns = ["name", *(column for column in SITE_FIELDS if column in fields)]
     row = conn.execute(
+        sql.SQL(
+            "insert into sites ({columns}) values ({values})"
+            " on conflict (name) do nothing returning id"
+        ).format(
+            columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+            values=sql.SQL(", ").join(map(sql.Placeholder, columns)),
+        ),
+        {**fields, "name": name},
+    ).fetchone()
+    return row["id"] if row else None
+
+
+def update_site(conn: psycopg.Connection, name: str, fields: dict) -> UUID | None:
+    """Set `fields` of site `name` (locked until the transaction ends); None when unknown."""
+    columns = [column for column in SITE_FIELDS if column in fields]
+    assignments = [
+        sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column))
+        for column in columns
+    ]
+    row = conn.execute(
+        sql.SQL("update sites set {assignments} where name = %(name)s returning id").format(
+            assignments=sql.SQL(", ").join([*assignments, sql.SQL("updated_at = now()")])
+        ),
+        {"name": name, **fields},
+    ).fetchone()
+    return row["id"] if row else None
+
+
+def find_site(conn: psycopg.Connection, name: str) -> dict | None:
+    return conn.execute(
         """
-        insert into sites (name) values (%(name)s)
-        on conflict (name) do update set name = excluded.name
-        returning id
+        select id, name, brand, sender, pages_url, redirect_uris, language, created_at,
+               updated_at
+        from sites where name = %(name)s
         """,
         {"name": name},
     ).fetchone()
-    return row["id"]
+
+
+def all_sites(conn: psycopg.Connection) -> list[dict]:
+    """Every site, with the lists it manages and its keys (active and revoked)."""
+    return conn.execute(
+        """
+        select s.id, s.name, s.brand, s.sender, s.pages_url, s.redirect_uris, s.language,
+               s.created_at, s.updated_at,
+               coalesce((select array_agg(n.key order by n.id) from newsletters n
+                         where n.site_id = s.id), '{}') as lists,
+               coalesce((select jsonb_agg(jsonb_build_object(
+                             'prefix', k.key_prefix, 'scopes', k.scopes,
+                             'created_at', k.created_at, 'last_used_at', k.last_used_at,
+                             'revoked_at', k.revoked_at) order by k.created_at)
+                         from site_keys k where k.site_id = s.id), '[]') as keys
+        from sites s
+        order by s.name
+        """
+    ).fetchall()
+
+
+def manage_lists(conn: psycopg.Connection, site_id: UUID, lists: list[str]) -> list[dict]:
+    """Make site `site_id` the manager of exactly the lists `lists` (keys): each of them
+    moves to it (from any other site), and the lists it managed that are not named are
+    left unmanaged. The lists named that are not in the catalog, as rows of their key."""
+    conn.execute(
+        """
+        update newsletters set site_id = null
+        where site_id = %(site)s and not (key = any(%(lists)s))
+        """,
+        {"site": site_id, "lists": lists},
+    )
+    return conn.execute(
+        """
+        with moved as (
+            update newsletters set site_id = %(site)s where key = any(%(lists)s)
+            returning key
+        )
+        select key from unnest(%(lists)s::text[]) as key where key not in (select key from moved)
+        """,
+        {"site": site_id, "lists": lists},
+    ).fetchall()
+
+
+def newsletter_keys(conn: psycopg.Connection) -> set[str]:
+    return {row["key"] for row in conn.execute("select key from newsletters")}
+
+
+def mailing_site(conn: psycopg.Connection, name: str) -> dict | None:
+    """What a person's mail needs of the site they signed in through."""
+    return conn.execute(
+        "select id, name, pages_url, language from sites where name = %(name)s",
+        {"name": name},
+        prepare=True,
+    ).fetchone()
+
+
+def site_id(conn: psycopg.Connection, name: str) -> UUID | None:
+    row = conn.execute("select id from sites where name = %(name)s", {"name": name}).fetchone()
+    return row["id"] if row else None
 
 
 def insert_key(
@@ -33,7 +128,7 @@ def insert_key(
 def find_active_key(conn: psycopg.Connection, key_hash: bytes) -> dict | None:
     return conn.execute(
         """
-        select k.id, k.scopes, s.id as site_id, s.name as site_name,
+        select k.id, k.scopes, s.id as site_id, s.name as site_name, s.pages_url, s.language,
                k.last_used_at is null or k.last_used_at < now() - interval '1 minute'
                    as last_used_stale
         from site_keys k join sites s on s.id = k.site_id

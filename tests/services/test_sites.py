@@ -10,7 +10,7 @@ from identity.services.sites import (
     SCOPES,
     RecentSiteKeys,
     authenticate_site,
-    issue_site_key,
+    create_site,
     list_site_keys,
     revoke_site_keys,
 )
@@ -43,7 +43,7 @@ def uow(conn):
 
 
 def issue(uow, name="copernica.com", scopes=None) -> str:
-    return uow.run(lambda: issue_site_key(uow, name, scopes))
+    return uow.run(lambda: create_site(uow, name, list(scopes or SCOPES)))
 
 
 def revoke(uow, name="copernica.com", prefix=None) -> int:

@@ -18,4 +18,4 @@ def record(conn: psycopg.Connection, email: str = "anna@example.com", **fields) 
 
 
 def site(conn: psycopg.Connection, name: str = "copernica.com") -> UUID:
-    return sites.insert_site_if_new(conn, name)
+    return sites.insert_site(conn, name, {}) or sites.site_id(conn, name)

@@ -14,14 +14,39 @@ SCOPES = ["auth", "users:read"]
 
 def _key(conn, name="copernica.com", digest="k1", scopes=SCOPES) -> dict:
     """A key of site `name` whose hash is `digest` and prefix pfx_`digest`."""
-    site_id = sites.insert_site_if_new(conn, name)
+    site_id = _site(conn, name)
     return sites.insert_key(conn, site_id, digest.encode(), f"pfx_{digest}", scopes)
 
 
-def test_a_site_is_made_once(conn):
-    site_id = sites.insert_site_if_new(conn, "copernica.com")
-    assert sites.insert_site_if_new(conn, "copernica.com") == site_id
-    assert sites.insert_site_if_new(conn, "smtpeter.com") != site_id
+def _site(conn, name: str) -> uuid.UUID:
+    return sites.insert_site(conn, name, {}) or sites.site_id(conn, name)
+
+
+def test_a_site_is_made_once_and_updated_by_name(conn):
+    site_id = sites.insert_site(conn, "copernica.com", {"brand": "Copernica"})
+    assert sites.insert_site(conn, "copernica.com", {"brand": "Other"}) is None
+    assert sites.find_site(conn, "copernica.com")["brand"] == "Copernica"
+    assert sites.update_site(conn, "copernica.com", {"pages_url": "https://x.test"}) == site_id
+    found = sites.find_site(conn, "copernica.com")
+    assert (found["brand"], found["pages_url"], found["language"]) == (
+        "Copernica",
+        "https://x.test",
+        "en",
+    )
+    assert sites.update_site(conn, "smtpeter.com", {"brand": "SMTPeter"}) is None
+    assert _site(conn, "smtpeter.com") != site_id
+
+
+def test_a_list_is_managed_by_at_most_one_site(conn):
+    first, second = _site(conn, "copernica.com"), _site(conn, "smtpeter.com")
+    assert sites.manage_lists(conn, first, ["copernica", "smtpeter"]) == []
+    assert [row["key"] for row in sites.manage_lists(conn, second, ["smtpeter", "nope"])] == [
+        "nope"
+    ]
+    managed = {site["name"]: site["lists"] for site in sites.all_sites(conn)}
+    assert managed == {"copernica.com": ["copernica"], "smtpeter.com": ["smtpeter"]}
+    sites.manage_lists(conn, first, [])
+    assert {site["name"]: site["lists"] for site in sites.all_sites(conn)}["copernica.com"] == []
 
 
 def test_an_active_key_is_found_by_its_hash_with_its_site_and_scopes(conn):
@@ -30,7 +55,7 @@ def test_an_active_key_is_found_by_its_hash_with_its_site_and_scopes(conn):
     found = sites.find_active_key(conn, b"k1")
     assert found["id"] == key["id"] and found["scopes"] == SCOPES
     assert found["site_name"] == "copernica.com"
-    assert found["site_id"] == sites.insert_site_if_new(conn, "copernica.com")
+    assert found["site_id"] == _site(conn, "copernica.com")
     assert sites.find_active_key(conn, b"k2") is None
 
 
