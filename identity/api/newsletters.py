@@ -9,7 +9,7 @@ from flask.views import MethodView
 from marshmallow import RAISE
 from werkzeug.exceptions import NotAcceptable
 
-from identity.api.guards import JSON, Blueprint, caller, services
+from identity.api.guards import JSON, Blueprint, caller, principal, services
 from identity.api.paging import next_link, next_link_header
 from identity.api.profile_import import CSV, NDJSON
 from identity.db import unit_of_work
@@ -211,6 +211,7 @@ class Subscribers(MethodView):
         after, limit = query["after"], query["limit"]
         # Before the stream begins: an unknown list is a 404, and a page's end is found.
         through, more = service.export_page(uow, key, after, limit)
+        principal().require_list(key)
         csv = _export_type(request.headers.get("Accept", "")) == CSV
         slot = services().exports.take()
         if slot is None:
@@ -273,7 +274,7 @@ class UnsubscribeLinks(MethodView):
         link.
         """
         return services().newsletters.links(
-            unit_of_work(), key, body.get("emails"), body.get("user_ids")
+            unit_of_work(), principal(), key, body.get("emails"), body.get("user_ids")
         )
 
 

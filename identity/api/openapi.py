@@ -115,10 +115,11 @@ SECURITY_SCHEMES = {
         "type": "http",
         "scheme": "bearer",
         "description": (
-            "A key issued to one site by `identity sites create NAME`. Keys carry scopes"
-            " (`profiles:write`, `users:read`, `auth`, `newsletters`); the one an operation"
-            " needs is its"
-            " `x-scope`."
+            "A key issued to one site by `identity sites create NAME --scope SCOPE...`. A"
+            " key has exactly the scopes it was given (`profiles:write`, `users:read`,"
+            " `auth`, `newsletters`); the one an operation needs is its `x-scope`."
+            " `newsletters` acts on every list; `newsletters:<list>` on that one list only,"
+            " and an operation on another list answers 403."
         ),
     },
     "userToken": {

@@ -167,6 +167,7 @@ class Newsletters:
         a confirmation mail; `subscribed` stays as it is. The flag as it now is."""
         conn = uow.conn
         newsletter = self.newsletter(conn, key)
+        principal.require_list(key)
         user = self._record_for(conn, principal, address, language)
         current = store.flags(conn, user["id"], lock=True).get(newsletter["id"])
         state = current["state"] if current else None
@@ -238,6 +239,8 @@ class Newsletters:
         if found is None:
             raise InvalidInput(INVALID_CONFIRMATION, errors={"token": [INVALID_CONFIRMATION]})
         newsletter = self._by_id(conn, found["newsletter"])
+        # Refused before anything is written: the token, taken above, is given back.
+        principal.require_list(newsletter["key"])
         current = store.flags(conn, found["user_id"], lock=True).get(newsletter["id"])
         if current is not None and current["state"] == "subscribed":
             return self._flag(newsletter, found["user_id"], current)
@@ -411,6 +414,7 @@ class Newsletters:
     def links(
         self,
         uow: UnitOfWork,
+        principal: Principal,
         key: str,
         emails: list[str] | None,
         user_ids: list[UUID] | None,
@@ -420,6 +424,7 @@ class Newsletters:
         Reads only: a link is computed, never stored."""
         conn = uow.one_statement
         newsletter = self.newsletter(conn, key)
+        principal.require_list(key)
         links, unknown, keyed = [], [], []
         for address in emails or ():
             try:

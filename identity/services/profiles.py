@@ -206,15 +206,20 @@ def import_profiles(
 
 def _consent_allowed(line: CheckedLine, principal: Principal, lists) -> CheckedLine:
     """The line, or its rejection when it brings newsletter consent over that this site
-    may not give (its key lacks the `newsletters` scope, as for a subscription) or for a
-    list that is no longer sent."""
+    may not give (its key may not manage that list, as for a subscription) or for a list
+    that is no longer sent."""
     line_no, submission, _ = line
     if submission is None or not submission.newsletters:
         return line
-    if "newsletters" not in principal.site.scopes:
-        reason = "bringing consent over takes a site key with the newsletters scope"
+    keys = {key for key, _, _ in submission.newsletters}
+    barred = sorted(key for key in keys if not principal.site.may_manage(key))
+    if barred:
+        reason = (
+            f"this site key may not manage {', '.join(barred)}: bringing consent over takes"
+            " the scope newsletters or newsletters:<list>, as a subscription does"
+        )
         return line_no, None, {"newsletters": [reason]}
-    retired = sorted({key for key, _, _ in submission.newsletters} - lists)
+    retired = sorted(keys - lists)
     if retired:
         return line_no, None, {"newsletters": [f"no longer sent: {', '.join(retired)}"]}
     return line

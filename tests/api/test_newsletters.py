@@ -685,7 +685,7 @@ def test_an_import_line_with_consent_needs_the_newsletters_scope(app, conn):
         ],
     )
     assert [line["status"] for line in report[:2]] == ["rejected", "created"]
-    assert "newsletters scope" in report[0]["errors"]["newsletters"][0]
+    assert "may not manage copernica" in report[0]["errors"]["newsletters"][0]
     assert conn.execute("select count(*) as n from subscriptions").fetchone()["n"] == 0
     assert conn.execute("select count(*) as n from consent_events").fetchone()["n"] == 0
 

@@ -217,7 +217,11 @@ def test_links_in_bulk_for_known_addresses_and_ids_the_rest_unknown(newsletters,
     bob = subscribe(newsletters, uow, site, address="bob@example.com")["user_id"]
     nobody = uuid.uuid4()
     answer = newsletters.links(
-        uow, UPDATES, ["Anna@Example.com", "carl@example.com", "not an address"], [bob, nobody]
+        uow,
+        site,
+        UPDATES,
+        ["Anna@Example.com", "carl@example.com", "not an address"],
+        [bob, nobody],
     )
     assert answer["newsletter"] == UPDATES
     assert answer["unknown"] == ["carl@example.com", "not an address", str(nobody)]
