@@ -110,7 +110,13 @@ class UserSchema(ProfileFieldsSchema):
 
 
 class ProfileResultSchema(UserSchema):
-    """The record after a submission, and what the submission added to it."""
+    """What a submission did: the record's id, created or merged, the fields it filled;
+    and the record itself for a key with `users:read`."""
+
+    outcome = fields.String(
+        dump_only=True,
+        metadata={"enum": ["created", "merged"], "description": "a new record, or added to"},
+    )
 
     filled = fields.List(
         fields.String(),

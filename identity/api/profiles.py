@@ -37,19 +37,24 @@ _SUBMISSION_EXAMPLE = {
 }
 
 
-# Where the answer leads: the record it describes, by its id or by its address.
+# Where the answer leads: the record it describes, by its id (for a key that may read it).
 _RECORD_LINKS = {
     "GetUserById": {
         "operationRef": "#/paths/~1v1~1users~1{user_id}/get",
         "parameters": {"user_id": "$response.body#/id"},
-        "description": "The record, by its `id`.",
-    },
-    "GetUserByEmail": {
-        "operationRef": "#/paths/~1v1~1users/get",
-        "parameters": {"email": "$response.body#/email"},
-        "description": "The record, by its address.",
+        "description": "The record, by its `id` (a key with the `users:read` scope).",
     },
 }
+
+
+def _answer(record: dict, outcome) -> dict:
+    """What the calling key may learn: the id, created or merged, and the fields this
+    submission filled; the whole record only with `users:read`, so a key that may only
+    write profiles cannot read what a person entered on another site."""
+    answer = {"id": record["id"], "outcome": outcome.status, "filled": list(outcome.filled)}
+    if principal().has_scope("users:read"):
+        answer = record | answer
+    return answer
 
 
 @blp.route("")
@@ -66,14 +71,15 @@ class Profiles(MethodView):
         HTTPStatus.CREATED,
         ProfileResultSchema,
         description="A new minimal record was made.",
-        example=USER_EXAMPLE | {"filled": ["first_name", "infix", "last_name", "phone"]},
+        example=USER_EXAMPLE
+        | {"outcome": "created", "filled": ["first_name", "infix", "last_name", "phone"]},
         headers={"Location": {"description": "the new record's URL", "schema": {"type": "string"}}},
     )
     @blp.alt_response(
         HTTPStatus.OK,
         schema=ProfileResultSchema,
         description="The address already had a record; its blanks were filled.",
-        example=USER_EXAMPLE | {"filled": ["phone"]},
+        example={"id": USER_EXAMPLE["id"], "outcome": "merged", "filled": ["phone"]},
         success=True,
     )
     def post(self, submission):
@@ -83,13 +89,17 @@ class Profiles(MethodView):
         only the record's blank fields are filled; a value the record already has is never
         overwritten, whoever gave it. Each filled field keeps its source, site and time in
         `field_sources`. Phone numbers in national form need `country`.
+
+        The answer is the record's `id`, `outcome` (`created` or `merged`) and the fields
+        this submission `filled`; the whole record comes with it only for a key with the
+        `users:read` scope (a key that may only write learns nothing the person gave
+        another site).
         """
         record, outcome = record_profile(unit_of_work(), principal(), submission)
-        record["filled"] = list(outcome.filled)
         if outcome.status == "merged":
-            return record, HTTPStatus.OK
+            return _answer(record, outcome), HTTPStatus.OK
         location = url_for("users.UserById", user_id=record["id"])
-        return record, HTTPStatus.CREATED, {"Location": location}
+        return _answer(record, outcome), HTTPStatus.CREATED, {"Location": location}
 
 
 _IMPORT_REPORT_EXAMPLE = "\n".join(

@@ -82,6 +82,10 @@ class Principal:
     def with_browser(self, browser: Browser) -> "Principal":
         return replace(self, browser=browser)
 
+    def has_scope(self, scope: str) -> bool:
+        """Whether the caller is a site whose key has `scope` (exactly that one)."""
+        return self.site is not None and scope in self.site.scopes
+
     def require_scope(self, scope: str) -> None:
         """A key with `scope`; for `newsletters`, one with the right to some list (each
         list endpoint then asks `require_list`)."""

@@ -30,9 +30,11 @@ def test_a_new_address_makes_a_minimal_record(site, conn):
     assert record["registered_at"] is None
     assert UUID(record["id"]).version == 4
     assert response.headers["Location"] == f"/v1/users/{record['id']}"
-    assert site.get(response.headers["Location"]).get_json() | {"filled": []} == record | {
-        "filled": []
-    }
+    assert record.pop("outcome") == "created" and record.pop("filled") == [
+        "first_name",
+        "last_name",
+    ]
+    assert site.get(response.headers["Location"]).get_json() == record
     assert len(users(conn)) == 1
 
 
@@ -193,3 +195,39 @@ def test_the_language_of_mails_is_set_by_a_site_and_is_english_until_then(site):
         "/v1/profiles", json={"email": "bob@example.com", "source": "event", "language": "de"}
     )
     assert refused.status_code == 422 and "language" in refused.get_json()["errors"]
+
+
+def test_a_key_that_may_only_write_learns_the_id_and_what_it_filled_not_the_record(app, conn):
+    """The person registered on another site with their own names and phone: a key with
+    only `profiles:write` submitting that address learns no more than it sent."""
+    full = app.test_client()
+    full.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {site_key_for(conn, 'smtpeter.com')}"
+    full.post(
+        "/v1/profiles",
+        json={
+            "email": "anna@example.com",
+            "source": "event",
+            "first_name": "Anna",
+            "last_name": "Berg",
+            "phone": "+31201234567",
+            "gender": "female",
+        },
+    )
+    writer = app.test_client()
+    key = site_key_for(conn, "copernica.com", ["profiles:write"])
+    writer.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    merged = writer.post(
+        "/v1/profiles", json={"email": "Anna@Example.com", "source": "webinar", "infix": "van"}
+    )
+    assert merged.status_code == 200
+    assert set(merged.get_json()) == {"id", "outcome", "filled"}
+    assert merged.get_json()["outcome"] == "merged" and merged.get_json()["filled"] == ["infix"]
+    assert "Anna" not in merged.get_data(as_text=True)
+    assert "+31201234567" not in merged.get_data(as_text=True)
+    created = writer.post("/v1/profiles", json={"email": "bob@example.com", "source": "event"})
+    assert created.status_code == 201
+    assert set(created.get_json()) == {"id", "outcome", "filled"}
+    assert created.get_json()["outcome"] == "created"
+    # With users:read, the whole record comes with it.
+    reader = full.post("/v1/profiles", json={"email": "anna@example.com", "source": "event"})
+    assert reader.get_json()["first_name"] == "Anna" and reader.get_json()["outcome"] == "merged"
