@@ -146,7 +146,10 @@ def test_serve_runs_on_an_embedded_database_stops_cleanly_and_keeps_the_data(tmp
     try:
         wait_ready(base, server)
         created = subprocess.run(
-            [IDENTITY, "sites", "create", "copernica.com", "--scope", "profiles:write"],
+            [
+                *(IDENTITY, "sites", "create", "copernica.com"),
+                *("--scope", "profiles:write", "--scope", "users:read"),
+            ],
             env=env,
             capture_output=True,
             text=True,
