@@ -103,6 +103,7 @@ class Subscriptions(MethodView):
     @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
+    @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
     def post(self, body, key):
         """Subscribe an address to a list
 
@@ -114,7 +115,9 @@ class Subscriptions(MethodView):
         `subscribed` stays so. Every change of the flag is kept as a consent event: the
         list, what was done, when, by which site, the consent text, the person's IP
         address and browser, and the channel. At most 3 confirmation mails per address
-        and list an hour (`429`).
+        and list an hour (`429`). The confirmation goes out in the calling site's brand,
+        from its sender, its link on the site's pages (`{pages}/newsletters/confirm?token=…`):
+        a site without pages is a `409`, whatever the list and the address.
         """
         given = body["consent"]
         consent = Consent.of(caller(given), given.get("channel") or "form", given.get("text"))

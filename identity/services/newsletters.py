@@ -23,6 +23,7 @@ from identity.security.unsubscribe_tokens import TOKEN_LENGTH, UnsubscribeTokens
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import LinkHolder, Principal
 from identity.services.profiles import join_record
+from identity.services.sites import MailingSite, mailing_site
 from identity.services.subscriber_rows import LIST_UNSUBSCRIBE_POST, UUID_TEXT, CsvRows, JsonRows
 from identity.store import newsletters as store
 from identity.store import users as users_store
@@ -164,7 +165,12 @@ class Newsletters:
     ) -> dict:
         """Subscribe an address (a minimal profile, source `newsletter`, when it is new).
         A list with double opt-in, or a flag that was `unsubscribed`, gets `pending` and
-        a confirmation mail; `subscribed` stays as it is. The flag as it now is."""
+        a confirmation mail; `subscribed` stays as it is. The flag as it now is.
+
+        Whether it mails depends on the list and on the address's flag, so a site without
+        pages for the confirmation's link is refused (409) whatever it asks, first: the
+        answer says nothing about the address, and nothing is written."""
+        site = mailing_site(uow, principal)
         conn = uow.conn
         newsletter = self.newsletter(conn, key)
         user = self._record_for(conn, principal, address, language)
@@ -173,7 +179,7 @@ class Newsletters:
         if state == "subscribed":
             return self._flag(newsletter, user["id"], current)
         if newsletter["double_opt_in"] or state in ("unsubscribed", "pending"):
-            return self._ask_confirmation(conn, newsletter, user, consent, current)
+            return self._ask_confirmation(conn, site, newsletter, user, consent, current)
         flag = store.set_flag(
             conn, user["id"], newsletter["id"], "subscribed", consent.event("subscribe")
         )
@@ -187,7 +193,13 @@ class Newsletters:
         return user
 
     def _ask_confirmation(
-        self, conn, newsletter: dict, user: dict, consent: Consent, current: dict | None
+        self,
+        conn: psycopg.Connection,
+        site: MailingSite,
+        newsletter: dict,
+        user: dict,
+        consent: Consent,
+        current: dict | None,
     ) -> dict:
         if (
             store.confirmations_since(conn, user["id"], newsletter["id"], 3600)
@@ -218,6 +230,7 @@ class Newsletters:
             "newsletter_confirm",
             user["email"],
             user["language"],
+            site,
             token=token,
             newsletter=newsletter["name"],
         )

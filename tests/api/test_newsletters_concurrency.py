@@ -118,10 +118,10 @@ def test_a_double_opt_in_mail_arrives_over_smtp_and_its_link_confirms(
     finally:
         courier.close()
     (message,) = mail_server.sink.wait_for(1)
-    assert message["Subject"] == "Confirm your subscription to MailerQ newsletter"
+    assert message["Subject"] == "copernica.com: confirm your subscription to MailerQ newsletter"
     assert message["To"] == "Anna@example.com"
     text = message.get_body(("plain",)).get_content()
-    token = re.search(r"https://id\.example\.com/newsletters/confirm\?token=([\w-]+)", text)[1]
+    token = re.search(r"https://copernica\.com/newsletters/confirm\?token=([\w-]+)", text)[1]
     confirmed = session.post(
         f"{base_url}/v1/newsletters/confirm", json={"token": token}, timeout=30
     )

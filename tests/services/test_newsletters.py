@@ -41,9 +41,20 @@ def uow(conn):
 
 @pytest.fixture
 def site(conn):
-    """copernica.com's key with the newsletters scope, for a browser it speaks for."""
-    row = conn.execute("insert into sites (name) values ('copernica.com') returning id").fetchone()
-    caller = SiteCaller(row["id"], "copernica.com", uuid.uuid4(), frozenset({"newsletters"}))
+    """copernica.com's key with the newsletters scope, for a browser it speaks for; the
+    site manages every list, on its pages https://copernica.com."""
+    row = conn.execute(
+        "insert into sites (name, pages_url) values ('copernica.com', 'https://copernica.com')"
+        " returning id"
+    ).fetchone()
+    conn.execute("update newsletters set site_id = %s", (row["id"],))
+    caller = SiteCaller(
+        row["id"],
+        "copernica.com",
+        uuid.uuid4(),
+        frozenset({"newsletters"}),
+        "https://copernica.com",
+    )
     return Principal(site=caller, browser=Browser("203.0.113.7", "Mozilla/5.0 (Test)"))
 
 
