@@ -16,7 +16,7 @@ from identity.config import load_config
 from identity.mail.courier import courier_from_settings
 from identity.store import newsletters as newsletters_store
 from tests.api.liveserver import serving
-from tests.sites import site_key_for
+from tests.sites import EVERY_LIST, site_key_for
 
 pytestmark = pytest.mark.committing
 
@@ -26,7 +26,7 @@ CONSENT = {"text": "Yes, send me news (form v3)", "client_ip": "203.0.113.7"}
 @pytest.fixture
 def live(pooled_app, committing_db):
     """(base URL, a session with copernica.com's key, the app)."""
-    key = site_key_for(committing_db, "copernica.com")
+    key = site_key_for(committing_db, "copernica.com", lists=EVERY_LIST)
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {key}"
     with serving(pooled_app) as base_url:
