@@ -254,7 +254,7 @@ class Newsletters:
             conn,
             "newsletter_confirm",
             user["email"],
-            user["language"],
+            user["own_language"],
             site,
             token=token,
             newsletter=newsletter["name"],

@@ -41,7 +41,7 @@ class Recovery:
             conn,
             "password_reset",
             user["email"],
-            user["language"],
+            user["own_language"],
             site,
             token=token,
             valid_minutes=minutes,

@@ -121,7 +121,9 @@ class Registration:
         may_mail = mailed_tokens.may_mail(conn, user["id"], "verify_email")
         if user["email_verified_at"] is not None:
             if may_mail:
-                enqueue_mail(conn, "registration_attempt", user["email"], user["language"], site)
+                enqueue_mail(
+                    conn, "registration_attempt", user["email"], user["own_language"], site
+                )
                 mailed_tokens.count_only(conn, "verify_email", user["id"])
             return None
         # Every registration's link stays good (a later one, perhaps a stranger's, voids
@@ -140,7 +142,7 @@ class Registration:
                 conn,
                 "verify_email",
                 user["email"],
-                fields.get("language") or user["language"],
+                fields.get("language") or user["own_language"],
                 site,
                 token=token,
                 valid_hours=hours,
@@ -195,7 +197,7 @@ class Registration:
                 conn,
                 "choose_password",
                 user["email"],
-                user["language"],
+                user["own_language"],
                 site,
                 token=token,
                 valid_minutes=minutes,

@@ -83,7 +83,7 @@ class PasswordChange:
         # A pending change of address goes too: it may be a thief's, made with a stolen
         # sign-in that this change of password is meant to end.
         mailed_tokens.void(conn, self.user_id, ("password_reset", "email_change"))
-        enqueue_mail(conn, "password_changed", user["email"], user["language"], site)
+        enqueue_mail(conn, "password_changed", user["email"], user["own_language"], site)
         return user
 
 
@@ -171,12 +171,12 @@ class OwnSettings:
                 conn,
                 "email_change_confirm",
                 address,
-                user["language"],
+                user["own_language"],
                 site,
                 token=token,
                 valid_hours=hours,
             )
-        enqueue_mail(conn, "email_change_notice", user["email"], user["language"], site)
+        enqueue_mail(conn, "email_change_notice", user["email"], user["own_language"], site)
 
 
 def _notify_holder(conn: psycopg.Connection, holder: dict, site: MailingSite) -> None:
@@ -191,7 +191,7 @@ def _notify_holder(conn: psycopg.Connection, holder: dict, site: MailingSite) ->
         conn,
         "email_change_attempt",
         holder["email"],
-        holder["language"],
+        holder["own_language"],
         site,
         account=holder["status"] == "registered",
     )
