@@ -60,6 +60,9 @@ class Renderer:
 
     def __init__(self, default_sender: str):
         self.default_sender = default_sender
+        # What a mail without a site calls the service: IDENTITY_MAIL_FROM's name.
+        name, address = email.utils.parseaddr(default_sender)
+        self._default_brand = name or address
         # Templates are read once: they ship with the code and change only with it.
         options = {
             "loader": FileSystemLoader(_DIRECTORY),
@@ -131,12 +134,6 @@ class Renderer:
         if site.sender is None:
             return _sender(email.utils.parseaddr(self.default_sender)[1], site.shown_as)
         return _sender(site.sender, site.shown_as)
-
-    @property
-    def _default_brand(self) -> str:
-        """What a mail without a site calls the service: IDENTITY_MAIL_FROM's name."""
-        name, address = email.utils.parseaddr(self.default_sender)
-        return name or address
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,11 @@ class Registration:
         waits in the verification token.
 
         Refused first (409) when the calling site has no pages for the mail's link, for
-        every address alike and before anything is counted or written. Counted first
-        (committed on its own), then the password checked and hashed with
-        no connection held, then written in one transaction; then a registration made
-        again with the same password (a double submit, "the mail did not come", two
-        clicks at once) is settled, also with no connection held while it is compared."""
+        every address alike and before anything is counted or written. Then counted
+        (committed on its own), then the password checked and hashed with no connection
+        held, then written in one transaction; then a registration made again with the
+        same password (a double submit, "the mail did not come", two clicks at once) is
+        settled, also with no connection held while it is compared."""
         site = mailing_site(uow, principal)
         self._count(uow, principal, data)
         uow.commit()
