@@ -96,6 +96,7 @@ def running_service():
     from identity.services.sites import SCOPES, SiteSettings, create_site
     from identity.store import migrations
     from identity.store.transactions import UnitOfWork
+    from schemas.newsletters import NEWSLETTER_KEYS
 
     started = time.monotonic()
     server = start_embedded(PGDATA)
@@ -106,8 +107,10 @@ def running_service():
         with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
             migrations.upgrade(conn)
             uow = UnitOfWork.of(conn)
-            pages = SiteSettings(pages=f"https://{SITE}")
-            key = uow.run(lambda: create_site(uow, SITE, list(SCOPES), pages))
+            # Its pages for its mails' links; every list its own, for the export's and the
+            # links' preferences page.
+            settings = SiteSettings(pages=f"https://{SITE}", lists=list(NEWSLETTER_KEYS))
+            key = uow.run(lambda: create_site(uow, SITE, list(SCOPES), settings))
         port = free_port()
         log_path = workdir / "gunicorn.log"
         # The settings `identity serve` runs with (workers, timeout, access log, the import's

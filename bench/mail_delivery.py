@@ -48,7 +48,8 @@ from identity.embedded import ensure_database, start_embedded
 from identity.mail import enqueue
 from identity.mail.courier import Courier, CourierSettings
 from identity.mail.relay import Relay, parse_smtp_url
-from identity.mail.render import Renderer
+from identity.mail.render import Branding, Renderer
+from identity.services.sites import MailingSite
 from identity.store import migrations
 
 PGDATA = Path(__file__).resolve().parents[1] / ".data" / "bench-pg"
@@ -56,6 +57,20 @@ THROUGHPUT_TARGET = 0.7
 LATENCY_TARGET = 1.0
 SENDER = "identity <no-reply@example.com>"
 VALUES = {"token": "t" * 43, "valid_hours": 24}
+# The site the mails go out as: a person's mail always has one (its brand, sender, pages).
+SITE = Branding(
+    "copernica.com", "Copernica", "Copernica <no-reply@example.com>", "https://c.example"
+)
+
+
+def bench_site(conn) -> MailingSite:
+    """SITE's record, as `identity sites create` leaves it; the outbox's mails name it."""
+    row = conn.execute(
+        "insert into sites (name, brand, sender, pages_url) values (%s, %s, %s, %s)"
+        " on conflict (name) do update set brand = excluded.brand returning id, language",
+        (SITE.name, SITE.brand, SITE.sender, SITE.pages),
+    ).fetchone()
+    return MailingSite(row["id"], SITE.name, SITE.pages, row["language"])
 
 
 class CountingSink:
@@ -107,7 +122,7 @@ def _serve_sink(port: int, count, ready) -> None:
 
 def bare_smtplib(port: int, sink: CountingSink, renderer: Renderer, mails: int) -> float:
     message = renderer.outgoing(
-        "verify_email", "en", VALUES, "p0@example.com", uuid.uuid4(), datetime.now(UTC)
+        "verify_email", "en", VALUES, "p0@example.com", uuid.uuid4(), datetime.now(UTC), SITE
     ).data
     start_count = sink.count
     started = time.perf_counter()
@@ -119,9 +134,10 @@ def bare_smtplib(port: int, sink: CountingSink, renderer: Renderer, mails: int) 
 
 
 def courier_rate(conn, courier: Courier, sink: CountingSink, mails: int) -> float:
+    site = bench_site(conn)
     with conn.transaction():
         for n in range(mails):
-            enqueue(conn, "verify_email", f"p{n}@example.com", "en", **VALUES)
+            enqueue(conn, "verify_email", f"p{n}@example.com", "en", site, **VALUES)
     start_count = sink.count
     started = time.perf_counter()
     courier.deliver_due(conn)
@@ -130,6 +146,7 @@ def courier_rate(conn, courier: Courier, sink: CountingSink, mails: int) -> floa
 
 
 def commit_to_arrival(conn, url: str, courier: Courier, sink: CountingSink, samples: int):
+    site = bench_site(conn)
     stop = threading.Event()
     worker = threading.Thread(target=courier.run, args=(url, stop))
     worker.start()
@@ -139,7 +156,7 @@ def commit_to_arrival(conn, url: str, courier: Courier, sink: CountingSink, samp
         for n in range(samples):
             before = sink.count
             with conn.transaction():
-                enqueue(conn, "verify_email", f"late{n}@example.com", "en", **VALUES)
+                enqueue(conn, "verify_email", f"late{n}@example.com", "en", site, **VALUES)
             committed = time.perf_counter()
             sink.wait_for(before + 1, timeout=30)
             seconds.append(time.perf_counter() - committed)
@@ -232,6 +249,7 @@ class Replay:
         self.url, self.sink, self.relay_url, self.mails = url, sink, relay_url, mails
         self.log_dir = Path(log_dir)
         self.conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
+        self.site = bench_site(self.conn)
         self.started: list[subprocess.Popen] = []
 
     def env(self, relay_url: str | None = None) -> dict:
@@ -247,7 +265,7 @@ class Replay:
         self.sink.clear()
         with self.conn.transaction():
             for n in range(mails):
-                enqueue(self.conn, "verify_email", f"p{n}@example.com", "en", **VALUES)
+                enqueue(self.conn, "verify_email", f"p{n}@example.com", "en", self.site, **VALUES)
 
     def courier(self, relay_url: str | None = None) -> subprocess.Popen:
         log = (self.log_dir / f"courier-{len(self.started)}.log").open("wb")
@@ -398,7 +416,7 @@ class Replay:
             os.kill(first, signal.SIGKILL)
             killed = time.monotonic()
             with self.conn.transaction():
-                enqueue(self.conn, "verify_email", "late@example.com", "en", **VALUES)
+                enqueue(self.conn, "verify_email", "late@example.com", "en", self.site, **VALUES)
             back = _until(lambda: self.courier_pids() - {first}, timeout=120, step=0.01)
             arrived = _until(lambda: self.sink.count >= 1, timeout=120)
         finally:
@@ -468,7 +486,7 @@ def main() -> int:
         url = ensure_database(server.get_uri(), "identity_bench_mail", fresh=True)
         with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
             migrations.upgrade(conn)
-            renderer = Renderer("https://id.example.com", SENDER)
+            renderer = Renderer(SENDER)
             courier = Courier(
                 renderer,
                 Relay(parse_smtp_url(f"smtp://127.0.0.1:{port}")),

@@ -58,7 +58,9 @@ DEFAULTS = {
     # smtp://[user:password@]host:port[?starttls=1] or smtps://...; unset: mails are
     # written to the log (template, masked recipient, subject), not sent.
     "SMTP_URL": None,
-    # The sender of every mail the service sends.
+    # The From of the service's own mail (`identity mail test`). A person's mail goes out
+    # as the site they used, from its sender; a site without one sends from this address,
+    # named by the site's brand.
     "MAIL_FROM": "identity <no-reply@localhost>",
     # A mail the relay keeps refusing for now is given up after this many tries, the
     # first retry after about MAIL_RETRY_SECONDS, each next one after twice as long.

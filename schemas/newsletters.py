@@ -161,7 +161,8 @@ class LinksRequestSchema(ma.Schema):
 
 
 class SubscriberLinkSchema(ma.Schema):
-    """One subscriber (or person) with their unsubscribe link, ready for a mail."""
+    """One subscriber (or person) with their unsubscribe link and preferences page, ready
+    for a mail."""
 
     user_id = Uuid()
     email = fields.String()
@@ -171,6 +172,13 @@ class SubscriberLinkSchema(ma.Schema):
     )
     list_unsubscribe_post = fields.String(
         metadata={"description": "the value of the List-Unsubscribe-Post header (RFC 8058)"}
+    )
+    preferences_url = fields.String(
+        metadata={
+            "description": "the person's page of every flag, on the pages of the site that"
+            " manages the list: `{pages}/newsletters/preferences?token=`, the same token as"
+            " `unsubscribe_url`'s (the page calls `/v1/unsubscribe/{token}/preferences`)"
+        }
     )
 
 

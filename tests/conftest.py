@@ -17,7 +17,7 @@ from identity.db import EXTENSION, Database, PinnedDatabase
 from identity.embedded import ensure_database, start_embedded
 from identity.store import migrations
 from tests.settings import CHEAP, settings_for
-from tests.sites import site_key_for
+from tests.sites import EVERY_LIST, site_key_for
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -135,8 +135,8 @@ def client(app):
 
 @pytest.fixture
 def site_key(conn):
-    """A key of copernica.com with every scope."""
-    return site_key_for(conn, "copernica.com")
+    """A key of copernica.com with every scope; the site manages every list."""
+    return site_key_for(conn, "copernica.com", lists=EVERY_LIST)
 
 
 @pytest.fixture

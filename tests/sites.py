@@ -4,6 +4,11 @@ import psycopg
 
 from identity.services.sites import SCOPES, SiteSettings, create_site
 from identity.store.transactions import UnitOfWork
+from schemas.newsletters import NEWSLETTER_KEYS
+
+# `lists=EVERY_LIST`: the site manages every list, so each has a preferences page on its
+# pages (and links and the export can be made).
+EVERY_LIST = list(NEWSLETTER_KEYS)
 
 
 def site_key_for(

@@ -61,6 +61,7 @@ class Register(MethodView):
     @blp.response(HTTPStatus.ACCEPTED, AcceptedSchema, example=ACCEPTED)
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
+    @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
     def post(self, body):
         """Register a person
 
@@ -72,7 +73,9 @@ class Register(MethodView):
         A password the policy refuses is a `422` that says why. Registrations are
         counted before the password is hashed, per `client_ip` (per address when the
         site sends none): past a few within 15 minutes, the next must wait (`429` with
-        `Retry-After`).
+        `Retry-After`). The mail goes out in the site's brand, from its sender, with the
+        link on its pages (`{pages}/verify-email?token=…`): a site without pages is a
+        `409`, for every address alike, and nothing is counted or written.
         """
         services().accounts.registration.register(unit_of_work(), caller(body), body)
         return ACCEPTED
@@ -91,7 +94,10 @@ class VerifyEmail(MethodView):
         With the `token` of the link mailed on registration: the account is ready, the
         record it claimed keeps its earlier data with the person's own fields winning,
         and every earlier sign-in ends. With the token of an address change: the record
-        moves to the new address. A used, expired or unknown token is a `422`.
+        moves to the new address. A used, expired or unknown token is a `422`. When
+        several registrations were made for the address, none of their passwords is
+        taken and a link to choose one is mailed (`{pages}/reset-password`): so a site
+        without pages is a `409` here too.
         """
         registration = services().accounts.registration
         return registration.verify_email(unit_of_work(), principal(), body["token"])
@@ -163,15 +169,18 @@ class PasswordReset(MethodView):
     @blp.arguments(PasswordResetSchema, example={"email": "anna@example.com"})
     @blp.response(HTTPStatus.ACCEPTED, AcceptedSchema, example=ACCEPTED)
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
     def post(self, body):
         """Ask for a password reset
 
         Always `202` with the same body, after the same time (at least a tenth of a
         second), whether the address has an account or not; when it has, a single-use
-        link that expires in 30 minutes is mailed to it.
+        link that expires in 30 minutes is mailed to it, on the site's pages
+        (`{pages}/reset-password?token=…`). A site without pages is a `409`, for every
+        address alike.
         """
         started = time.monotonic()
-        services().accounts.recovery.request_reset(unit_of_work(), body["email"])
+        services().accounts.recovery.request_reset(unit_of_work(), principal(), body["email"])
         unit_of_work().commit()  # before the wait: no connection is held while sleeping
         # Queueing the mail takes a few milliseconds more than finding no account: an
         # answer that came sooner for unknown addresses would tell them apart.
@@ -196,7 +205,8 @@ class PasswordResetConfirm(MethodView):
         The policy and the account's last five passwords apply (`422` says why). Every
         sign-in ends, failed-login waits are lifted, and a notice is mailed. Should another
         change of the password land while this one is checked, this one is a `409` and the
-        link stays good: send it again.
+        link stays good: send it again. A site without pages (where the notice comes
+        from) is a `409` too.
         """
         recovery = services().accounts.recovery
-        recovery.reset(unit_of_work(), body["token"], body["new_password"])
+        recovery.reset(unit_of_work(), principal(), body["token"], body["new_password"])

@@ -81,7 +81,8 @@ class Password(MethodView):
         the last five passwords apply (`422` says why). Every other sign-in ends, a
         pending change of address is void, and a notice is mailed. Should another change
         of the password land while this one is checked, this one is a `409`: send it
-        again.
+        again. The notice goes out as the site the person signed in through; a site
+        without pages is a `409`, before the password is checked.
         """
         services().accounts.settings.change_password(
             unit_of_work(), principal(), body["current_password"], body["new_password"]
@@ -101,6 +102,7 @@ class Email(MethodView):
     )
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
+    @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
     def post(self, body):
         """Move the account to another address
 
@@ -109,7 +111,10 @@ class Email(MethodView):
         day, and a password change or reset voids it, as does a later request. The
         answer is the same whatever the address: one that another record holds gets a
         notice instead of a link, and nothing changes (whether an address is known is
-        not for anyone signed in to learn). At most five requests an hour (`429`).
+        not for anyone signed in to learn). At most five requests an hour (`429`). The
+        mails go out as the site the person signed in through, the link on its pages
+        (`{pages}/email-change?token=…`, whose page calls `POST /v1/auth/verify-email`);
+        a site without pages is a `409`.
         """
         settings = services().accounts.settings
         settings.request_email_change(unit_of_work(), principal(), body["new_email"])

@@ -38,13 +38,16 @@ blp = Blueprint(
 
 SCOPE = "newsletters"
 _USER_ID = "7d5c3f0e-2b1a-4c8e-9f6d-0a1b2c3d4e5f"
-_URL = "https://id.example.com/v1/unsubscribe/AQF9XD8OKxpMjp9tChs8PU5fxA8ZrxcsR6x0wEXs2cqM"
+_TOKEN = "AQF9XD8OKxpMjp9tChs8PU5fxA8ZrxcsR6x0wEXs2cqM"  # noqa: S105 - an example
+_URL = f"https://id.example.com/v1/unsubscribe/{_TOKEN}"
+_PREFERENCES = f"https://www.copernica.com/account/newsletters/preferences?token={_TOKEN}"
 _LINK = {
     "user_id": _USER_ID,
     "email": "anna@example.com",
     "unsubscribe_url": _URL,
     "list_unsubscribe": f"<{_URL}>",
     "list_unsubscribe_post": "List-Unsubscribe=One-Click",
+    "preferences_url": _PREFERENCES,
 }
 _CATALOG_EXAMPLE = [
     {
@@ -103,6 +106,7 @@ class Subscriptions(MethodView):
     @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
+    @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
     def post(self, body, key):
         """Subscribe an address to a list
 
@@ -114,7 +118,9 @@ class Subscriptions(MethodView):
         `subscribed` stays so. Every change of the flag is kept as a consent event: the
         list, what was done, when, by which site, the consent text, the person's IP
         address and browser, and the channel. At most 3 confirmation mails per address
-        and list an hour (`429`).
+        and list an hour (`429`). The confirmation goes out in the calling site's brand,
+        from its sender, its link on the site's pages (`{pages}/newsletters/confirm?token=…`):
+        a site without pages is a `409`, whatever the list and the address.
         """
         given = body["consent"]
         consent = Consent.of(caller(given), given.get("channel") or "form", given.get("text"))
@@ -151,8 +157,9 @@ class Confirmation(MethodView):
 
 _EXPORT_NDJSON = json.dumps(_LINK) + "\n" + '{"complete":true,"rows":1}\n'
 _EXPORT_CSV = CSV_HEADER + (
-    f'{_USER_ID},"anna@example.com","{_URL}","<{_URL}>",List-Unsubscribe=One-Click\r\n'
-    "#complete,1,,,\r\n"
+    f'{_USER_ID},"anna@example.com","{_URL}","<{_URL}>",List-Unsubscribe=One-Click,'
+    f'"{_PREFERENCES}"\r\n'
+    "#complete,1,,,,\r\n"
 )
 
 
@@ -183,6 +190,7 @@ class Subscribers(MethodView):
     @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
     @blp.alt_response(HTTPStatus.NOT_ACCEPTABLE, response="NOT_ACCEPTABLE")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
     def get(self, query, key):
         """Every subscriber of a list, with their unsubscribe link
 
@@ -190,9 +198,13 @@ class Subscribers(MethodView):
         default, CSV (a header row, then one row each) with `Accept: text/csv`. Each row:
         `user_id`, `email`, `unsubscribe_url`, and the values of the two headers a mail
         needs for one-click unsubscribe (RFC 8058): `List-Unsubscribe` (`<url>`, the whole
-        header line at most 998 characters) and `List-Unsubscribe-Post`. Only `subscribed`
-        flags are listed. Rows come in `user_id` order: to resume after a broken transfer,
-        ask again with `after` = the last `user_id` received. With `limit`, a page: the
+        header line at most 998 characters) and `List-Unsubscribe-Post`; and
+        `preferences_url`, the person's page of every flag on the pages of the site that
+        manages the list (`{pages}/newsletters/preferences?token=`, the same token). A list
+        no site manages, or whose site has no pages, is a `409` that says what to set,
+        before anything is streamed. Only `subscribed` flags are listed. Rows come in
+        `user_id` order: to resume after a broken transfer, ask again with `after` = the
+        last `user_id` received. With `limit`, a page: the
         next `limit` subscribers as the request finds them, up to and including the
         last one's `user_id`; while more follow, a `Link` header (`rel="next"`) names
         the next page, which begins after that `user_id`. Whoever subscribes within a
@@ -203,7 +215,7 @@ class Subscribers(MethodView):
         to read the address.
 
         A whole answer ends with a closing line that counts the rows before it: in NDJSON
-        `{"complete":true,"rows":N}`, in CSV a last row `#complete,N,,,` (no user id
+        `{"complete":true,"rows":N}`, in CSV a last row `#complete,N,,,,` (no user id
         starts with `#`). An answer without it was cut short (a database blip, a stop),
         whatever HTTP said: ask again with `after` = the last `user_id` received.
         """
@@ -261,17 +273,19 @@ class UnsubscribeLinks(MethodView):
     )
     @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
     def post(self, body, key):
         """Unsubscribe links for a batch of addresses or ids
 
         `{emails: [...]}` or `{user_ids: [...]}` (or both), up to 1,000 each: one link for
         each that has a record (whatever its flag), in the order given, with the ready
-        `List-Unsubscribe` and `List-Unsubscribe-Post` values and `given`, the address
-        as sent or the id (in lower case; `email` is the record's own spelling); the
-        others (an address that is not valid among them) are listed in `unknown`, the
-        same way. An id is written `8-4-4-4-12` (hexadecimal, either case). Nothing is
-        stored: a link is computed, and the same person and list always get the same
-        link.
+        `List-Unsubscribe` and `List-Unsubscribe-Post` values, the `preferences_url` on
+        the pages of the site that manages the list (a `409` says what to set when none
+        does, or it has no pages), and `given`, the address as sent or the id (in lower
+        case; `email` is the record's own spelling); the others (an address that is not
+        valid among them) are listed in `unknown`, the same way. An id is written
+        `8-4-4-4-12` (hexadecimal, either case). Nothing is stored: a link is computed,
+        and the same person and list always get the same link.
         """
         return services().newsletters.links(
             unit_of_work(), principal(), key, body.get("emails"), body.get("user_ids")

@@ -36,7 +36,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from identity.mail.relay import DeliveryFailed, Relay, parse_smtp_url
-from identity.mail.render import Renderer
+from identity.mail.render import Branding, CannotBeMade, Renderer
 from identity.security.masking import mask_address
 from identity.store import outbox
 from identity.store.transactions import UnitOfWork
@@ -72,7 +72,8 @@ class CourierSettings:
 
 class Courier:
     """Takes due mail from the outbox and hands it to the relay (or, with no relay, to
-    the log: template, masked recipient and subject only, never a link or its token)."""
+    the log: template, masked recipient and subject only, never a link or its token),
+    each mail in the brand, from the sender and with links on the pages of its site."""
 
     def __init__(
         self, renderer: Renderer, relay: Relay | None, settings: CourierSettings | None = None
@@ -295,6 +296,7 @@ class Courier:
                 mail["recipient"],
                 mail["message_uuid"],
                 mail["created_at"],
+                branding(mail),
             )
             if session is None:
                 log.info(
@@ -313,6 +315,8 @@ class Courier:
             if self._cut:
                 return None
             return self._failed(mail, exc.reason, permanent=exc.permanent, code=exc.code)
+        except CannotBeMade as exc:
+            return self._failed(mail, f"cannot be made: {exc}", permanent=True)
         except Exception as exc:  # a template that cannot be filled: no retry will help
             return self._failed(mail, f"cannot be made: {type(exc).__name__}", permanent=True)
         return {"id": mail["id"], "status": "sent"}
@@ -359,15 +363,27 @@ class Courier:
         return f"{self.relay.settings.host}:{self.relay.settings.port}"
 
 
+def branding(mail: dict) -> Branding | None:
+    """The site a claimed mail goes out as (outbox.claim_due reads it with the mail); None
+    for the service's own mail. A site no longer there (sites are revoked, never deleted;
+    but a table can be emptied) leaves the mail nothing to be sent as."""
+    if mail["site_id"] is None:
+        return None
+    if mail["site_name"] is None:
+        raise CannotBeMade("the site it is sent for is no longer known")
+    return Branding(mail["site_name"], mail["brand"], mail["sender"], mail["pages_url"])
+
+
 def courier_from_settings(config: dict) -> Courier:
-    """The courier the settings describe: their relay (none: the log), sender and pacing."""
+    """The courier the settings describe: their relay (none: the log), the sender of mail
+    without a site of its own (IDENTITY_MAIL_FROM) and pacing."""
     relay = (
         Relay(parse_smtp_url(config["SMTP_URL"]), timeout=config["SMTP_TIMEOUT_SECONDS"])
         if config["SMTP_URL"]
         else None
     )
     return Courier(
-        Renderer(config["PUBLIC_URL"], config["MAIL_FROM"]),
+        Renderer(config["MAIL_FROM"]),
         relay,
         CourierSettings(
             max_attempts=config["MAIL_MAX_ATTEMPTS"],

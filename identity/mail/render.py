@@ -1,7 +1,10 @@
-"""Mails made from their templates: subject, plain text and HTML, in the person's language.
+"""Mails made from their templates: subject, plain text and HTML, in the person's language,
+in the brand of the site the mail goes out as, with its links on that site's pages.
 
 A template is templates/NAME.LANG.jinja with three blocks: `subject`, `text` and `html`.
 The text and the subject are rendered as they are; the HTML with every value escaped.
+Besides the mail's own values, every template has `brand` (the site's) and
+`link(path, token)` (`{pages}{path}?token=...`, on the site's pages).
 """
 
 import binascii
@@ -9,7 +12,7 @@ import email.header
 import email.utils
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
+from functools import lru_cache, partial
 from pathlib import Path
 from urllib.parse import urlencode
 from uuid import UUID
@@ -23,6 +26,27 @@ TEMPLATES = frozenset(path.name.split(".")[0] for path in _DIRECTORY.glob("*.*.j
 
 
 @dataclass(frozen=True)
+class Branding:
+    """The site a mail goes out as, as the courier reads it when it sends: its name, its
+    brand (None: its name), its sender (None: IDENTITY_MAIL_FROM's address, named by the
+    brand) and the base URL of its pages, which its links are on."""
+
+    name: str
+    brand: str | None = None
+    sender: str | None = None
+    pages: str | None = None
+
+    @property
+    def shown_as(self) -> str:
+        return self.brand or self.name
+
+
+class CannotBeMade(Exception):
+    """A mail its template cannot be filled for, however often it is tried; the words say
+    why, and hold no value of the mail."""
+
+
+@dataclass(frozen=True)
 class Letter:
     subject: str
     text: str
@@ -30,11 +54,15 @@ class Letter:
 
 
 class Renderer:
-    """Fills templates; builds links on `public_url` with their token as `token=`."""
+    """Fills templates, each mail in the branding of its site; a mail without one (the
+    service's own, `identity mail test`) goes out from `default_sender`
+    (IDENTITY_MAIL_FROM), which also lends its address to a site that has no sender."""
 
-    def __init__(self, public_url: str, sender: str):
-        self.public_url = public_url.rstrip("/")
-        self.sender = sender
+    def __init__(self, default_sender: str):
+        self.default_sender = default_sender
+        # What a mail without a site calls the service: IDENTITY_MAIL_FROM's name.
+        name, address = email.utils.parseaddr(default_sender)
+        self._default_brand = name or address
         # Templates are read once: they ship with the code and change only with it.
         options = {
             "loader": FileSystemLoader(_DIRECTORY),
@@ -43,16 +71,18 @@ class Renderer:
         }
         self._plain = Environment(autoescape=False, **options)  # noqa: S701 - text/plain
         self._html = Environment(autoescape=True, **options)
-        for environment in (self._plain, self._html):
-            environment.globals["link"] = self.link
 
-    def link(self, path: str, token: str | None = None) -> str:
-        query = f"?{urlencode({'token': token})}" if token is not None else ""
-        return f"{self.public_url}{path}{query}"
-
-    def letter(self, template: str, language: str, values: dict) -> Letter:
+    def letter(
+        self, template: str, language: str, values: dict, site: Branding | None = None
+    ) -> Letter:
+        """The mail's three parts, `brand` and `link` filled in from `site` (over any
+        value of the same name: what a site is called is never a mail's own value)."""
         name = f"{template}.{language}.jinja"
         plain, html = self._plain.get_template(name), self._html.get_template(name)
+        values = values | {
+            "brand": site.shown_as if site else self._default_brand,
+            "link": partial(link, site.pages if site else None),
+        }
         plain_context, html_context = plain.new_context(values), html.new_context(values)
         subject = _render_block(plain, plain_context, "subject")
         return Letter(
@@ -70,39 +100,74 @@ class Renderer:
         recipient: str,
         message_uuid: UUID,
         created_at: datetime,
+        site: Branding | None = None,
     ) -> "Outgoing":
-        """The whole mail as it goes to the relay: multipart/alternative, text then HTML."""
-        letter = self.letter(template, language, values)
+        """The whole mail as it goes to the relay: multipart/alternative, text then HTML,
+        from the site's sender (or the default one), its Message-ID in that sender's
+        domain."""
+        letter = self.letter(template, language, values, site)
+        sender = self.sender_of(site)
         envelope_to, smtputf8 = envelope_address(recipient)
         headers = [
-            ("From", self._from_header),
+            ("From", sender.header),
             ("To", recipient if smtputf8 else envelope_to),
             ("Subject", _header_text(letter.subject, smtputf8)),
             ("Date", email.utils.format_datetime(created_at)),
-            ("Message-ID", f"<{message_uuid}@{self._domain}>"),
+            ("Message-ID", f"<{message_uuid}@{sender.domain}>"),
             ("Auto-Submitted", "auto-generated"),
             ("Content-Language", language),
         ]
         return Outgoing(
-            sender=self._envelope_from,
+            sender=sender.address,
             recipient=envelope_to,
             smtputf8=smtputf8,
             subject=letter.subject,
             data=_multipart_alternative(headers, letter.text, letter.html, message_uuid.hex),
         )
 
-    @cached_property
-    def _from_header(self) -> str:
-        name, address = email.utils.parseaddr(self.sender)
-        return email.utils.formataddr((name, address), charset="utf-8")
+    def sender_of(self, site: Branding | None) -> "Sender":
+        """Who a mail is from: the site's sender (named by its brand when the sender names
+        no one); a site without a sender, IDENTITY_MAIL_FROM's address named by the
+        brand, so the person still sees which site wrote; no site, IDENTITY_MAIL_FROM."""
+        if site is None:
+            return _sender(self.default_sender, None)
+        if site.sender is None:
+            return _sender(email.utils.parseaddr(self.default_sender)[1], site.shown_as)
+        return _sender(site.sender, site.shown_as)
 
-    @cached_property
-    def _envelope_from(self) -> str:
-        return email.utils.parseaddr(self.sender)[1]
 
-    @cached_property
-    def _domain(self) -> str:
-        return self._envelope_from.rpartition("@")[2] or "identity.invalid"
+@dataclass(frozen=True)
+class Sender:
+    """A mail's From header, its envelope sender, and the domain of its Message-ID."""
+
+    header: str
+    address: str
+    domain: str
+
+
+# Every mail of a site has the same sender: made once per site and brand, not per mail.
+@lru_cache(maxsize=256)
+def _sender(sender: str, brand: str | None) -> Sender:
+    """`sender` as From, with `brand` as its name when it has none of its own (an
+    RFC 2047 encoded word where the name goes beyond ASCII; quoted where it holds
+    specials): a brand is one line, so it cannot add a header."""
+    name, address = email.utils.parseaddr(sender)
+    if brand is not None and not name:
+        name = brand
+    # One line, whatever the database holds (the site's settings are checked to be, but
+    # a header is not the place to trust that).
+    name = " ".join(name.split())
+    header = email.utils.formataddr((name, address), charset="utf-8")
+    return Sender(header, address, address.rpartition("@")[2] or "identity.invalid")
+
+
+def link(pages: str | None, path: str, token: str | None = None) -> str:
+    """`{pages}{path}?token=...`: a link on the site's pages, which take the token and
+    call the API. A mail without a site has no pages, so no link can be made for it."""
+    if not pages:
+        raise CannotBeMade("its template has a link, and it has no site with pages to link to")
+    query = f"?{urlencode({'token': token})}" if token is not None else ""
+    return f"{pages}{path}{query}"
 
 
 @dataclass(frozen=True)

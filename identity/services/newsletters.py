@@ -15,7 +15,7 @@ from uuid import UUID
 import psycopg
 
 from identity.concurrency import Batcher
-from identity.errors import InvalidInput, NotFound, TooManyRequests
+from identity.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from identity.mail import enqueue as enqueue_mail
 from identity.security.masking import mask_address
 from identity.security.secret_tokens import new_secret, secret_hash
@@ -23,6 +23,7 @@ from identity.security.unsubscribe_tokens import TOKEN_LENGTH, UnsubscribeTokens
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import LinkHolder, Principal
 from identity.services.profiles import join_record
+from identity.services.sites import MailingSite, mailing_site
 from identity.services.subscriber_rows import LIST_UNSUBSCRIBE_POST, UUID_TEXT, CsvRows, JsonRows
 from identity.store import newsletters as store
 from identity.store import users as users_store
@@ -134,22 +135,47 @@ class Newsletters:
 
     # --- links -------------------------------------------------------------------------
 
-    def unsubscribe_url(self, user_id: UUID, list_id: int) -> str:
-        return self.unsubscribe_base + self.tokens.sign(user_id, list_id)
-
     @staticmethod
     def list_unsubscribe_header(url: str) -> str:
         """The whole header line a mail carries (RFC 2369, RFC 8058)."""
         return f"List-Unsubscribe: <{url}>"
 
-    def link(self, user_id: UUID, list_id: int) -> dict:
-        url = self.unsubscribe_url(user_id, list_id)
+    def link(self, user_id: UUID, list_id: int, preferences: str) -> dict:
+        """A subscriber's links: one-click unsubscribe on IDENTITY_PUBLIC_URL, and the
+        preferences page on the pages at `preferences` (`preferences_base`), with the same
+        token."""
+        token = self.tokens.sign(user_id, list_id)
+        url = self.unsubscribe_base + token
         return {
             "user_id": user_id,
             "unsubscribe_url": url,
             "list_unsubscribe": f"<{url}>",
             "list_unsubscribe_post": LIST_UNSUBSCRIBE_POST,
+            "preferences_url": preferences + token,
         }
+
+    @staticmethod
+    def preferences_base(conn: psycopg.Connection, newsletter: dict) -> str:
+        """`{pages}/newsletters/preferences?token=`, on the pages of the site that manages
+        the list: the page a subscriber changes every flag on, which calls
+        /v1/unsubscribe/{token}/preferences. Read at each use, not with the catalog, so a
+        site set up a moment ago counts at once. A 409 that says what to set when no
+        site manages the list, or its site has no pages: links that lead nowhere are
+        worse than none."""
+        key = newsletter["key"]
+        site = store.managing_site(conn, newsletter["id"])
+        if site is None:
+            raise Conflict(
+                f"no site manages the list {key}, so its subscribers have no preferences page:"
+                f" name the site that does, with its pages, `identity sites update SITE"
+                f" --list {key} --pages https://...` (with every list the site manages)"
+            )
+        if not site["pages_url"]:
+            raise Conflict(
+                f"the site {site['name']} manages the list {key} but has no pages URL for its"
+                f" preferences page: `identity sites update {site['name']} --pages https://...`"
+            )
+        return f"{site['pages_url']}/newsletters/preferences?token="
 
     # --- subscribing -------------------------------------------------------------------
 
@@ -164,17 +190,22 @@ class Newsletters:
     ) -> dict:
         """Subscribe an address (a minimal profile, source `newsletter`, when it is new).
         A list with double opt-in, or a flag that was `unsubscribed`, gets `pending` and
-        a confirmation mail; `subscribed` stays as it is. The flag as it now is."""
+        a confirmation mail; `subscribed` stays as it is. The flag as it now is.
+
+        Whether it mails depends on the list and on the address's flag, so a site without
+        pages for the confirmation's link is refused (409) whatever it asks, first: the
+        answer says nothing about the address, and nothing is written."""
         conn = uow.conn
         newsletter = self.newsletter(conn, key)
         principal.require_list(key)
+        site = mailing_site(uow, principal)
         user = self._record_for(conn, principal, address, language)
         current = store.flags(conn, user["id"], lock=True).get(newsletter["id"])
         state = current["state"] if current else None
         if state == "subscribed":
             return self._flag(newsletter, user["id"], current)
         if newsletter["double_opt_in"] or state in ("unsubscribed", "pending"):
-            return self._ask_confirmation(conn, newsletter, user, consent, current)
+            return self._ask_confirmation(conn, site, newsletter, user, consent, current)
         flag = store.set_flag(
             conn, user["id"], newsletter["id"], "subscribed", consent.event("subscribe")
         )
@@ -188,7 +219,13 @@ class Newsletters:
         return user
 
     def _ask_confirmation(
-        self, conn, newsletter: dict, user: dict, consent: Consent, current: dict | None
+        self,
+        conn: psycopg.Connection,
+        site: MailingSite,
+        newsletter: dict,
+        user: dict,
+        consent: Consent,
+        current: dict | None,
     ) -> dict:
         if (
             store.confirmations_since(conn, user["id"], newsletter["id"], 3600)
@@ -218,7 +255,8 @@ class Newsletters:
             conn,
             "newsletter_confirm",
             user["email"],
-            user["language"],
+            user["own_language"],
+            site,
             token=token,
             newsletter=newsletter["name"],
         )
@@ -419,12 +457,14 @@ class Newsletters:
         emails: list[str] | None,
         user_ids: list[UUID] | None,
     ) -> dict:
-        """One unsubscribe link per given address and id that has a record; the rest
-        (an address that is not valid has no record either) are listed as unknown.
-        Reads only: a link is computed, never stored."""
+        """One unsubscribe link (and preferences page) per given address and id that has a
+        record; the rest (an address that is not valid has no record either) are listed as
+        unknown. Reads only: a link is computed, never stored. 409 when the list has no
+        site with pages for its preferences page (`preferences_base`)."""
         conn = uow.one_statement
         newsletter = self.newsletter(conn, key)
         principal.require_list(key)
+        preferences = self.preferences_base(conn, newsletter)
         links, unknown, keyed = [], [], []
         for address in emails or ():
             try:
@@ -439,7 +479,7 @@ class Newsletters:
             if user is None:
                 unknown.append(given)
             else:
-                link = self.link(user["id"], newsletter["id"])
+                link = self.link(user["id"], newsletter["id"], preferences)
                 links.append({"given": given, "email": user["email"], **link})
         return {"newsletter": newsletter["key"], "links": links, "unknown": unknown}
 
@@ -449,9 +489,14 @@ class Newsletters:
         """Where a page of `limit` subscribers after `after` ends: the user id of its last
         (None without `limit`, or when fewer are left) and whether more follow it. The page
         is every subscriber up to that id when it is sent: a row counted now is never cut
-        off by one that subscribes meanwhile, and the next page begins after it."""
+        off by one that subscribes meanwhile, and the next page begins after it.
+
+        Asked before the stream begins, so what would refuse the export does so here, in
+        a whole answer: an unknown list (404), a list without a site with pages for its
+        preferences page (409)."""
         conn = uow.one_statement
         newsletter = self.newsletter(conn, key)
+        self.preferences_base(conn, newsletter)
         if limit is None:
             return None, False
         return store.subscriber_page_end(conn, newsletter["id"], after or _NEVER, limit)
@@ -467,7 +512,7 @@ class Newsletters:
     ) -> Iterator[bytes]:
         """Every subscriber of a list in user id order, from after `after` up to
         `through` (a page's end, `export_page`), as NDJSON or CSV (UTF-8) with their
-        unsubscribe URL and header values, a batch at a time.
+        unsubscribe URL, header values and preferences page, a batch at a time.
 
         PostgreSQL hands over each batch as two texts (the ids and addresses, written
         out and escaped, and the ids' 16 bytes); the tokens are signed in one sweep and
@@ -485,8 +530,10 @@ class Newsletters:
         megabytes, however many a worker streams at once."""
         with uow.briefly() as conn:
             newsletter = self.newsletter(conn, key)
+            preferences = self.preferences_base(conn, newsletter)
         list_id = newsletter["id"]
-        pieces = CsvRows(self.unsubscribe_base) if csv else JsonRows(self.unsubscribe_base)
+        written_as = CsvRows if csv else JsonRows
+        pieces = written_as(self.unsubscribe_base, preferences)
         params = {"newsletter": list_id, "after": after or _NEVER, "through": through or _LAST}
 
         def ask(conn, row_bytes):

@@ -246,7 +246,7 @@ def mailing_site(uow: UnitOfWork, principal: Principal) -> MailingSite:
         site = principal.site
         found = MailingSite(site.site_id, site.site_name, site.pages or "", site.language)
     elif principal.user is not None:
-        row = store.mailing_site(uow.conn, principal.user.site_name)
+        row = store.mailing_site(uow.one_statement, principal.user.site_name)
         if row is None:
             raise Conflict(f"the site {principal.user.site_name} is not known here any more")
         found = MailingSite(row["id"], row["name"], row["pages_url"] or "", row["language"])

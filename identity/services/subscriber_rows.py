@@ -1,6 +1,7 @@
 """The rows of a subscriber export as bytes, NDJSON or CSV, a batch at a time: fixed
-pieces around each row's user id, address and unsubscribe token, put together by slices
-and joins (no Python per field), and the closing line of a whole answer."""
+pieces around each row's user id, address and unsubscribe token (in its unsubscribe URL,
+its List-Unsubscribe value and its preferences URL), put together by slices and joins (no
+Python per field), and the closing line of a whole answer."""
 
 import json
 import re
@@ -12,10 +13,13 @@ LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
 
 class _Rows:
     """How a row is written: fixed bytes around its user id, its address and its token
-    (twice). `lines` puts a batch's rows together by slice assignment and one join per
-    _PART_ROWS rows: C loops, no Python per field. Addresses need no escaping in either
-    format (the record keeps no quote, backslash or control character in one); should
-    one ever hold a quote or a backslash, that batch's addresses are escaped one by one."""
+    (three times: the one-click URL, the List-Unsubscribe value, the preferences page;
+    the first two on IDENTITY_PUBLIC_URL, the third on the list's site's pages, each the
+    same for every row of an export). `lines` puts a batch's rows together by slice
+    assignment and one join per _PART_ROWS rows: C loops, no Python per field. Addresses
+    need no escaping in either format (the record keeps no quote, backslash or control
+    character in one); should one ever hold a quote or a backslash, that batch's
+    addresses are escaped one by one."""
 
     parts: tuple[bytes, ...]
 
@@ -37,17 +41,19 @@ class _Rows:
         n = len(addresses)
         ids = [user_ids[i : i + UUID_TEXT] for i in range(0, n * UUID_TEXT, UUID_TEXT)]
         each = [tokens[i : i + TOKEN_LENGTH] for i in range(0, n * TOKEN_LENGTH, TOKEN_LENGTH)]
-        first, after_id, after_email, between, last = self.parts
-        row: list = [None] * (9 * n)
-        row[0::9] = [first] * n
-        row[1::9] = ids
-        row[2::9] = [after_id] * n
-        row[3::9] = addresses
-        row[4::9] = [after_email] * n
-        row[5::9] = each
-        row[6::9] = [between] * n
-        row[7::9] = each
-        row[8::9] = [last] * n
+        first, after_id, after_email, between, before_page, last = self.parts
+        row: list = [None] * (11 * n)
+        row[0::11] = [first] * n
+        row[1::11] = ids
+        row[2::11] = [after_id] * n
+        row[3::11] = addresses
+        row[4::11] = [after_email] * n
+        row[5::11] = each
+        row[6::11] = [between] * n
+        row[7::11] = each
+        row[8::11] = [before_page] * n
+        row[9::11] = each
+        row[10::11] = [last] * n
         return b"".join(row)
 
     @staticmethod
@@ -65,14 +71,22 @@ class _Rows:
 
 
 class JsonRows(_Rows):
-    def __init__(self, base: str):
+    """`base`: the unsubscribe URL without its token; `preferences`: the preferences
+    page's URL without its token (`{pages}/newsletters/preferences?token=`)."""
+
+    def __init__(self, base: str, preferences: str):
         url = json.dumps(base)[1:-1].encode()
+        page = json.dumps(preferences)[1:-1].encode()
         self.parts = (
             b'{"user_id":"',
             b'","email":"',
             b'","unsubscribe_url":"' + url,
             b'","list_unsubscribe":"<' + url,
-            b'>","list_unsubscribe_post":"' + LIST_UNSUBSCRIBE_POST.encode() + b'"}\n',
+            b'>","list_unsubscribe_post":"'
+            + LIST_UNSUBSCRIBE_POST.encode()
+            + b'","preferences_url":"'
+            + page,
+            b'"}\n',
         )
 
     @staticmethod
@@ -85,14 +99,18 @@ class JsonRows(_Rows):
 
 
 class CsvRows(_Rows):
-    def __init__(self, base: str):
+    """As JsonRows, in the columns of CSV_HEADER."""
+
+    def __init__(self, base: str, preferences: str):
         url = base.replace('"', '""').encode()
+        page = preferences.replace('"', '""').encode()
         self.parts = (
             b"",
             b',"',
             b'","' + url,
             b'","<' + url,
-            b'>",' + LIST_UNSUBSCRIBE_POST.encode() + b"\r\n",
+            b'>",' + LIST_UNSUBSCRIBE_POST.encode() + b',"' + page,
+            b'"\r\n',
         )
 
     @staticmethod
@@ -122,7 +140,9 @@ UUID_TEXT = 36
 _PART_ROWS = 2_000
 # Between addresses: a byte no address holds (the record keeps no control characters).
 _SEPARATOR = b"\x01"
-CSV_HEADER = "user_id,email,unsubscribe_url,list_unsubscribe,list_unsubscribe_post\r\n"
+CSV_HEADER = (
+    "user_id,email,unsubscribe_url,list_unsubscribe,list_unsubscribe_post,preferences_url\r\n"
+)
 # A whole CSV answer's last row: `#complete` for a user id, the number of rows before it
 # (the header not counted) for an address. No user id starts with `#`.
-COMPLETE_CSV_ROW = b"#complete,%d,,,\r\n"
+COMPLETE_CSV_ROW = b"#complete,%d,,,,\r\n"

@@ -29,6 +29,19 @@ def catalog(conn: psycopg.Connection) -> list[dict]:
     ).fetchall()
 
 
+def managing_site(conn: psycopg.Connection, newsletter: int) -> dict | None:
+    """The site that manages list `newsletter` (its `name` and `pages_url`), whose pages
+    hold the list's preference page; None when no site does."""
+    return conn.execute(
+        """
+        select s.name, s.pages_url
+        from newsletters n join sites s on s.id = n.site_id
+        where n.id = %(newsletter)s
+        """,
+        {"newsletter": newsletter},
+    ).fetchone()
+
+
 def flags(conn: psycopg.Connection, user_id: UUID, *, lock: bool = False) -> dict[int, dict]:
     """The person's flags by list number. With `lock`, the person's record is locked
     first, until the transaction ends: every change of their flags waits for the one

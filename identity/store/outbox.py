@@ -16,12 +16,18 @@ _COLUMNS = (
 
 
 def insert(
-    conn: psycopg.Connection, template: str, recipient: str, language: str, values: dict
+    conn: psycopg.Connection,
+    template: str,
+    recipient: str,
+    language: str,
+    values: dict,
+    site_id: UUID | None = None,
 ) -> int:
+    """A queued mail, sent as site `site_id` (None: the service's own)."""
     row = conn.execute(
         """
-        insert into outbox (template, recipient, language, mail_values)
-        values (%(template)s, %(recipient)s, %(language)s, %(values)s)
+        insert into outbox (template, recipient, language, mail_values, site_id)
+        values (%(template)s, %(recipient)s, %(language)s, %(values)s, %(site_id)s)
         returning id
         """,
         {
@@ -29,6 +35,7 @@ def insert(
             "recipient": recipient,
             "language": language,
             "values": Jsonb(values),
+            "site_id": site_id,
         },
     ).fetchone()
     return row["id"]
@@ -45,7 +52,11 @@ def claim_due(
     each becomes `sending` and due again when the lease ends (`next_attempt_at`), unless
     its outcome is recorded first. Due: queued mails whose time has come, and mails whose
     courier's lease ran out (it died, or froze). Rows another courier is claiming are
-    skipped, so no two take the same mail."""
+    skipped, so no two take the same mail.
+
+    Each with its site as it is now (`site_name`, `brand`, `sender`, `pages_url`; all
+    null for a mail without a site): a mail goes out in the site's branding of the moment
+    it is sent, so a site's new sender or pages count for the mails still queued."""
     return conn.execute(
         """
         with due as (
@@ -62,9 +73,11 @@ def claim_due(
                 next_attempt_at = now() + make_interval(secs => %(lease)s)
             from due where o.id = due.id
             returning o.id, o.message_uuid, o.template, o.recipient, o.language, o.attempts,
-                      o.created_at, o.mail_values, due.due_at
+                      o.created_at, o.mail_values, o.site_id, due.due_at
         )
-        select * from claimed order by due_at, id
+        select c.*, s.name as site_name, s.brand, s.sender, s.pages_url
+        from claimed c left join sites s on s.id = c.site_id
+        order by c.due_at, c.id
         """,
         {"limit": limit, "only_id": only_id, "courier": courier, "lease": lease_seconds},
     ).fetchall()

@@ -19,11 +19,12 @@ PROFILE_COLUMNS = (
     "language",
 )
 
-# A record without a language gets mail in English: the language shown is the one in force.
+# A record without a language is shown as English; `own_language` is the one the person
+# chose (null: none, so their mail is in the language of the site that sends it).
 USER_COLUMNS = (
     "id, email, first_name, infix, last_name, suffix, gender, phone, mobile, fax,"
-    " coalesce(language, 'en') as language, status, field_sources, created_at, updated_at,"
-    " registered_at"
+    " coalesce(language, 'en') as language, language as own_language, status,"
+    " field_sources, created_at, updated_at, registered_at"
 )
 
 
@@ -134,7 +135,8 @@ def lock_by_email_key(conn: psycopg.Connection, key: str) -> dict | None:
     return conn.execute(
         """
         select id, email, email_key, status, password_hash, email_verified_at,
-               coalesce(language, 'en') as language, first_name, last_name
+               coalesce(language, 'en') as language, language as own_language, first_name,
+               last_name
         from users where email_key = %(key)s for no key update
         """,
         {"key": key},
@@ -143,7 +145,8 @@ def lock_by_email_key(conn: psycopg.Connection, key: str) -> dict | None:
 
 _ACCOUNT = """
     select id, email, email_key, status, password_hash, email_verified_at,
-           coalesce(language, 'en') as language, first_name, last_name, field_sources
+           coalesce(language, 'en') as language, language as own_language, first_name,
+           last_name, field_sources
     from users where id = %(id)s
 """
 

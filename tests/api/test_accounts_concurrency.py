@@ -172,9 +172,12 @@ def test_a_sign_up_mail_arrives_over_smtp_and_its_link_proves_the_address(
         (message,) = server.sink.wait_for(1)
     finally:
         server.stop()
-    assert message["Subject"] == "Bevestig je e-mailadres"
+    # As the site whose key registered her: its name for a brand, IDENTITY_MAIL_FROM's
+    # address for a sender (it has set neither), its pages for the link.
+    assert message["Subject"] == "Bevestig je e-mailadres voor copernica.com"
+    assert message["From"].addresses[0].display_name == "copernica.com"
     text = message.get_body(("plain",)).get_content()
-    token = re.search(r"https://id\.example\.com/verify-email\?token=([\w-]+)", text).group(1)
+    token = re.search(r"https://copernica\.com/verify-email\?token=([\w-]+)", text).group(1)
     proven = session.post(f"{base_url}/v1/auth/verify-email", json={"token": token})
     assert proven.status_code == 200 and proven.json()["status"] == "registered"
     login = session.post(

@@ -12,12 +12,14 @@ from identity import create_app
 from identity.api.guards import SERVICES
 from identity.db import Database, PinnedDatabase
 from identity.services import newsletters, subscriber_rows
+from identity.services.sites import SiteSettings, update_site
 from identity.store import newsletters as store
+from identity.store.transactions import UnitOfWork
 from schemas.newsletters import NEWSLETTER_KEYS
 from tests.api.problems import assert_problem
 from tests.api.test_accounts import as_user, login, mailed, sign_up
 from tests.exports import csv_rows, ndjson_rows
-from tests.sites import site_key_for
+from tests.sites import EVERY_LIST, site_key_for
 
 KEYS = ["copernica", "copernica-updates", "copernica-partners", "smtpeter", "mailerq"]
 CONSENT = {
@@ -26,6 +28,8 @@ CONSENT = {
     "user_agent": "Mozilla/5.0 (Test)",
 }
 NDJSON = "application/x-ndjson"
+# copernica.com (the `site` fixture's) manages every list, on its pages https://copernica.com.
+PREFERENCES = "https://copernica.com/newsletters/preferences?token="
 
 
 def subscribe(site, key="copernica-updates", email="anna@example.com", **extra):
@@ -75,7 +79,7 @@ def test_a_retired_list_is_refused_by_every_process_once_the_catalog_time_is_up(
     retired = committing_db.execute(
         "select * from newsletters where key = 'copernica-partners'"
     ).fetchone()
-    key = site_key_for(committing_db, "copernica.com")
+    key = site_key_for(committing_db, "copernica.com", lists=EVERY_LIST)
     now = [1000.0]
     databases, clients = [], []
     try:
@@ -295,6 +299,8 @@ def test_the_export_streams_every_subscriber_with_a_working_one_click_link(site,
         assert row["list_unsubscribe"] == f"<{url}>"
         assert row["list_unsubscribe_post"] == "List-Unsubscribe=One-Click"
         assert len(f"List-Unsubscribe: {row['list_unsubscribe']}") <= 998
+        # The page of every flag, on the pages of the site that manages the list.
+        assert row["preferences_url"] == f"{PREFERENCES}{token}"
     path = rows[0]["unsubscribe_url"].removeprefix("http://127.0.0.1:8000")
     assert site.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
     after = site.get("/v1/newsletters/copernica-updates/subscribers").get_data(as_text=True)
@@ -419,6 +425,13 @@ def test_the_export_as_csv_has_a_header_and_a_row_each(site, conn):
     assert [row["email"] for row in rows] == ["o'brien+news@example.com"]
     assert rows[0]["list_unsubscribe"] == f"<{rows[0]['unsubscribe_url']}>"
     assert rows[0]["list_unsubscribe_post"] == "List-Unsubscribe=One-Click"
+    token = rows[0]["unsubscribe_url"].rsplit("/", 1)[1]
+    assert rows[0]["preferences_url"] == f"{PREFERENCES}{token}"
+    # The same fields as an NDJSON row, in the same order.
+    ndjson = ndjson_rows(
+        site.get("/v1/newsletters/copernica-updates/subscribers").get_data(as_text=True)
+    )
+    assert list(rows[0]) == list(ndjson[0]) and rows[0] == ndjson[0]
 
 
 def test_an_empty_list_exports_nothing_but_its_closing_line(site):
@@ -465,7 +478,9 @@ def test_links_in_bulk_by_address_or_id_the_unknown_listed(site, conn, app):
     assert (link["given"], link["email"]) == ("ANNA@example.com", "anna@example.com")
     assert body["unknown"] == ["nobody@example.com", "not an address"]
     tokens = app.extensions[SERVICES].newsletters.tokens
-    assert link["unsubscribe_url"].endswith(tokens.sign(uuid.UUID(user_id), 4))
+    token = tokens.sign(uuid.UUID(user_id), 4)
+    assert link["unsubscribe_url"].endswith(token)
+    assert link["preferences_url"] == f"{PREFERENCES}{token}"
     by_id = site.post(
         "/v1/newsletters/smtpeter/unsubscribe-links",
         json={"user_ids": [user_id.upper(), str(uuid.UUID(int=1))]},
@@ -480,6 +495,58 @@ def test_links_in_bulk_by_address_or_id_the_unknown_listed(site, conn, app):
     assert {one["unsubscribe_url"] for one in both["links"]} == {link["unsubscribe_url"]}
     assert_problem(site.post("/v1/newsletters/smtpeter/unsubscribe-links", json={}), 422)
     assert_problem(site.post("/v1/newsletters/smtpeter/unsubscribe-links"), 400)
+
+
+# --- the preferences page: on the pages of the site that manages the list ----------------
+
+
+def test_the_preferences_page_is_on_the_pages_of_the_site_that_manages_the_list(site, conn, app):
+    """Whoever asks, the page is the managing site's: smtpeter.com's list exported with
+    copernica.com's key links to smtpeter.com's pages."""
+    site_key_for(conn, "smtpeter.com", pages="https://www.smtpeter.com/my", lists=["smtpeter"])
+    user_id = subscribe(site, key="smtpeter").get_json()["user_id"]
+    confirmation = mailed(conn, "anna@example.com", "newsletter_confirm")["token"]
+    assert site.post("/v1/newsletters/confirm", json={"token": confirmation}).status_code == 200
+    subscribe(site)  # copernica-updates, at once
+    token = app.extensions[SERVICES].newsletters.tokens.sign(uuid.UUID(user_id), 4)
+    page = f"https://www.smtpeter.com/my/newsletters/preferences?token={token}"
+    (row,) = ndjson_rows(site.get("/v1/newsletters/smtpeter/subscribers").get_data(as_text=True))
+    assert row["preferences_url"] == page
+    csv = site.get("/v1/newsletters/smtpeter/subscribers", headers={"Accept": "text/csv"})
+    assert [row["preferences_url"] for row in csv_rows(csv.get_data(as_text=True))] == [page]
+    links = site.post("/v1/newsletters/smtpeter/unsubscribe-links", json={"user_ids": [user_id]})
+    assert [link["preferences_url"] for link in links.get_json()["links"]] == [page]
+    # The other lists stay copernica.com's.
+    (row,) = ndjson_rows(
+        site.get("/v1/newsletters/copernica-updates/subscribers").get_data(as_text=True)
+    )
+    assert row["preferences_url"].startswith(PREFERENCES)
+
+
+@pytest.mark.parametrize("accept", [NDJSON, "text/csv"])
+def test_a_list_no_site_with_pages_manages_has_no_export_or_links_but_a_409(site, conn, accept):
+    """Rows whose preferences page leads nowhere are refused whole, before a byte of the
+    stream, with what to set; the same list then exports once it is set."""
+    subscribe(site, key="mailerq")
+    update = UnitOfWork.of(conn)
+    others = [key for key in KEYS if key != "mailerq"]
+    update.run(lambda: update_site(update, "copernica.com", SiteSettings(lists=others)))
+
+    def refused(detail: str) -> None:
+        answer = site.get("/v1/newsletters/mailerq/subscribers", headers={"Accept": accept})
+        assert detail in assert_problem(answer, 409)["detail"]
+        links = site.post(
+            "/v1/newsletters/mailerq/unsubscribe-links", json={"emails": ["anna@example.com"]}
+        )
+        assert detail in assert_problem(links, 409)["detail"]
+
+    refused("identity sites update SITE --list mailerq --pages https://")
+    site_key_for(conn, "mailerq.com", lists=["mailerq"])  # with pages https://mailerq.com
+    conn.execute("update sites set pages_url = null where name = 'mailerq.com'")
+    refused("identity sites update mailerq.com --pages https://")
+    conn.execute("update sites set pages_url = 'https://mailerq.com' where name = 'mailerq.com'")
+    answer = site.get("/v1/newsletters/mailerq/subscribers", headers={"Accept": accept})
+    assert answer.status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from identity.config import load_config
 from identity.mail.courier import courier_from_settings
 from identity.store import newsletters as newsletters_store
 from tests.api.liveserver import serving
-from tests.sites import site_key_for
+from tests.sites import EVERY_LIST, site_key_for
 
 pytestmark = pytest.mark.committing
 
@@ -26,7 +26,7 @@ CONSENT = {"text": "Yes, send me news (form v3)", "client_ip": "203.0.113.7"}
 @pytest.fixture
 def live(pooled_app, committing_db):
     """(base URL, a session with copernica.com's key, the app)."""
-    key = site_key_for(committing_db, "copernica.com")
+    key = site_key_for(committing_db, "copernica.com", lists=EVERY_LIST)
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {key}"
     with serving(pooled_app) as base_url:
@@ -118,10 +118,10 @@ def test_a_double_opt_in_mail_arrives_over_smtp_and_its_link_confirms(
     finally:
         courier.close()
     (message,) = mail_server.sink.wait_for(1)
-    assert message["Subject"] == "Confirm your subscription to MailerQ newsletter"
+    assert message["Subject"] == "copernica.com: confirm your subscription to MailerQ newsletter"
     assert message["To"] == "Anna@example.com"
     text = message.get_body(("plain",)).get_content()
-    token = re.search(r"https://id\.example\.com/newsletters/confirm\?token=([\w-]+)", text)[1]
+    token = re.search(r"https://copernica\.com/newsletters/confirm\?token=([\w-]+)", text)[1]
     confirmed = session.post(
         f"{base_url}/v1/newsletters/confirm", json={"token": token}, timeout=30
     )

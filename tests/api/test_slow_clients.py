@@ -15,7 +15,7 @@ import pytest
 
 from tests.exports import ndjson_rows
 from tests.served import gunicorn_command, gunicorn_env
-from tests.sites import site_key_for
+from tests.sites import EVERY_LIST, site_key_for
 from tests.test_cli import free_port, stop, wait_ready
 
 pytestmark = [pytest.mark.committing, pytest.mark.slow]
@@ -56,7 +56,7 @@ def gunicorn(database_url, tmp_path_factory):
 def served(gunicorn, committing_db):
     """(host, port, site key) of the module's gunicorn, with a key of copernica.com's."""
     host, port, _ = gunicorn
-    return host, port, site_key_for(committing_db, "copernica.com")
+    return host, port, site_key_for(committing_db, "copernica.com", lists=EVERY_LIST)
 
 
 @pytest.fixture

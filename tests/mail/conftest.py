@@ -79,7 +79,7 @@ def courier_thread(database_url):
 
     def start(relay_url: str, *, smtp_timeout: float = 2.0, **settings) -> Courier:
         courier = Courier(
-            Renderer("https://id.example.com", "identity <no-reply@example.com>"),
+            Renderer("identity <no-reply@example.com>"),
             Relay(parse_smtp_url(relay_url), timeout=smtp_timeout),
             CourierSettings(
                 **{

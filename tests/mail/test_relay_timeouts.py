@@ -20,7 +20,7 @@ def test_a_relay_silent_at_any_step_fails_the_mail_for_now_after_the_timeout(ste
     courier = courier_from_settings(
         load_config({"SMTP_URL": relay.url, "SMTP_TIMEOUT_SECONDS": 0.3})
     )
-    mail = Renderer("https://id.example.com", "identity <no-reply@example.com>").outgoing(
+    mail = Renderer("identity <no-reply@example.com>").outgoing(
         "test", "en", {}, "p@example.com", uuid.uuid4(), datetime.now(UTC)
     )
     try:

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from identity.config import load_config
-from identity.errors import InvalidInput, NotFound, TooManyRequests
+from identity.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from identity.security.unsubscribe_tokens import UnsubscribeTokens
 from identity.services.newsletters import Consent, Newsletters
 from identity.services.principal import Browser, LinkHolder, Principal, SiteCaller
@@ -20,6 +20,8 @@ from tests.outbox import mailed
 ANNA = "anna@example.com"
 UPDATES = "copernica-updates"  # subscribed at once
 COPERNICA = "copernica"  # double opt-in
+# The preferences page of every list: copernica.com's (`site`) manages them all.
+PREFERENCES = "https://copernica.com/newsletters/preferences?token="
 
 
 @pytest.fixture
@@ -41,9 +43,20 @@ def uow(conn):
 
 @pytest.fixture
 def site(conn):
-    """copernica.com's key with the newsletters scope, for a browser it speaks for."""
-    row = conn.execute("insert into sites (name) values ('copernica.com') returning id").fetchone()
-    caller = SiteCaller(row["id"], "copernica.com", uuid.uuid4(), frozenset({"newsletters"}))
+    """copernica.com's key with the newsletters scope, for a browser it speaks for; the
+    site manages every list, on its pages https://copernica.com."""
+    row = conn.execute(
+        "insert into sites (name, pages_url) values ('copernica.com', 'https://copernica.com')"
+        " returning id"
+    ).fetchone()
+    conn.execute("update newsletters set site_id = %s", (row["id"],))
+    caller = SiteCaller(
+        row["id"],
+        "copernica.com",
+        uuid.uuid4(),
+        frozenset({"newsletters"}),
+        "https://copernica.com",
+    )
     return Principal(site=caller, browser=Browser("203.0.113.7", "Mozilla/5.0 (Test)"))
 
 
@@ -234,6 +247,7 @@ def test_links_in_bulk_for_known_addresses_and_ids_the_rest_unknown(newsletters,
         assert links[given]["list_unsubscribe"] == f"<{url}>"
         token = url.removeprefix(newsletters.unsubscribe_base)
         assert newsletters.link_of(token) == (user_id, _list_id(conn, UPDATES))
+        assert links[given]["preferences_url"] == PREFERENCES + token
     with pytest.raises(NotFound):
         newsletters.link_of("x" * 44)
 
@@ -257,6 +271,7 @@ def test_the_export_is_every_subscriber_in_id_order_and_its_closing_line(newslet
     token = rows[0]["unsubscribe_url"].removeprefix(newsletters.unsubscribe_base)
     assert newsletters.link_of(token)[0] == ids[0]
     assert rows[0]["list_unsubscribe_post"] == "List-Unsubscribe=One-Click"
+    assert rows[0]["preferences_url"] == PREFERENCES + token
 
 
 def test_the_export_in_pages_and_as_csv(newsletters, uow, site):
@@ -264,9 +279,31 @@ def test_the_export_in_pages_and_as_csv(newsletters, uow, site):
     through, more = newsletters.export_page(uow, UPDATES, None, 2)
     assert (through, more) == (ids[1], True)
     page = b"".join(newsletters.export(uow, UPDATES, True, None, through)).decode()
-    assert [row["user_id"] for row in csv_rows(CSV_HEADER + page)] == [str(i) for i in ids[:2]]
+    rows = csv_rows(CSV_HEADER + page)
+    assert [row["user_id"] for row in rows] == [str(i) for i in ids[:2]]
+    token = rows[0]["unsubscribe_url"].removeprefix(newsletters.unsubscribe_base)
+    assert rows[0]["preferences_url"] == PREFERENCES + token
     assert newsletters.export_page(uow, UPDATES, ids[3], 2) == (None, False)
     rest = b"".join(newsletters.export(uow, UPDATES, True, ids[3])).decode()
     assert [row["user_id"] for row in csv_rows(CSV_HEADER + rest)] == [str(ids[4])]
     empty = b"".join(newsletters.export(uow, "mailerq", False, None)).decode()
     assert ndjson_rows(empty) == []
+
+
+def test_a_list_without_a_site_with_pages_has_no_links_or_export(newsletters, uow, site, conn):
+    """The preferences page is on the pages of the site that manages the list: without
+    one, links and the export are refused before anything is read, saying what to set."""
+    subscribe(newsletters, uow, site)
+    conn.execute("update newsletters set site_id = null where key = %s", (UPDATES,))
+    for refused in (
+        lambda: newsletters.export_page(uow, UPDATES, None, None),
+        lambda: newsletters.links(uow, UPDATES, [ANNA], None),
+    ):
+        with pytest.raises(Conflict, match=f"--list {UPDATES} --pages"):
+            refused()
+    pageless = conn.execute(
+        "insert into sites (name) values ('smtpeter.com') returning id"
+    ).fetchone()
+    conn.execute("update newsletters set site_id = %s where key = %s", (pageless["id"], UPDATES))
+    with pytest.raises(Conflict, match=r"identity sites update smtpeter\.com --pages"):
+        newsletters.export_page(uow, UPDATES, None, None)

@@ -11,6 +11,8 @@ from identity.services.accounts import common
 from identity.services.accounts.common import INVALID_TOKEN, AccountSettings
 from identity.services.accounts.settings import PasswordChange
 from identity.services.contact import email_key, normalise_email
+from identity.services.principal import Principal
+from identity.services.sites import mailing_site
 from identity.store import throttles
 from identity.store import users as users_store
 from identity.store.transactions import UnitOfWork
@@ -21,8 +23,11 @@ class Recovery:
         self.settings = settings
         self.passwords = passwords
 
-    def request_reset(self, uow: UnitOfWork, address: str) -> None:
-        """Mail a reset link when the address has an account; the same answer if not."""
+    def request_reset(self, uow: UnitOfWork, principal: Principal, address: str) -> None:
+        """Mail a reset link when the address has an account; the same answer if not. A
+        site without pages for the link is refused (409) before the address is looked up,
+        so that answer too is the same for every address."""
+        site = mailing_site(uow, principal)
         conn = uow.conn
         user = users_store.lock_by_email_key(conn, email_key(normalise_email(address)))
         if user is None or user["email_verified_at"] is None:
@@ -36,16 +41,19 @@ class Recovery:
             conn,
             "password_reset",
             user["email"],
-            user["language"],
+            user["own_language"],
+            site,
             token=token,
             valid_minutes=minutes,
         )
 
-    def reset(self, uow: UnitOfWork, token: str, new_password: str) -> None:
+    def reset(self, uow: UnitOfWork, principal: Principal, token: str, new_password: str) -> None:
         """Set the password with a reset token: every sign-in ends, the throttle lifts,
-        and the person is told. The token is checked and the new password checked and
+        and the person is told (in the calling site's name: a site without pages is
+        refused first, 409). The token is checked and the new password checked and
         hashed before the transaction that spends the token; a token spent meanwhile by a
         second request is a refusal, as any spent one."""
+        site = mailing_site(uow, principal)
         owner = mailed_tokens.peek(uow.one_statement, token, ("password_reset",))
         if owner is None:
             raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
@@ -54,5 +62,5 @@ class Recovery:
         taken = mailed_tokens.take(conn, token, ("password_reset",))
         if taken is None:
             raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
-        user = change.write(conn)
+        user = change.write(conn, site)
         throttles.clear_throttle(conn, common.account_throttle(self.settings, user["email_key"]))

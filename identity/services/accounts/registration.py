@@ -14,6 +14,7 @@ from identity.services.accounts.common import INVALID_TOKEN, PASSWORD_HISTORY, A
 from identity.services.accounts.settings import change_email
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import Principal
+from identity.services.sites import MailingSite, mailing_site
 from identity.store import mailed_tokens as tokens_store
 from identity.store import sessions
 from identity.store import users as users_store
@@ -34,10 +35,13 @@ class Registration:
         the registering party sent reaches the record before the address is proven: it
         waits in the verification token.
 
-        Counted first (committed on its own), then the password checked and hashed with
-        no connection held, then written in one transaction; then a registration made
-        again with the same password (a double submit, "the mail did not come", two
-        clicks at once) is settled, also with no connection held while it is compared."""
+        Refused first (409) when the calling site has no pages for the mail's link, for
+        every address alike and before anything is counted or written. Then counted
+        (committed on its own), then the password checked and hashed with no connection
+        held, then written in one transaction; then a registration made again with the
+        same password (a double submit, "the mail did not come", two clicks at once) is
+        settled, also with no connection held while it is compared."""
+        site = mailing_site(uow, principal)
         self._count(uow, principal, data)
         uow.commit()
         address = normalise_email(data["email"])
@@ -51,7 +55,7 @@ class Registration:
             previous=[],
         )
         password_hash = self.passwords.hash(password)
-        made = self._start(uow, principal, address, key, fields, password_hash)
+        made = self._start(uow, principal, site, address, key, fields, password_hash)
         uow.commit()
         if made is not None:
             self._settle_made_again(uow, made, password)
@@ -97,7 +101,16 @@ class Registration:
         if older:
             tokens_store.supersede_registrations(uow.one_statement, older)
 
-    def _start(self, uow, principal, address, key, fields, password_hash) -> tuple | None:
+    def _start(
+        self,
+        uow: UnitOfWork,
+        principal: Principal,
+        site: MailingSite,
+        address: str,
+        key: str,
+        fields: dict,
+        password_hash: str,
+    ) -> tuple | None:
         """The registration written: (the record's id, its token's hash), or None for an
         address that has an account already (which gets a notice instead)."""
         conn = uow.conn
@@ -108,7 +121,9 @@ class Registration:
         may_mail = mailed_tokens.may_mail(conn, user["id"], "verify_email")
         if user["email_verified_at"] is not None:
             if may_mail:
-                enqueue_mail(conn, "registration_attempt", user["email"], user["language"])
+                enqueue_mail(
+                    conn, "registration_attempt", user["email"], user["own_language"], site
+                )
                 mailed_tokens.count_only(conn, "verify_email", user["id"])
             return None
         # Every registration's link stays good (a later one, perhaps a stranger's, voids
@@ -127,7 +142,8 @@ class Registration:
                 conn,
                 "verify_email",
                 user["email"],
-                fields.get("language") or user["language"],
+                fields.get("language") or user["own_language"],
+                site,
                 token=token,
                 valid_hours=hours,
             )
@@ -136,7 +152,10 @@ class Registration:
     def verify_email(self, uow: UnitOfWork, principal: Principal, token: str) -> dict:
         """Prove an address with the token mailed to it: the registration it finishes (the
         record claimed, earlier data kept, the person's own fields winning, every session
-        and token from before void), or the change of address it confirms."""
+        and token from before void), or the change of address it confirms. A site without
+        pages is refused (409) before the token is looked at: a contested registration
+        mails a link to choose a password."""
+        site = mailing_site(uow, principal)
         conn = uow.conn
         found = mailed_tokens.take(conn, token, ("verify_email", "email_change"))
         if found is None:
@@ -145,10 +164,10 @@ class Registration:
         if found["purpose"] == "email_change":
             change_email(conn, principal, user_id, payload)
         else:
-            self._claim(conn, principal, user_id, payload)
+            self._claim(conn, principal, site, user_id, payload)
         return users_store.get_by_id(conn, user_id)
 
-    def _claim(self, conn, principal: Principal, user_id, payload: dict) -> None:
+    def _claim(self, conn, principal: Principal, site: MailingSite, user_id, payload: dict) -> None:
         """The address is proven. With one registration in its link's lifetime, the
         account takes that registration's password and fields. With more, the link's
         clicker cannot be told from whoever else registered the address (a stranger may
@@ -178,7 +197,8 @@ class Registration:
                 conn,
                 "choose_password",
                 user["email"],
-                user["language"],
+                user["own_language"],
+                site,
                 token=token,
                 valid_minutes=minutes,
             )

@@ -15,6 +15,7 @@ from identity.services.accounts.common import INVALID_TOKEN, PASSWORD_HISTORY, A
 from identity.services.accounts.sessions import SIGN_IN_ENDED
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import Principal
+from identity.services.sites import MailingSite, mailing_site
 from identity.store import sessions, throttles
 from identity.store import users as users_store
 from identity.store.transactions import UnitOfWork
@@ -61,11 +62,13 @@ class PasswordChange:
         )
         return cls(user_id, passwords.hash(password), tuple(history))
 
-    def write(self, conn: psycopg.Connection, keep_session: UUID | None = None) -> dict:
+    def write(
+        self, conn: psycopg.Connection, site: MailingSite, keep_session: UUID | None = None
+    ) -> dict:
         """Set it: every other sign-in ends, a pending change of address is void, the
-        person is told. The account, locked. Refused when the history changed since it was
-        read (another change landed: 409), or when `keep_session`, the sign-in that asks,
-        has ended meanwhile (401)."""
+        person is told (as `site`). The account, locked. Refused when the history changed
+        since it was read (another change landed: 409), or when `keep_session`, the
+        sign-in that asks, has ended meanwhile (401)."""
         user = users_store.lock_user(conn, self.user_id)
         now = users_store.previous_password_hashes(conn, self.user_id, PASSWORD_HISTORY)
         if tuple(now) != self.history:
@@ -80,7 +83,7 @@ class PasswordChange:
         # A pending change of address goes too: it may be a thief's, made with a stolen
         # sign-in that this change of password is meant to end.
         mailed_tokens.void(conn, self.user_id, ("password_reset", "email_change"))
-        enqueue_mail(conn, "password_changed", user["email"], user["language"])
+        enqueue_mail(conn, "password_changed", user["email"], user["own_language"], site)
         return user
 
 
@@ -104,7 +107,9 @@ class OwnSettings:
         password is checked like a login's, counted first (committed), so a stolen access
         token is no way to guess it quickly; but against this sign-in, not the account's
         logins: a stranger's failed logins must not keep the owner from changing a
-        password they fear is known."""
+        password they fear is known. A site without pages (where the notice comes from) is
+        refused first (409), before anything is counted."""
+        site = mailing_site(uow, principal)
         s, caller = self.settings, principal.user
         throttle = f"password-change:{caller.session_id}"
         until = common.reserve(
@@ -128,7 +133,7 @@ class OwnSettings:
         )
         conn = uow.conn
         throttles.take_back_attempt(conn, throttle)
-        change.write(conn, keep_session=caller.session_id)
+        change.write(conn, site, keep_session=caller.session_id)
 
     def request_email_change(self, uow: UnitOfWork, principal: Principal, new_email: str):
         """Mail a confirmation to the new address and a notice to the old one; the change
@@ -136,7 +141,9 @@ class OwnSettings:
         refused the same way seen from the caller: the same answer, the same notice to
         the old address, an earlier pending change voided alike; its holder gets a
         notice instead of a link, so whether an address is known is not for anyone
-        signed in to learn. At most a few requests an hour (429, the request counted)."""
+        signed in to learn. At most a few requests an hour (429, the request counted). A
+        site without pages for the link is refused first (409)."""
+        site = mailing_site(uow, principal)
         address = normalise_email(new_email, field="new_email")
         conn = uow.conn
         user = users_store.lock_user(conn, principal.user.user_id)
@@ -150,7 +157,7 @@ class OwnSettings:
         holder = users_store.get_by_email(conn, email_key(address))
         if holder is not None and holder["id"] != user["id"]:  # their own: a new spelling
             mailed_tokens.count_only(conn, "email_change", user["id"])
-            _notify_holder(conn, holder)
+            _notify_holder(conn, holder, site)
         else:
             hours = self.settings.email_change_hours
             token = mailed_tokens.issue(
@@ -164,14 +171,15 @@ class OwnSettings:
                 conn,
                 "email_change_confirm",
                 address,
-                user["language"],
+                user["own_language"],
+                site,
                 token=token,
                 valid_hours=hours,
             )
-        enqueue_mail(conn, "email_change_notice", user["email"], user["language"])
+        enqueue_mail(conn, "email_change_notice", user["email"], user["own_language"], site)
 
 
-def _notify_holder(conn: psycopg.Connection, holder: dict) -> None:
+def _notify_holder(conn: psycopg.Connection, holder: dict, site: MailingSite) -> None:
     """Tell a record's address that an account asked to move onto it: at most a few times
     an hour, however many accounts ask (counted per record). The advice fits the holder:
     an account signs in; a record without one (a newsletter's, an import's, a
@@ -183,7 +191,8 @@ def _notify_holder(conn: psycopg.Connection, holder: dict) -> None:
         conn,
         "email_change_attempt",
         holder["email"],
-        holder["language"],
+        holder["own_language"],
+        site,
         account=holder["status"] == "registered",
     )
 

@@ -53,8 +53,12 @@ class _lend:
 
 @pytest.fixture
 def principal(conn):
+    """copernica.com's key, with its pages (where its mails' links lead)."""
     site = conn.execute(
-        "insert into sites (name) values ('copernica.com') returning id, name"
+        "insert into sites (name, pages_url) values ('copernica.com', 'https://copernica.com')"
+        " returning id, name, pages_url"
     ).fetchone()
-    caller = SiteCaller(site["id"], site["name"], uuid.uuid4(), frozenset({"auth"}))
+    caller = SiteCaller(
+        site["id"], site["name"], uuid.uuid4(), frozenset({"auth"}), site["pages_url"]
+    )
     return Principal(site=caller, browser=Browser("203.0.113.7", "pytest"))

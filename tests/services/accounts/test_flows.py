@@ -146,30 +146,39 @@ def test_a_password_change_hashes_with_nothing_held(accounts, watched, conn, pri
 
 def test_a_password_changed_meanwhile_is_a_conflict(accounts, watched, conn, principal):
     from identity.services.accounts.settings import PasswordChange
+    from identity.services.sites import mailing_site
 
     signed_up(accounts, watched, conn, principal)
+    site = mailing_site(watched.uow, principal)
     user_id = conn.execute("select id from users").fetchone()["id"]
     passwords = accounts.settings.passwords
     prepared = PasswordChange.prepare(watched.uow, passwords, user_id, OTHER_PASSWORD)
-    PasswordChange.prepare(watched.uow, passwords, user_id, "third quiet orchard 61").write(conn)
+    third = PasswordChange.prepare(watched.uow, passwords, user_id, "third quiet orchard 61")
+    third.write(conn, site)
     with pytest.raises(Conflict):
-        prepared.write(conn)
+        prepared.write(conn, site)
 
 
 def test_a_reset_sets_the_password_once(accounts, watched, conn, principal):
     signed_up(accounts, watched, conn, principal)
-    watched.uow.run(lambda: accounts.recovery.request_reset(watched.uow, "anna@example.com"))
+    watched.uow.run(
+        lambda: accounts.recovery.request_reset(watched.uow, principal, "anna@example.com")
+    )
     token = mailed(conn, "anna@example.com", "password_reset")["token"]
     watched.calls = 0
-    watched.uow.run(lambda: accounts.recovery.reset(watched.uow, token, OTHER_PASSWORD))
+    watched.uow.run(lambda: accounts.recovery.reset(watched.uow, principal, token, OTHER_PASSWORD))
     assert watched.calls >= 2
     log_in(accounts, watched, principal, password=OTHER_PASSWORD)
     with pytest.raises(InvalidInput):
-        watched.uow.run(lambda: accounts.recovery.reset(watched.uow, token, "again 77 owls"))
+        watched.uow.run(
+            lambda: accounts.recovery.reset(watched.uow, principal, token, "again 77 owls")
+        )
 
 
 def test_a_reset_for_an_unknown_address_sends_nothing(accounts, watched, conn, principal):
-    watched.uow.run(lambda: accounts.recovery.request_reset(watched.uow, "nobody@example.com"))
+    watched.uow.run(
+        lambda: accounts.recovery.request_reset(watched.uow, principal, "nobody@example.com")
+    )
     assert conn.execute("select count(*) as n from outbox").fetchone()["n"] == 0
 
 
