@@ -11,9 +11,13 @@ from identity.services.accounts import common
 from identity.services.accounts.common import INVALID_TOKEN, AccountSettings
 from identity.services.accounts.settings import PasswordChange
 from identity.services.contact import email_key, normalise_email
+from identity.services.principal import Principal
 from identity.store import throttles
 from identity.store import users as users_store
 from identity.store.transactions import UnitOfWork
+
+_TOO_MANY_REQUESTS = "too many password resets asked for from this network; wait a while"
+_TOO_MANY_TRIES = "too many tries at setting a password from this network; wait a while"
 
 
 class Recovery:
@@ -21,8 +25,13 @@ class Recovery:
         self.settings = settings
         self.passwords = passwords
 
-    def request_reset(self, uow: UnitOfWork, address: str) -> None:
-        """Mail a reset link when the address has an account; the same answer if not."""
+    def request_reset(self, uow: UnitOfWork, principal: Principal, address: str) -> None:
+        """Mail a reset link when the address has an account; the same answer if not.
+        Counted per client IP first, before the address is looked at, so a request that
+        must wait is refused alike for every address; per account, the mail limit holds
+        (a few an hour, past which nothing is sent and the answer stays the same)."""
+        limits = common.ip_limit(self.settings, "password-reset", principal.browser.client_ip)
+        common.count_attempt(uow, self.settings, limits, _TOO_MANY_REQUESTS)
         conn = uow.conn
         user = users_store.lock_by_email_key(conn, email_key(normalise_email(address)))
         if user is None or user["email_verified_at"] is None:
@@ -41,11 +50,17 @@ class Recovery:
             valid_minutes=minutes,
         )
 
-    def reset(self, uow: UnitOfWork, token: str, new_password: str) -> None:
+    def reset(self, uow: UnitOfWork, principal: Principal, token: str, new_password: str):
         """Set the password with a reset token: every sign-in ends, the throttle lifts,
         and the person is told. The token is checked and the new password checked and
         hashed before the transaction that spends the token; a token spent meanwhile by a
-        second request is a refusal, as any spent one."""
+        second request is a refusal, as any spent one. Tries are counted per client IP
+        first (a wrong token or a refused password costs a check, a good one is taken
+        back); per account, the token is good for one reset."""
+        limits = common.ip_limit(
+            self.settings, "password-reset-confirm", principal.browser.client_ip
+        )
+        common.count_attempt(uow, self.settings, limits, _TOO_MANY_TRIES)
         owner = mailed_tokens.peek(uow.one_statement, token, ("password_reset",))
         if owner is None:
             raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
@@ -56,3 +71,4 @@ class Recovery:
             raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
         user = change.write(conn)
         throttles.clear_throttle(conn, common.account_throttle(self.settings, user["email_key"]))
+        common.take_back(conn, limits)

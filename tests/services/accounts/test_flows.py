@@ -82,6 +82,18 @@ def test_a_wrong_password_is_recorded_and_refused(accounts, watched, conn, princ
     assert [a["outcome"] for a in attempts] == ["wrong_password", "no_account"]
 
 
+def test_registrations_of_a_caller_with_no_client_ip_are_limited_per_address(
+    accounts, watched, conn, principal
+):
+    """The HTTP face requires a client IP; a caller that passes none is still limited."""
+    nowhere = principal.with_browser(principal.browser.__class__())
+    free = accounts.registration.settings.account_free_failures
+    for n in range(free + 1):
+        register(accounts, watched, nowhere, password=f"{PASSWORD} {n}")
+    with pytest.raises(TooManyRequests):
+        register(accounts, watched, nowhere)
+
+
 def test_failures_past_the_free_ones_wait(accounts, watched, conn, principal):
     signed_up(accounts, watched, conn, principal)
     free = accounts.login.settings.account_free_failures
@@ -158,18 +170,24 @@ def test_a_password_changed_meanwhile_is_a_conflict(accounts, watched, conn, pri
 
 def test_a_reset_sets_the_password_once(accounts, watched, conn, principal):
     signed_up(accounts, watched, conn, principal)
-    watched.uow.run(lambda: accounts.recovery.request_reset(watched.uow, "anna@example.com"))
+    watched.uow.run(
+        lambda: accounts.recovery.request_reset(watched.uow, principal, "anna@example.com")
+    )
     token = mailed(conn, "anna@example.com", "password_reset")["token"]
     watched.calls = 0
-    watched.uow.run(lambda: accounts.recovery.reset(watched.uow, token, OTHER_PASSWORD))
+    watched.uow.run(lambda: accounts.recovery.reset(watched.uow, principal, token, OTHER_PASSWORD))
     assert watched.calls >= 2
     log_in(accounts, watched, principal, password=OTHER_PASSWORD)
     with pytest.raises(InvalidInput):
-        watched.uow.run(lambda: accounts.recovery.reset(watched.uow, token, "again 77 owls"))
+        watched.uow.run(
+            lambda: accounts.recovery.reset(watched.uow, principal, token, "again 77 owls")
+        )
 
 
 def test_a_reset_for_an_unknown_address_sends_nothing(accounts, watched, conn, principal):
-    watched.uow.run(lambda: accounts.recovery.request_reset(watched.uow, "nobody@example.com"))
+    watched.uow.run(
+        lambda: accounts.recovery.request_reset(watched.uow, principal, "nobody@example.com")
+    )
     assert conn.execute("select count(*) as n from outbox").fetchone()["n"] == 0
 
 
