@@ -193,18 +193,24 @@ def test_serve_runs_on_an_embedded_database_stops_cleanly_and_keeps_the_data(tmp
         stop(server)
 
 
-def test_serve_refuses_to_start_in_production_without_its_secrets(tmp_path):
+def refused_to_serve(tmp_path, **settings) -> str:
+    """What `identity serve` says when it refuses to start with only these IDENTITY_*
+    settings: it exits without a traceback, having made nothing (no database)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
-        "IDENTITY_ENV": "production",
         "IDENTITY_DATA_DIR": str(tmp_path),
+        **{f"IDENTITY_{name}": value for name, value in settings.items()},
     }
     result = subprocess.run(
         [IDENTITY, "serve"], env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode != 0
-    assert "IDENTITY_DATABASE_URL" in result.stderr
     assert "Traceback" not in result.stderr
     assert not any(tmp_path.iterdir())
+    return result.stderr
+
+
+def test_serve_refuses_to_start_in_production_without_its_secrets(tmp_path):
+    assert "IDENTITY_DATABASE_URL" in refused_to_serve(tmp_path, ENV="production")
 
 
 def test_mail_test_says_whether_the_relay_took_the_mail(database_url, committing_db, mail_server):
@@ -347,3 +353,8 @@ def test_an_unwritable_path_and_no_workers_are_refused_in_one_line(tmp_path):
     assert result.output.count("\n") == 1 and "Traceback" not in result.output
     result = runner.invoke(main, ["serve", "--workers", "0"])
     assert result.exit_code == 2 and "0 is not in the range x>=1" in result.output
+
+
+def test_serve_refuses_to_start_with_a_trusted_proxy_it_cannot_read(tmp_path):
+    said = refused_to_serve(tmp_path, TRUSTED_PROXIES="10.0.0.0/8, proxy.internal")
+    assert "IDENTITY_TRUSTED_PROXIES: 'proxy.internal' is not a network" in said

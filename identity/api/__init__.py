@@ -7,9 +7,10 @@ from http import HTTPStatus
 from flask import Flask, request
 from werkzeug.exceptions import NotFound
 
-from identity.api.guards import SERVICES
+from identity.api.guards import SERVICES, TRUSTED_PROXIES
 from identity.api.openapi import SECURITY_SCHEMES, Api, document_what_marshmallow_cannot
 from identity.composition import Services
+from identity.config import trusted_proxies
 
 
 def _no_double_slash_in_front():
@@ -50,6 +51,7 @@ def init_app(app: Flask, services: Services) -> Api:
     )
 
     app.extensions[SERVICES] = services
+    app.extensions[TRUSTED_PROXIES] = trusted_proxies(app.config["IDENTITY"]["TRUSTED_PROXIES"])
     app.after_request(_kept_by_no_cache)
     app.after_request(_no_type_without_content)
     app.before_request(_no_double_slash_in_front)
