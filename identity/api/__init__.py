@@ -20,14 +20,6 @@ def _no_double_slash_in_front():
         raise NotFound()
 
 
-def _kept_by_no_cache(response):
-    """Every /v1 answer is about people (a record, an address, a link that unsubscribes
-    someone): no shared cache or browser history keeps it."""
-    if request.path.startswith("/v1/"):
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
-
-
 def _no_type_without_content(response):
     """A `204` has no body, so no type either (Flask names one for every answer)."""
     if response.status_code == HTTPStatus.NO_CONTENT:
@@ -52,7 +44,6 @@ def init_app(app: Flask, services: Services) -> Api:
 
     app.extensions[SERVICES] = services
     app.extensions[TRUSTED_PROXIES] = trusted_proxies(app.config["IDENTITY"]["TRUSTED_PROXIES"])
-    app.after_request(_kept_by_no_cache)
     app.after_request(_no_type_without_content)
     app.before_request(_no_double_slash_in_front)
     api = Api(app)
