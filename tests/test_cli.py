@@ -132,6 +132,10 @@ def leftover_processes(data_dir: str, seconds: float = 5) -> list[int]:
         time.sleep(0.2)
 
 
+# What the run below does with its key: make a record, then look it up.
+SCOPES = ("--scope", "profiles:write", "--scope", "users:read")
+
+
 @pytest.mark.slow
 def test_serve_runs_on_an_embedded_database_stops_cleanly_and_keeps_the_data(tmp_path):
     """What `make run` does, twice: the second run finds the first one's record."""
@@ -146,7 +150,7 @@ def test_serve_runs_on_an_embedded_database_stops_cleanly_and_keeps_the_data(tmp
     try:
         wait_ready(base, server)
         created = subprocess.run(
-            [IDENTITY, "sites", "create", "copernica.com", "--scope", "profiles:write"],
+            [IDENTITY, "sites", "create", "copernica.com", *SCOPES],
             env=env,
             capture_output=True,
             text=True,
