@@ -119,7 +119,8 @@ class Login(MethodView):
         An access token (a JWT for `/v1/me`, about 15 minutes) and a refresh token.
         Every attempt is recorded. A wrong password, an unknown address and an unproven
         one get the same `401`. Repeated failures for one account or one `client_ip`
-        make logins wait a while (`429` with `Retry-After`); a password reset lifts it.
+        (required: `422` without it) make logins wait a while (`429` with
+        `Retry-After`); a password reset lifts it.
         """
         login = services().accounts.login
         return _tokens(login.log_in(unit_of_work(), caller(body), body["email"], body["password"]))
