@@ -105,9 +105,11 @@ class OwnSettings:
     def change_password(self, uow: UnitOfWork, principal: Principal, current: str, new: str):
         """The signed-in person's new password; their other sign-ins end. The current
         password is checked like a login's, counted first (committed), so a stolen access
-        token is no way to guess it quickly; but against this sign-in, not the account's
-        logins: a stranger's failed logins must not keep the owner from changing a
-        password they fear is known."""
+        token is no way to guess it quickly; but against this sign-in and the client's
+        network, not the account's logins: a stranger's failed logins elsewhere must not
+        keep the owner from changing a password they fear is known. The network's count
+        catches a guesser spreading over many stolen sign-ins; a change that is made takes
+        its counts back."""
         s, caller = self.settings, principal.user
         limits = [
             *common.ip_limit(s, "password-change", principal.browser.client_ip),
