@@ -28,13 +28,15 @@ def create_app(config: dict | None = None, database=None) -> "Flask":
     from flask import Flask
 
     from identity import api, db, logs
-    from identity.api.docs import ASSETS_URL
+    from identity.api.docs import ASSETS_URL, PAGE_FOLDER
     from identity.composition import build
     from identity.config import load_config
     from identity.deadlines import BodyDeadline
+    from identity.headers import BrowserHeaders
 
     settings = load_config(config)
-    app = Flask(__name__)
+    # The app's one template is the /docs page, in place of flask-smorest's.
+    app = Flask(__name__, template_folder=PAGE_FOLDER)
     # werkzeug answers a path with "//" by redirecting to it merged: the API never
     # redirects (an unsubscribe POST must not be one), so such a path is a 404.
     app.url_map.merge_slashes = False
@@ -55,5 +57,7 @@ def create_app(config: dict | None = None, database=None) -> "Flask":
     logs.init_app(app)
     database = db.init_app(app, database)
     api.init_app(app, build(settings, database.connection))
-    app.wsgi_app = BodyDeadline(app.wsgi_app, settings["BODY_TIMEOUT_SECONDS"])
+    app.wsgi_app = BrowserHeaders(
+        BodyDeadline(app.wsgi_app, settings["BODY_TIMEOUT_SECONDS"]), settings["PUBLIC_URL"]
+    )
     return app

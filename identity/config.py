@@ -1,5 +1,6 @@
 """Settings: safe local defaults first, then IDENTITY_* from the environment."""
 
+import ipaddress
 import os
 import re
 
@@ -47,6 +48,10 @@ DEFAULTS = {
     # (and a little more), so the tokens it signed can be checked until they expire.
     "ACCESS_TOKEN_SECONDS": 900,
     "PUBLIC_URL": "http://127.0.0.1:8000",
+    # The proxies in front of the service (comma-separated CIDRs, or single addresses)
+    # whose X-Forwarded-For is believed where a browser calls the service itself (the
+    # unsubscribe links). Unset: none; the client is the connection's own address.
+    "TRUSTED_PROXIES": None,
     # The key id that signs new unsubscribe tokens (1-255). Raising it rotates the key:
     # tokens of every lower id keep working, as links in old mails must.
     "UNSUBSCRIBE_KEY_ID": 1,
@@ -171,6 +176,7 @@ def _check(config: dict, environ) -> None:
         raise ConfigurationError("IDENTITY_ENV must be 'development' or 'production'")
     _check_password_cost(config)
     _check_public_url(config["PUBLIC_URL"])
+    trusted_proxies(config["TRUSTED_PROXIES"])
     if config["PASSWORD_RESET_ANSWER_SECONDS"] < 0:
         raise ConfigurationError("IDENTITY_PASSWORD_RESET_ANSWER_SECONDS must be 0 or more")
     if config["PASSWORD_THREADS"] < 1:
@@ -228,3 +234,30 @@ def _check_public_url(url: str) -> None:
             "IDENTITY_PUBLIC_URL must be http(s)://host[:port][/path], without a query,"
             " a fragment or spaces"
         )
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_proxies(value: str | None) -> tuple[Network, ...]:
+    """The networks of IDENTITY_TRUSTED_PROXIES: each entry a CIDR (10.0.0.0/8,
+    2001:db8::/48) or one address, separated by commas. An entry that is neither refuses
+    the start: a proxy left out would have every browser behind it count as that proxy,
+    and one read too widely would let a browser name any address it likes. So does a
+    CIDR with host bits set (10.0.0.1/8), which may mean one address or the network."""
+    networks = []
+    for entry in (value or "").split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        try:
+            network = ipaddress.ip_network(entry)
+            if getattr(network.network_address, "scope_id", None):
+                raise ValueError("a %zone names an interface of this machine, not a proxy")
+            networks.append(network)
+        except ValueError as error:
+            raise ConfigurationError(
+                f"IDENTITY_TRUSTED_PROXIES: {entry!r} is not a network ({error}); give"
+                " comma-separated CIDRs such as 10.0.0.0/8, 2001:db8::/48, or single addresses"
+            ) from None
+    return tuple(networks)

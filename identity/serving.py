@@ -6,6 +6,7 @@ nothing else: hundreds of them cannot hold up the requests of others, as two of 
 with sync workers. The deadlines make them go away in the end.
 """
 
+import functools
 import gc
 import importlib
 import json
@@ -23,6 +24,7 @@ from gunicorn.workers.ggevent import GeventWorker
 from identity import bulk
 from identity.config import load_config
 from identity.deadlines import body_left_unread
+from identity.headers import every_answer, unless_set
 from identity.lifecycle import request_stop, stop_requested
 from identity.logs import REQUEST_ID_HEADER, ROUTE, JsonLines
 
@@ -37,8 +39,10 @@ class Worker(GeventWorker):
         config = load_config()
         self.header_timeout = config["HEADER_TIMEOUT_SECONDS"]
         # gunicorn answers the requests it cannot parse itself, with text/html written
-        # by util.write_error; every answer of this service is problem+json.
-        util.write_error = write_problem
+        # by util.write_error; every answer of this service is problem+json, with the
+        # headers every answer carries.
+        headers = every_answer(config["PUBLIC_URL"]) | unless_set(html=False)
+        util.write_error = functools.partial(write_problem, headers=headers)
         # A client that stops reading an answer is cut off when one piece of it (at most
         # 64 KiB of an export) waits SEND_TIMEOUT_SECONDS in the send; the answer's
         # memory goes with it. Sends only: reads have their own deadlines.
@@ -132,10 +136,13 @@ def _allow_open_files(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
 
 
-def write_problem(sock, status_int: int, reason: str, mesg: str) -> None:
-    """An error answered by gunicorn itself, as RFC 9457 problem+json. A 500 is a fault of
-    the server's own (the app raised past its error handler, or sent a header gunicorn
-    refuses): the answer says only that, with the request id the error is logged under."""
+def write_problem(
+    sock, status_int: int, reason: str, mesg: str, headers: dict[str, str] | None = None
+) -> None:
+    """An error answered by gunicorn itself, as RFC 9457 problem+json, with `headers`. A
+    500 is a fault of the server's own (the app raised past its error handler, or sent a
+    header gunicorn refuses): the answer says only that, with the request id the error is
+    logged under."""
     request_id = uuid.uuid4().hex
     problem = {
         "type": "about:blank",
@@ -152,10 +159,11 @@ def write_problem(sock, status_int: int, reason: str, mesg: str) -> None:
         log_server_fault(sys.exc_info()[1], request_id)
         problem |= {"detail": SERVER_FAULT, "request_id": request_id}
     body = json.dumps(problem).encode()
+    fields = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
         f"Content-Type: {PROBLEM_JSON}\r\nContent-Length: {len(body)}\r\n"
-        f"{REQUEST_ID_HEADER}: {request_id}\r\n\r\n"
+        f"{REQUEST_ID_HEADER}: {request_id}\r\n{fields}\r\n"
     )
     util.write_nonblock(sock, head.encode("latin-1") + body)
 

@@ -29,19 +29,19 @@ _token = {"required": True, "max_length": 200}
 
 
 USER_AGENT_LENGTH = 512
+# The fields of the person's browser, which every endpoint a site calls for a person takes.
+BROWSER_FIELDS = ("client_ip", "user_agent")
+_CLIENT_IP = {
+    "description": "the person's IP address (v4 or v6), as the site saw it",
+    "example": "203.0.113.7",
+    "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
+}
 
 
 class BrowserSchema(ma.Schema):
     """What the site knows of the person's browser: it is the site that calls."""
 
-    client_ip = fields.IP(
-        load_default=None,
-        metadata={
-            "description": "the person's IP address (v4 or v6), as the site saw it",
-            "example": "203.0.113.7",
-            "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
-        },
-    )
+    client_ip = fields.IP(load_default=None, metadata=_CLIENT_IP)
     user_agent = Text(
         max_length=USER_AGENT_LENGTH,
         load_default=None,
@@ -66,7 +66,23 @@ class BrowserSchema(ma.Schema):
         return data
 
 
-class RegisterSchema(ProfileFieldsSchema, BrowserSchema):
+_IP_REQUIRED = "send the person's IP address as the site saw it: this is limited per client IP"
+
+
+class BrowserWithIpSchema(BrowserSchema):
+    """The browser, its address required: for what is limited per client IP as well as
+    per account (registering, logging in, a password's reset and change, a change of
+    address), so that a site that forgets to send it is told, rather than every one of
+    its people sharing one limit, or none."""
+
+    client_ip = fields.IP(
+        required=True,
+        error_messages={"required": _IP_REQUIRED, "null": _IP_REQUIRED},
+        metadata=_CLIENT_IP,
+    )
+
+
+class RegisterSchema(ProfileFieldsSchema, BrowserWithIpSchema):
     email = Text(required=True, max_length=320, metadata=EMAIL | {"example": "anna@example.com"})
     password = fields.String(**_new_password, metadata={"example": "correct horse battery staple"})
     country = fields.String(
@@ -87,11 +103,11 @@ ACCEPTED = {
 }
 
 
-class TokenSchema(ma.Schema):
+class TokenSchema(BrowserSchema):
     token = Text(**_token, metadata={"description": "the `token=` of the link in the mail"})
 
 
-class LoginSchema(BrowserSchema):
+class LoginSchema(BrowserWithIpSchema):
     email = Text(required=True, max_length=320, metadata=EMAIL | {"example": "anna@example.com"})
     password = fields.String(**_password, metadata={"example": "correct horse battery staple"})
 
@@ -115,20 +131,20 @@ class RefreshedTokensSchema(TokensSchema):
         exclude = ("user",)
 
 
-class RefreshSchema(ma.Schema):
+class RefreshSchema(BrowserSchema):
     refresh_token = Text(**_token)
 
 
-class PasswordResetSchema(ma.Schema):
+class PasswordResetSchema(BrowserWithIpSchema):
     email = Text(required=True, max_length=320, metadata=EMAIL | {"example": "anna@example.com"})
 
 
-class PasswordResetConfirmSchema(ma.Schema):
+class PasswordResetConfirmSchema(BrowserWithIpSchema):
     token = Text(**_token)
     new_password = fields.String(**_new_password)
 
 
-class MeEditSchema(ProfileFieldsSchema):
+class MeEditSchema(ProfileFieldsSchema, BrowserSchema):
     """The person's own edits; a field sent as null is cleared."""
 
     country = fields.String(
@@ -137,12 +153,12 @@ class MeEditSchema(ProfileFieldsSchema):
     )
 
 
-class PasswordChangeSchema(ma.Schema):
+class PasswordChangeSchema(BrowserWithIpSchema):
     current_password = fields.String(**_password)
     new_password = fields.String(**_new_password)
 
 
-class EmailChangeSchema(ma.Schema):
+class EmailChangeSchema(BrowserWithIpSchema):
     new_email = Text(
         required=True, max_length=320, metadata=EMAIL | {"example": "anna@work.example"}
     )

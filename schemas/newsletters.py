@@ -4,9 +4,9 @@ and (apart from newsletters) the signed-in person's notification settings."""
 from datetime import UTC, datetime, timedelta
 
 import marshmallow as ma
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from schemas.accounts import BrowserSchema
+from schemas.accounts import BROWSER_FIELDS, BrowserSchema
 from schemas.common import QueryInteger, QuickNested, SmallDict, UtcDateTime, Uuid
 from schemas.profiles import LANGUAGES, ProfileSubmissionSchema
 from schemas.text import EMAIL, Text
@@ -62,7 +62,11 @@ class ConsentSchema(BrowserSchema):
     )
 
 
-class SubscriptionRequestSchema(ma.Schema):
+class SubscriptionRequestSchema(BrowserSchema):
+    """The address, the consent and where it was given. The browser may come inside the
+    consent (as it always could) or beside it, as every other endpoint a site calls for
+    a person takes it; what the consent says of it comes first."""
+
     email = Text(required=True, max_length=320, metadata=EMAIL | {"example": "anna@example.com"})
     consent = fields.Nested(ConsentSchema, required=True)
     language = fields.String(
@@ -70,6 +74,20 @@ class SubscriptionRequestSchema(ma.Schema):
         load_default=None,
         metadata={"description": "for a new record: the language of its mails"},
     )
+
+    @post_load
+    def ip_as_text(self, data, **kwargs):
+        """The browser given beside the consent goes into it, where it is kept as proof,
+        for what the consent itself leaves out: the consent's own words are the more
+        particular (a form may send where the consent was given and where the page was
+        loaded), and the ledger keeps one browser."""
+        data = super().ip_as_text(data, **kwargs)
+        consent = data["consent"]
+        for name in BROWSER_FIELDS:
+            beside = data.pop(name)
+            if consent[name] is None:
+                consent[name] = beside
+        return data
 
 
 class SubscriptionSchema(ma.Schema):

@@ -152,3 +152,26 @@ def test_production_links_are_https():
     with pytest.raises(ConfigurationError, match="https"):
         load_config(environ=PRODUCTION | {"IDENTITY_PUBLIC_URL": "http://identity.example.com"})
     assert load_config(environ=PRODUCTION)["PUBLIC_URL"] == "https://identity.example.com"
+
+
+def test_trusted_proxies_are_networks_and_addresses_and_none_by_default():
+    from identity.config import trusted_proxies
+
+    assert trusted_proxies(load_config(environ={})["TRUSTED_PROXIES"]) == ()
+    given = load_config(
+        environ={"IDENTITY_TRUSTED_PROXIES": " 10.0.0.0/8, 2001:db8::/48,192.0.2.7,"}
+    )
+    assert [str(n) for n in trusted_proxies(given["TRUSTED_PROXIES"])] == [
+        "10.0.0.0/8",
+        "2001:db8::/48",
+        "192.0.2.7/32",
+    ]
+
+
+@pytest.mark.parametrize(
+    "entry", ["10.0.0.1/8", "10.0.0.0/33", "proxy.example.com", "10.0.0.0/8;", "fe80::1%eth0"]
+)
+def test_a_trusted_proxy_that_is_no_network_refuses_the_start_and_is_named(entry):
+    with pytest.raises(ConfigurationError, match="IDENTITY_TRUSTED_PROXIES") as refused:
+        load_config(environ={"IDENTITY_TRUSTED_PROXIES": f"192.0.2.0/24, {entry}"})
+    assert repr(entry) in refused.value.detail

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -71,6 +72,11 @@ def test_the_wheel_carries_the_packages_and_every_migration(installed):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"identity/migrations/{p.name}" for p in migrations.available()} <= names
     assert "identity/mail/templates/verify_email.nl.jinja" in names
+    # The /docs page and its script, which its Content-Security-Policy lets it run.
+    assert {
+        "identity/api/docs_page/swagger_ui.html",
+        "identity/api/docs_page/swagger-init.js",
+    } <= names
     assert {"identity/cli.py", "identity/gunicorn_conf.py", "schemas/__init__.py"} <= names
 
 
@@ -124,6 +130,11 @@ def test_the_installed_commands_migrate_issue_keys_write_openapi_and_serve(
         wait_ready(base, server)
         status, _ = call(base, "/v1/profiles", key, {"email": "a@x.example", "source": "event"})
         assert status == 201
+        # The installed copy's /docs runs, as the page's policy lets it, its own script.
+        with urllib.request.urlopen(f"{base}/docs", timeout=10) as page:
+            assert b"/docs/assets/swagger-init.js" in page.read()
+        with urllib.request.urlopen(f"{base}/docs/assets/swagger-init.js", timeout=10) as script:
+            assert b"SwaggerUIBundle" in script.read()
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
     finally:

@@ -7,9 +7,10 @@ from http import HTTPStatus
 from flask import Flask, request
 from werkzeug.exceptions import NotFound
 
-from identity.api.guards import SERVICES
+from identity.api.guards import SERVICES, TRUSTED_PROXIES
 from identity.api.openapi import SECURITY_SCHEMES, Api, document_what_marshmallow_cannot
 from identity.composition import Services
+from identity.config import trusted_proxies
 
 
 def _no_double_slash_in_front():
@@ -17,14 +18,6 @@ def _no_double_slash_in_front():
     the leading slashes before it matches, and would serve `//v1/users`)."""
     if request.environ.get("PATH_INFO", "").startswith("//"):
         raise NotFound()
-
-
-def _kept_by_no_cache(response):
-    """Every /v1 answer is about people (a record, an address, a link that unsubscribes
-    someone): no shared cache or browser history keeps it."""
-    if request.path.startswith("/v1/"):
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
 
 
 def _no_type_without_content(response):
@@ -50,7 +43,7 @@ def init_app(app: Flask, services: Services) -> Api:
     )
 
     app.extensions[SERVICES] = services
-    app.after_request(_kept_by_no_cache)
+    app.extensions[TRUSTED_PROXIES] = trusted_proxies(app.config["IDENTITY"]["TRUSTED_PROXIES"])
     app.after_request(_no_type_without_content)
     app.before_request(_no_double_slash_in_front)
     api = Api(app)

@@ -8,7 +8,7 @@ from http import HTTPStatus
 from flask import current_app
 from flask.views import MethodView
 
-from identity.api.guards import Blueprint, caller, principal, services
+from identity.api.guards import Blueprint, caller, services
 from identity.db import unit_of_work
 from identity.services.accounts import Tokens
 from schemas.accounts import (
@@ -37,6 +37,9 @@ _TOKENS_EXAMPLE = {
     "user": USER_EXAMPLE | {"status": "registered"},
 }
 _PASSWORD = "plum tractor quietly 83 violins"  # noqa: S105 - an example in the document
+# What the site passes on of the person's browser, in every example: each of these takes it.
+_BROWSER_EXAMPLE = {"client_ip": "203.0.113.7", "user_agent": "Mozilla/5.0"}
+_REFRESH_EXAMPLE = {"refresh_token": _TOKENS_EXAMPLE["refresh_token"], **_BROWSER_EXAMPLE}
 
 
 def _tokens(tokens: Tokens) -> dict:
@@ -54,8 +57,7 @@ class Register(MethodView):
             "password": _PASSWORD,
             "first_name": "Anna",
             "language": "nl",
-            "client_ip": "203.0.113.7",
-            "user_agent": "Mozilla/5.0",
+            **_BROWSER_EXAMPLE,
         },
     )
     @blp.response(HTTPStatus.ACCEPTED, AcceptedSchema, example=ACCEPTED)
@@ -70,9 +72,9 @@ class Register(MethodView):
         held by a minimal profile or an unproven account is claimed once the person
         proves it (`POST /v1/auth/verify-email`), and nothing sent here reaches the record
         before; an address with an account gets a "someone tried to register" notice.
-        A password the policy refuses is a `422` that says why. Registrations are
-        counted before the password is hashed, per `client_ip` (per address when the
-        site sends none): past a few within 15 minutes, the next must wait (`429` with
+        A password the policy refuses is a `422` that says why. `client_ip` is required
+        (`422` without it): registrations are counted before the password is hashed, per
+        `client_ip`, and past a few within 15 minutes the next must wait (`429` with
         `Retry-After`). The mail goes out in the site's brand, from its sender, with the
         link on its pages (`{pages}/verify-email?token=…`): a site without pages is a
         `409`, for every address alike, and nothing is counted or written.
@@ -84,7 +86,7 @@ class Register(MethodView):
 @blp.route("/verify-email")
 class VerifyEmail(MethodView):
     @blp.site_key("auth")
-    @blp.arguments(TokenSchema, example={"token": "Zk3v9S0m3T0k3nFr0mTh3L1nk"})
+    @blp.arguments(TokenSchema, example={"token": "Zk3v9S0m3T0k3nFr0mTh3L1nk", **_BROWSER_EXAMPLE})
     @blp.response(HTTPStatus.OK, UserSchema, example=USER_EXAMPLE | {"status": "registered"})
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
@@ -100,7 +102,7 @@ class VerifyEmail(MethodView):
         without pages is a `409` here too.
         """
         registration = services().accounts.registration
-        return registration.verify_email(unit_of_work(), principal(), body["token"])
+        return registration.verify_email(unit_of_work(), caller(body), body["token"])
 
 
 @blp.route("/login")
@@ -111,8 +113,7 @@ class Login(MethodView):
         example={
             "email": "anna@example.com",
             "password": _PASSWORD,
-            "client_ip": "203.0.113.7",
-            "user_agent": "Mozilla/5.0",
+            **_BROWSER_EXAMPLE,
         },
     )
     @blp.response(HTTPStatus.OK, TokensSchema, example=_TOKENS_EXAMPLE)
@@ -124,7 +125,8 @@ class Login(MethodView):
         An access token (a JWT for `/v1/me`, about 15 minutes) and a refresh token.
         Every attempt is recorded. A wrong password, an unknown address and an unproven
         one get the same `401`. Repeated failures for one account or one `client_ip`
-        make logins wait a while (`429` with `Retry-After`); a password reset lifts it.
+        (required: `422` without it) make logins wait a while (`429` with
+        `Retry-After`); a password reset lifts it.
         """
         login = services().accounts.login
         return _tokens(login.log_in(unit_of_work(), caller(body), body["email"], body["password"]))
@@ -133,7 +135,7 @@ class Login(MethodView):
 @blp.route("/refresh")
 class Refresh(MethodView):
     @blp.site_key("auth")
-    @blp.arguments(RefreshSchema, example={"refresh_token": _TOKENS_EXAMPLE["refresh_token"]})
+    @blp.arguments(RefreshSchema, example=_REFRESH_EXAMPLE)
     @blp.response(
         HTTPStatus.OK,
         RefreshedTokensSchema,
@@ -146,13 +148,13 @@ class Refresh(MethodView):
         whole sign-in it belongs to ends, and the answer is `401`.
         """
         sessions = services().accounts.sessions
-        return _tokens(sessions.refresh(unit_of_work(), principal(), body["refresh_token"]))
+        return _tokens(sessions.refresh(unit_of_work(), caller(body), body["refresh_token"]))
 
 
 @blp.route("/logout")
 class Logout(MethodView):
     @blp.site_key("auth")
-    @blp.arguments(RefreshSchema, example={"refresh_token": _TOKENS_EXAMPLE["refresh_token"]})
+    @blp.arguments(RefreshSchema, example=_REFRESH_EXAMPLE)
     @blp.response(HTTPStatus.NO_CONTENT, description="The sign-in has ended (or never was).")
     def post(self, body):
         """Log out
@@ -160,27 +162,31 @@ class Logout(MethodView):
         Ends the sign-in the refresh token belongs to: its refresh tokens stop working,
         and so do its access tokens at `/v1/me`. Always `204`.
         """
-        services().accounts.sessions.log_out(unit_of_work(), principal(), body["refresh_token"])
+        services().accounts.sessions.log_out(unit_of_work(), caller(body), body["refresh_token"])
 
 
 @blp.route("/password-reset")
 class PasswordReset(MethodView):
     @blp.site_key("auth")
-    @blp.arguments(PasswordResetSchema, example={"email": "anna@example.com"})
+    @blp.arguments(PasswordResetSchema, example={"email": "anna@example.com", **_BROWSER_EXAMPLE})
     @blp.response(HTTPStatus.ACCEPTED, AcceptedSchema, example=ACCEPTED)
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
+    @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
     def post(self, body):
         """Ask for a password reset
 
         Always `202` with the same body, after the same time (at least a tenth of a
         second), whether the address has an account or not; when it has, a single-use
         link that expires in 30 minutes is mailed to it, on the site's pages
-        (`{pages}/reset-password?token=…`). A site without pages is a `409`, for every
-        address alike.
+        (`{pages}/reset-password?token=…`; at most five such mails an hour). A site
+        without pages is a `409`, for every address alike. `client_ip` is required: past
+        ten requests from one client's network within 15 minutes, the next must wait
+        (`429` with `Retry-After`, up to 15 minutes), whatever the address, so the refusal
+        says nothing about it either.
         """
         started = time.monotonic()
-        services().accounts.recovery.request_reset(unit_of_work(), principal(), body["email"])
+        services().accounts.recovery.request_reset(unit_of_work(), caller(body), body["email"])
         unit_of_work().commit()  # before the wait: no connection is held while sleeping
         # Queueing the mail takes a few milliseconds more than finding no account: an
         # answer that came sooner for unknown addresses would tell them apart.
@@ -194,11 +200,16 @@ class PasswordResetConfirm(MethodView):
     @blp.site_key("auth")
     @blp.arguments(
         PasswordResetConfirmSchema,
-        example={"token": "Zk3v9S0m3T0k3nFr0mTh3L1nk", "new_password": _PASSWORD},
+        example={
+            "token": "Zk3v9S0m3T0k3nFr0mTh3L1nk",
+            "new_password": _PASSWORD,
+            **_BROWSER_EXAMPLE,
+        },
     )
     @blp.response(HTTPStatus.NO_CONTENT, description="The password is set.")
     @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
     def post(self, body):
         """Set a new password with a reset link
 
@@ -206,7 +217,9 @@ class PasswordResetConfirm(MethodView):
         sign-in ends, failed-login waits are lifted, and a notice is mailed. Should another
         change of the password land while this one is checked, this one is a `409` and the
         link stays good: send it again. A site without pages (where the notice comes
-        from) is a `409` too.
+        from) is a `409` too. `client_ip` is required: past ten tries that did not set a
+        password (a used or wrong link, a refused password) from one client's network
+        within 15 minutes, the next must wait (`429` with `Retry-After`).
         """
         recovery = services().accounts.recovery
-        recovery.reset(unit_of_work(), principal(), body["token"], body["new_password"])
+        recovery.reset(unit_of_work(), caller(body), body["token"], body["new_password"])

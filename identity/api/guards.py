@@ -8,6 +8,7 @@ import flask_smorest
 from flask import current_app, g, request
 from werkzeug.exceptions import UnsupportedMediaType
 
+from identity.api.forwarded import browser_address
 from identity.api.parsing import Parser
 from identity.composition import Services
 from identity.db import unit_of_work
@@ -19,6 +20,8 @@ from schemas.text import from_header
 
 JSON = "application/json"
 SERVICES = "identity.services"
+# The networks of IDENTITY_TRUSTED_PROXIES, read once when the app is made.
+TRUSTED_PROXIES = "identity.trusted_proxies"
 
 
 def services() -> Services:
@@ -152,12 +155,18 @@ class Blueprint(flask_smorest.Blueprint):
         """Let a request through only with a genuine unsubscribe token in its path (the
         view's `token`): no other credential, no cookie. The token is checked here, in
         memory, before anything else; the view gets the `Principal` holding the link,
-        with the client that used it as the browser."""
+        with the client that used it as the browser: its address as the connection or
+        the trusted proxies in front say (`identity.api.forwarded`)."""
 
         def identify(kwargs):
             user_id, list_id = services().newsletters.link_of(kwargs.pop("token"))
             agent = from_header(request.headers.get("User-Agent"), USER_AGENT_LENGTH)
-            browser = Browser(client_ip=request.remote_addr, user_agent=agent)
+            address = browser_address(
+                request.remote_addr,
+                request.headers.get("X-Forwarded-For"),
+                current_app.extensions[TRUSTED_PROXIES],
+            )
+            browser = Browser(client_ip=address, user_agent=agent)
             return Principal(link=LinkHolder(user_id, list_id), browser=browser)
 
         def decorator(view):

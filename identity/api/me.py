@@ -6,7 +6,7 @@ from http import HTTPStatus
 from flask.views import MethodView
 from marshmallow import RAISE
 
-from identity.api.guards import Blueprint, principal, services
+from identity.api.guards import Blueprint, caller, principal, services
 from identity.api.paging import linked, next_link_header
 from identity.db import unit_of_work
 from schemas.accounts import (
@@ -27,6 +27,8 @@ blp = Blueprint(
 )
 
 _ME = USER_EXAMPLE | {"status": "registered", "registered_at": "2026-11-25T09:31:00Z"}
+# What the site passes on of the person's browser: every write here takes it.
+_BROWSER_EXAMPLE = {"client_ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11)"}
 _SESSION = {
     "id": "3f2a9c1e-8b7d-4e6f-a5c4-b3a2f1e0d9c8",
     "site": "copernica.com",
@@ -50,16 +52,17 @@ class Me(MethodView):
         return principal().user.record
 
     @blp.user_token()
-    @blp.arguments(MeEditSchema, example={"first_name": "Anna", "phone": None})
+    @blp.arguments(MeEditSchema, example={"first_name": "Anna", "phone": None, **_BROWSER_EXAMPLE})
     @blp.response(HTTPStatus.OK, UserSchema, example=_ME)
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     def patch(self, body):
         """Change the signed-in person's record
 
         The fields sent are set (null clears one): the person's own edits win over
-        anything a site sent, and `field_sources` marks them as the person's.
+        anything a site sent, and `field_sources` marks them as the person's. The site
+        may pass on the person's `client_ip` and `user_agent`, as on every write here.
         """
-        return services().accounts.settings.edit(unit_of_work(), principal(), body)
+        return services().accounts.settings.edit(unit_of_work(), caller(body), body)
 
 
 @blp.route("/password")
@@ -67,7 +70,11 @@ class Password(MethodView):
     @blp.user_token()
     @blp.arguments(
         PasswordChangeSchema,
-        example={"current_password": "an old one", "new_password": "correct horse battery"},
+        example={
+            "current_password": "an old one",
+            "new_password": "correct horse battery",
+            **_BROWSER_EXAMPLE,
+        },
     )
     @blp.response(HTTPStatus.NO_CONTENT, description="The password is changed.")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
@@ -77,22 +84,26 @@ class Password(MethodView):
         """Change the password
 
         Needs the current password, which is checked like a login's: wrong ones count
-        against this sign-in, and past a few the next must wait (`429`). The policy and
-        the last five passwords apply (`422` says why). Every other sign-in ends, a
-        pending change of address is void, and a notice is mailed. Should another change
-        of the password land while this one is checked, this one is a `409`: send it
-        again. The notice goes out as the site the person signed in through; a site
+        against this sign-in and against the `client_ip` (required), and past a few (five
+        for the sign-in, ten for the client's network within 15 minutes) the next must
+        wait (`429` with `Retry-After`); a change that is made takes its count back. The
+        policy and the last five passwords apply (`422` says why). Every other sign-in
+        ends, a pending change of address is void, and a notice is mailed. Should another
+        change of the password land while this one is checked, this one is a `409`: send
+        it again. The notice goes out as the site the person signed in through; a site
         without pages is a `409`, before the password is checked.
         """
         services().accounts.settings.change_password(
-            unit_of_work(), principal(), body["current_password"], body["new_password"]
+            unit_of_work(), caller(body), body["current_password"], body["new_password"]
         )
 
 
 @blp.route("/email")
 class Email(MethodView):
     @blp.user_token()
-    @blp.arguments(EmailChangeSchema, example={"new_email": "anna@work.example"})
+    @blp.arguments(
+        EmailChangeSchema, example={"new_email": "anna@work.example", **_BROWSER_EXAMPLE}
+    )
     @blp.response(
         HTTPStatus.ACCEPTED,
         AcceptedSchema,
@@ -111,13 +122,15 @@ class Email(MethodView):
         day, and a password change or reset voids it, as does a later request. The
         answer is the same whatever the address: one that another record holds gets a
         notice instead of a link, and nothing changes (whether an address is known is
-        not for anyone signed in to learn). At most five requests an hour (`429`). The
-        mails go out as the site the person signed in through, the link on its pages
+        not for anyone signed in to learn). At most five requests an hour (`429`), and
+        `client_ip` is required: past ten requests from one client's network within 15
+        minutes, whoever asks, the next must wait (`429` with `Retry-After`). The mails go
+        out as the site the person signed in through, the link on its pages
         (`{pages}/email-change?token=…`, whose page calls `POST /v1/auth/verify-email`);
         a site without pages is a `409`.
         """
         settings = services().accounts.settings
-        settings.request_email_change(unit_of_work(), principal(), body["new_email"])
+        settings.request_email_change(unit_of_work(), caller(body), body["new_email"])
         return ACCEPTED
 
 

@@ -15,6 +15,7 @@ from identity.services.notifications import (
     change_notification_settings,
     notification_settings,
 )
+from schemas.accounts import BROWSER_FIELDS, BrowserSchema
 from schemas.newsletters import FlagSchema, MyFlagChangeSchema, notification_settings_schema
 
 blp = Blueprint(
@@ -44,6 +45,12 @@ _FLAGS_EXAMPLE = [
 NotificationSettingsSchema = notification_settings_schema(
     {dashboard: tuple(events) for dashboard, events in DEFAULTS.items()}, CHANNELS
 )
+
+
+class NotificationSettingsChangeSchema(NotificationSettingsSchema, BrowserSchema):
+    """A change, with the person's browser beside the dashboards, as every write under
+    /v1/me takes it."""
+
 
 _NOTIFICATIONS_EXAMPLE = {
     "marketing-suite": {"campaign-sent": ["in-app"], "invoice": ["in-app", "email"]},
@@ -103,7 +110,9 @@ class MyNotifications(MethodView):
         return _by_attribute(notification_settings(unit_of_work(), principal()))
 
     @blp.user_token()
-    @blp.arguments(NotificationSettingsSchema, example={"smtpeter": {"quota-warning": ["push"]}})
+    @blp.arguments(
+        NotificationSettingsChangeSchema, example={"smtpeter": {"quota-warning": ["push"]}}
+    )
     @blp.response(HTTPStatus.OK, NotificationSettingsSchema, example=_NOTIFICATIONS_EXAMPLE)
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     def put(self, body):
@@ -111,9 +120,14 @@ class MyNotifications(MethodView):
 
         `{dashboard: {event: [channels]}}`: each event given notifies on exactly the
         channels listed (`[]`: not at all); every other event keeps its setting. All
-        settings after the change.
+        settings after the change. The site may pass on the person's `client_ip` and
+        `user_agent` beside the dashboards, as on every write under `/v1/me`.
         """
-        changes = {name.replace("_", "-"): events for name, events in body.items()}
+        changes = {
+            name.replace("_", "-"): events
+            for name, events in body.items()
+            if name not in BROWSER_FIELDS
+        }
         return _by_attribute(change_notification_settings(unit_of_work(), principal(), changes))
 
 

@@ -117,10 +117,12 @@ class Subscriptions(MethodView):
         confirmation. Otherwise the flag is `subscribed` at once; one that was
         `subscribed` stays so. Every change of the flag is kept as a consent event: the
         list, what was done, when, by which site, the consent text, the person's IP
-        address and browser, and the channel. At most 3 confirmation mails per address
-        and list an hour (`429`). The confirmation goes out in the calling site's brand,
-        from its sender, its link on the site's pages (`{pages}/newsletters/confirm?token=…`):
-        a site without pages is a `409`, whatever the list and the address.
+        address and browser (`client_ip` and `user_agent`, inside `consent` or beside it
+        as on every endpoint a site calls for a person; the consent's own come first),
+        and the channel. At most 3 confirmation mails per address and list an hour
+        (`429`). The confirmation goes out in the calling site's brand, from its sender,
+        its link on the site's pages (`{pages}/newsletters/confirm?token=…`): a site
+        without pages is a `409`, whatever the list and the address.
         """
         given = body["consent"]
         consent = Consent.of(caller(given), given.get("channel") or "form", given.get("text"))

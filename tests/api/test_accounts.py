@@ -22,7 +22,8 @@ def mails(conn, to: str) -> list[str]:
 
 
 def register(site, email="anna@example.com", password=PASSWORD, **fields):
-    return site.post("/v1/auth/register", json={"email": email, "password": password, **fields})
+    body = {"email": email, "password": password, **BROWSER, **fields}
+    return site.post("/v1/auth/register", json=body)
 
 
 def sign_up(site, conn, email="anna@example.com", password=PASSWORD, **fields) -> dict:
@@ -110,7 +111,10 @@ def test_a_claim_ends_every_earlier_sign_in_and_pending_change(site, conn, app):
     sign_up(site, conn)
     tokens = login(site).get_json()
     user = as_user(app, tokens["access_token"])
-    assert user.post("/v1/me/email", json={"new_email": "anna@new.example"}).status_code == 202
+    assert (
+        user.post("/v1/me/email", json={**BROWSER, "new_email": "anna@new.example"}).status_code
+        == 202
+    )
     change = mailed(conn, "anna@new.example", "email_change_confirm")["token"]
     # A second registration of the same (verified) address changes nothing...
     register(site, password=OTHER_PASSWORD)
@@ -132,7 +136,7 @@ def test_a_claim_ends_every_earlier_sign_in_and_pending_change(site, conn, app):
 
 def _reset_with(site, conn, template, password=PASSWORD):
     token = mailed(conn, "anna@example.com", template)["token"]
-    confirm = {"token": token, "new_password": password}
+    confirm = {"token": token, "new_password": password, **BROWSER}
     assert site.post("/v1/auth/password-reset/confirm", json=confirm).status_code == 204
 
 
@@ -197,10 +201,63 @@ def test_a_verification_link_works_once(site, conn):
     assert_problem(site.post("/v1/auth/verify-email", json={"token": token}), 422)
 
 
-def test_registrations_of_one_address_without_a_client_ip_are_limited_and_its_mails(site, conn):
-    statuses = [register(site).status_code for _ in range(8)]  # the site sends no client_ip
-    assert statuses[:6] == [202] * 6 and statuses[6:] == [429, 429]
-    assert mails(conn, "anna@example.com").count("verify_email") == 5
+def test_a_site_that_sends_no_client_ip_where_limits_count_it_is_told_so(site, conn, app):
+    sign_up(site, conn)
+    me = as_user(app, login(site).get_json()["access_token"])
+    without_ip = {"user_agent": "Mozilla/5.0"}
+    asked = {
+        "register": register(site, "new@example.com", client_ip=None),
+        "login": site.post(
+            "/v1/auth/login", json={"email": "anna@example.com", "password": PASSWORD}
+        ),
+        "reset": site.post(
+            "/v1/auth/password-reset", json={"email": "anna@example.com", **without_ip}
+        ),
+        "confirm": site.post(
+            "/v1/auth/password-reset/confirm",
+            json={"token": "x" * 40, "new_password": OTHER_PASSWORD, **without_ip},
+        ),
+        "change": me.put(
+            "/v1/me/password", json={"current_password": PASSWORD, "new_password": OTHER_PASSWORD}
+        ),
+        "address": me.post("/v1/me/email", json={"new_email": "anna@new.example"}),
+    }
+    for name, answer in asked.items():
+        problem = assert_problem(answer, 422, "client_ip")
+        assert "per client IP" in problem["errors"]["client_ip"][0], name
+    assert mails(conn, "new@example.com") == [] and mails(conn, "anna@new.example") == []
+    assert "password_reset" not in mails(conn, "anna@example.com")
+    assert login(site).status_code == 200  # the password is as it was
+
+
+def test_the_browser_is_taken_by_every_endpoint_a_site_calls_for_a_person(site, conn, app):
+    sign_up(site, conn)
+    tokens = login(site).get_json()
+    me = as_user(app, tokens["access_token"])
+    refreshed = site.post(
+        "/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"], **BROWSER}
+    )
+    assert refreshed.status_code == 200, refreshed.get_data(as_text=True)
+    assert me.patch("/v1/me", json={"first_name": "Anne", **BROWSER}).status_code == 200
+    settings = me.put("/v1/me/notifications", json={"smtpeter": {"invoice": []}, **BROWSER})
+    assert settings.status_code == 200, settings.get_data(as_text=True)
+    assert "client_ip" not in settings.get_json()
+    assert me.get("/v1/me").get_json()["first_name"] == "Anne"
+    logged_out = site.post(
+        "/v1/auth/logout", json={"refresh_token": refreshed.get_json()["refresh_token"], **BROWSER}
+    )
+    assert logged_out.status_code == 204
+    register(site, "bob@example.com")
+    token = mailed(conn, "bob@example.com", "verify_email")["token"]
+    proven = site.post("/v1/auth/verify-email", json={"token": token, **BROWSER})
+    assert proven.status_code == 200, proven.get_data(as_text=True)
+
+
+def test_a_client_ip_that_is_no_ip_address_is_refused_by_name(site, conn):
+    sign_up(site, conn)
+    for ip in ("203.0.113", "fe80::1%eth0", "localhost", ""):
+        body = {"email": "anna@example.com", "client_ip": ip}
+        assert_problem(site.post("/v1/auth/password-reset", json=body), 422, "client_ip")
 
 
 def test_registrations_from_one_client_ip_are_limited_before_hashing(site, conn):
@@ -316,10 +373,11 @@ def test_repeated_failures_make_logins_wait_and_a_reset_lifts_it(site, conn):
     waiting = login(site)  # even the right password waits
     assert_problem(waiting, 429)
     assert int(waiting.headers["Retry-After"]) >= 1
-    site.post("/v1/auth/password-reset", json={"email": "anna@example.com"})
+    site.post("/v1/auth/password-reset", json={**BROWSER, "email": "anna@example.com"})
     token = mailed(conn, "anna@example.com", "password_reset")["token"]
     confirmed = site.post(
-        "/v1/auth/password-reset/confirm", json={"token": token, "new_password": OTHER_PASSWORD}
+        "/v1/auth/password-reset/confirm",
+        json={**BROWSER, "token": token, "new_password": OTHER_PASSWORD},
     )
     assert confirmed.status_code == 204
     assert login(site, password=OTHER_PASSWORD).status_code == 200
@@ -397,13 +455,17 @@ def test_a_password_change_needs_the_current_one_ends_other_sign_ins_and_tells(s
     elsewhere = login(site).get_json()
     me = as_user(app, here["access_token"])
     wrong = me.put(
-        "/v1/me/password", json={"current_password": "nope", "new_password": OTHER_PASSWORD}
+        "/v1/me/password",
+        json={**BROWSER, "current_password": "nope", "new_password": OTHER_PASSWORD},
     )
     assert_problem(wrong, 422, "current_password")
-    same = me.put("/v1/me/password", json={"current_password": PASSWORD, "new_password": PASSWORD})
+    same = me.put(
+        "/v1/me/password", json={**BROWSER, "current_password": PASSWORD, "new_password": PASSWORD}
+    )
     assert_problem(same, 422, "new_password")
     done = me.put(
-        "/v1/me/password", json={"current_password": PASSWORD, "new_password": OTHER_PASSWORD}
+        "/v1/me/password",
+        json={**BROWSER, "current_password": PASSWORD, "new_password": OTHER_PASSWORD},
     )
     assert done.status_code == 204
     assert me.get("/v1/me").status_code == 200
@@ -419,16 +481,19 @@ def test_none_of_the_last_five_passwords_comes_back(site, conn, app):
     for current, new in itertools.pairwise(passwords):
         assert (
             me.put(
-                "/v1/me/password", json={"current_password": current, "new_password": new}
+                "/v1/me/password",
+                json={**BROWSER, "current_password": current, "new_password": new},
             ).status_code
             == 204
         )
     again = me.put(
-        "/v1/me/password", json={"current_password": passwords[-1], "new_password": passwords[2]}
+        "/v1/me/password",
+        json={**BROWSER, "current_password": passwords[-1], "new_password": passwords[2]},
     )
     assert_problem(again, 422, "new_password")
     oldest = me.put(
-        "/v1/me/password", json={"current_password": passwords[-1], "new_password": PASSWORD}
+        "/v1/me/password",
+        json={**BROWSER, "current_password": passwords[-1], "new_password": PASSWORD},
     )
     assert oldest.status_code == 204, oldest.get_json()  # six changes ago: out of the history
 
@@ -436,14 +501,14 @@ def test_none_of_the_last_five_passwords_comes_back(site, conn, app):
 def test_a_password_reset_answers_the_same_and_mails_only_accounts(site, conn):
     sign_up(site, conn)
     answers = [
-        site.post("/v1/auth/password-reset", json={"email": email})
+        site.post("/v1/auth/password-reset", json={**BROWSER, "email": email})
         for email in ("anna@example.com", "nobody@example.com")
     ]
     assert {a.status_code for a in answers} == {202}
     assert answers[0].get_data() == answers[1].get_data()
     assert mails(conn, "nobody@example.com") == []
     token = mailed(conn, "anna@example.com", "password_reset")["token"]
-    body = {"token": token, "new_password": OTHER_PASSWORD}
+    body = {"token": token, "new_password": OTHER_PASSWORD, **BROWSER}
     assert site.post("/v1/auth/password-reset/confirm", json=body).status_code == 204
     assert_problem(site.post("/v1/auth/password-reset/confirm", json=body), 422, "token")
     assert mails(conn, "anna@example.com")[-1] == "password_changed"
@@ -475,10 +540,13 @@ def test_an_address_change_happens_on_proof_and_refuses_a_taken_one(site, conn, 
     sign_up(site, conn)
     site.post("/v1/profiles", json={"email": "taken@example.com", "source": "event"})
     me = as_user(app, login(site).get_json()["access_token"])
-    taken = me.post("/v1/me/email", json={"new_email": "TAKEN@example.com"})
+    taken = me.post("/v1/me/email", json={**BROWSER, "new_email": "TAKEN@example.com"})
     assert taken.status_code == 202
     assert "email_change_confirm" not in mails(conn, "taken@example.com")
-    assert me.post("/v1/me/email", json={"new_email": "anna@new.example"}).status_code == 202
+    assert (
+        me.post("/v1/me/email", json={**BROWSER, "new_email": "anna@new.example"}).status_code
+        == 202
+    )
     assert mails(conn, "anna@example.com")[-1] == "email_change_notice"
     assert me.get("/v1/me").get_json()["email"] == "anna@example.com"
     token = mailed(conn, "anna@new.example", "email_change_confirm")["token"]
@@ -586,7 +654,7 @@ def test_the_owner_on_an_ip_they_logged_in_from_is_not_locked_out_by_a_stranger(
 def test_wrong_current_passwords_are_counted_against_the_sign_in(site, conn, app):
     sign_up(site, conn)
     me = as_user(app, login(site).get_json()["access_token"])
-    change = {"new_password": OTHER_PASSWORD}
+    change = {"new_password": OTHER_PASSWORD, **BROWSER}
     statuses = [
         me.put("/v1/me/password", json=change | {"current_password": f"guess {n}"}).status_code
         for n in range(8)
@@ -609,7 +677,8 @@ def test_a_strangers_failed_logins_do_not_keep_the_owner_from_changing_the_passw
         login(site, password=f"wrong {n}", client_ip=f"198.51.100.{n}", user_agent="curl")
     assert login(site, client_ip="198.51.100.99", user_agent="curl").status_code == 429
     changed = me.put(
-        "/v1/me/password", json={"current_password": PASSWORD, "new_password": OTHER_PASSWORD}
+        "/v1/me/password",
+        json={**BROWSER, "current_password": PASSWORD, "new_password": OTHER_PASSWORD},
     )
     assert changed.status_code == 204, changed.get_data(as_text=True)
 
@@ -659,10 +728,16 @@ def test_a_refresh_token_works_only_for_the_site_it_was_issued_to(site, conn, ap
 def test_a_pending_address_change_dies_with_a_password_reset(site, conn, app):
     sign_up(site, conn)
     thief = as_user(app, login(site).get_json()["access_token"])
-    assert thief.post("/v1/me/email", json={"new_email": "thief@evil.example"}).status_code == 202
+    assert (
+        thief.post("/v1/me/email", json={**BROWSER, "new_email": "thief@evil.example"}).status_code
+        == 202
+    )
     token = mailed(conn, "thief@evil.example", "email_change_confirm")["token"]
     assert (
-        site.post("/v1/auth/password-reset", json={"email": "anna@example.com"}).status_code == 202
+        site.post(
+            "/v1/auth/password-reset", json={**BROWSER, "email": "anna@example.com"}
+        ).status_code
+        == 202
     )
     _reset_with(site, conn, "password_reset", password=OTHER_PASSWORD)
     assert_problem(site.post("/v1/auth/verify-email", json={"token": token}), 422)
@@ -684,10 +759,10 @@ def test_an_address_change_tells_no_one_signed_in_whether_an_address_is_known(
     me = as_user(app, login(site).get_json()["access_token"])
     answers, earlier_links = {}, {}
     for case, address in (("free", "free@example.com"), ("taken", "Taken@Example.com")):
-        me.post("/v1/me/email", json={"new_email": f"own-{case}@example.com"})
+        me.post("/v1/me/email", json={**BROWSER, "new_email": f"own-{case}@example.com"})
         earlier_links[case] = mailed(conn, f"own-{case}@example.com", "email_change_confirm")
         before = mails(conn, "anna@example.com")
-        answers[case] = me.post("/v1/me/email", json={"new_email": address})
+        answers[case] = me.post("/v1/me/email", json={**BROWSER, "new_email": address})
         assert mails(conn, "anna@example.com")[len(before) :] == ["email_change_notice"]
     free, taken = answers["free"], answers["taken"]
     assert (
@@ -720,7 +795,7 @@ def test_no_number_of_accounts_sends_one_address_more_than_five_notices_an_hour(
         sign_up(site, conn, email=f"asker{n}@example.com")
         me = as_user(app, login(site, f"asker{n}@example.com").get_json()["access_token"])
         for _ in range(3):
-            asked = me.post("/v1/me/email", json={"new_email": "held@example.com"})
+            asked = me.post("/v1/me/email", json={**BROWSER, "new_email": "held@example.com"})
             assert asked.status_code == 202
     assert mails(conn, "held@example.com") == ["email_change_attempt"] * 5
 
@@ -729,7 +804,10 @@ def test_a_pending_address_change_dies_with_the_sign_in_that_asked(site, conn, a
     sign_up(site, conn)
     tokens = login(site).get_json()
     me = as_user(app, tokens["access_token"])
-    assert me.post("/v1/me/email", json={"new_email": "anna@new.example"}).status_code == 202
+    assert (
+        me.post("/v1/me/email", json={**BROWSER, "new_email": "anna@new.example"}).status_code
+        == 202
+    )
     token = mailed(conn, "anna@new.example", "email_change_confirm")["token"]
     site.post("/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]})
     assert_problem(site.post("/v1/auth/verify-email", json={"token": token}), 422)
@@ -740,11 +818,11 @@ def test_address_changes_asked_for_are_limited_refused_ones_too(site, conn, app)
     site.post("/v1/profiles", json={"email": "known@example.com", "source": "event"})
     me = as_user(app, login(site).get_json()["access_token"])
     statuses = [
-        me.post("/v1/me/email", json={"new_email": "known@example.com"}).status_code
+        me.post("/v1/me/email", json={**BROWSER, "new_email": "known@example.com"}).status_code
         for _ in range(5)
     ]
     assert statuses == [202] * 5
-    waiting = me.post("/v1/me/email", json={"new_email": "unknown@example.com"})
+    waiting = me.post("/v1/me/email", json={**BROWSER, "new_email": "unknown@example.com"})
     assert assert_problem(waiting, 429) and waiting.headers["Retry-After"]
 
 
@@ -755,14 +833,20 @@ def test_a_password_reset_answers_no_sooner_for_an_unknown_address(site, conn):
     sign_up(site, conn)
     for address in ("anna@example.com", "nobody@example.com"):
         started = time.monotonic()
-        assert site.post("/v1/auth/password-reset", json={"email": address}).status_code == 202
+        assert (
+            site.post("/v1/auth/password-reset", json={**BROWSER, "email": address}).status_code
+            == 202
+        )
         assert time.monotonic() - started >= 0.1
 
 
 def test_a_person_may_change_only_the_case_of_their_address(site, conn, app):
     sign_up(site, conn)
     me = as_user(app, login(site).get_json()["access_token"])
-    assert me.post("/v1/me/email", json={"new_email": "Anna@Example.com"}).status_code == 202
+    assert (
+        me.post("/v1/me/email", json={**BROWSER, "new_email": "Anna@Example.com"}).status_code
+        == 202
+    )
     token = mailed(conn, "Anna@example.com", "email_change_confirm")["token"]
     proven = site.post("/v1/auth/verify-email", json={"token": token})
     assert proven.status_code == 200 and proven.get_json()["email"] == "Anna@example.com"

@@ -30,6 +30,7 @@ from tests.sites import site_key_for
 pytestmark = pytest.mark.committing
 
 PASSWORD = "plum tractor quietly 83 violins"
+BROWSER = {"client_ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11; Test)"}
 
 
 @pytest.fixture
@@ -51,7 +52,9 @@ def _token(db, to, template):
 
 
 def _sign_up(base_url, session, db, email="anna@example.com"):
-    session.post(f"{base_url}/v1/auth/register", json={"email": email, "password": PASSWORD})
+    session.post(
+        f"{base_url}/v1/auth/register", json={"email": email, "password": PASSWORD, **BROWSER}
+    )
     token = _token(db, email, "verify_email")
     assert session.post(f"{base_url}/v1/auth/verify-email", json={"token": token}).ok
 
@@ -89,7 +92,8 @@ def test_two_parallel_refreshes_with_one_token_never_make_two_live_pairs(live, c
     base_url, session = live
     _sign_up(base_url, session, committing_db)
     answer = session.post(
-        f"{base_url}/v1/auth/login", json={"email": "anna@example.com", "password": PASSWORD}
+        f"{base_url}/v1/auth/login",
+        json={"email": "anna@example.com", "password": PASSWORD, **BROWSER},
     )
     assert answer.ok, answer.text
     tokens = answer.json()
@@ -120,7 +124,8 @@ def test_a_login_takes_the_same_time_whatever_is_wrong(live, committing_db):
     base_url, session = live
     _sign_up(base_url, session, committing_db, "known@example.com")
     session.post(
-        f"{base_url}/v1/auth/register", json={"email": "unproven@example.com", "password": PASSWORD}
+        f"{base_url}/v1/auth/register",
+        json={"email": "unproven@example.com", "password": PASSWORD, **BROWSER},
     )
     cases = {
         "wrong password": ("known@example.com", "not the password"),
@@ -153,7 +158,12 @@ def test_a_sign_up_mail_arrives_over_smtp_and_its_link_proves_the_address(
         assert (
             session.post(
                 f"{base_url}/v1/auth/register",
-                json={"email": "anna@example.com", "password": PASSWORD, "language": "nl"},
+                json={
+                    "email": "anna@example.com",
+                    "password": PASSWORD,
+                    "language": "nl",
+                    **BROWSER,
+                },
             ).status_code
             == 202
         )
@@ -181,7 +191,8 @@ def test_a_sign_up_mail_arrives_over_smtp_and_its_link_proves_the_address(
     proven = session.post(f"{base_url}/v1/auth/verify-email", json={"token": token})
     assert proven.status_code == 200 and proven.json()["status"] == "registered"
     login = session.post(
-        f"{base_url}/v1/auth/login", json={"email": "anna@example.com", "password": PASSWORD}
+        f"{base_url}/v1/auth/login",
+        json={"email": "anna@example.com", "password": PASSWORD, **BROWSER},
     )
     assert login.status_code == 200
 
@@ -275,7 +286,7 @@ def test_clicking_many_links_of_one_address_at_once_cannot_deadlock(live, commit
     for n in range(5):
         session.post(
             f"{base_url}/v1/auth/register",
-            json={"email": "anna@example.com", "password": f"{PASSWORD} {n}"},
+            json={"email": "anna@example.com", "password": f"{PASSWORD} {n}", **BROWSER},
         )
     tokens = [
         row["mail_values"]["token"]
@@ -309,7 +320,9 @@ def test_many_sign_ins_refreshing_at_once_each_get_their_own_next_pair(live, com
 
     def login(email):
         answer = session.post(
-            f"{base_url}/v1/auth/login", json={"email": email, "password": PASSWORD}, timeout=60
+            f"{base_url}/v1/auth/login",
+            json={"email": email, "password": PASSWORD, **BROWSER},
+            timeout=60,
         )
         assert answer.ok, answer.text
         claims = _claims(answer.json()["access_token"])
@@ -397,7 +410,7 @@ def test_a_batch_whose_answer_is_lost_after_its_commit_ends_no_sign_in(
         _sign_up(base_url, session, committing_db, f"lost{i}@example.com")
         answer = session.post(
             f"{base_url}/v1/auth/login",
-            json={"email": f"lost{i}@example.com", "password": PASSWORD},
+            json={"email": f"lost{i}@example.com", "password": PASSWORD, **BROWSER},
         )
         chains.append(answer.json())
     site = committing_db.execute("select id, name from sites").fetchone()
@@ -480,7 +493,7 @@ def test_a_spent_token_of_a_sign_in_past_its_lifetime_is_not_valid_not_copied(li
     with "used before; the sign-in is ended", as if it had been copied."""
     base_url, session = live
     _sign_up(base_url, session, committing_db)
-    credentials = {"email": "anna@example.com", "password": PASSWORD}
+    credentials = {"email": "anna@example.com", "password": PASSWORD, **BROWSER}
     first = session.post(f"{base_url}/v1/auth/login", json=credentials).json()
     second = session.post(
         f"{base_url}/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}

@@ -132,7 +132,7 @@ def test_a_signing_key_this_server_cannot_open_is_a_500_told_only_to_the_log(sit
 
     response = site.post(
         "/v1/auth/login",
-        json={"email": "anna@example.com", "password": PASSWORD},
+        json={"email": "anna@example.com", "password": PASSWORD, "client_ip": "203.0.113.7"},
         headers={"X-Request-ID": "req-key-7"},
     )
 

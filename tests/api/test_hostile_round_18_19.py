@@ -43,11 +43,6 @@ def test_a_change_of_address_needs_the_current_password(site, conn, app):
     assert answer.status_code == 202, answer.get_data(as_text=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client_ip/user_agent, which the contract requires on password change and reset,"
-    " are refused as unknown fields (422)",
-)
 def test_the_browser_the_contract_requires_is_taken_on_password_change_and_reset(site, conn, app):
     sign_up(site, conn)
     user = as_user(app, login(site).get_json()["access_token"])
@@ -100,7 +95,8 @@ def test_a_password_change_that_another_change_overtook_is_a_409(site, conn, app
 
     monkeypatch.setattr(own, "passwords", _ChangeMeanwhile(own.passwords, owner_changes_it))
     answer = as_user(app, thief).put(
-        "/v1/me/password", json={"current_password": PASSWORD, "new_password": THIEF_PASSWORD}
+        "/v1/me/password",
+        json={"current_password": PASSWORD, "new_password": THIEF_PASSWORD, **BROWSER},
     )
     assert answer.status_code in (401, 409), answer.status_code
     assert login(site, password=NEW_PASSWORD).status_code == 200

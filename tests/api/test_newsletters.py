@@ -263,6 +263,21 @@ def test_bad_subscriptions_are_refused_and_change_nothing(site, conn, body, fiel
     assert conn.execute("select count(*) as n from users").fetchone()["n"] == 0
 
 
+def test_the_browser_beside_the_consent_is_kept_with_it(site, conn):
+    consent = {"text": CONSENT["text"]}
+    answer = subscribe(site, consent=consent, client_ip="::ffff:192.0.2.8", user_agent="Beside")
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    (event,) = events(conn)
+    assert (event["client_ip"], event["user_agent"]) == ("192.0.2.8", "Beside")
+
+
+def test_the_consents_own_browser_comes_before_the_one_beside_it(site, conn):
+    answer = subscribe(site, client_ip="198.51.100.1", user_agent="Beside")
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    (event,) = events(conn)
+    assert (event["client_ip"], event["user_agent"]) == ("203.0.113.7", "Mozilla/5.0 (Test)")
+
+
 def test_an_unknown_list_is_a_404_and_changes_nothing(site, conn):
     assert_problem(subscribe(site, key="nope"), 404)
     assert_problem(site.get("/v1/newsletters/nope/subscribers"), 404)

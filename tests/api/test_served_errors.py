@@ -1,8 +1,10 @@
 """A fault that gets past the app's own error handler, as `identity serve` answers it:
 gunicorn's 500 says only that something went wrong, with the request id it is logged
-under, and the log holds neither the path nor the query that came with it."""
+under and the headers every answer carries, and the log holds neither the path nor the
+query that came with it. A request gunicorn cannot read gets those headers too."""
 
 import json
+import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -44,6 +46,7 @@ def test_gunicorns_own_500_is_a_generic_problem_with_the_request_id_it_logs(data
                 raise AssertionError("answered without an error")
             except urllib.error.HTTPError as error:
                 status, headers, body = error.code, error.headers, error.read()
+            unreadable = _unreadable_request(port)
         finally:
             stop(server)
 
@@ -51,9 +54,31 @@ def test_gunicorns_own_500_is_a_generic_problem_with_the_request_id_it_logs(data
     problem = json.loads(body)
     assert problem["detail"] == "something went wrong on our side"
     assert problem["request_id"] == headers["X-Request-ID"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "no-referrer"
+    assert headers["Cache-Control"] == "no-store"
+    assert headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert unreadable.startswith(b"HTTP/1.1 400 ")
+    for line in (
+        b"X-Content-Type-Options: nosniff",
+        b"Referrer-Policy: no-referrer",
+        b"Cache-Control: no-store",
+        b"Content-Type: application/problem+json",
+    ):
+        assert line in unreadable
     logged = log_path.read_text(encoding="utf-8")
     lines = [json.loads(line) for line in logged.splitlines() if line.startswith("{")]
     (fault,) = [line for line in lines if line.get("message") == "unexpected error"]
     assert fault["request_id"] == problem["request_id"]
     assert fault["error_type"] == "builtins.RuntimeError" and fault["where"]
     assert ADDRESS not in logged and "/test/fault" not in logged
+
+
+def _unreadable_request(port: int) -> bytes:
+    """gunicorn's answer to a request line it cannot read."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"NOT A REQUEST LINE\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer

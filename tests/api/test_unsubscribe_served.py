@@ -1,5 +1,6 @@
 """One-click unsubscribe against the service as `identity serve` runs it (gunicorn, our
-gevent worker, the JSON access log): a mail client's POST, and what the log keeps of it."""
+gevent worker, the JSON access log): a mail client's POST through a trusted proxy, what
+the consent ledger keeps of it, and what the log keeps."""
 
 import json
 import socket
@@ -30,7 +31,8 @@ def test_a_one_click_post_to_gunicorn_unsubscribes_and_the_log_keeps_no_token(
     )
     token = UnsubscribeTokens(DEV_SECRET_KEY, 1).sign(uuid.UUID(str(user_id)), 1)
     port = free_port()
-    env = gunicorn_env(database_url)
+    # The test's own connections come from 127.0.0.1: as a proxy on this machine would.
+    env = gunicorn_env(database_url, TRUSTED_PROXIES="127.0.0.1")
     command = gunicorn_command(port)
     log_path = tmp_path / "served.log"
     with open(log_path, "wb") as log:
@@ -45,7 +47,11 @@ def test_a_one_click_post_to_gunicorn_unsubscribes_and_the_log_keeps_no_token(
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/unsubscribe/{token}",
             data=b"List-Unsubscribe=One-Click",
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                # What the mailbox provider wrote itself, then the address the proxy saw.
+                "X-Forwarded-For": "192.0.2.66, 203.0.113.50",
+            },
             method="POST",
         )
         with urllib.request.urlopen(request, timeout=10) as answer:
@@ -55,6 +61,8 @@ def test_a_one_click_post_to_gunicorn_unsubscribes_and_the_log_keeps_no_token(
         stop(server)
     state = committing_db.execute("select state from subscriptions").fetchone()["state"]
     assert state == "unsubscribed"
+    kept = committing_db.execute("select host(client_ip) as ip from consent_events").fetchone()
+    assert kept["ip"] == "203.0.113.50"
     log = log_path.read_text(encoding="utf-8")
     assert '"path": "/v1/unsubscribe/<string(length=44):token>"' in log
     assert token not in log and "anna@example.com" not in log

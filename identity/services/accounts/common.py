@@ -19,6 +19,7 @@ from identity.services.contact import normalise_phones
 from identity.services.principal import Principal
 from identity.store import throttles
 from identity.store import users as users_store
+from identity.store.transactions import UnitOfWork
 from identity.store.users import PROFILE_COLUMNS
 
 # What the person may set about themselves, and what registration may carry: the
@@ -48,6 +49,12 @@ class AccountSettings:
     throttle_window_seconds: int = 900
     account_block_cap_seconds: int = 900
     ip_block_cap_seconds: int = 3600
+    # Reset requests, reset confirmations, password changes and changes of address, each
+    # per client IP: free ones inside the window, then waits of 1 s, 2 s, ... up to the
+    # cap. A person makes one or two; a stranger's hundreds from one network make only
+    # that network wait, and for minutes, not hours.
+    ip_free_requests: int = 10
+    ip_request_cap_seconds: int = 900
 
 
 def account_settings(config: dict) -> AccountSettings:
@@ -97,6 +104,49 @@ def reserve(
         window_seconds=settings.throttle_window_seconds,
         cap_seconds=cap,
     )
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One throttle an attempt is counted against: `free` attempts in the settings'
+    window, then waits that double up to `cap_seconds`."""
+
+    throttle: str
+    free: int
+    cap_seconds: int
+
+
+def ip_limit(settings: AccountSettings, flow: str, client_ip: str | None) -> list[Limit]:
+    """The limit of one flow (`password-reset`, ...) per client IP: none when the caller
+    passed on no IP (the HTTP face requires it where this is counted)."""
+    if not client_ip:
+        return []
+    throttle = f"{flow}-ip:{network(client_ip)}"
+    return [Limit(throttle, settings.ip_free_requests, settings.ip_request_cap_seconds)]
+
+
+def count_attempt(uow: UnitOfWork, settings: AccountSettings, limits: list[Limit], detail: str):
+    """Count one attempt against each of `limits` in turn, each count an atomic statement
+    of its own (committed, so parallel attempts see it). The first limit that makes the
+    attempt wait refuses it (429 with how long, `detail` saying what); the counts it made
+    against the limits before are taken back, since no attempt is made: a stranger kept
+    waiting at one limit does not use up another that others share."""
+    conn = uow.one_statement
+    counted = []
+    for limit in limits:
+        until = reserve(conn, settings, limit.throttle, limit.free, limit.cap_seconds)
+        if until is not None:
+            for throttle in counted:
+                throttles.take_back_attempt(conn, throttle)
+            uow.refuse(waiting(until, detail))
+        counted.append(limit.throttle)
+
+
+def take_back(conn: psycopg.Connection, limits: list[Limit]) -> None:
+    """An attempt that came out well no longer counts against `limits` (nor the waits
+    it began): a person's own good attempts never use up a limit shared with others."""
+    for limit in limits:
+        throttles.take_back_attempt(conn, limit.throttle)
 
 
 def waiting(until: datetime, detail: str) -> TooManyRequests:

@@ -17,6 +17,9 @@ from identity.store import throttles
 from identity.store import users as users_store
 from identity.store.transactions import UnitOfWork
 
+_TOO_MANY_REQUESTS = "too many password resets asked for from this network; wait a while"
+_TOO_MANY_TRIES = "too many tries at setting a password from this network; wait a while"
+
 
 class Recovery:
     def __init__(self, settings: AccountSettings, passwords: Passwords):
@@ -26,8 +29,13 @@ class Recovery:
     def request_reset(self, uow: UnitOfWork, principal: Principal, address: str) -> None:
         """Mail a reset link when the address has an account; the same answer if not. A
         site without pages for the link is refused (409) before the address is looked up,
-        so that answer too is the same for every address."""
+        so that answer too is the same for every address. Then counted per client IP,
+        before the address is looked at, so a request that must wait is refused alike for
+        every address; per account, the mail limit holds (a few an hour, past which
+        nothing is sent and the answer stays the same)."""
         site = mailing_site(uow, principal)
+        limits = common.ip_limit(self.settings, "password-reset", principal.browser.client_ip)
+        common.count_attempt(uow, self.settings, limits, _TOO_MANY_REQUESTS)
         conn = uow.conn
         user = users_store.lock_by_email_key(conn, email_key(normalise_email(address)))
         if user is None or user["email_verified_at"] is None:
@@ -52,8 +60,14 @@ class Recovery:
         and the person is told (in the calling site's name: a site without pages is
         refused first, 409). The token is checked and the new password checked and
         hashed before the transaction that spends the token; a token spent meanwhile by a
-        second request is a refusal, as any spent one."""
+        second request is a refusal, as any spent one. Tries are counted per client IP
+        first (a wrong token or a refused password costs a check, a good one is taken
+        back); per account, the token is good for one reset."""
         site = mailing_site(uow, principal)
+        limits = common.ip_limit(
+            self.settings, "password-reset-confirm", principal.browser.client_ip
+        )
+        common.count_attempt(uow, self.settings, limits, _TOO_MANY_TRIES)
         owner = mailed_tokens.peek(uow.one_statement, token, ("password_reset",))
         if owner is None:
             raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
@@ -64,3 +78,4 @@ class Recovery:
             raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
         user = change.write(conn, site)
         throttles.clear_throttle(conn, common.account_throttle(self.settings, user["email_key"]))
+        common.take_back(conn, limits)

@@ -16,7 +16,7 @@ from identity.services.accounts.sessions import SIGN_IN_ENDED
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import Principal
 from identity.services.sites import MailingSite, mailing_site
-from identity.store import sessions, throttles
+from identity.store import sessions
 from identity.store import users as users_store
 from identity.store.transactions import UnitOfWork
 
@@ -87,6 +87,9 @@ class PasswordChange:
         return user
 
 
+_TOO_MANY_ADDRESS_CHANGES = "too many changes of address asked for from this network; wait a while"
+
+
 class OwnSettings:
     def __init__(self, settings: AccountSettings, passwords: Passwords):
         self.settings = settings
@@ -105,18 +108,23 @@ class OwnSettings:
     def change_password(self, uow: UnitOfWork, principal: Principal, current: str, new: str):
         """The signed-in person's new password; their other sign-ins end. The current
         password is checked like a login's, counted first (committed), so a stolen access
-        token is no way to guess it quickly; but against this sign-in, not the account's
-        logins: a stranger's failed logins must not keep the owner from changing a
-        password they fear is known. A site without pages (where the notice comes from) is
-        refused first (409), before anything is counted."""
+        token is no way to guess it quickly; but against this sign-in and the client's
+        network, not the account's logins: a stranger's failed logins elsewhere must not
+        keep the owner from changing a password they fear is known. The network's count
+        catches a guesser spreading over many stolen sign-ins; a change that is made takes
+        its counts back. A site without pages (where the notice comes from) is refused
+        first (409), before anything is counted."""
         site = mailing_site(uow, principal)
         s, caller = self.settings, principal.user
-        throttle = f"password-change:{caller.session_id}"
-        until = common.reserve(
-            uow.one_statement, s, throttle, s.account_free_failures, s.account_block_cap_seconds
-        )
-        if until is not None:
-            uow.refuse(common.waiting(until, "too many wrong passwords; wait before trying again"))
+        limits = [
+            *common.ip_limit(s, "password-change", principal.browser.client_ip),
+            common.Limit(
+                f"password-change:{caller.session_id}",
+                s.account_free_failures,
+                s.account_block_cap_seconds,
+            ),
+        ]
+        common.count_attempt(uow, s, limits, "too many wrong passwords; wait before trying again")
         # The account and its history as they are before the check: a change that lands
         # while the current password is checked is seen at `write` (409).
         conn = uow.one_statement
@@ -132,7 +140,7 @@ class OwnSettings:
             uow, self.passwords, caller.user_id, new, seen=(stored, history)
         )
         conn = uow.conn
-        throttles.take_back_attempt(conn, throttle)
+        common.take_back(conn, limits)
         change.write(conn, site, keep_session=caller.session_id)
 
     def request_email_change(self, uow: UnitOfWork, principal: Principal, new_email: str):
@@ -141,9 +149,12 @@ class OwnSettings:
         refused the same way seen from the caller: the same answer, the same notice to
         the old address, an earlier pending change voided alike; its holder gets a
         notice instead of a link, so whether an address is known is not for anyone
-        signed in to learn. At most a few requests an hour (429, the request counted). A
-        site without pages for the link is refused first (409)."""
+        signed in to learn. At most a few requests an hour (429, the request counted), and
+        a few more per client IP in a while, whoever is signed in there. A site without
+        pages for the link is refused first (409)."""
         site = mailing_site(uow, principal)
+        limits = common.ip_limit(self.settings, "email-change", principal.browser.client_ip)
+        common.count_attempt(uow, self.settings, limits, _TOO_MANY_ADDRESS_CHANGES)
         address = normalise_email(new_email, field="new_email")
         conn = uow.conn
         user = users_store.lock_user(conn, principal.user.user_id)

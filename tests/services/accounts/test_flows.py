@@ -82,6 +82,18 @@ def test_a_wrong_password_is_recorded_and_refused(accounts, watched, conn, princ
     assert [a["outcome"] for a in attempts] == ["wrong_password", "no_account"]
 
 
+def test_registrations_of_a_caller_with_no_client_ip_are_limited_per_address(
+    accounts, watched, conn, principal
+):
+    """The HTTP face requires a client IP; a caller that passes none is still limited."""
+    nowhere = principal.with_browser(principal.browser.__class__())
+    free = accounts.registration.settings.account_free_failures
+    for n in range(free + 1):
+        register(accounts, watched, nowhere, password=f"{PASSWORD} {n}")
+    with pytest.raises(TooManyRequests):
+        register(accounts, watched, nowhere)
+
+
 def test_failures_past_the_free_ones_wait(accounts, watched, conn, principal):
     signed_up(accounts, watched, conn, principal)
     free = accounts.login.settings.account_free_failures
