@@ -191,7 +191,11 @@ def test_the_link_to_choose_a_password_is_on_the_proving_sites_pages(sites, deli
     token = read(first).token(site, "/verify-email")
     assert client.post("/v1/auth/verify-email", json={"token": token}).status_code == 200
     mail = one_mail(deliver(), "anna@example.com", site)
-    chosen = {"token": mail.token(site, "/reset-password"), "new_password": "a brand new 77 tune"}
+    chosen = {
+        "token": mail.token(site, "/reset-password"),
+        "new_password": "a brand new 77 tune",
+        **BROWSER,
+    }
     assert client.post("/v1/auth/password-reset/confirm", json=chosen).status_code == 204
 
 
@@ -201,10 +205,10 @@ def test_a_reset_link_and_the_notice_after_it_are_the_asking_sites(sites, delive
     and that site's is every mail of it."""
     site, client = SITES[name], sites[name]
     sign_up(sites["copernica.com"], deliver, COPERNICA)
-    asked = client.post("/v1/auth/password-reset", json={"email": "anna@example.com"})
+    asked = client.post("/v1/auth/password-reset", json={"email": "anna@example.com", **BROWSER})
     assert asked.status_code == 202
     token = one_mail(deliver(), "anna@example.com", site).token(site, "/reset-password")
-    reset = {"token": token, "new_password": OTHER_PASSWORD}
+    reset = {"token": token, "new_password": OTHER_PASSWORD, **BROWSER}
     assert client.post("/v1/auth/password-reset/confirm", json=reset).status_code == 204
     notice = one_mail(deliver(), "anna@example.com", site)
     assert "?token=" not in notice.text
@@ -219,11 +223,14 @@ def test_a_signed_in_persons_mails_are_the_site_they_signed_in_through(
     site = SITES[name]
     sign_up(sites["copernica.com"], deliver, COPERNICA)
     person = signed_in(app, sites[name])
-    change = {"current_password": PASSWORD, "new_password": OTHER_PASSWORD}
+    change = {"current_password": PASSWORD, "new_password": OTHER_PASSWORD, **BROWSER}
     assert person.put("/v1/me/password", json=change).status_code == 204
     one_mail(deliver(), "anna@example.com", site)
 
-    assert person.post("/v1/me/email", json={"new_email": "anna@work.example"}).status_code == 202
+    assert (
+        person.post("/v1/me/email", json={"new_email": "anna@work.example", **BROWSER}).status_code
+        == 202
+    )
     delivered = deliver()
     notice = one_mail(delivered, "anna@example.com", site)  # to the old address
     assert "?token=" not in notice.text
@@ -241,7 +248,10 @@ def test_the_holder_of_an_address_asked_for_hears_it_from_the_asking_site(
     sign_up(sites["copernica.com"], deliver, COPERNICA)
     sign_up(sites["copernica.com"], deliver, COPERNICA, email="bob@example.com")
     person = signed_in(app, sites[name])
-    assert person.post("/v1/me/email", json={"new_email": "bob@example.com"}).status_code == 202
+    assert (
+        person.post("/v1/me/email", json={"new_email": "bob@example.com", **BROWSER}).status_code
+        == 202
+    )
     delivered = deliver()
     one_mail(delivered, "anna@example.com", site)  # the notice to the old address
     attempt = one_mail(delivered, "bob@example.com", site)  # no link: the address is taken
@@ -318,15 +328,15 @@ def test_a_site_without_pages_can_start_no_mail_and_nothing_is_written(
     for email in ("anna@example.com", "nobody@example.com"):
         body = {"email": email, "password": PASSWORD, **BROWSER}
         refused(pageless.post("/v1/auth/register", json=body))
-        refused(pageless.post("/v1/auth/password-reset", json={"email": email}))
+        refused(pageless.post("/v1/auth/password-reset", json={"email": email, **BROWSER}))
         subscription = {"email": email, "consent": {"text": "Yes", **BROWSER}}
         refused(pageless.post("/v1/newsletters/copernica-updates/subscriptions", json=subscription))
     assert everything(conn) == before
     person = signed_in(app, pageless)  # a login mails nothing: it may
     before = everything(conn)
-    change = {"current_password": "not even checked", "new_password": OTHER_PASSWORD}
+    change = {"current_password": "not even checked", "new_password": OTHER_PASSWORD, **BROWSER}
     refused(person.put("/v1/me/password", json=change))
-    refused(person.post("/v1/me/email", json={"new_email": "anna@work.example"}))
+    refused(person.post("/v1/me/email", json={"new_email": "anna@work.example", **BROWSER}))
     assert everything(conn) == before
     assert deliver() == {}
 
@@ -346,11 +356,11 @@ def test_a_link_brought_to_a_site_without_pages_stays_good(sites, pageless, deli
     )
 
     asked = sites["copernica.com"].post(
-        "/v1/auth/password-reset", json={"email": "anna@example.com"}
+        "/v1/auth/password-reset", json={"email": "anna@example.com", **BROWSER}
     )
     assert asked.status_code == 202
     token = one_mail(deliver(), "anna@example.com", COPERNICA).token(COPERNICA, "/reset-password")
-    reset = {"token": token, "new_password": OTHER_PASSWORD}
+    reset = {"token": token, "new_password": OTHER_PASSWORD, **BROWSER}
     before = everything(conn)
     refused(pageless.post("/v1/auth/password-reset/confirm", json=reset))
     assert everything(conn) == before

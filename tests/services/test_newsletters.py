@@ -297,7 +297,7 @@ def test_a_list_without_a_site_with_pages_has_no_links_or_export(newsletters, uo
     conn.execute("update newsletters set site_id = null where key = %s", (UPDATES,))
     for refused in (
         lambda: newsletters.export_page(uow, UPDATES, None, None),
-        lambda: newsletters.links(uow, UPDATES, [ANNA], None),
+        lambda: newsletters.links(uow, site, UPDATES, [ANNA], None),
     ):
         with pytest.raises(Conflict, match=f"--list {UPDATES} --pages"):
             refused()
