@@ -402,6 +402,30 @@ def revoke_site(name: str, key_prefix: str | None):
 
 
 @main.group()
+def sessions():
+    """People's sign-ins."""
+
+
+@sessions.command("revoke")
+@click.option("--email", "address", metavar="ADDRESS", help="end this person's sign-ins")
+@click.option("--all", "everyone", is_flag=True, help="end everyone's sign-ins")
+def revoke_sessions(address: str | None, everyone: bool):
+    """End sign-ins: their refresh tokens are refused, and their access tokens at once by
+    this service. A site that checks access tokens itself accepts them until they expire
+    (about 15 minutes) unless it asks /v1/me."""
+    from identity.services.accounts.sessions import end_every_sign_in, end_sign_ins_of
+
+    if bool(address) == everyone:
+        raise click.UsageError("give either --email ADDRESS or --all")
+    with unit_of_work() as uow:
+        if everyone:
+            ended, whose = _run(uow.run, lambda: end_every_sign_in(uow)), "everyone"
+        else:
+            ended, whose = _run(uow.run, lambda: end_sign_ins_of(uow, address)), address
+    click.echo(f"ended {ended} sign-in{'s' if ended != 1 else ''} of {whose}")
+
+
+@main.group()
 def keys():
     """The keys that sign access tokens."""
 

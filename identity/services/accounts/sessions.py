@@ -10,9 +10,10 @@ from identity.security.access_tokens import KeyRing
 from identity.security.secret_tokens import new_secret, secret_hash
 from identity.services.accounts import common
 from identity.services.accounts.common import AccountSettings, Tokens
+from identity.services.contact import email_key, normalise_email
 from identity.services.principal import Principal, UserCaller
 from identity.store import sessions as store
-from identity.store import throttles
+from identity.store import throttles, users
 from identity.store.transactions import UnitOfWork
 
 SIGN_IN_ENDED = "this sign-in has ended; log in again"
@@ -112,3 +113,22 @@ class Sessions:
             after, lambda: throttles.attempt_of(conn, user_id, after), "attempts"
         )
         return common.page(throttles.attempts_of(conn, user_id, limit + 1, before), limit)
+
+
+def end_sign_ins_of(uow: UnitOfWork, address: str) -> int:
+    """End every sign-in of the person with this address, from outside (an operator's
+    `identity sessions revoke --email`): their refresh tokens are refused, and their
+    access tokens at once by this service (`signed_in` finds the sign-in ended). How many
+    were live. An address no record holds is NotFound, not zero: an operator who
+    mistyped it must not believe the person signed out."""
+    conn = uow.one_statement
+    record = users.get_by_email(conn, email_key(normalise_email(address)))
+    if record is None:
+        raise NotFound("no record has this address")
+    return store.end_sessions(conn, record["id"])
+
+
+def end_every_sign_in(uow: UnitOfWork) -> int:
+    """End everyone's sign-ins (`identity sessions revoke --all`): after a leak of refresh
+    tokens, or of the database. How many were live."""
+    return store.end_sessions(uow.one_statement, None)
