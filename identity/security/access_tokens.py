@@ -14,11 +14,9 @@ from uuid import UUID
 
 import psycopg
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
@@ -32,6 +30,7 @@ from joserfc.jwk import ECKey, Key, OKPKey, import_key
 from joserfc.jws import JWSRegistry
 
 from identity.errors import ConfigurationError, Unauthenticated
+from identity.security.derived_keys import SIGNING_KEYS_AT_REST, derived_key
 from identity.store import signing_keys as store
 
 # New keys sign with ES256 (ECDSA on P-256, RFC 7518): RFC 9864 deprecates "EdDSA", and of
@@ -105,15 +104,11 @@ def signs_in_seconds() -> int:
 
 # --- the keys at rest ------------------------------------------------------------------
 
-_SEAL_INFO = b"identity: signing keys at rest, AES-256-GCM, v1"
 _NONCE_BYTES = 12
 
 
 def _sealer(secret_key: str) -> AESGCM:
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(
-        secret_key.encode("utf-8")
-    )
-    return AESGCM(derived)
+    return AESGCM(derived_key(secret_key, SIGNING_KEYS_AT_REST))
 
 
 def seal_private_key(secret_key: str, kid: str, raw: bytes) -> bytes:
