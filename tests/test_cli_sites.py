@@ -121,7 +121,9 @@ def test_update_sets_what_is_given_and_keeps_the_rest(cli):
 def test_a_list_moves_to_the_site_that_takes_it_over(cli):
     cli("sites", "create", "copernica.com", "--scope", "auth", "--list", "copernica")
     cli("sites", "create", "smtpeter.com", "--scope", "auth", "--list", "copernica")
-    listed = {site["name"]: site["lists"] for site in json.loads(cli("sites", "list", "--json").stdout)}
+    listed = {
+        site["name"]: site["lists"] for site in json.loads(cli("sites", "list", "--json").stdout)
+    }
     assert listed == {"copernica.com": [], "smtpeter.com": ["copernica"]}
 
 

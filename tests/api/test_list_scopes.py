@@ -1,5 +1,5 @@
 """What a key may do on which list: `newsletters` on every list, `newsletters:<list>` on
-that one, nothing without either. A table of keys × lists × the endpoints that act on a
+that one, nothing without either. A table of keys x lists x the endpoints that act on a
 list (subscribe on behalf, confirm, the export, bulk links, an import line's consent):
 allowed where the key may manage the list, 403 elsewhere with nothing written."""
 
