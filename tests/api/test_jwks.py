@@ -7,6 +7,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from identity.api.guards import SERVICES
+from identity.composition import build
+from identity.db import EXTENSION
 from identity.security.access_tokens import (
     RELOAD_SECONDS,
     KeyRing,
@@ -15,6 +17,7 @@ from identity.security.access_tokens import (
     rotate_signing_key,
     signs_in_seconds,
 )
+from tests.api.test_accounts import as_user, login, sign_up
 
 ISSUER = "http://127.0.0.1:8000"
 
@@ -116,3 +119,20 @@ def test_the_key_set_is_documented_as_public(client):
     ok = operation["responses"]["200"]
     assert "Cache-Control" in ok["headers"]
     assert ok["content"]["application/json"]["example"]["keys"][0]["alg"] == "ES256"
+
+
+def test_after_revoke_previous_a_replica_refuses_the_old_access_tokens_on_v1_me(app, site, conn):
+    """A replica reading the keys now: the one that served the token would within
+    RELOAD_SECONDS (tests/security/test_access_tokens.py moves its clock)."""
+    sign_up(site, conn)
+    tokens = login(site).get_json()
+    assert as_user(app, tokens["access_token"]).get("/v1/me").status_code == 200
+    secret = app.config["IDENTITY"]["SECRET_KEY"]
+    rotate_signing_key(conn, secret, access_token_seconds=900, revoke_previous=True)
+
+    app.extensions[SERVICES] = build(app.config["IDENTITY"], app.extensions[EXTENSION].connection)
+    assert as_user(app, tokens["access_token"]).get("/v1/me").status_code == 401
+    # The sign-in itself holds: the site's refresh gets a token of the new key.
+    refreshed = site.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200
+    assert as_user(app, refreshed.get_json()["access_token"]).get("/v1/me").status_code == 200
