@@ -473,8 +473,8 @@ def rotate_keys(at_once: bool, revoke_previous: bool):
 
 @keys.command("list")
 def list_keys():
-    """Every signing key: kid, algorithm, created, retired, published until. Never a
-    private part."""
+    """Every signing key: kid, algorithm, created, signs from, retired, published until,
+    revoked. Never a private part."""
     from identity.security.access_tokens import list_signing_keys
 
     with connection() as conn:
