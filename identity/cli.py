@@ -402,31 +402,79 @@ def revoke_site(name: str, key_prefix: str | None):
 
 
 @main.group()
+def sessions():
+    """People's sign-ins."""
+
+
+@sessions.command("revoke")
+@click.option("--email", "address", metavar="ADDRESS", help="end this person's sign-ins")
+@click.option("--all", "everyone", is_flag=True, help="end everyone's sign-ins")
+def revoke_sessions(address: str | None, everyone: bool):
+    """End sign-ins: their refresh tokens are refused, and their access tokens at once by
+    this service. A site that checks access tokens itself accepts them until they expire
+    (about 15 minutes) unless it asks /v1/me."""
+    from identity.services.accounts.sessions import end_every_sign_in, end_sign_ins_of
+
+    if bool(address) == everyone:
+        raise click.UsageError("give either --email ADDRESS or --all")
+    with unit_of_work() as uow:
+        if everyone:
+            ended, whose = _run(uow.run, lambda: end_every_sign_in(uow)), "everyone"
+        else:
+            ended, whose = _run(uow.run, lambda: end_sign_ins_of(uow, address)), address
+    click.echo(f"ended {ended} sign-in{'s' if ended != 1 else ''} of {whose}")
+
+
+@main.group()
 def keys():
     """The keys that sign access tokens."""
 
 
 @keys.command("rotate")
-def rotate_keys():
-    """Make a new signing key and retire the current one, which stays published until the
-    tokens it signed have expired. Every replica signs with the new key within a minute."""
+@click.option(
+    "--now",
+    "at_once",
+    is_flag=True,
+    help="an emergency: the new key signs at once, before sites holding a cached key set"
+    " have it (they fetch the set again on meeting its kid)",
+)
+@click.option(
+    "--revoke-previous",
+    is_flag=True,
+    help="a leaked key: revoke every earlier key still published; the tokens they signed"
+    " are refused on every replica within seconds and they leave the key set (implies --now)",
+)
+def rotate_keys(at_once: bool, revoke_previous: bool):
+    """Make a new signing key (ES256) and retire the current one.
+
+    The new key is published at once and signs after the key set's cache lifetime (about
+    six minutes), once every site's cached copy holds it; until then the current key
+    signs. A retired key stays published until the tokens it signed have expired."""
     from identity.security.access_tokens import publish_seconds, rotate_signing_key
 
     config = _config()
     with connection() as conn:
-        kid, retired = rotate_signing_key(
-            conn, config["SECRET_KEY"], access_token_seconds=config["ACCESS_TOKEN_SECONDS"]
+        rotation = rotate_signing_key(
+            conn,
+            config["SECRET_KEY"],
+            access_token_seconds=config["ACCESS_TOKEN_SECONDS"],
+            at_once=at_once,
+            revoke_previous=revoke_previous,
         )
-    click.echo(f"signing with {kid}")
-    if retired:
-        seconds = publish_seconds(config["ACCESS_TOKEN_SECONDS"])
-        click.echo(f"retired {retired}; published {seconds} s more, until its tokens expire")
+    when = "now" if at_once or revoke_previous else f"from {rotation.signs_from.isoformat()}"
+    click.echo(f"made {rotation.kid}: published now, signs {when}")
+    retired = [kid for kid in rotation.retired if kid not in rotation.revoked]
+    seconds = publish_seconds(config["ACCESS_TOKEN_SECONDS"])
+    for kid in retired:
+        click.echo(f"retired {kid}: signs until then, published {seconds} s more")
+    for kid in rotation.revoked:
+        click.echo(f"revoked {kid}: its tokens are refused and it has left the key set")
 
 
 @keys.command("list")
 def list_keys():
-    """Every signing key: kid, algorithm, created, retired, published until. Never a
-    private part."""
+    """Every signing key: kid, algorithm, created, signs from, retired, published until,
+    revoked. Never a private part."""
     from identity.security.access_tokens import list_signing_keys
 
     with connection() as conn:

@@ -38,7 +38,11 @@ def build(
 ) -> Services:
     """The services for `settings` (identity.config's), the signing keys read through
     `connection()`: a connection lent for a moment, beside any request's transaction."""
-    ring = KeyRing(connection, settings["SECRET_KEY"])
+    ring = KeyRing(
+        connection,
+        settings["SECRET_KEY"],
+        access_token_seconds=settings["ACCESS_TOKEN_SECONDS"],
+    )
     passwords = Passwords.from_settings(settings, offload=CpuThreads(settings["PASSWORD_THREADS"]))
     services = Services(
         accounts=Accounts.build(account_settings(settings), passwords, ring),

@@ -3,6 +3,7 @@
 import ipaddress
 import os
 import re
+from urllib.parse import parse_qs, urlsplit
 
 from identity.errors import ConfigurationError
 
@@ -26,8 +27,9 @@ DEFAULTS = {
     "DB_STATEMENT_TIMEOUT_MS": 30_000,
     "DB_LOCK_TIMEOUT_MS": 10_000,
     "DB_IDLE_IN_TRANSACTION_MS": 60_000,
-    # Also the root of the key that encrypts the access tokens' signing keys at rest:
-    # changing it makes the stored signing keys unreadable (`identity keys rotate` then).
+    # The root of every purpose's key (identity.security.derived_keys): changing it makes
+    # the stored signing keys unreadable (`identity keys rotate --now` then) and ends every
+    # unsubscribe link sent. Production refuses one with little randomness.
     "SECRET_KEY": DEV_SECRET_KEY,
     # argon2id's cost for each password hash and check, OWASP's minimum for argon2id
     # (19 MiB, 2 passes, 1 lane) and the least the service starts with: about 31 ms a
@@ -193,8 +195,9 @@ def _check(config: dict, environ) -> None:
     ]
     if missing:
         raise ConfigurationError(f"production needs {', '.join(missing)} to be set")
-    if config["SECRET_KEY"] == DEV_SECRET_KEY or len(config["SECRET_KEY"]) < 32:
-        raise ConfigurationError("IDENTITY_SECRET_KEY must be a random value of 32+ characters")
+    _check_secret_key(config["SECRET_KEY"])
+    _check_smtp_tls(config["SMTP_URL"])
+    _check_database_tls(config["DATABASE_URL"], environ)
     if not config["PUBLIC_URL"].startswith("https://"):
         # One-click unsubscribe (RFC 8058) needs https.
         raise ConfigurationError("IDENTITY_PUBLIC_URL must be https:// in production")
@@ -261,3 +264,63 @@ def trusted_proxies(value: str | None) -> tuple[Network, ...]:
                 " comma-separated CIDRs such as 10.0.0.0/8, 2001:db8::/48, or single addresses"
             ) from None
     return tuple(networks)
+
+
+def _check_secret_key(secret: str) -> None:
+    """Production's root of every key (identity.security.derived_keys) must be random; the
+    message says which rule it fails, never the value."""
+    from identity.security.derived_keys import ROOT_RULE, root_secret_weakness
+
+    weakness = "is the development value" if secret == DEV_SECRET_KEY else None
+    weakness = weakness or root_secret_weakness(secret)
+    if weakness:
+        raise ConfigurationError(
+            f"IDENTITY_SECRET_KEY {weakness}: production needs a random value of {ROOT_RULE};"
+            " make one with `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+
+
+def _check_smtp_tls(url: str | None) -> None:
+    """Mail carries sign-in links: to the relay over TLS, implicit (smtps://) or STARTTLS
+    (?starttls=1), whose certificate the relay checks. Unset (mail to the log) is left to
+    the operator."""
+    if not url:
+        return
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed [ of an IPv6 address, say
+        parts = urlsplit("")
+    starttls = parse_qs(parts.query).get("starttls", ["0"])[0] in ("1", "true", "yes")
+    if parts.scheme != "smtps" and not starttls:
+        raise ConfigurationError(
+            "IDENTITY_SMTP_URL must use TLS in production: smtps://host:465, or"
+            " smtp://host:587?starttls=1"
+        )
+
+
+def _check_database_tls(url: str | None, environ) -> None:
+    """Over TCP, even to localhost, only with TLS whose certificate and host name are
+    checked (sslmode=verify-full); a Unix socket needs none. libpq's PGHOST, PGHOSTADDR and
+    PGSSLMODE count where the URL is silent, as they do when it connects."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    if not url:
+        return
+    try:
+        params = conninfo_to_dict(url)
+    except Exception:  # its message would quote the URL, password and all
+        raise ConfigurationError(
+            "IDENTITY_DATABASE_URL is not a PostgreSQL URL"
+            " (postgresql://user:password@host:5432/name)"
+        ) from None
+    hosts = str(params.get("host") or environ.get("PGHOST") or "").split(",")
+    hostaddr = params.get("hostaddr") or environ.get("PGHOSTADDR")
+    sslmode = params.get("sslmode") or environ.get("PGSSLMODE")
+    over_tcp = bool(hostaddr) or any(host and not host.startswith(("/", "@")) for host in hosts)
+    if over_tcp and sslmode != "verify-full":
+        raise ConfigurationError(
+            "IDENTITY_DATABASE_URL reaches PostgreSQL over TCP without sslmode=verify-full:"
+            " in production add ?sslmode=verify-full (and sslrootcert= when the server's"
+            " certificate is not signed by a system CA), or connect over a Unix socket"
+            " (postgresql:///name?host=/var/run/postgresql)"
+        )

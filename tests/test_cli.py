@@ -1,3 +1,4 @@
+import base64
 import json
 import os
 import signal
@@ -7,12 +8,19 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import nullcontext
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from identity.cli import main
+from identity.config import load_config
+from identity.errors import Unauthenticated
+from identity.security.access_tokens import KeyRing, issue_access_token, signs_in_seconds
+
+ISSUER = "http://127.0.0.1:8000"
 
 IDENTITY = Path(sys.executable).with_name("identity")
 
@@ -30,20 +38,93 @@ def cli(database_url, committing_db):
     return run
 
 
-def test_keys_rotate_makes_a_signing_key_and_retires_the_one_before(cli, committing_db):
+def _made(output: str) -> str:
+    """The kid `keys rotate` says it made."""
+    first = output.splitlines()[0]
+    assert first.startswith("made ")
+    return first.removeprefix("made ").split(":")[0]
+
+
+def _ring(conn) -> KeyRing:
+    """A replica's key ring, reading the keys as they are now."""
+    return KeyRing(lambda: nullcontext(conn), load_config(environ={})["SECRET_KEY"])
+
+
+def _kid_of(token: str) -> str:
+    return json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"]
+
+
+def _token(ring) -> str:
+    return issue_access_token(ring, user_id="u-1", site="copernica.com", issuer=ISSUER)[0]
+
+
+def test_keys_rotate_publishes_a_new_key_that_signs_once_cached_sets_hold_it(cli, committing_db):
     first = cli("keys", "rotate").stdout
-    assert first.startswith("signing with ") and "retired" not in first
+    old_kid = _made(first)
+    assert "retired" not in first
     second = cli("keys", "rotate").stdout.splitlines()
-    new_kid = second[0].removeprefix("signing with ")
-    old_kid = first.split()[-1]
-    assert second[1] == f"retired {old_kid}; published 990 s more, until its tokens expire"
+    new_kid = _made(second[0])
+    assert second[0].startswith(f"made {new_kid}: published now, signs from ")
+    assert second[1] == f"retired {old_kid}: signs until then, published 935 s more"
+
+    # The first rotation made the first key; the second one's key waits for the caches.
+    ring = _ring(committing_db)
+    assert {key["kid"] for key in ring.jwks()["keys"]} == {old_kid, new_kid}
+    assert _kid_of(_token(ring)) == old_kid
+    signs_from = datetime.fromisoformat(second[0].split("signs from ")[1])
+    assert signs_from.timestamp() - time.time() > signs_in_seconds() - 5
 
     listed = [json.loads(line) for line in cli("keys", "list").stdout.splitlines()]
     assert [key["kid"] for key in listed] == [new_kid, old_kid]
-    assert set(listed[0]) == {"kid", "algorithm", "created_at", "retired_at", "publish_until"}
+    assert set(listed[0]) == {
+        "kid",
+        "algorithm",
+        "created_at",
+        "signs_from",
+        "retired_at",
+        "publish_until",
+        "revoked_at",
+    }
+    assert listed[0]["algorithm"] == "ES256"
     assert listed[0]["retired_at"] is None and listed[1]["publish_until"] is not None
+    assert listed[1]["retired_at"] == listed[0]["signs_from"]
     sealed = committing_db.execute("select private_key from signing_keys").fetchone()
     assert bytes(sealed["private_key"]).hex() not in cli("keys", "list").stdout
+
+
+def test_keys_rotate_now_signs_at_once(cli, committing_db):
+    old_kid = _kid_of(_token(_ring(committing_db)))
+    output = cli("keys", "rotate", "--now").stdout.splitlines()
+    new_kid = _made(output[0])
+    assert output == [
+        f"made {new_kid}: published now, signs now",
+        f"retired {old_kid}: signs until then, published 935 s more",
+    ]
+    assert _kid_of(_token(_ring(committing_db))) == new_kid
+
+
+def test_keys_rotate_revoke_previous_refuses_the_old_tokens_at_once(cli, committing_db):
+    replica = _ring(committing_db)
+    old_token = _token(replica)
+    old_kid = _kid_of(old_token)
+    output = cli("keys", "rotate", "--revoke-previous").stdout.splitlines()
+    new_kid = _made(output[0])
+    assert output == [
+        f"made {new_kid}: published now, signs now",
+        f"revoked {old_kid}: its tokens are refused and it has left the key set",
+    ]
+    fresh = _ring(committing_db)
+    with pytest.raises(Unauthenticated):
+        fresh.verify(old_token, audience=None, issuer=ISSUER)
+    assert [key["kid"] for key in fresh.jwks()["keys"]] == [new_kid]
+    assert _kid_of(_token(fresh)) == new_kid
+
+
+def test_keys_rotate_says_what_its_options_are_for(cli):
+    text = " ".join(cli("keys", "rotate", "--help").stdout.split())
+    assert "signs after the key set's cache lifetime" in text
+    assert "--now" in text and "an emergency" in text
+    assert "--revoke-previous" in text and "a leaked key" in text and "implies --now" in text
 
 
 def test_db_upgrade_reports_that_migrations_are_current(cli):

@@ -192,7 +192,7 @@ def test_a_bad_site_name_is_refused(cli):
 def test_production_asks_for_https_pages_and_redirect_uris(cli, committing_db):
     production = {
         "IDENTITY_ENV": "production",
-        "IDENTITY_SECRET_KEY": "x" * 40,
+        "IDENTITY_SECRET_KEY": "q3vN8Zk_T1wYbR0fLx7cJ2uHd9sAeG4mPo6iKnVt5Wg",
         "IDENTITY_PUBLIC_URL": "https://id.example.com",
     }
     for option in ("--pages", "--redirect-uri"):

@@ -1,3 +1,7 @@
+import base64
+import secrets
+import uuid
+
 import pytest
 
 from identity.config import DEV_SECRET_KEY, load_config
@@ -5,8 +9,9 @@ from identity.errors import ConfigurationError
 
 PRODUCTION = {
     "IDENTITY_ENV": "production",
-    "IDENTITY_DATABASE_URL": "postgresql://identity@db/identity",
-    "IDENTITY_SECRET_KEY": "x" * 40,
+    "IDENTITY_DATABASE_URL": "postgresql://identity@db/identity?sslmode=verify-full",
+    # secrets.token_urlsafe(32), as the README says to make one
+    "IDENTITY_SECRET_KEY": "q3vN8Zk_T1wYbR0fLx7cJ2uHd9sAeG4mPo6iKnVt5Wg",
     "IDENTITY_PUBLIC_URL": "https://identity.example.com",
 }
 
@@ -43,10 +48,128 @@ def test_production_refuses_to_start_without_a_required_setting(missing):
         load_config(environ=environ)
 
 
-@pytest.mark.parametrize("secret", [DEV_SECRET_KEY, "too-short"])
-def test_production_refuses_a_weak_secret_key(secret):
-    with pytest.raises(ConfigurationError, match="IDENTITY_SECRET_KEY"):
+@pytest.mark.parametrize(
+    ("secret", "why"),
+    [
+        (DEV_SECRET_KEY, "is the development value"),
+        ("too-short", "is shorter than 32 characters"),
+        ("a" * 32, "uses too few different characters"),
+        ("x" * 40, "uses too few different characters"),
+        ("01101001110100101101001011010010110100101101", "uses too few different characters"),
+        ("password" * 5, "is made of words, keyboard runs, sequences or repeats"),
+        ("correcthorsebatterystaple" * 2, "is made of words, keyboard runs, sequences or repeats"),
+        ("qwertyuiopasdfghjklzxcvbnm1234567890", "is made of words, keyboard runs"),
+        ("abcdefghijklmnopqrstuvwxyz0123456789", "is made of words, keyboard runs"),
+    ],
+    ids=["dev", "short", "a*32", "x*40", "two characters", "word*5", "phrase*2", "keyboard", "run"],
+)
+def test_production_refuses_a_secret_key_with_little_randomness(secret, why):
+    with pytest.raises(ConfigurationError) as refused:
         load_config(environ=PRODUCTION | {"IDENTITY_SECRET_KEY": secret})
+    message = refused.value.detail
+    assert message.startswith(f"IDENTITY_SECRET_KEY {why}")
+    # The rule, and how to make a good one; never the value or a part of it.
+    assert "at least 32 characters" in message and "secrets.token_urlsafe(32)" in message
+    assert secret not in message and secret[:8] not in message
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: secrets.token_hex(16),
+        lambda: secrets.token_urlsafe(24),
+        lambda: base64.b64encode(secrets.token_bytes(24)).decode(),
+        lambda: secrets.token_urlsafe(64),
+        lambda: str(uuid.uuid4()) + str(uuid.uuid4()),
+    ],
+    ids=["hex 32", "urlsafe 32", "base64 32", "urlsafe 86", "two uuids"],
+)
+def test_production_takes_a_random_secret_key_however_it_was_made(make):
+    for _ in range(50):
+        secret = make()
+        assert load_config(environ=PRODUCTION | {"IDENTITY_SECRET_KEY": secret})["SECRET_KEY"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "smtps://relay.example.com:465",
+        "smtps://user:p%40ss@relay.example.com",
+        "smtp://user:pass@relay.example.com:587?starttls=1",
+        "smtp://relay.example.com:587?starttls=true",
+    ],
+)
+def test_production_takes_an_smtp_relay_over_tls(url):
+    assert load_config(environ=PRODUCTION | {"IDENTITY_SMTP_URL": url})["SMTP_URL"] == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "smtp://relay.example.com:25",
+        "smtp://user:hunter2hunter2@relay.example.com:587",
+        "smtp://relay.example.com:587?starttls=0",
+        "smtp://[::1",
+    ],
+)
+def test_production_refuses_an_smtp_relay_without_tls(url):
+    with pytest.raises(ConfigurationError, match="IDENTITY_SMTP_URL must use TLS") as refused:
+        load_config(environ=PRODUCTION | {"IDENTITY_SMTP_URL": url})
+    assert "hunter2" not in refused.value.detail
+    assert load_config(environ={"IDENTITY_SMTP_URL": url})["SMTP_URL"] == url  # development
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://identity:hunter2@db/identity?sslmode=verify-full",
+        "postgresql:///identity?host=/var/run/postgresql",
+        "postgresql://%2Fvar%2Frun%2Fpostgresql/identity",
+        "postgresql:///identity",
+        "host=/tmp dbname=identity user=identity",
+        "host=db dbname=identity sslmode=verify-full",
+    ],
+    ids=["tcp verify-full", "socket query", "socket host", "default socket", "dsn socket", "dsn"],
+)
+def test_production_takes_a_database_over_verified_tls_or_a_unix_socket(url):
+    environ = PRODUCTION | {"IDENTITY_DATABASE_URL": url}
+    assert load_config(environ=environ)["DATABASE_URL"] == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://identity:hunter2@db/identity",
+        "postgresql://identity:hunter2@db/identity?sslmode=require",
+        "postgresql://identity:hunter2@db/identity?sslmode=verify-ca",
+        "postgresql://identity:hunter2@localhost/identity",
+        "postgresql://identity:hunter2@127.0.0.1:5432/identity?sslmode=prefer",
+        "postgresql://identity:hunter2@[::1]/identity",
+        "postgresql://identity:hunter2@/identity?host=/tmp,db",
+        "postgresql://identity:hunter2@/identity?hostaddr=10.0.0.5",
+        "host=db password=hunter2 dbname=identity",
+    ],
+)
+def test_production_refuses_a_database_over_tcp_without_verify_full(url):
+    with pytest.raises(ConfigurationError, match="sslmode=verify-full") as refused:
+        load_config(environ=PRODUCTION | {"IDENTITY_DATABASE_URL": url})
+    assert "hunter2" not in refused.value.detail
+    assert load_config(environ={"IDENTITY_DATABASE_URL": url})["DATABASE_URL"] == url
+
+
+def test_libpqs_own_variables_count_where_the_url_is_silent():
+    socket = PRODUCTION | {"IDENTITY_DATABASE_URL": "postgresql:///identity"}
+    with pytest.raises(ConfigurationError, match="over TCP"):
+        load_config(environ=socket | {"PGHOST": "db"})
+    tls = socket | {"PGHOST": "db", "PGSSLMODE": "verify-full"}
+    assert load_config(environ=tls)["DATABASE_URL"] == "postgresql:///identity"
+
+
+def test_a_database_url_libpq_cannot_read_is_refused_without_echoing_it():
+    url = "postgresql://identity:hunter2@[db/identity?sslmode=verify-full"  # libpq quotes it
+    with pytest.raises(ConfigurationError, match="not a PostgreSQL URL") as refused:
+        load_config(environ=PRODUCTION | {"IDENTITY_DATABASE_URL": url})
+    assert "hunter2" not in refused.value.detail
 
 
 def test_an_unknown_environment_is_refused():

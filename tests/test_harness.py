@@ -14,7 +14,8 @@ def _look_up(site):
 def test_each_test_gets_services_that_remember_nothing(app, site, turn):
     services = app.extensions[SERVICES]
     assert services.recent_site_keys._found == {}
-    assert services.accounts.sessions._checked == {}
+    assert services.key_ring._checked == {}
+    assert services.accounts.sessions.ring is services.key_ring
     assert services.newsletters._catalog is None
     assert services.exports.taken == 0
     assert _look_up(site) == 404

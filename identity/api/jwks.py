@@ -5,6 +5,7 @@ from http import HTTPStatus
 from flask.views import MethodView
 
 from identity.api.guards import Blueprint, services
+from identity.security.access_tokens import JWKS_MAX_AGE_SECONDS
 from schemas.jwks import JwksSchema
 
 blp = Blueprint(
@@ -14,18 +15,19 @@ blp = Blueprint(
     description="The public keys that check the access tokens this service signs.",
 )
 
-# A site may keep the set this long. A key signs from the moment it is made, so a site
-# holding an older set meets a kid it lacks, and fetches the set again (see below).
-CACHE_CONTROL = "public, max-age=300"
+# A site may keep the set this long: a new key is published at once and signs only once
+# every set a site may hold has it (but after `identity keys rotate --now`).
+CACHE_CONTROL = f"public, max-age={JWKS_MAX_AGE_SECONDS}"
 
 _EXAMPLE = {
     "keys": [
         {
-            "kty": "OKP",
-            "crv": "Ed25519",
-            "x": "nB3Bru29BMEQun7MdEwSl7zSYdmjo0ddzXrWPCb6u-c",
-            "kid": "l5O32bELPOPOjCHsCkqzq6M7TpEPEn5K1fZmqTzLfdk",
-            "alg": "EdDSA",
+            "kty": "EC",
+            "crv": "P-256",
+            "x": "xiAU97xZ-WOxQNmtD786zGXxeYz2pa5YOf5t__QKQPw",
+            "y": "LBZgTEDCDVJDll8ExdEIkFzlS8HoXIO-JHVasr6dUeA",
+            "kid": "EEt7TBOXAtvFE-gAFeyzq40GGB1IFU5SR7gMxAlGrCM",
+            "alg": "ES256",
             "use": "sig",
         }
     ]
@@ -51,12 +53,18 @@ class Jwks(MethodView):
     def get(self):
         """The keys that sign access tokens
 
-        A JWK Set (RFC 7517) of Ed25519 public keys (RFC 8037). An access token names its
-        key in the `kid` of its header and is signed with `EdDSA`; check it with the key of
-        that `kid`, and accept only `alg` `EdDSA` and `typ` `JWT`. After a rotation, the
-        retired key stays in the set until every token it signed has expired, so a token
-        with a `kid` you do not have means the set you hold is older than the key: fetch
-        it again (not more than once a minute), and refuse the token if the `kid` is
-        still not in it. Public: no credentials needed.
+        A JWK Set (RFC 7517) in which every key says its algorithm (`alg`) and `use`
+        (`sig`): ES256 keys (EC, P-256), and, until the tokens they signed have expired,
+        the EdDSA keys (OKP, Ed25519, RFC 8037) of before. An access token names its key in
+        the `kid` of its header; check it with the key of that `kid` and with that key's
+        `alg` only (never the algorithm the token's header asks for), and accept only
+        `typ` `JWT`.
+
+        A new key is in the set a while (the set's max-age and a little more) before it
+        signs, and a retired key stays until every token it signed has expired; so a token
+        with a `kid` you do not have means a key made in an emergency: fetch the set again
+        (not more than once a minute) and refuse the token if the `kid` is still not in it.
+        A key that leaves the set before its time was revoked: refuse its tokens. Public:
+        no credentials needed.
         """
         return services().key_ring.jwks(), {"Cache-Control": CACHE_CONTROL}

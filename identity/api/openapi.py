@@ -128,7 +128,8 @@ SECURITY_SCHEMES = {
         "bearerFormat": "JWT",
         "description": (
             "An access token from `POST /v1/auth/login` or `/v1/auth/refresh`: a JWT signed"
-            " with EdDSA, verifiable with `/.well-known/jwks.json`, about 15 minutes long."
+            " with ES256 (EdDSA by keys made before), verifiable with `/.well-known/jwks.json`,"
+            " about 15 minutes long."
         ),
     },
 }

@@ -6,7 +6,8 @@ person's UUID (16 bytes), then the first 15 bytes (120 bits) of HMAC-SHA256 over
 18 bytes. No address in it, no expiry: a link must work for as long as a mail sits in
 an inbox.
 
-Each key id has its own key, derived from IDENTITY_SECRET_KEY and the id with HKDF.
+Each key id has its own key, derived from IDENTITY_SECRET_KEY and the id with HKDF
+(identity.security.derived_keys: the label is fixed, or every link mailed would break).
 New tokens are signed with the current id (IDENTITY_UNSUBSCRIBE_KEY_ID); every id from 1
 up to it still verifies, so raising it rotates the key and old links keep working.
 Changing IDENTITY_SECRET_KEY itself ends every link ever sent.
@@ -23,21 +24,13 @@ import hmac
 import re
 from uuid import UUID
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from identity.security.derived_keys import derived_key, unsubscribe_tokens
 
 TOKEN_LENGTH = 44
 MAC_BYTES = 15
 _PAYLOAD_BYTES = 18
 _SHAPE = re.compile(r"[A-Za-z0-9_-]{44}")
 _SHA256_BLOCK = 64
-
-
-def _derive(secret_key: str, kid: int) -> bytes:
-    info = b"identity: unsubscribe tokens, HMAC-SHA256, kid %d" % kid
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
-        secret_key.encode("utf-8")
-    )
 
 
 class UnsubscribeTokens:
@@ -47,7 +40,10 @@ class UnsubscribeTokens:
         if not 1 <= current_kid <= 255:
             raise ValueError("an unsubscribe key id is 1 to 255")
         self.current_kid = current_kid
-        self._keys = {kid: _derive(secret_key, kid) for kid in range(1, current_kid + 1)}
+        self._keys = {
+            kid: derived_key(secret_key, unsubscribe_tokens(kid))
+            for kid in range(1, current_kid + 1)
+        }
         self._signing_key = self._keys[current_kid]
         # HMAC's inner and outer hash states after the key's pads (RFC 2104): the bulk
         # signing copies them instead of keying HMAC again for every token.

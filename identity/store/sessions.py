@@ -225,3 +225,16 @@ def signed_in_user(conn: psycopg.Connection, user_id: UUID, session_id: UUID) ->
         {"user_id": user_id, "session_id": session_id},
         prepare=True,
     ).fetchone()
+
+
+def end_sessions(conn: psycopg.Connection, user_id: UUID | None) -> int:
+    """End every live sign-in of one person, or of everyone (None): their refresh tokens
+    and access tokens stop working. How many were live."""
+    return conn.execute(
+        """
+        update sessions set revoked_at = now()
+        where revoked_at is null and expires_at > now()
+          and (%(user_id)s::uuid is null or user_id = %(user_id)s)
+        """,
+        {"user_id": user_id},
+    ).rowcount

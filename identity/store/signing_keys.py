@@ -1,5 +1,7 @@
 """SQL for the keys that sign access tokens."""
 
+from datetime import datetime
+
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -10,68 +12,101 @@ _LOCK_SPACE = 0x1D_5E
 _LOCK_KEY = 1
 
 
-def lock(conn: psycopg.Connection) -> None:
-    """Until the transaction ends, be the only one changing the keys."""
+def lock(conn: psycopg.Connection) -> datetime:
+    """Until the transaction ends, be the only one changing the keys; the database's time
+    once the lock is held (a transaction's now() is when it began, maybe before a change
+    it waited for)."""
     conn.execute(
         "select pg_advisory_xact_lock(%(space)s, %(key)s)",
         {"space": _LOCK_SPACE, "key": _LOCK_KEY},
     )
+    return conn.execute("select clock_timestamp() as now").fetchone()["now"]
 
 
 def published_keys(conn: psycopg.Connection) -> list[dict]:
-    """The signing key and every retired key still published, newest first."""
+    """Every key published now, newest first: the one that signs, one that will (made by
+    a rotation, signing from its `signs_from`), and the retired ones still published. A
+    revoked key is never among them."""
     return conn.execute(
         """
-        select kid, algorithm, public_jwk, private_key, retired_at, publish_until
+        select kid, algorithm, public_jwk, private_key, signs_from, retired_at, publish_until
         from signing_keys
-        where retired_at is null or publish_until > now()
+        where revoked_at is null and (retired_at is null or publish_until > now())
         order by created_at desc, kid
         """
     ).fetchall()
 
 
-def has_signing_key(conn: psycopg.Connection) -> bool:
-    return (
-        conn.execute("select 1 from signing_keys where retired_at is null").fetchone() is not None
-    )
+def newest_key_algorithm(conn: psycopg.Connection) -> str | None:
+    """The algorithm of the newest key (the one not retired: it signs, or will); None when
+    there is no key yet."""
+    row = conn.execute("select algorithm from signing_keys where retired_at is null").fetchone()
+    return None if row is None else row["algorithm"]
 
 
 def insert_key(
-    conn: psycopg.Connection, *, kid: str, algorithm: str, public_jwk: dict, private_key: bytes
+    conn: psycopg.Connection,
+    *,
+    kid: str,
+    algorithm: str,
+    public_jwk: dict,
+    private_key: bytes,
+    signs_from: datetime,
 ) -> None:
+    """A new key, published now and signing from `signs_from` (a time of the database,
+    which every replica reads the same)."""
     conn.execute(
         """
-        insert into signing_keys (kid, algorithm, public_jwk, private_key)
-        values (%(kid)s, %(algorithm)s, %(public_jwk)s, %(private_key)s)
+        insert into signing_keys (kid, algorithm, public_jwk, private_key, signs_from)
+        values (%(kid)s, %(algorithm)s, %(public_jwk)s, %(private_key)s, %(signs_from)s)
         """,
         {
             "kid": kid,
             "algorithm": algorithm,
             "public_jwk": Jsonb(public_jwk),
             "private_key": private_key,
+            "signs_from": signs_from,
         },
     )
 
 
-def retire_signing_key(conn: psycopg.Connection, publish_seconds: int) -> str | None:
-    """Retire the signing key, published `publish_seconds` more; its kid, if there was one."""
-    row = conn.execute(
+def retire_signing_keys(
+    conn: psycopg.Connection, at: datetime, publish_seconds: float
+) -> list[str]:
+    """Retire, at `at`, the key that signs and any that would sign later, each then
+    published `publish_seconds` more; a key already due to retire sooner keeps its time.
+    The kids retired."""
+    rows = conn.execute(
         """
         update signing_keys
-        set retired_at = now(), publish_until = now() + make_interval(secs => %(seconds)s)
-        where retired_at is null
+        set retired_at = %(at)s,
+            publish_until = %(at)s + make_interval(secs => %(publish)s)
+        where revoked_at is null and (retired_at is null or retired_at > %(at)s)
         returning kid
         """,
-        {"seconds": publish_seconds},
-    ).fetchone()
-    return None if row is None else row["kid"]
+        {"at": at, "publish": publish_seconds},
+    ).fetchall()
+    return [row["kid"] for row in rows]
+
+
+def revoke_published_keys(conn: psycopg.Connection) -> list[str]:
+    """Withdraw every key still published, at once: their tokens are refused and they
+    leave the key set. Their kids."""
+    rows = conn.execute(
+        """
+        update signing_keys set revoked_at = now()
+        where revoked_at is null and (retired_at is null or publish_until > now())
+        returning kid
+        """
+    ).fetchall()
+    return [row["kid"] for row in rows]
 
 
 def list_keys(conn: psycopg.Connection) -> list[dict]:
     """Every key ever made, newest first, without its private half."""
     return conn.execute(
         """
-        select kid, algorithm, created_at, retired_at, publish_until
+        select kid, algorithm, created_at, signs_from, retired_at, publish_until, revoked_at
         from signing_keys
         order by created_at desc, kid
         """

@@ -137,6 +137,32 @@ def test_the_domain_migration_keys_each_domain_as_dns_knows_it(empty_database, t
             )
 
 
+def test_the_key_schedule_migration_keeps_the_eddsa_keys_signing_as_they_did(
+    empty_database, tmp_path
+):
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        _migrate_to(conn, "0011_sites_of_their_own", tmp_path)
+        conn.execute(
+            "insert into signing_keys (kid, algorithm, public_jwk, private_key, created_at)"
+            " values ('old', 'EdDSA', '{}', '\\x00', now() - interval '1 day')"
+        )
+        migrations.upgrade(conn)
+        row = conn.execute(
+            "select algorithm, created_at, signs_from, revoked_at from signing_keys"
+        ).fetchone()
+        assert row[0] == "EdDSA" and row[1] == row[2] and row[3] is None
+        conn.execute("update signing_keys set retired_at = now(), publish_until = now()")
+        conn.execute(
+            "insert into signing_keys (kid, algorithm, public_jwk, private_key)"
+            " values ('new', 'ES256', '{}', '\\x00')"
+        )
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(
+                "insert into signing_keys (kid, algorithm, public_jwk, private_key,"
+                " retired_at, publish_until) values ('x', 'HS256', '{}', '\\x00', now(), now())"
+            )
+
+
 # What a migration may import besides the standard library: packages whose versions the
 # locks pin. Nothing of the project's own, which can change after a migration is written.
 _THIRD_PARTY = {"psycopg", "idna"}

@@ -14,6 +14,7 @@ import psycopg
 
 from identity.errors import InvalidInput, TooManyRequests
 from identity.security.access_tokens import KeyRing, issue_access_token
+from identity.security.derived_keys import LOGIN_THROTTLES, derived_key
 from identity.security.passwords import Passwords, check_password, normalise_password
 from identity.services.contact import normalise_phones
 from identity.services.principal import Principal
@@ -157,7 +158,8 @@ def waiting(until: datetime, detail: str) -> TooManyRequests:
 
 def account_throttle(settings: AccountSettings, key: str) -> str:
     """The throttle of one address key: a keyed hash, so the table holds no address."""
-    digest = hmac.new(settings.secret_key.encode(), key.encode(), hashlib.sha256)
+    secret = derived_key(settings.secret_key, LOGIN_THROTTLES)
+    digest = hmac.new(secret, key.encode(), hashlib.sha256)
     return f"account:{digest.hexdigest()[:32]}"
 
 

@@ -1,0 +1,79 @@
+"""The keys the service's purposes use, each derived from IDENTITY_SECRET_KEY with
+HKDF-SHA256 (RFC 5869) and a label of its own: no two purposes share a key, none uses
+the secret itself, and a key that leaks (a throttle's HMAC, say) tells nothing of the
+others or of the secret.
+
+The labels are fixed for good. What a key made stays in the database and in mails
+already sent: change a label and the signing keys sealed under it no longer open, and
+every unsubscribe link ever mailed stops working. A new purpose gets a new label here;
+docs/security.md lists them all and says how to rotate the secret. Production refuses
+a root with little randomness (`root_secret_weakness`).
+"""
+
+import collections
+import functools
+import math
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+# The private halves of the access tokens' signing keys at rest (AES-256-GCM).
+SIGNING_KEYS_AT_REST = b"identity: signing keys at rest, AES-256-GCM, v1"
+# Failed-login counts per address: the throttle's name is an HMAC of the address key,
+# so the table holds no address.
+LOGIN_THROTTLES = b"identity: login throttles, HMAC-SHA256, v1"
+
+
+def unsubscribe_tokens(key_id: int) -> bytes:
+    """The label of the unsubscribe tokens' HMAC key of one key id (1-255)."""
+    return b"identity: unsubscribe tokens, HMAC-SHA256, kid %d" % key_id
+
+
+@functools.lru_cache(maxsize=512)
+def derived_key(secret_key: str, label: bytes) -> bytes:
+    """The 32-byte key of the purpose `label` under `secret_key` (IDENTITY_SECRET_KEY).
+    Kept once made: a throttle's name is asked for at every login."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label).derive(
+        secret_key.encode("utf-8")
+    )
+
+
+# What production asks of the root (identity.config refuses less at start): enough
+# characters, of enough kinds, and nothing zxcvbn can guess. A random 32-character hex or
+# base64 secret has 128 bits or more, scores 93 bits or more by its characters'
+# frequencies and 10^28 guesses or more with zxcvbn (which counts 10 per unknown
+# character); "a" * 32 scores 0 bits, "password" * 5 110 bits but 10^1 guesses, a
+# random string of two characters 40 bits (zxcvbn cannot see a short alphabet).
+ROOT_MIN_CHARACTERS = 32
+ROOT_MIN_FREQUENCY_BITS = 80
+ROOT_MIN_GUESSES_LOG10 = 25
+# zxcvbn's time grows fast with length (identity.security.passwords): a start this long
+# stands for the whole; a strong secret does not begin weakly.
+_ROOT_SCORED_CHARACTERS = 64
+
+ROOT_RULE = (
+    f"at least {ROOT_MIN_CHARACTERS} characters, of many kinds (at least"
+    f" {ROOT_MIN_FREQUENCY_BITS} bits by their frequencies), without words, keyboard runs,"
+    f" sequences or repeats (at least 10^{ROOT_MIN_GUESSES_LOG10} guesses by zxcvbn)"
+)
+
+
+def root_secret_weakness(secret: str) -> str | None:
+    """Why `secret` is too weak a root for production, or None. Says which rule it fails,
+    never any part of it."""
+    if len(secret) < ROOT_MIN_CHARACTERS:
+        return f"is shorter than {ROOT_MIN_CHARACTERS} characters"
+    if _frequency_bits(secret) < ROOT_MIN_FREQUENCY_BITS:
+        return "uses too few different characters"
+    from zxcvbn import zxcvbn  # tens of milliseconds to load: production's start only
+
+    if zxcvbn(secret[:_ROOT_SCORED_CHARACTERS])["guesses_log10"] < ROOT_MIN_GUESSES_LOG10:
+        return "is made of words, keyboard runs, sequences or repeats"
+    return None
+
+
+def _frequency_bits(text: str) -> float:
+    """Its length times the Shannon entropy of its characters' frequencies: what a random
+    string of that alphabet and length would hold, at most."""
+    counts = collections.Counter(text)
+    return -sum(n * math.log2(n / len(text)) for n in counts.values())
