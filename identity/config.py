@@ -242,6 +242,15 @@ def _check_public_url(url: str) -> None:
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def _as_ipv4_when_mapped(network):
+    """::ffff:10.0.0.0/104 as the 10.0.0.0/8 it is: a connection's address is read as IPv4
+    when it is one written as IPv6, so that is how a proxy's must be written to match."""
+    mapped = getattr(network.network_address, "ipv4_mapped", None)
+    if mapped is None or network.prefixlen < 96:
+        return network
+    return ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
+
+
 def trusted_proxies(value: str | None) -> tuple[Network, ...]:
     """The networks of IDENTITY_TRUSTED_PROXIES: each entry a CIDR (10.0.0.0/8,
     2001:db8::/48) or one address, separated by commas. An entry that is neither refuses
@@ -257,7 +266,7 @@ def trusted_proxies(value: str | None) -> tuple[Network, ...]:
             network = ipaddress.ip_network(entry)
             if getattr(network.network_address, "scope_id", None):
                 raise ValueError("a %zone names an interface of this machine, not a proxy")
-            networks.append(network)
+            networks.append(_as_ipv4_when_mapped(network))
         except ValueError as error:
             raise ConfigurationError(
                 f"IDENTITY_TRUSTED_PROXIES: {entry!r} is not a network ({error}); give"

@@ -170,6 +170,8 @@ def test_create_names_every_scope_in_its_help():
         (["--scope", "auth", "--sender", "a@x.com, b@x.com"], "one address"),
         (["--scope", "auth", "--sender", "Copernica <not an address>"], "invalid email"),
         (["--scope", "auth", "--sender", "Evil\nBcc: x@y.z <a@x.com>"], "one line"),
+        (["--scope", "auth", "--sender", "a@b.com (Copernica <ceo@copernica.com>)"], "no <, >"),
+        (["--scope", "auth", "--sender", "jöhn@example.com"], "ASCII"),
         (["--scope", "auth", "--brand", ""], "1 to 100"),
         (["--scope", "auth", "--brand", "Copernica\u202e"], "one line"),
         (["--scope", "auth", "--list", "nope"], "unknown list nope"),

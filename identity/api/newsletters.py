@@ -224,8 +224,7 @@ class Subscribers(MethodView):
         service, uow = services().newsletters, unit_of_work()
         after, limit = query["after"], query["limit"]
         # Before the stream begins: an unknown list is a 404, and a page's end is found.
-        through, more = service.export_page(uow, key, after, limit)
-        principal().require_list(key)
+        through, more = service.export_page(uow, principal(), key, after, limit)
         csv = _export_type(request.headers.get("Accept", "")) == CSV
         slot = services().exports.take()
         if slot is None:

@@ -383,7 +383,7 @@ def courier_from_settings(config: dict) -> Courier:
         else None
     )
     return Courier(
-        Renderer(config["MAIL_FROM"]),
+        Renderer(config["MAIL_FROM"], config["PUBLIC_URL"]),
         relay,
         CourierSettings(
             max_attempts=config["MAIL_MAX_ATTEMPTS"],

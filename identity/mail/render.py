@@ -58,8 +58,12 @@ class Renderer:
     service's own, `identity mail test`) goes out from `default_sender`
     (IDENTITY_MAIL_FROM), which also lends its address to a site that has no sender."""
 
-    def __init__(self, default_sender: str):
+    def __init__(self, default_sender: str, public_url: str | None = None):
         self.default_sender = default_sender
+        # Where a mail without a site links: mails queued before sites had pages (links
+        # on IDENTITY_PUBLIC_URL, as they were made) go out as they would have then,
+        # rather than fail at an upgrade. The service's own mails have no links.
+        self._public_url = public_url.rstrip("/") if public_url else None
         # What a mail without a site calls the service: IDENTITY_MAIL_FROM's name.
         name, address = email.utils.parseaddr(default_sender)
         self._default_brand = name or address
@@ -81,7 +85,7 @@ class Renderer:
         plain, html = self._plain.get_template(name), self._html.get_template(name)
         values = values | {
             "brand": site.shown_as if site else self._default_brand,
-            "link": partial(link, site.pages if site else None),
+            "link": partial(link, site.pages if site else self._public_url),
         }
         plain_context, html_context = plain.new_context(values), html.new_context(values)
         subject = _render_block(plain, plain_context, "subject")
@@ -157,7 +161,13 @@ def _sender(sender: str, brand: str | None) -> Sender:
     # One line, whatever the database holds (the site's settings are checked to be, but
     # a header is not the place to trust that).
     name = " ".join(name.split())
-    header = email.utils.formataddr((name, address), charset="utf-8")
+    if name.isascii():
+        header = email.utils.formataddr((name, address))
+    else:
+        # Encoded words of at most 75 characters each (RFC 2047 section 2), folded:
+        # formataddr would make one word of a long name, however long.
+        words = email.header.Header(name, "utf-8", header_name="From").encode(linesep="\r\n")
+        header = f"{words} <{address}>"
     return Sender(header, address, address.rpartition("@")[2] or "identity.invalid")
 
 

@@ -484,7 +484,12 @@ class Newsletters:
         return {"newsletter": newsletter["key"], "links": links, "unknown": unknown}
 
     def export_page(
-        self, uow: UnitOfWork, key: str, after: UUID | None, limit: int | None
+        self,
+        uow: UnitOfWork,
+        principal: Principal,
+        key: str,
+        after: UUID | None,
+        limit: int | None,
     ) -> tuple[UUID | None, bool]:
         """Where a page of `limit` subscribers after `after` ends: the user id of its last
         (None without `limit`, or when fewer are left) and whether more follow it. The page
@@ -492,10 +497,12 @@ class Newsletters:
         off by one that subscribes meanwhile, and the next page begins after it.
 
         Asked before the stream begins, so what would refuse the export does so here, in
-        a whole answer: an unknown list (404), a list without a site with pages for its
+        a whole answer: an unknown list (404), a list the key may not manage (403, before
+        anything about the list's site is told), a list without a site with pages for its
         preferences page (409)."""
         conn = uow.one_statement
         newsletter = self.newsletter(conn, key)
+        principal.require_list(key)
         self.preferences_base(conn, newsletter)
         if limit is None:
             return None, False

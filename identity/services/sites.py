@@ -2,13 +2,16 @@
 language, the lists they manage), and issuing, revoking and checking their keys."""
 
 import email.utils
+import ipaddress
 import re
 import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
+
+import idna
 
 from identity.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from identity.security.site_keys import (
@@ -33,7 +36,10 @@ SCOPES = {
 }
 LANGUAGES = ("en", "nl")
 
-_SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
+# A domain name: dot-separated labels of letters, digits and inner dashes.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_SITE_NAME = re.compile(rf"^(?=.{{1,63}}$){_LABEL}(?:\.{_LABEL})*$")
+_HOST = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 _BRAND_LENGTH = 100
 _URL_LENGTH = 500
 
@@ -65,7 +71,8 @@ class MailingSite:
 def _checked_name(name: str) -> str:
     if not _SITE_NAME.match(name):
         raise InvalidInput(
-            "a site name is lower-case letters, digits, dots and dashes, e.g. copernica.com"
+            "a site name is a domain name in lower case (letters, digits, inner dashes,"
+            " dots between labels), e.g. copernica.com"
         )
     return name
 
@@ -103,20 +110,34 @@ def _one_line(value: str, what: str, length: int) -> str:
 
 
 def checked_sender(sender: str) -> str:
-    """One address, with or without a name: "Copernica <news@copernica.com>"."""
+    """One address, with or without a name: "Copernica <news@copernica.com>". The address
+    as relays take it from any sender: an ASCII local part, an IDN domain in its xn-- form
+    (mail from a non-ASCII address needs SMTPUTF8 at every relay on the way)."""
     sender = _one_line(sender, "--sender", 320)
     found = email.utils.getaddresses([sender])
-    if len(found) != 1 or not found[0][1] or "," in sender:
+    if len(found) != 1 or not found[0][1]:
         raise InvalidInput('--sender is one address, as "Name <address>" or "address"')
     name, address = found[0]
-    address = normalise_email(address, "sender")
+    if any(ch in name for ch in "<>@"):
+        raise InvalidInput("--sender's name holds no <, > or @: it must not look like an address")
+    local, _, domain = normalise_email(address, "sender").rpartition("@")
+    if not local.isascii():
+        raise InvalidInput("--sender's address before the @ is ASCII, so every relay takes it")
+    try:
+        domain = idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        raise InvalidInput(f"--sender's domain {domain!r} is not a domain name") from None
+    address = f"{local}@{domain}"
     return email.utils.formataddr((name, address)) if name else address
 
 
 def checked_url(url: str, what: str, *, production: bool, base: bool) -> str:
-    """An absolute http(s) URL with a host: https in production; no userinfo, fragment or
-    wildcard; a page base (`base`) also no query, and without its trailing slash."""
+    """An absolute http(s) URL with a host name or IP address: https in production; no
+    userinfo, fragment or wildcard; a page base (`base`) also no query, and without its
+    trailing slash. The scheme and host in lower case, as they are compared."""
     url = _one_line(url, what, _URL_LENGTH)
+    if any(ch.isspace() or ch in "<>\"'\\" for ch in url) or not url.isascii():
+        raise InvalidInput(f"{what} must be written in ASCII without spaces, quotes or <>")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -132,15 +153,25 @@ def checked_url(url: str, what: str, *, production: bool, base: bool) -> str:
         raise InvalidInput(f"{what} must not have a fragment (#...)")
     if "*" in url:
         raise InvalidInput(f"{what} must not hold a wildcard: name each URL exactly")
-    if any(ch.isspace() or ch in "<>\"'\\" for ch in url) or not url.isascii():
-        raise InvalidInput(f"{what} must be written in ASCII without spaces, quotes or <>")
+    if not _is_host(parts.hostname):
+        raise InvalidInput(f"{what} has no valid host name: {parts.hostname!r}")
     if port == 0:
         raise InvalidInput(f"{what} has no port 0")
+    netloc = parts.netloc.lower()
     if base:
-        if parts.query:
+        if "?" in url:
             raise InvalidInput(f"{what} must not have a query (?...): the paths go after it")
-        return url.rstrip("/")
-    return url
+        return urlunsplit((parts.scheme, netloc, parts.path, "", "")).rstrip("/")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+
+
+def _is_host(host: str) -> bool:
+    """A DNS name of valid labels, or an IP address (urlsplit has taken IPv6's brackets)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(_HOST.match(host)) and len(host) <= 253
 
 
 def _checked_settings(settings: SiteSettings, production: bool) -> dict:
@@ -185,15 +216,22 @@ def create_site(
     *,
     production: bool = False,
 ) -> str:
-    """Make site `name` with `settings`, or set them on it when it exists, and give it a
-    new key with exactly `scopes`. The key is returned once, never stored."""
+    """Make site `name` with `settings` and give it a key with exactly `scopes`; for a site
+    that exists, only another key (its settings change with `update_site`, said out loud,
+    never by a second create). The key is returned once, never stored."""
     name = _checked_name(name)
     scopes = _checked_scopes(uow, scopes)
     fields = _checked_settings(settings, production)
     conn = uow.conn
     site_id = store.insert_site(conn, name, fields)
     if site_id is None:
-        site_id = store.update_site(conn, name, fields)
+        if fields or settings.lists is not None:
+            raise InvalidInput(
+                f"the site {name} exists: change its settings with `identity sites update"
+                f" {name} ...`; `identity sites create {name} --scope ...` alone gives it"
+                " another key"
+            )
+        site_id = store.site_id(conn, name)
     _manage_lists(uow, site_id, settings.lists)
     key = new_site_key()
     store.insert_key(conn, site_id, site_key_hash(key), site_key_label(key), scopes)
@@ -233,8 +271,9 @@ def _described(site: dict) -> dict:
         "language": site["language"],
         "lists": site["lists"],
         "keys": site["keys"],
-        "created_at": site["created_at"],
-        "updated_at": site["updated_at"],
+        # RFC 3339, as the keys' times (which PostgreSQL's JSON writes) are.
+        "created_at": site["created_at"].isoformat(),
+        "updated_at": site["updated_at"].isoformat(),
     }
 
 
@@ -261,7 +300,10 @@ def mailing_site(uow: UnitOfWork, principal: Principal) -> MailingSite:
 
 
 def revoke_site_keys(uow: UnitOfWork, name: str, key_prefix: str | None = None) -> int:
-    """Revoke all keys of a site, or one by the prefix `identity sites list` shows."""
+    """Revoke all keys of a site, or one: by the prefix `identity sites list` shows, or by
+    the whole key (what an operator holds when one has leaked)."""
+    if key_prefix is not None and looks_like_site_key(key_prefix):
+        key_prefix = site_key_label(key_prefix)
     return store.revoke_keys(uow.conn, name, key_prefix)
 
 

@@ -26,12 +26,6 @@ from tests.sites import site_key_for
 # --- mail as the site ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a sender with a non-ASCII address (IDN domain or local part) is accepted by "
-    "`identity sites create|update`, but every mail of that site then fails for good at the "
-    "courier ('cannot be made: UnicodeEncodeError') while the API answered 202",
-)
 @pytest.mark.parametrize("sender", ["no-reply@bücher.de", "jöhn@example.com"])
 def test_a_sender_the_site_was_given_can_send_its_mails(app, conn, deliver, sender):  # noqa: F811
     try:
@@ -74,11 +68,6 @@ def test_every_mail_of_a_reset_is_the_asking_sites_whoever_confirms_it(
         assert confirmed.status_code in (403, 422)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a long brand beyond ASCII becomes one RFC 2047 encoded word of 100+ characters "
-    "in From (RFC 2047 section 2: at most 75)",
-)
 def test_a_long_brand_beyond_ascii_is_encoded_in_words_of_at_most_75_characters():
     brand = "Cöpernica ✓ " + "Long" * 20  # 92 characters: --brand takes up to 100
     sender = Renderer(MAIL_FROM).sender_of(
@@ -97,12 +86,6 @@ def _site_without_pages(conn, name: str, lists: list[str]) -> None:
     uow.run(lambda: create_site(uow, name, ["auth"], SiteSettings(lists=lists)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GET /v1/newsletters/{key}/subscribers with a key that may not manage the list "
-    "answers 409 (naming the other site and what it lacks) instead of 403: the page's end is "
-    "looked for before the key's right to the list is checked",
-)
 @pytest.mark.parametrize("accept", ["application/x-ndjson", "text/csv"])
 @pytest.mark.parametrize("managed", ["by a site without pages", "by no site"])
 def test_the_export_of_a_list_the_key_may_not_manage_is_403(app, conn, managed, accept):
@@ -121,11 +104,6 @@ def test_the_export_of_a_list_the_key_may_not_manage_is_403(app, conn, managed, 
 # --- behind a proxy -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="IDENTITY_TRUSTED_PROXIES accepts an IPv4-mapped address (::ffff:10.0.0.1) but "
-    "never matches it (peers are read as IPv4), so X-Forwarded-For is silently ignored",
-)
 def test_a_proxy_written_as_an_ipv4_mapped_address_is_trusted_or_refused():
     from identity.config import trusted_proxies
 

@@ -58,9 +58,9 @@ def make_courier():
     """Couriers to the test's server, fast to retry; their SMTP sessions closed afterwards."""
     made: list[Courier] = []
 
-    def make(server: MailServer, **settings) -> Courier:
+    def make(server: MailServer, public_url: str | None = None, **settings) -> Courier:
         courier = Courier(
-            Renderer(DEFAULT_SENDER),
+            Renderer(DEFAULT_SENDER, public_url),
             Relay(parse_smtp_url(server.url), timeout=2),
             CourierSettings(**{"retry_base_seconds": 0.05, "poll_seconds": 0.2, **settings}),
         )
@@ -427,6 +427,21 @@ def test_the_services_own_mail_is_from_mail_from_and_a_link_without_pages_is_nev
     assert outbox_row(db, own)["status"] == "sent"
     row = outbox_row(db, no_site)
     assert row["status"] == "failed" and "no site with pages" in row["last_error"]
+
+
+def test_a_mail_queued_before_sites_had_pages_goes_out_with_its_link_as_it_was_made(
+    db, mail_server, make_courier, queue
+):
+    """An outbox row from before migration 0011 has no site: the courier of a service
+    with IDENTITY_PUBLIC_URL sends it as it would have been sent then, rather than fail it
+    at the upgrade."""
+    old = queue("verify_email", to="anna@example.com", site=None)
+    make_courier(mail_server, "https://id.example.com/").deliver_due(db)
+    (message,) = mail_server.sink.wait_for(1)
+    assert message["From"] == DEFAULT_SENDER
+    text = message.get_body(("plain",)).get_content()
+    assert "https://id.example.com/verify-email?token=" in text
+    assert outbox_row(db, old)["status"] == "sent"
 
 
 def test_a_mail_goes_out_as_its_site_is_when_it_is_sent(

@@ -276,14 +276,14 @@ def test_the_export_is_every_subscriber_in_id_order_and_its_closing_line(newslet
 
 def test_the_export_in_pages_and_as_csv(newsletters, uow, site):
     ids = _subscribed(newsletters, uow, site, 5)
-    through, more = newsletters.export_page(uow, UPDATES, None, 2)
+    through, more = newsletters.export_page(uow, site, UPDATES, None, 2)
     assert (through, more) == (ids[1], True)
     page = b"".join(newsletters.export(uow, UPDATES, True, None, through)).decode()
     rows = csv_rows(CSV_HEADER + page)
     assert [row["user_id"] for row in rows] == [str(i) for i in ids[:2]]
     token = rows[0]["unsubscribe_url"].removeprefix(newsletters.unsubscribe_base)
     assert rows[0]["preferences_url"] == PREFERENCES + token
-    assert newsletters.export_page(uow, UPDATES, ids[3], 2) == (None, False)
+    assert newsletters.export_page(uow, site, UPDATES, ids[3], 2) == (None, False)
     rest = b"".join(newsletters.export(uow, UPDATES, True, ids[3])).decode()
     assert [row["user_id"] for row in csv_rows(CSV_HEADER + rest)] == [str(ids[4])]
     empty = b"".join(newsletters.export(uow, "mailerq", False, None)).decode()
@@ -296,7 +296,7 @@ def test_a_list_without_a_site_with_pages_has_no_links_or_export(newsletters, uo
     subscribe(newsletters, uow, site)
     conn.execute("update newsletters set site_id = null where key = %s", (UPDATES,))
     for refused in (
-        lambda: newsletters.export_page(uow, UPDATES, None, None),
+        lambda: newsletters.export_page(uow, site, UPDATES, None, None),
         lambda: newsletters.links(uow, site, UPDATES, [ANNA], None),
     ):
         with pytest.raises(Conflict, match=f"--list {UPDATES} --pages"):
@@ -306,4 +306,4 @@ def test_a_list_without_a_site_with_pages_has_no_links_or_export(newsletters, uo
     ).fetchone()
     conn.execute("update newsletters set site_id = %s where key = %s", (pageless["id"], UPDATES))
     with pytest.raises(Conflict, match=r"identity sites update smtpeter\.com --pages"):
-        newsletters.export_page(uow, UPDATES, None, None)
+        newsletters.export_page(uow, site, UPDATES, None, None)
