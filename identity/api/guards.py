@@ -13,6 +13,7 @@ from identity.api.parsing import Parser
 from identity.composition import Services
 from identity.db import unit_of_work
 from identity.errors import Forbidden, Unauthenticated
+from identity.logs import CALLER
 from identity.security.access_tokens import EXPIRED
 from identity.security.site_keys import looks_like_site_key, site_key_label
 from identity.services.accounts.sessions import SIGN_IN_ENDED
@@ -111,6 +112,9 @@ class Blueprint(flask_smorest.Blueprint):
         @functools.wraps(view)
         def guarded(*args, **kwargs):
             g.principal = identify(kwargs)
+            # For the access log: which site called, and for a user token, who.
+            user = g.principal.user
+            request.environ[CALLER] = (g.principal.site_name, user.user_id if user else None)
             # What identifying read (a key, a sign-in) stands alone: the connection goes
             # back before the body is read, however slowly it comes; the view borrows
             # again when it needs one.
