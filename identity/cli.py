@@ -451,6 +451,7 @@ def rotate_keys(at_once: bool, revoke_previous: bool):
     six minutes), once every site's cached copy holds it; until then the current key
     signs. A retired key stays published until the tokens it signed have expired."""
     from identity.security.access_tokens import publish_seconds, rotate_signing_key
+    from identity.services.security_events import security_event
 
     config = _config()
     with connection() as conn:
@@ -461,6 +462,13 @@ def rotate_keys(at_once: bool, revoke_previous: bool):
             at_once=at_once,
             revoke_previous=revoke_previous,
         )
+    security_event(
+        "signing_key.rotated",
+        kid=rotation.kid,
+        signs_from=rotation.signs_from,
+        retired=rotation.retired,
+        revoked=rotation.revoked,
+    )
     when = "now" if at_once or revoke_previous else f"from {rotation.signs_from.isoformat()}"
     click.echo(f"made {rotation.kid}: published now, signs {when}")
     retired = [kid for kid in rotation.retired if kid not in rotation.revoked]

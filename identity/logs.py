@@ -19,8 +19,10 @@ _CREDENTIAL = re.compile(
     r"idsk_|idrt_|eyJ|(?=[A-Za-z0-9_-]{24})(?=[A-Za-z0-9_-]*[a-z])(?=[A-Za-z0-9_-]*[A-Z])"
     r"[A-Za-z0-9_-]{24}"
 )
-# Where the app leaves, for the access log, the pattern of the route a request matched.
+# Where the app leaves, for the access log, the pattern of the route a request matched;
+# and, once a guard has let it through, who called: (site name, user id or None).
 ROUTE = "identity.route"
+CALLER = "identity.caller"
 # The attributes every LogRecord has; anything else came as `extra` and is logged too.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 

@@ -26,7 +26,7 @@ from identity.config import load_config
 from identity.deadlines import body_left_unread
 from identity.headers import every_answer, unless_set
 from identity.lifecycle import request_stop, stop_requested
-from identity.logs import REQUEST_ID_HEADER, ROUTE, JsonLines
+from identity.logs import CALLER, REQUEST_ID_HEADER, ROUTE, JsonLines
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -170,8 +170,9 @@ def write_problem(
 
 class JsonLogger(glogging.Logger):
     """gunicorn's logs as JSON lines: the access log one object per request (path only,
-    never the query string; the request id the app answered with), the error log
-    through the service's own formatter."""
+    never the query string; the request id the app answered with; the calling site and,
+    for a user token, the person's id, as the guard found them), the error log through
+    the service's own formatter."""
 
     def setup(self, cfg):
         super().setup(cfg)
@@ -184,6 +185,7 @@ class JsonLogger(glogging.Logger):
         request_id = next(
             (value for name, value in resp.headers if name.lower() == "x-request-id"), None
         )
+        site, user_id = (environ or {}).get(CALLER) or (None, None)
         line = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "level": "info",
@@ -197,6 +199,8 @@ class JsonLogger(glogging.Logger):
             "bytes": getattr(resp, "sent", None),
             "ms": round(request_time.total_seconds() * 1000, 1),
             "request_id": request_id,
+            "site": site,
+            "user_id": user_id and str(user_id),
         }
         self.access_log.info(json.dumps(line))
 

@@ -107,12 +107,17 @@ def test_keys_rotate_revoke_previous_refuses_the_old_tokens_at_once(cli, committ
     replica = _ring(committing_db)
     old_token = _token(replica)
     old_kid = _kid_of(old_token)
-    output = cli("keys", "rotate", "--revoke-previous").stdout.splitlines()
+    result = cli("keys", "rotate", "--revoke-previous")
+    output = result.stdout.splitlines()
     new_kid = _made(output[0])
     assert output == [
         f"made {new_kid}: published now, signs now",
         f"revoked {old_kid}: its tokens are refused and it has left the key set",
     ]
+    # A security event, on stderr as every log line: which key came, which went.
+    (rotated,) = [json.loads(line) for line in result.stderr.splitlines() if "rotated" in line]
+    assert rotated["event"] == "signing_key.rotated"
+    assert (rotated["kid"], rotated["revoked"]) == (new_kid, [old_kid])
     fresh = _ring(committing_db)
     with pytest.raises(Unauthenticated):
         fresh.verify(old_token, audience=None, issuer=ISSUER)

@@ -2,6 +2,8 @@
 sign-ins end, their refresh tokens and access tokens refused at once by the service; a
 mistyped address is one line saying so."""
 
+import json
+
 import pytest
 from click.testing import CliRunner
 
@@ -52,6 +54,10 @@ def test_revoking_by_address_ends_that_persons_sign_ins_and_no_one_elses(
 
     result = cli("sessions", "revoke", "--email", "Anna@Example.com")
     assert result.stdout == "ended 2 sign-ins of Anna@Example.com\n"
+    # The log's security event names the person by id, never by address.
+    (revoked,) = [json.loads(line) for line in result.stderr.splitlines()]
+    assert (revoked["event"], revoked["count"]) == ("sessions.revoked", 2)
+    assert revoked["user_id"] and "anna" not in result.stderr.lower()
     for tokens in anna:
         assert still_works(pooled_app, site, tokens) == (401, 401)
     assert still_works(pooled_app, site, bob) == (200, 200)

@@ -12,8 +12,13 @@ from identity.api.forwarded import browser_address
 from identity.api.parsing import Parser
 from identity.composition import Services
 from identity.db import unit_of_work
-from identity.errors import Unauthenticated
+from identity.errors import Forbidden, Unauthenticated
+from identity.logs import CALLER
+from identity.security.access_tokens import EXPIRED
+from identity.security.site_keys import looks_like_site_key, site_key_label
+from identity.services.accounts.sessions import SIGN_IN_ENDED
 from identity.services.principal import Browser, LinkHolder, Principal
+from identity.services.security_events import security_event
 from identity.services.sites import authenticate_site
 from schemas.accounts import USER_AGENT_LENGTH
 from schemas.text import from_header
@@ -107,6 +112,9 @@ class Blueprint(flask_smorest.Blueprint):
         @functools.wraps(view)
         def guarded(*args, **kwargs):
             g.principal = identify(kwargs)
+            # For the access log: which site called, and for a user token, who.
+            user = g.principal.user
+            request.environ[CALLER] = (g.principal.site_name, user.user_id if user else None)
             # What identifying read (a key, a sign-in) stands alone: the connection goes
             # back before the body is read, however slowly it comes; the view borrows
             # again when it needs one.
@@ -123,8 +131,14 @@ class Blueprint(flask_smorest.Blueprint):
         """Let a request through only with a valid, active site key that has `scope`."""
 
         def identify(_):
-            found = services().recent_site_keys
-            return authenticate_site(unit_of_work(), bearer_token(), scope, found)
+            key = None
+            try:
+                key = bearer_token()
+                found = services().recent_site_keys
+                return authenticate_site(unit_of_work(), key, scope, found)
+            except (Unauthenticated, Forbidden) as refused:
+                security_event("site_key.refused", **_key_refusal(key, refused))
+                raise
 
         def decorator(view):
             problems = (
@@ -143,7 +157,13 @@ class Blueprint(flask_smorest.Blueprint):
         accounts' sessions decide, and the Principal carries the person's record."""
 
         def identify(_):
-            return services().accounts.sessions.signed_in(unit_of_work(), bearer_token())
+            token = None
+            try:
+                token = bearer_token()
+                return services().accounts.sessions.signed_in(unit_of_work(), token)
+            except Unauthenticated as refused:
+                security_event("access_token.refused", **_token_refusal(token, refused))
+                raise
 
         def decorator(view):
             problems = (HTTPStatus.UNAUTHORIZED, HTTPStatus.SERVICE_UNAVAILABLE)
@@ -161,12 +181,7 @@ class Blueprint(flask_smorest.Blueprint):
         def identify(kwargs):
             user_id, list_id = services().newsletters.link_of(kwargs.pop("token"))
             agent = from_header(request.headers.get("User-Agent"), USER_AGENT_LENGTH)
-            address = browser_address(
-                request.remote_addr,
-                request.headers.get("X-Forwarded-For"),
-                current_app.extensions[TRUSTED_PROXIES],
-            )
-            browser = Browser(client_ip=address, user_agent=agent)
+            browser = Browser(client_ip=connecting_address(), user_agent=agent)
             return Principal(link=LinkHolder(user_id, list_id), browser=browser)
 
         def decorator(view):
@@ -174,6 +189,46 @@ class Blueprint(flask_smorest.Blueprint):
             return self._guarded(view, identify, problems, {"security": []})
 
         return decorator
+
+
+def connecting_address() -> str | None:
+    """The address the request came from: the connection's, or behind the proxies of
+    IDENTITY_TRUSTED_PROXIES the client they name (`identity.api.forwarded`)."""
+    return browser_address(
+        request.remote_addr,
+        request.headers.get("X-Forwarded-For"),
+        current_app.extensions[TRUSTED_PROXIES],
+    )
+
+
+def _key_refusal(key: str | None, refused: Exception) -> dict:
+    """What `site_key.refused` says: why, the key's prefix when it has a key's shape (a
+    credential of another kind sent by mistake shows nothing of itself), and where the
+    request came from (no site vouches for a browser here). No query: the refusal and
+    its line cost a stranger's request nothing more."""
+    shaped = key is not None and looks_like_site_key(key)
+    if key is None:
+        reason = "missing"
+    elif isinstance(refused, Forbidden):
+        reason = "scope"
+    else:
+        reason = "unknown" if shaped else "malformed"
+    return {
+        "reason": reason,
+        "key_prefix": site_key_label(key) if shaped else None,
+        "client_ip": connecting_address(),
+    }
+
+
+# Why an access token is refused, by what the refusal says; anything else is "invalid".
+_TOKEN_REASONS = {EXPIRED: "expired", SIGN_IN_ENDED: "sign_in_ended"}
+
+
+def _token_refusal(token: str | None, refused: Unauthenticated) -> dict:
+    """What `access_token.refused` says: why (missing, invalid, expired, sign_in_ended)
+    and where the request came from; never the token."""
+    reason = "missing" if token is None else _TOKEN_REASONS.get(refused.detail, "invalid")
+    return {"reason": reason, "client_ip": connecting_address()}
 
 
 def bearer_token() -> str:

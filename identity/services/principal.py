@@ -19,7 +19,8 @@ class Browser:
 @dataclass(frozen=True)
 class SiteCaller:
     """The site a request comes from, as its key proves; with where its pages are and the
-    language of its mails, read with the key (so as fresh as the key: a few seconds)."""
+    language of its mails, read with the key (so as fresh as the key: a few seconds); and
+    the key's prefix, the part of it that logs may show."""
 
     site_id: UUID
     site_name: str
@@ -27,6 +28,7 @@ class SiteCaller:
     scopes: frozenset[str]
     pages: str | None = None
     language: str = "en"
+    key_prefix: str | None = None
 
     def may_manage(self, newsletter: str) -> bool:
         """Whether the key may act on list `newsletter`: `newsletters` (every list) or

@@ -22,6 +22,7 @@ from identity.security.site_keys import (
 )
 from identity.services.contact import normalise_email
 from identity.services.principal import Principal, SiteCaller
+from identity.services.security_events import security_event
 from identity.store import sites as store
 from identity.store.transactions import UnitOfWork
 
@@ -235,6 +236,7 @@ def create_site(
     _manage_lists(uow, site_id, settings.lists)
     key = new_site_key()
     store.insert_key(conn, site_id, site_key_hash(key), site_key_label(key), scopes)
+    security_event("site_key.issued", site=name, key_prefix=site_key_label(key), scopes=scopes)
     return key
 
 
@@ -304,7 +306,10 @@ def revoke_site_keys(uow: UnitOfWork, name: str, key_prefix: str | None = None) 
     the whole key (what an operator holds when one has leaked)."""
     if key_prefix is not None and looks_like_site_key(key_prefix):
         key_prefix = site_key_label(key_prefix)
-    return store.revoke_keys(uow.conn, name, key_prefix)
+    count = store.revoke_keys(uow.conn, name, key_prefix)
+    if count:
+        security_event("site_key.revoked", site=name, key_prefix=key_prefix, count=count)
+    return count
 
 
 def list_site_keys(uow: UnitOfWork) -> list[dict]:
@@ -365,6 +370,7 @@ def authenticate_site(uow: UnitOfWork, key: str, scope: str, recent: RecentSiteK
             frozenset(row["scopes"]),
             row["pages_url"],
             row["language"],
+            site_key_label(key),
         )
         recent.keep(digest, caller)
     principal = Principal(site=caller)

@@ -140,18 +140,19 @@ def rotate_refresh_tokens(
 
 def spent_refresh_token_session(
     conn: psycopg.Connection, token_hash: bytes, site: str
-) -> UUID | None:
-    """The live session of a refresh token of `site` that was spent before: shown again,
-    it was copied. (A token of an ended or expired session is only not valid.)"""
-    row = conn.execute(
+) -> dict | None:
+    """The live session (`session_id`, `user_id`) of a refresh token of `site` that was
+    spent before: shown again, it was copied. (A token of an ended or expired session is
+    only not valid.)"""
+    return conn.execute(
         """
-        select r.session_id from refresh_tokens r join sessions s on s.id = r.session_id
+        select r.session_id, s.user_id
+        from refresh_tokens r join sessions s on s.id = r.session_id
         where r.token_hash = %(hash)s and r.spent_at is not null and s.site_name = %(site)s
           and s.revoked_at is null and s.expires_at > now()
         """,
         {"hash": token_hash, "site": site},
     ).fetchone()
-    return row["session_id"] if row else None
 
 
 def revoke_session(conn: psycopg.Connection, session_id: UUID, user_id: UUID | None = None) -> bool:

@@ -113,3 +113,45 @@ def test_a_library_warning_is_a_json_line_too(app, capsys):
     (line,) = [line for line in capsys.readouterr().err.splitlines() if "discarding" in line]
     logged = json.loads(line)
     assert logged["logger"] == "psycopg.pool" and logged["level"] == "warning"
+
+
+def test_the_access_log_names_the_calling_site_and_the_person(app, site, conn, monkeypatch):
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from identity.serving import JsonLogger
+    from tests.api.test_accounts import as_user, login, sign_up
+
+    config = Config()
+    config.set("accesslog", "-")
+    logger = JsonLogger(config)
+    written, environs = [], []
+    monkeypatch.setattr(logger.access_log, "info", written.append)
+    served = app.wsgi_app
+
+    def serve(environ, start_response):  # the environ as the app left it, as gunicorn has it
+        environs.append(environ)
+        return served(environ, start_response)
+
+    monkeypatch.setattr(app, "wsgi_app", serve)
+
+    def access_line(response) -> dict:
+        """The line gunicorn writes for the request the test client made."""
+        headers = list(response.headers.items())
+        answer = SimpleNamespace(headers=headers, status_code=response.status_code, sent=0)
+        request = SimpleNamespace(method=response.request.method)
+        logger.access(answer, request, environs.pop(), timedelta(milliseconds=3))
+        return json.loads(written.pop())
+
+    user = sign_up(site, conn, SECRET)
+    token = login(site, SECRET).get_json()["access_token"]
+    by_site = access_line(site.get(f"/v1/users/{user['id']}"))
+    assert (by_site["site"], by_site["user_id"], by_site["status"]) == ("copernica.com", None, 200)
+    by_person = access_line(as_user(app, token).get("/v1/me"))
+    assert (by_person["site"], by_person["user_id"]) == ("copernica.com", user["id"])
+    assert by_person["path"] == "/v1/me"
+    refused = access_line(app.test_client().get("/v1/me"))
+    assert (refused["site"], refused["user_id"], refused["status"]) == (None, None, 401)
+    assert SECRET not in json.dumps([by_site, by_person, refused])

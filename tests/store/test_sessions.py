@@ -75,7 +75,7 @@ def test_a_token_is_rotated_once_and_shown_again_finds_its_session(conn):
     assert _live_tokens(conn) == [secret_hash("second")]
     # The spent token shown again: it was copied; the sign-in it came from is found.
     found = sessions.spent_refresh_token_session(conn, secret_hash("first"), "copernica.com")
-    assert found == session_id
+    assert found == {"session_id": session_id, "user_id": user_id}
     assert sessions.spent_refresh_token_session(conn, secret_hash("first"), "other.com") is None
     assert (
         sessions.spent_refresh_token_session(conn, secret_hash("second"), "copernica.com") is None
@@ -223,4 +223,4 @@ def test_of_two_connections_rotating_one_token_at_once_exactly_one_does(
     found = sessions.spent_refresh_token_session(
         committing_db, secret_hash("first"), "copernica.com"
     )
-    assert found == session_id
+    assert found["session_id"] == session_id

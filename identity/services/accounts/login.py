@@ -9,6 +9,7 @@ from identity.services.accounts import common
 from identity.services.accounts.common import AccountSettings, Tokens
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import Principal
+from identity.services.security_events import security_event
 from identity.store import sessions, throttles
 from identity.store import users as users_store
 from identity.store.transactions import UnitOfWork
@@ -55,6 +56,7 @@ class Login:
                 outcome="wrong_password" if usable else "no_account",
                 **principal.browser.__dict__,
             )
+            security_event("login.failed", principal, user_id=account and account["id"])
             uow.refuse(Unauthenticated(INVALID_LOGIN))
         rehashed = None
         if self.passwords.needs_rehash(account["password_hash"]):
@@ -99,6 +101,7 @@ class Login:
             outcome="throttled",
             **browser.__dict__,
         )
+        security_event("login.throttled", principal, user_id=account and account["id"])
         uow.refuse(
             common.waiting(
                 until, "too many failed logins; wait before trying again, or reset the password"
@@ -124,6 +127,7 @@ class Login:
             **principal.browser.__dict__,
         )
         session_id = user.pop("session_id")
+        security_event("login.succeeded", principal, user_id=account["id"], session_id=session_id)
         access, expires_in = common.access_token(
             self.ring, s, account["id"], principal.site_name, session_id
         )

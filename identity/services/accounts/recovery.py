@@ -12,6 +12,7 @@ from identity.services.accounts.common import INVALID_TOKEN, AccountSettings
 from identity.services.accounts.settings import PasswordChange
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import Principal
+from identity.services.security_events import security_event
 from identity.services.sites import mailing_site
 from identity.store import throttles
 from identity.store import users as users_store
@@ -38,6 +39,7 @@ class Recovery:
         common.count_attempt(uow, self.settings, limits, _TOO_MANY_REQUESTS)
         conn = uow.conn
         user = users_store.lock_by_email_key(conn, email_key(normalise_email(address)))
+        security_event("password_reset.requested", principal, user_id=user and user["id"])
         if user is None or user["email_verified_at"] is None:
             return
         if not mailed_tokens.may_mail(conn, user["id"], "password_reset"):
@@ -77,5 +79,6 @@ class Recovery:
         if taken is None:
             raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
         user = change.write(conn, site)
+        security_event("password_reset.completed", principal, user_id=user["id"])
         throttles.clear_throttle(conn, common.account_throttle(self.settings, user["email_key"]))
         common.take_back(conn, limits)

@@ -14,6 +14,7 @@ from identity.services.accounts.common import INVALID_TOKEN, PASSWORD_HISTORY, A
 from identity.services.accounts.settings import change_email
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import Principal
+from identity.services.security_events import security_event
 from identity.services.sites import MailingSite, mailing_site
 from identity.store import mailed_tokens as tokens_store
 from identity.store import sessions
@@ -57,6 +58,7 @@ class Registration:
         password_hash = self.passwords.hash(password)
         made = self._start(uow, principal, site, address, key, fields, password_hash)
         uow.commit()
+        security_event("registration.requested", principal, user_id=made and made[0])
         if made is not None:
             self._settle_made_again(uow, made, password)
 
@@ -190,6 +192,7 @@ class Registration:
             users_store.remember_password(conn, user_id, password_hash, PASSWORD_HISTORY)
         mailed_tokens.void(conn, user_id, ("verify_email", "email_change", "password_reset"))
         sessions.revoke_sessions(conn, user_id)
+        security_event("registration.proven", principal, user_id=user_id, contested=contested)
         if contested:
             minutes = self.settings.password_reset_minutes
             token = mailed_tokens.issue(conn, "password_reset", user_id, timedelta(minutes=minutes))

@@ -12,6 +12,7 @@ from identity.services.accounts import common
 from identity.services.accounts.common import AccountSettings, Tokens
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import Principal, UserCaller
+from identity.services.security_events import security_event
 from identity.store import sessions as store
 from identity.store import throttles, users
 from identity.store.transactions import UnitOfWork
@@ -67,10 +68,12 @@ class Sessions:
             conn = uow.one_statement
             copied = store.spent_refresh_token_session(conn, old_hash, principal.site_name)
             if copied is not None:
-                store.revoke_session(conn, copied)
+                store.revoke_session(conn, copied["session_id"])
+                security_event("refresh_token.reused", principal, **copied, family_ended=True)
                 uow.refuse(
                     Unauthenticated("this refresh token was used before; the sign-in is ended")
                 )
+            security_event("refresh_token.refused", principal)
             raise Unauthenticated("this refresh token is not valid, or its sign-in ended")
         access, expires_in = common.access_token(
             self.ring,
@@ -88,6 +91,7 @@ class Sessions:
         found = store.lock_refresh_token(conn, secret_hash(refresh_token))
         if found is not None and found["site_name"] == principal.site_name:
             store.revoke_session(conn, found["session_id"])
+            security_event("session.logged_out", principal, **_sign_in_of(found))
 
     def sign_ins(
         self, uow: UnitOfWork, principal: Principal, limit: int, after: UUID | None
@@ -102,6 +106,7 @@ class Sessions:
     def end(self, uow: UnitOfWork, principal: Principal, session_id: UUID) -> None:
         if not store.revoke_session(uow.one_statement, session_id, principal.user.user_id):
             raise NotFound("no live sign-in of yours with this id")
+        security_event("session.revoked", principal, ended_session_id=session_id)
 
     def login_attempts(
         self, uow: UnitOfWork, principal: Principal, limit: int, after: int | None
@@ -125,10 +130,19 @@ def end_sign_ins_of(uow: UnitOfWork, address: str) -> int:
     record = users.get_by_email(conn, email_key(normalise_email(address)))
     if record is None:
         raise NotFound("no record has this address")
-    return store.end_sessions(conn, record["id"])
+    ended = store.end_sessions(conn, record["id"])
+    security_event("sessions.revoked", user_id=record["id"], count=ended, by="operator")
+    return ended
 
 
 def end_every_sign_in(uow: UnitOfWork) -> int:
     """End everyone's sign-ins (`identity sessions revoke --all`): after a leak of refresh
     tokens, or of the database. How many were live."""
-    return store.end_sessions(uow.one_statement, None)
+    ended = store.end_sessions(uow.one_statement, None)
+    security_event("sessions.revoked", count=ended, by="operator", everyone=True)
+    return ended
+
+
+def _sign_in_of(found: dict) -> dict:
+    """The person and sign-in a refresh token belongs to, as an event names them."""
+    return {"user_id": found["user_id"], "session_id": found["session_id"]}

@@ -15,6 +15,7 @@ from identity.services.accounts.common import INVALID_TOKEN, PASSWORD_HISTORY, A
 from identity.services.accounts.sessions import SIGN_IN_ENDED
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import Principal
+from identity.services.security_events import security_event
 from identity.services.sites import MailingSite, mailing_site
 from identity.store import sessions
 from identity.store import users as users_store
@@ -132,6 +133,7 @@ class OwnSettings:
         history = users_store.previous_password_hashes(conn, caller.user_id, PASSWORD_HISTORY)
         uow.commit()
         if not self.passwords.verify(stored["password_hash"] or "", normalise_password(current)):
+            security_event("reauthentication.failed", principal, action="password_change")
             raise InvalidInput(
                 "the current password is not right",
                 errors={"current_password": ["not the current password"]},
@@ -142,6 +144,7 @@ class OwnSettings:
         conn = uow.conn
         common.take_back(conn, limits)
         change.write(conn, site, keep_session=caller.session_id)
+        security_event("password.changed", principal)
 
     def request_email_change(self, uow: UnitOfWork, principal: Principal, new_email: str):
         """Mail a confirmation to the new address and a notice to the old one; the change
@@ -188,6 +191,7 @@ class OwnSettings:
                 valid_hours=hours,
             )
         enqueue_mail(conn, "email_change_notice", user["email"], user["own_language"], site)
+        security_event("email_change.requested", principal)
 
 
 def _notify_holder(conn: psycopg.Connection, holder: dict, site: MailingSite) -> None:
@@ -225,3 +229,4 @@ def change_email(conn: psycopg.Connection, principal: Principal, user_id: UUID, 
     )
     # Reset links went to the old address, which is no longer the account's.
     mailed_tokens.void(conn, user_id, ("password_reset",))
+    security_event("email.changed", principal, user_id=user_id, session_id=session)
