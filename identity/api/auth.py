@@ -67,7 +67,8 @@ class Register(MethodView):
     def post(self, body):
         """Register a person
 
-        Always `202` with the same body, whether or not the address was known: a new
+        Always `202` with the same body, after the same work (one argon2 hash and three
+        checks), whether or not the address was known: a new
         address gets an account waiting for proof and a verification mail; an address
         held by a minimal profile or an unproven account is claimed once the person
         proves it (`POST /v1/auth/verify-email`), and nothing sent here reaches the record
