@@ -32,7 +32,11 @@ class Recovery:
         so that answer too is the same for every address. Then counted per client IP,
         before the address is looked at, so a request that must wait is refused alike for
         every address; per account, the mail limit holds (a few an hour, past which
-        nothing is sent and the answer stays the same)."""
+        nothing is sent and the answer stays the same).
+
+        A new link voids none mailed before: each works until it is used or expires,
+        and using one voids the rest (PasswordChange.write). Voiding them was a way for
+        a stranger to kill the owner's link with a request of their own."""
         site = mailing_site(uow, principal)
         limits = common.ip_limit(self.settings, "password-reset", principal.browser.client_ip)
         common.count_attempt(uow, self.settings, limits, _TOO_MANY_REQUESTS)
@@ -42,7 +46,6 @@ class Recovery:
             return
         if not mailed_tokens.may_mail(conn, user["id"], "password_reset"):
             return
-        mailed_tokens.void(conn, user["id"], ("password_reset",))
         minutes = self.settings.password_reset_minutes
         token = mailed_tokens.issue(conn, "password_reset", user["id"], timedelta(minutes=minutes))
         enqueue_mail(
