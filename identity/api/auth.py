@@ -180,7 +180,8 @@ class PasswordReset(MethodView):
         Always `202` with the same body, after the same time (at least a tenth of a
         second), whether the address has an account or not; when it has, a single-use
         link that expires in 30 minutes is mailed to it, on the site's pages
-        (`{pages}/reset-password?token=…`; at most five such mails an hour). A new link
+        (`{pages}/reset-password?token=…`): at most three an hour asked from one network,
+        and ten from all the networks the account has not logged in from. A new link
         voids none sent before; using one voids the rest. A site
         without pages is a `409`, for every address alike. `client_ip` is required: past
         ten requests from one client's network within 15 minutes, the next must wait

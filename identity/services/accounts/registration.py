@@ -123,13 +123,16 @@ class Registration:
         if user is None:
             users_store.insert_new(conn, [common.new_record(address, key, principal)])
             user = users_store.lock_by_email_key(conn, key)
-        may_mail = mailed_tokens.may_mail(conn, user["id"], "verify_email")
+        # The mail limits count per asking network (a stranger's spend that network's
+        # budget and a shared cap, never another network's): mailed_tokens.may_mail.
+        asked_from = common.mail_network(principal.browser.client_ip)
+        may_mail = mailed_tokens.may_mail(conn, user["id"], "verify_email", asked_from)
         if user["email_verified_at"] is not None:
             if may_mail:
                 enqueue_mail(
                     conn, "registration_attempt", user["email"], user["own_language"], site
                 )
-                mailed_tokens.count_only(conn, "verify_email", user["id"])
+                mailed_tokens.count_only(conn, "verify_email", user["id"], asked_from)
             return user["id"], None
         # Every registration's link stays good (a later one, perhaps a stranger's, voids
         # none), and each is kept even when the hourly limit sends no mail for it: at
@@ -141,6 +144,8 @@ class Registration:
             user["id"],
             timedelta(hours=hours),
             {"password_hash": password_hash, "fields": fields, "site": principal.site_name},
+            mailed=may_mail,
+            asked_from=asked_from,
         )
         if may_mail:
             enqueue_mail(
@@ -181,7 +186,8 @@ class Registration:
         the proven address gets a link to choose a password."""
         user = users_store.lock_user(conn, user_id)
         window = self.settings.verify_email_hours * 3600
-        contested = tokens_store.registrations_since(conn, user_id, window) > 1
+        # Counted no further than two: however many are pending, proof reads as much.
+        contested = tokens_store.registrations_since(conn, user_id, window, at_most=2) > 1
         fields = {} if contested else payload["fields"]
         password_hash = None if contested else payload["password_hash"]
         users_store.prove_address(
