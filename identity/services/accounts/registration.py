@@ -123,8 +123,9 @@ class Registration:
         if user is None:
             users_store.insert_new(conn, [common.new_record(address, key, principal)])
             user = users_store.lock_by_email_key(conn, key)
-        # The mail limits count per asking network (a stranger's spend that network's
-        # budget and a shared cap, never another network's): mailed_tokens.may_mail.
+        # The mail limits count per asking network: a stranger's registrations spend
+        # their networks' budgets and a cap they share, never another network's budget
+        # (mailed_tokens.may_mail).
         asked_from = common.mail_network(principal.browser.client_ip)
         may_mail = mailed_tokens.may_mail(conn, user["id"], "verify_email", asked_from)
         if user["email_verified_at"] is not None:
