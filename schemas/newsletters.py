@@ -163,7 +163,8 @@ class PreferencesChangeSchema(ma.Schema):
 
 
 class LinksRequestSchema(ma.Schema):
-    """Addresses, ids or both; a link for each that has a record."""
+    """Addresses, ids or both; a link for each that has a record (without users:read,
+    for each subscriber of the list)."""
 
     emails = fields.List(
         Text(max_length=320),
@@ -223,7 +224,10 @@ class LinksSchema(ma.Schema):
     links = fields.List(fields.Nested(GivenLinkSchema))
     unknown = fields.List(
         fields.String(),
-        metadata={"description": "the addresses (as sent) or ids with no record"},
+        metadata={
+            "description": "the addresses (as sent) or ids with no record, or, for a key"
+            " without users:read, with no subscribed flag on the list: the two alike"
+        },
     )
 
 

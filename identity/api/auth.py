@@ -67,7 +67,8 @@ class Register(MethodView):
     def post(self, body):
         """Register a person
 
-        Always `202` with the same body, whether or not the address was known: a new
+        Always `202` with the same body, after the same work (one argon2 hash and three
+        checks), whether or not the address was known: a new
         address gets an account waiting for proof and a verification mail; an address
         held by a minimal profile or an unproven account is claimed once the person
         proves it (`POST /v1/auth/verify-email`), and nothing sent here reaches the record
@@ -179,7 +180,9 @@ class PasswordReset(MethodView):
         Always `202` with the same body, after the same time (at least a tenth of a
         second), whether the address has an account or not; when it has, a single-use
         link that expires in 30 minutes is mailed to it, on the site's pages
-        (`{pages}/reset-password?token=…`; at most five such mails an hour). A site
+        (`{pages}/reset-password?token=…`): at most three an hour asked from one network,
+        and ten from all the networks the account has not logged in from. A new link
+        voids none sent before; using one voids the rest. A site
         without pages is a `409`, for every address alike. `client_ip` is required: past
         ten requests from one client's network within 15 minutes, the next must wait
         (`429` with `Retry-After`, up to 15 minutes), whatever the address, so the refusal

@@ -279,7 +279,10 @@ class UnsubscribeLinks(MethodView):
         """Unsubscribe links for a batch of addresses or ids
 
         `{emails: [...]}` or `{user_ids: [...]}` (or both), up to 1,000 each: one link for
-        each that has a record (whatever its flag), in the order given, with the ready
+        each that has a record (whatever its flag) when the key has `users:read`; without
+        it, one for each subscriber of the list alone (its flag `subscribed`: what the
+        export shows), and a record that is not one is `unknown` just as an address with
+        no record is. In the order given, with the ready
         `List-Unsubscribe` and `List-Unsubscribe-Post` values, the `preferences_url` on
         the pages of the site that manages the list (a `409` says what to set when none
         does, or it has no pages), and `given`, the address as sent or the id (in lower

@@ -13,8 +13,16 @@ from identity.security.secret_tokens import new_secret, secret_hash
 from identity.store import mailed_tokens as store
 from identity.store import users as users_store
 
-# At most this many mails of one purpose to one record an hour.
+# Mails of one purpose to one record within an hour. Asked for from a network (a
+# registration, a password reset), each network has a budget of its own, and the
+# networks the account has not signed in from share a cap besides: a stranger on one
+# network spends only that network's budget, a stranger on many spends the cap, and
+# neither spends what the owner's own networks have (docs/accounts.md, "Mail limits").
+MAILS_AN_HOUR_PER_NETWORK = 3
+MAILS_AN_HOUR_FROM_NEW_NETWORKS = 10
+# Asked for with no network (a change of address, a notice to an address's holder).
 MAILS_AN_HOUR = 5
+_HOUR = 3600
 
 
 def issue(
@@ -23,23 +31,65 @@ def issue(
     user_id: UUID,
     valid_for: timedelta,
     payload: dict | None = None,
+    *,
+    mailed: bool = True,
+    asked_from: str | None = None,
 ) -> str:
-    """A new token for `user_id`, good for `valid_for`: the secret to mail, kept hashed."""
+    """A new token for `user_id`, good for `valid_for`: the secret to mail, kept hashed.
+    `mailed` when its mail goes out (it counts against the hourly limits), `asked_from`
+    the network that asked for it (its budget, `may_mail`)."""
     token = new_secret()
     store.insert_token(
-        conn, secret_hash(token), purpose, user_id, payload or {}, datetime.now(UTC) + valid_for
+        conn,
+        secret_hash(token),
+        purpose,
+        user_id,
+        payload or {},
+        datetime.now(UTC) + valid_for,
+        mailed=mailed,
+        requested_from=asked_from,
     )
     return token
 
 
-def count_only(conn: psycopg.Connection, purpose: str, user_id: UUID) -> None:
+def count_only(
+    conn: psycopg.Connection, purpose: str, user_id: UUID, asked_from: str | None = None
+) -> None:
     """A token expired at birth: it only counts a mail (or a request) for the hourly limit."""
-    store.insert_token(conn, secret_hash(new_secret()), purpose, user_id, {}, datetime.now(UTC))
+    store.insert_token(
+        conn,
+        secret_hash(new_secret()),
+        purpose,
+        user_id,
+        {},
+        datetime.now(UTC),
+        requested_from=asked_from,
+    )
 
 
-def may_mail(conn: psycopg.Connection, user_id: UUID, purpose: str) -> bool:
-    """Whether one more mail of `purpose` may go to this record within the hour."""
-    return store.tokens_made_since(conn, user_id, purpose, 3600) < MAILS_AN_HOUR
+def may_mail(
+    conn: psycopg.Connection,
+    user_id: UUID,
+    purpose: str,
+    asked_from: str | None = None,
+    *,
+    known: bool = False,
+) -> bool:
+    """Whether one more mail of `purpose` may go to this record within the hour, asked
+    for from the network `asked_from` (a CIDR; `known` when the account has signed in
+    from it): within that network's budget and, unless known, within the cap that the
+    networks not known share. Without a network, within MAILS_AN_HOUR in all."""
+    if asked_from is None:
+        made = store.mails_since(conn, user_id, purpose, _HOUR, at_most=MAILS_AN_HOUR)
+        return made < MAILS_AN_HOUR
+    per_network = MAILS_AN_HOUR_PER_NETWORK
+    from_there = store.mails_from_since(
+        conn, user_id, purpose, asked_from, _HOUR, at_most=per_network
+    )
+    if from_there >= per_network:
+        return False
+    cap = MAILS_AN_HOUR_FROM_NEW_NETWORKS
+    return known or store.mails_since(conn, user_id, purpose, _HOUR, at_most=cap) < cap
 
 
 def peek(conn: psycopg.Connection, token: str, purposes: tuple[str, ...]) -> UUID | None:

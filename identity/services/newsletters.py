@@ -460,19 +460,27 @@ class Newsletters:
         """One unsubscribe link (and preferences page) per given address and id that has a
         record; the rest (an address that is not valid has no record either) are listed as
         unknown. Reads only: a link is computed, never stored. 409 when the list has no
-        site with pages for its preferences page (`preferences_base`)."""
+        site with pages for its preferences page (`preferences_base`).
+
+        A key without `users:read` gets links for the list's subscribers alone (their flag
+        `subscribed`), which its export shows it anyway; everyone else is unknown, a
+        record or not: the list's scope is no way to learn who has a record, nor their
+        id. A pending flag is not enough, since any site may ask for anyone."""
         conn = uow.one_statement
         newsletter = self.newsletter(conn, key)
         principal.require_list(key)
         preferences = self.preferences_base(conn, newsletter)
+        subscribed_to = None if principal.has_scope("users:read") else newsletter["id"]
         links, unknown, keyed = [], [], []
         for address in emails or ():
             try:
                 keyed.append((address, email_key(normalise_email(address))))
             except InvalidInput:
                 keyed.append((address, None))
-        by_key = store.users_by_email_key(conn, [k for _, k in keyed if k is not None])
-        by_id = store.users_by_id(conn, user_ids) if user_ids else {}
+        by_key = store.users_by_email_key(
+            conn, [k for _, k in keyed if k is not None], subscribed_to
+        )
+        by_id = store.users_by_id(conn, user_ids, subscribed_to) if user_ids else {}
         wanted = [(address, by_key.get(k)) for address, k in keyed]
         wanted += [(str(user_id), by_id.get(user_id)) for user_id in user_ids or ()]
         for given, user in wanted:

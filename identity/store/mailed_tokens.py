@@ -15,13 +15,20 @@ def insert_token(
     user_id: UUID,
     payload: dict,
     expires_at: datetime,
+    *,
+    mailed: bool = True,
+    requested_from: str | None = None,
 ) -> None:
+    """A token; `mailed` when its mail goes out (it counts against the hourly limits),
+    `requested_from` the network that asked for it (a CIDR), if any."""
     conn.execute(
         """
         insert into account_tokens
-            (token_hash, purpose, user_id, payload, expires_at, created_at)
+            (token_hash, purpose, user_id, payload, expires_at, created_at, mailed,
+             requested_from)
         values (%(hash)s, %(purpose)s, %(user_id)s, %(payload)s, %(expires_at)s,
-                clock_timestamp())  -- the clock's, not the transaction's: tokens keep their order
+                clock_timestamp(),  -- the clock's, not the transaction's: tokens keep their order
+                %(mailed)s, %(requested_from)s::cidr)
         """,
         {
             "hash": token_hash,
@@ -29,18 +36,59 @@ def insert_token(
             "user_id": user_id,
             "payload": Jsonb(payload),
             "expires_at": expires_at,
+            "mailed": mailed,
+            "requested_from": requested_from,
         },
     )
 
 
-def tokens_made_since(conn: psycopg.Connection, user_id: UUID, purpose: str, seconds: int) -> int:
+def mails_since(
+    conn: psycopg.Connection, user_id: UUID, purpose: str, seconds: int, *, at_most: int
+) -> int:
+    """How many mails of `purpose` went to this record in the last `seconds`, counted up
+    to `at_most`: enough to tell whether a limit is reached, reading no more rows however
+    many there were."""
     row = conn.execute(
         """
-        select count(*) as n from account_tokens
-        where user_id = %(user_id)s and purpose = %(purpose)s
-          and created_at > now() - make_interval(secs => %(seconds)s)
+        select count(*) as n from (
+            select from account_tokens
+            where user_id = %(user_id)s and purpose = %(purpose)s and mailed
+              and created_at > now() - make_interval(secs => %(seconds)s)
+            limit %(at_most)s
+        ) as counted
         """,
-        {"user_id": user_id, "purpose": purpose, "seconds": seconds},
+        {"user_id": user_id, "purpose": purpose, "seconds": seconds, "at_most": at_most},
+    ).fetchone()
+    return row["n"]
+
+
+def mails_from_since(
+    conn: psycopg.Connection,
+    user_id: UUID,
+    purpose: str,
+    requested_from: str,
+    seconds: int,
+    *,
+    at_most: int,
+) -> int:
+    """As `mails_since`, of the mails asked for from the network `requested_from`."""
+    row = conn.execute(
+        """
+        select count(*) as n from (
+            select from account_tokens
+            where user_id = %(user_id)s and purpose = %(purpose)s and mailed
+              and requested_from = %(network)s::cidr
+              and created_at > now() - make_interval(secs => %(seconds)s)
+            limit %(at_most)s
+        ) as counted
+        """,
+        {
+            "user_id": user_id,
+            "purpose": purpose,
+            "network": requested_from,
+            "seconds": seconds,
+            "at_most": at_most,
+        },
     ).fetchone()
     return row["n"]
 
@@ -76,18 +124,23 @@ def take_token(conn: psycopg.Connection, token_hash: bytes, purposes: tuple[str,
     ).fetchone()
 
 
-def registrations_since(conn: psycopg.Connection, user_id: UUID, seconds: int) -> int:
+def registrations_since(
+    conn: psycopg.Connection, user_id: UUID, seconds: int, *, at_most: int
+) -> int:
     """How many registrations (each with its password) were made for this account's
     address in the last `seconds`, used, void or pending alike, but for those the same
-    person made again (superseded)."""
+    person made again (superseded); counted up to `at_most`, reading no more rows."""
     row = conn.execute(
         """
-        select count(*) as n from account_tokens
-        where user_id = %(user_id)s and purpose = 'verify_email' and payload ? 'password_hash'
-          and not payload ? 'superseded'
-          and created_at > now() - make_interval(secs => %(seconds)s)
+        select count(*) as n from (
+            select from account_tokens
+            where user_id = %(user_id)s and purpose = 'verify_email'
+              and payload ? 'password_hash' and not payload ? 'superseded'
+              and created_at > now() - make_interval(secs => %(seconds)s)
+            limit %(at_most)s
+        ) as counted
         """,
-        {"user_id": user_id, "seconds": seconds},
+        {"user_id": user_id, "seconds": seconds, "at_most": at_most},
     ).fetchone()
     return row["n"]
 

@@ -283,17 +283,36 @@ def left_since(conn: psycopg.Connection, user_id: UUID, newsletter: int, since) 
 # --- links in bulk -------------------------------------------------------------------------
 
 
-def users_by_email_key(conn: psycopg.Connection, keys: list[str]) -> dict[str, dict]:
+def users_by_email_key(
+    conn: psycopg.Connection, keys: list[str], subscribed_to: int | None = None
+) -> dict[str, dict]:
+    """The records with these address keys; with a list's id, only its subscribers."""
     rows = conn.execute(
-        "select id, email, email_key from users where email_key = any(%(keys)b)",
-        {"keys": keys},
+        """
+        select u.id, u.email, u.email_key from users u
+        where u.email_key = any(%(keys)b)
+          and (%(list)s::smallint is null or exists (
+              select from subscriptions s
+              where s.user_id = u.id and s.newsletter = %(list)s and s.state = 'subscribed'))
+        """,
+        {"keys": keys, "list": subscribed_to},
     ).fetchall()
     return {row["email_key"]: row for row in rows}
 
 
-def users_by_id(conn: psycopg.Connection, ids: list[UUID]) -> dict[UUID, dict]:
+def users_by_id(
+    conn: psycopg.Connection, ids: list[UUID], subscribed_to: int | None = None
+) -> dict[UUID, dict]:
+    """The records with these ids; with a list's id, only its subscribers."""
     rows = conn.execute(
-        "select id, email from users where id = any(%(ids)b::uuid[])", {"ids": ids}
+        """
+        select u.id, u.email from users u
+        where u.id = any(%(ids)b::uuid[])
+          and (%(list)s::smallint is null or exists (
+              select from subscriptions s
+              where s.user_id = u.id and s.newsletter = %(list)s and s.state = 'subscribed'))
+        """,
+        {"ids": ids, "list": subscribed_to},
     ).fetchall()
     return {row["id"]: row for row in rows}
 

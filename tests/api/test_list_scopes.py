@@ -88,10 +88,17 @@ def test_confirming_a_double_opt_in(clients, conn, key, newsletter):
 
 
 @pytest.mark.parametrize(("key", "newsletter"), CASES)
-def test_the_export_and_links_in_bulk(clients, key, newsletter):
+def test_the_export_and_links_in_bulk(clients, conn, key, newsletter):
+    # A subscriber of the list: a key without users:read has links for its subscribers
+    # alone (tests/api/test_newsletters.py).
     clients["setup"].post(
-        "/v1/profiles", json={"email": "anna@example.com", "source": "newsletter"}
+        f"/v1/newsletters/{newsletter}/subscriptions",
+        json={"email": "anna@example.com", "consent": CONSENT},
     )
+    if newsletter != "copernica-updates":  # double opt-in
+        token = mailed(conn, "anna@example.com", "newsletter_confirm")["token"]
+        confirmed = clients["setup"].post("/v1/newsletters/confirm", json={"token": token})
+        assert confirmed.status_code == 200
     exported = clients[key].get(
         f"/v1/newsletters/{newsletter}/subscribers", headers={"Accept": "application/x-ndjson"}
     )

@@ -512,6 +512,88 @@ def test_links_in_bulk_by_address_or_id_the_unknown_listed(site, conn, app):
     assert_problem(site.post("/v1/newsletters/smtpeter/unsubscribe-links"), 400)
 
 
+# Who the links are asked for, on the list `copernica` (double opt-in): only a subscriber
+# (the flag `subscribed`) is on it; the others have a record or not.
+_PEOPLE = {
+    "subscriber": "sub@example.com",
+    "pending": "pending@example.com",  # asked, never confirmed: anyone may ask for anyone
+    "unsubscribed": "left@example.com",
+    "on another list": "other@example.com",
+    "record on no list": "minimal@example.com",
+    "no record": "nobody@example.com",
+}
+_LINK_KEYS = {
+    "every list": ["newsletters"],
+    "the list alone": ["newsletters:copernica"],
+    "every list and users:read": ["newsletters", "users:read"],
+    "the list alone and users:read": ["newsletters:copernica", "users:read"],
+}
+
+
+def _the_people(site, conn) -> dict[str, str]:
+    """Each of _PEOPLE in their state, by the name of their kind; their ids (a random one
+    for the one with no record)."""
+    for email in ("sub@example.com", "left@example.com"):
+        subscribe(site, key="copernica", email=email)
+        token = mailed(conn, email, "newsletter_confirm")["token"]
+        assert site.post("/v1/newsletters/confirm", json={"token": token}).status_code == 200
+    subscribe(site, key="copernica", email="pending@example.com")
+    subscribe(site, key="copernica-updates", email="other@example.com")
+    site.post("/v1/profiles", json={"email": "minimal@example.com", "source": "event"})
+    links = site.post(
+        "/v1/newsletters/copernica/unsubscribe-links", json={"emails": ["left@example.com"]}
+    ).get_json()["links"]
+    assert site.post(links[0]["unsubscribe_url"].split("8000", 1)[1]).status_code == 200
+    ids = {}
+    for kind, email in _PEOPLE.items():
+        row = conn.execute("select id from users where email = %s", (email,)).fetchone()
+        ids[kind] = str(row["id"] if row else uuid.uuid4())
+    assert flags(conn, "sub@example.com") == {"copernica": "subscribed"}
+    assert flags(conn, "left@example.com") == {"copernica": "unsubscribed"}
+    assert flags(conn, "pending@example.com") == {"copernica": "pending"}
+    return ids
+
+
+@pytest.mark.parametrize("key", _LINK_KEYS)
+@pytest.mark.parametrize("given", ["emails", "user_ids"])
+def test_links_without_users_read_are_for_the_lists_subscribers_alone(site, conn, app, key, given):
+    """Without `users:read` the links say nothing the list's export does not: a link for
+    each subscriber, and everyone else in `unknown`, a record or not alike. With it, a
+    link for every record, as a lookup would have it."""
+    ids = _the_people(site, conn)
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = (
+        f"Bearer {site_key_for(conn, 'copernica.com', _LINK_KEYS[key])}"
+    )
+    path = "/v1/newsletters/copernica/unsubscribe-links"
+    asked = list(_PEOPLE.values()) if given == "emails" else list(ids.values())
+    kinds = dict(zip(asked, _PEOPLE, strict=True))
+    answer = client.post(path, json={given: asked})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    body = answer.get_json()
+    linked = [kinds[link["given"]] for link in body["links"]]
+    unknown = [kinds[one] for one in body["unknown"]]
+    if "users:read" in key:
+        assert linked == [kind for kind in _PEOPLE if kind != "no record"]
+        assert unknown == ["no record"]
+    else:
+        assert linked == ["subscriber"]
+        assert unknown == [kind for kind in _PEOPLE if kind != "subscriber"]
+        (link,) = body["links"]
+        assert link["user_id"] == ids["subscriber"]
+        # Asked alone, a record on no list and no record get the same answer, but for
+        # what was given.
+        alone = [
+            client.post(path, json={given: [asked[list(_PEOPLE).index(kind)]]})
+            for kind in ("record on no list", "no record")
+        ]
+        texts = [
+            a.get_data(as_text=True).replace(one, "GIVEN")
+            for a, one in zip(alone, [a.get_json()["unknown"][0] for a in alone], strict=True)
+        ]
+        assert texts[0] == texts[1] and "GIVEN" in texts[0]
+
+
 # --- the preferences page: on the pages of the site that manages the list ----------------
 
 

@@ -53,6 +53,32 @@ def test_mails_are_counted_per_record_and_purpose(conn):
     assert mailed_tokens.may_mail(conn, other, "password_reset")
 
 
+def test_mails_asked_for_from_a_network_spend_its_budget_and_the_cap_for_new_ones(conn):
+    user_id = _record(conn)
+    per_network = mailed_tokens.MAILS_AN_HOUR_PER_NETWORK
+    for _ in range(per_network):
+        assert mailed_tokens.may_mail(conn, user_id, "password_reset", "192.0.2.7")
+        mailed_tokens.count_only(conn, "password_reset", user_id, "192.0.2.7")
+    assert not mailed_tokens.may_mail(conn, user_id, "password_reset", "192.0.2.7")
+    assert not mailed_tokens.may_mail(conn, user_id, "password_reset", "192.0.2.7", known=True)
+    # Other networks, until the cap for networks not known is spent...
+    networks = iter(f"198.18.0.{n}" for n in range(100))
+    while mailed_tokens.may_mail(conn, user_id, "password_reset", network := next(networks)):
+        mailed_tokens.count_only(conn, "password_reset", user_id, network)
+    made = mailed_tokens.MAILS_AN_HOUR_FROM_NEW_NETWORKS
+    assert conn.execute("select count(*) as n from account_tokens").fetchone()["n"] == made
+    # ...which a known network is not held by, nor is another purpose.
+    assert mailed_tokens.may_mail(conn, user_id, "password_reset", "203.0.113.7", known=True)
+    assert mailed_tokens.may_mail(conn, user_id, "verify_email", "198.18.0.99")
+    # A token not mailed (a registration kept over the limit) is not counted.
+    mailed_tokens.issue(
+        conn, "verify_email", user_id, timedelta(hours=1), mailed=False, asked_from="192.0.2.9"
+    )
+    for _ in range(per_network - 1):
+        mailed_tokens.count_only(conn, "verify_email", user_id, "192.0.2.9")
+    assert mailed_tokens.may_mail(conn, user_id, "verify_email", "192.0.2.9")
+
+
 def test_a_presented_token_with_a_lone_surrogate_matches_nothing(conn):
     user_id = _record(conn)
     mailed_tokens.issue(conn, "password_reset", user_id, timedelta(hours=1))

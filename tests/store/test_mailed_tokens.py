@@ -51,8 +51,9 @@ def test_registrations_since_counts_every_one_but_those_made_again(conn):
     # A mailed token without a password is not a registration.
     store.insert_token(conn, secret_hash("reset"), "password_reset", user_id, {}, LATER)
     store.insert_token(conn, secret_hash("bare"), "verify_email", user_id, {}, LATER)
-    assert store.registrations_since(conn, user_id, 3600) == 2
-    assert store.registrations_since(conn, user_id, 3 * 3600) == 3
+    assert store.registrations_since(conn, user_id, 3600, at_most=10) == 2
+    assert store.registrations_since(conn, user_id, 3 * 3600, at_most=10) == 3
+    assert store.registrations_since(conn, user_id, 3 * 3600, at_most=2) == 2
 
 
 def test_pending_registrations_are_the_newest_live_ones_first(conn):
@@ -119,14 +120,33 @@ def test_voiding_ends_the_live_tokens_of_the_purposes_named(conn):
     assert not _used(conn, theirs) and not _used(conn, reset)
 
 
-def test_tokens_made_in_the_window_are_counted_per_purpose(conn):
+def test_mails_in_the_window_are_counted_per_purpose_and_network(conn):
     user_id = record(conn)
     _registration(conn, user_id, "now")
     _registration(conn, user_id, "before", minutes_ago=90)
-    store.insert_token(conn, secret_hash("reset"), "password_reset", user_id, {}, LATER)
-    assert store.tokens_made_since(conn, user_id, "verify_email", 3600) == 1
-    assert store.tokens_made_since(conn, user_id, "verify_email", 7200) == 2
-    assert store.tokens_made_since(conn, user_id, "password_reset", 3600) == 1
+    store.insert_token(conn, secret_hash("kept"), "verify_email", user_id, {}, LATER, mailed=False)
+    for n, network in enumerate(["192.0.2.7", "192.0.2.7", "2001:db8:1::/48"]):
+        store.insert_token(
+            conn,
+            secret_hash(f"reset {n}"),
+            "password_reset",
+            user_id,
+            {},
+            LATER,
+            requested_from=network,
+        )
+    assert store.mails_since(conn, user_id, "verify_email", 3600, at_most=10) == 1
+    assert store.mails_since(conn, user_id, "verify_email", 7200, at_most=10) == 2
+    assert store.mails_since(conn, user_id, "password_reset", 3600, at_most=10) == 3
+    assert store.mails_since(conn, user_id, "password_reset", 3600, at_most=2) == 2
+
+    def from_there(network, at_most=10):
+        return store.mails_from_since(
+            conn, user_id, "password_reset", network, 3600, at_most=at_most
+        )
+
+    assert from_there("192.0.2.7") == 2 and from_there("192.0.2.7", at_most=1) == 1
+    assert from_there("2001:db8:1::/48") == 1 and from_there("192.0.2.8") == 0
 
 
 @pytest.mark.committing

@@ -177,6 +177,36 @@ def ip_throttle(client_ip: str) -> str:
     return f"ip:{network(client_ip)}"
 
 
+# A network the account logged in from within this many days is the owner's own: the
+# account's failure limit does not hold there (login), nor the cap on mails asked for
+# from networks not known (a reset's).
+KNOWN_NETWORK_DAYS = 90
+
+
+def known_network(conn: psycopg.Connection, user_id, client_ip: str | None) -> bool:
+    """Whether the account logged in from the network of `client_ip` (`network`) within
+    KNOWN_NETWORK_DAYS."""
+    if not client_ip:
+        return False
+    return throttles.signed_in_from(conn, user_id, network(client_ip), KNOWN_NETWORK_DAYS)
+
+
+def mail_network(client_ip: str | None, *, known: bool = False) -> str | None:
+    """The network whose budget a mail asked for from `client_ip` counts against
+    (identity.services.mailed_tokens.may_mail): a network the account knows, as login
+    knows it (`network`); another IPv4 address alone, and another IPv6 address by its
+    /48, the block one site is given (RFC 6177), in which a stranger takes a new /64 at
+    will. None without a client IP."""
+    if not client_ip:
+        return None
+    if known:
+        return network(client_ip)
+    ip = ipaddress.ip_address(client_ip)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/48", strict=False))
+    return str(ip)
+
+
 def own_fields(data: dict, *, keep_nulls: bool = False) -> dict:
     """The person's own fields from a checked body: phones in E.164, blanks dropped (or,
     for edits, kept as null to clear the field)."""

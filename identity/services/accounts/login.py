@@ -18,7 +18,7 @@ INVALID_LOGIN = "the email address or the password is not right"
 
 # A client IP the account logged in from within this many days is the owner's own: the
 # account's failure limit does not hold there (the IP's own limit does).
-_KNOWN_IP_DAYS = 90
+_KNOWN_IP_DAYS = common.KNOWN_NETWORK_DAYS
 
 
 class Login:

@@ -32,21 +32,35 @@ class Recovery:
         site without pages for the link is refused (409) before the address is looked up,
         so that answer too is the same for every address. Then counted per client IP,
         before the address is looked at, so a request that must wait is refused alike for
-        every address; per account, the mail limit holds (a few an hour, past which
-        nothing is sent and the answer stays the same)."""
+        every address; per account, the mail limits hold (past which nothing is sent and
+        the answer stays the same): a few an hour per asking network, and a cap for all
+        the networks the account has not logged in from, which a stranger may spend, but
+        not the budget of the owner's own networks (mailed_tokens.may_mail).
+
+        A new link voids none mailed before: each works until it is used or expires,
+        and using one voids the rest (PasswordChange.write). Voiding them was a way for
+        a stranger to kill the owner's link with a request of their own."""
         site = mailing_site(uow, principal)
-        limits = common.ip_limit(self.settings, "password-reset", principal.browser.client_ip)
+        client_ip = principal.browser.client_ip
+        limits = common.ip_limit(self.settings, "password-reset", client_ip)
         common.count_attempt(uow, self.settings, limits, _TOO_MANY_REQUESTS)
         conn = uow.conn
         user = users_store.lock_by_email_key(conn, email_key(normalise_email(address)))
         security_event("password_reset.requested", principal, user_id=user and user["id"])
         if user is None or user["email_verified_at"] is None:
             return
-        if not mailed_tokens.may_mail(conn, user["id"], "password_reset"):
+        known = common.known_network(conn, user["id"], client_ip)
+        asked_from = common.mail_network(client_ip, known=known)
+        if not mailed_tokens.may_mail(conn, user["id"], "password_reset", asked_from, known=known):
             return
-        mailed_tokens.void(conn, user["id"], ("password_reset",))
         minutes = self.settings.password_reset_minutes
-        token = mailed_tokens.issue(conn, "password_reset", user["id"], timedelta(minutes=minutes))
+        token = mailed_tokens.issue(
+            conn,
+            "password_reset",
+            user["id"],
+            timedelta(minutes=minutes),
+            asked_from=asked_from,
+        )
         enqueue_mail(
             conn,
             "password_reset",

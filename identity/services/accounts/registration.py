@@ -22,7 +22,9 @@ from identity.store import users as users_store
 from identity.store.transactions import UnitOfWork
 
 # A registration made again with the same password replaces the same person's earlier
-# one; only this many of the newest pending ones are compared (an argon2 check each).
+# one; only this many of the newest other pending ones are compared, an argon2 check
+# each. Every registration makes exactly this many checks (against a decoy where there
+# are fewer to compare), whatever the address: its time tells nothing about it.
 _COMPARED_REGISTRATIONS = 3
 
 
@@ -41,7 +43,9 @@ class Registration:
         (committed on its own), then the password checked and hashed with no connection
         held, then written in one transaction; then a registration made again with the
         same password (a double submit, "the mail did not come", two clicks at once) is
-        settled, also with no connection held while it is compared."""
+        settled, also with no connection held while it is compared. The argon2 work is
+        the same for every address (one hash, _COMPARED_REGISTRATIONS checks), and none
+        of it grows with how many registrations are pending."""
         site = mailing_site(uow, principal)
         self._count(uow, principal, data)
         uow.commit()
@@ -58,9 +62,8 @@ class Registration:
         password_hash = self.passwords.hash(password)
         made = self._start(uow, principal, site, address, key, fields, password_hash)
         uow.commit()
-        security_event("registration.requested", principal, user_id=made and made[0])
-        if made is not None:
-            self._settle_made_again(uow, made, password)
+        security_event("registration.requested", principal, user_id=made[0])
+        self._settle_made_again(uow, made, password)
 
     def _count(self, uow: UnitOfWork, principal: Principal, data: dict) -> None:
         """Count a registration before its password is hashed (the dearest thing a
@@ -87,17 +90,19 @@ class Registration:
         are superseded, so they do not make the proof contested. Read after this one is
         committed, without a lock, and compared with no connection held: two made at once
         each see at least what was committed before them, and both settle on the same
-        newest (by time, then token hash), whichever settles last."""
+        newest (by time, then token hash), whichever settles last.
+
+        A registration of a proven account (`made` has no token) has none pending; it
+        reads and checks as much all the same, against a decoy."""
         user_id, token_hash = made
         conn = uow.one_statement
         pending = tokens_store.pending_registrations(conn, user_id, _COMPARED_REGISTRATIONS + 1)
         uow.release()
-        verify = self.passwords.verify
-        same = [
-            p
-            for p in pending
-            if p["token_hash"] == token_hash or verify(p["password_hash"], password)
-        ]
+        others = [p for p in pending if p["token_hash"] != token_hash][:_COMPARED_REGISTRATIONS]
+        same = [p for p in pending if p["token_hash"] == token_hash]
+        same += [p for p in others if self.passwords.verify(p["password_hash"], password)]
+        for _ in range(_COMPARED_REGISTRATIONS - len(others)):
+            self.passwords.verify_nothing(password)
         same.sort(key=lambda p: (p["created_at"], bytes(p["token_hash"])), reverse=True)
         older = [p["token_hash"] for p in same[1:]]
         if older:
@@ -112,22 +117,26 @@ class Registration:
         key: str,
         fields: dict,
         password_hash: str,
-    ) -> tuple | None:
-        """The registration written: (the record's id, its token's hash), or None for an
-        address that has an account already (which gets a notice instead)."""
+    ) -> tuple:
+        """The registration written: (the record's id, its token's hash); the hash is
+        None for an address that has an account already (which gets a notice instead)."""
         conn = uow.conn
         user = users_store.lock_by_email_key(conn, key)
         if user is None:
             users_store.insert_new(conn, [common.new_record(address, key, principal)])
             user = users_store.lock_by_email_key(conn, key)
-        may_mail = mailed_tokens.may_mail(conn, user["id"], "verify_email")
+        # The mail limits count per asking network: a stranger's registrations spend
+        # their networks' budgets and a cap they share, never another network's budget
+        # (mailed_tokens.may_mail).
+        asked_from = common.mail_network(principal.browser.client_ip)
+        may_mail = mailed_tokens.may_mail(conn, user["id"], "verify_email", asked_from)
         if user["email_verified_at"] is not None:
             if may_mail:
                 enqueue_mail(
                     conn, "registration_attempt", user["email"], user["own_language"], site
                 )
-                mailed_tokens.count_only(conn, "verify_email", user["id"])
-            return None
+                mailed_tokens.count_only(conn, "verify_email", user["id"], asked_from)
+            return user["id"], None
         # Every registration's link stays good (a later one, perhaps a stranger's, voids
         # none), and each is kept even when the hourly limit sends no mail for it: at
         # proof, more than one registration means none of their passwords is taken.
@@ -138,6 +147,8 @@ class Registration:
             user["id"],
             timedelta(hours=hours),
             {"password_hash": password_hash, "fields": fields, "site": principal.site_name},
+            mailed=may_mail,
+            asked_from=asked_from,
         )
         if may_mail:
             enqueue_mail(
@@ -178,7 +189,8 @@ class Registration:
         the proven address gets a link to choose a password."""
         user = users_store.lock_user(conn, user_id)
         window = self.settings.verify_email_hours * 3600
-        contested = tokens_store.registrations_since(conn, user_id, window) > 1
+        # Counted no further than two: however many are pending, proof reads as much.
+        contested = tokens_store.registrations_since(conn, user_id, window, at_most=2) > 1
         fields = {} if contested else payload["fields"]
         password_hash = None if contested else payload["password_hash"]
         users_store.prove_address(
