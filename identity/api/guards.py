@@ -13,6 +13,7 @@ from identity.api.parsing import Parser
 from identity.composition import Services
 from identity.db import unit_of_work
 from identity.errors import Unauthenticated
+from identity.services.accounts.proofs import Proof
 from identity.services.principal import Browser, LinkHolder, Principal
 from identity.services.sites import authenticate_site
 from schemas.accounts import USER_AGENT_LENGTH
@@ -39,6 +40,11 @@ def caller(body: dict) -> Principal:
     the body): the one place a request's browser facts are read from a body."""
     browser = Browser(client_ip=body.get("client_ip"), user_agent=body.get("user_agent"))
     return principal().with_browser(browser)
+
+
+def proof(body: dict) -> Proof:
+    """The second factor's code a body carries (`code`, `recovery_code`), if any."""
+    return Proof(code=body.get("code") or None, recovery_code=body.get("recovery_code") or None)
 
 
 def _in_unit_of_work(view):
