@@ -1,8 +1,8 @@
 """Accounts on the one record, a flow a module: registration (and the claim of the
 record an address had), login (its throttles and its second step), sessions (whether a
 sign-in is live, refresh, logout), recovery (password reset), the person's own settings,
-and their second factor; proofs: the password and the code, checked again (re-
-authentication) before whatever can take an account over.
+and their second factor; proofs: the one check of a code, and of the password and code
+again before whatever can take an account over.
 
 Answers that could tell whether an address has an account have one shape, whatever the
 address: registration and password reset always answer the same, and a login fails the
