@@ -95,6 +95,7 @@ class Login:
         sign-in it gives: of two uses, one signs in."""
         s, token_hash = self.settings, secret_hash(mfa_token)
         site = principal.site_name
+        # Whose second step it is, to count against them (the lock ends with the statement).
         found = second_factors.lock_challenge(
             uow.one_statement, token_hash, site, s.mfa_token_failures
         )
@@ -108,8 +109,9 @@ class Login:
         common.count_attempt(uow, s, limits, "too many wrong codes; wait before trying again")
         conn = uow.conn
         challenge = second_factors.lock_challenge(conn, token_hash, site, s.mfa_token_failures)
-        if challenge is None:  # spent meanwhile, by a parallel second step
-            raise Unauthenticated(INVALID_STEP)
+        if challenge is None:  # spent meanwhile by a parallel second step: no try was made
+            common.take_back(conn, limits)
+            uow.refuse(Unauthenticated(INVALID_STEP))
         amr = proofs.take_proof(conn, s, user_id, challenge["secret_sealed"], proof)
         if amr is None:
             second_factors.count_challenge_failure(conn, token_hash)

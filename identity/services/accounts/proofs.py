@@ -47,6 +47,10 @@ class Proof:
         return bool(self.code or self.recovery_code)
 
 
+# Nothing beside the password: enough while no second factor is on.
+NO_CODE = Proof()
+
+
 def take_proof(
     conn: psycopg.Connection, settings: AccountSettings, user_id: UUID, sealed, proof: Proof
 ) -> tuple[str, ...] | None:

@@ -8,7 +8,7 @@ from identity.security import second_factor as totp
 from identity.security.passwords import Passwords
 from identity.services.accounts import common
 from identity.services.accounts.common import AccountSettings
-from identity.services.accounts.proofs import Proof, reauthenticate
+from identity.services.accounts.proofs import NO_CODE, Proof, reauthenticate
 from identity.services.principal import Principal
 from identity.store import second_factors as store
 from identity.store import sites as sites_store
@@ -44,7 +44,7 @@ class SecondFactor:
         if _is_on(store.factor_of(uow.one_statement, user.user_id)):
             raise Conflict("a second factor is on: remove it first, then set up a new one")
         limits = reauthenticate(
-            uow, self.settings, self.passwords, principal, current_password, Proof()
+            uow, self.settings, self.passwords, principal, current_password, NO_CODE
         )
         secret = totp.new_totp_secret()
         sealed = totp.seal_secret(self.settings.secret_key, user.user_id, secret)

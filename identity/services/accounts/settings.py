@@ -13,7 +13,7 @@ from identity.security.passwords import Passwords
 from identity.services import mailed_tokens
 from identity.services.accounts import common
 from identity.services.accounts.common import INVALID_TOKEN, PASSWORD_HISTORY, AccountSettings
-from identity.services.accounts.proofs import Proof, code_throttle, reauthenticate
+from identity.services.accounts.proofs import NO_CODE, Proof, code_throttle, reauthenticate
 from identity.services.accounts.sessions import SIGN_IN_ENDED
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import Principal
@@ -112,7 +112,7 @@ class OwnSettings:
         return users_store.get_by_id(conn, principal.user.user_id)
 
     def change_password(
-        self, uow: UnitOfWork, principal: Principal, current: str, new: str, proof=Proof()
+        self, uow: UnitOfWork, principal: Principal, current: str, new: str, proof: Proof = NO_CODE
     ):
         """The signed-in person's new password, after the current one (and a code when a
         second factor is on: `reauthenticate`); their other sign-ins end. A site without
