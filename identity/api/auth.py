@@ -152,11 +152,7 @@ class Login(MethodView):
         """
         login = services().accounts.login
         signed_in = login.log_in(
-            unit_of_work(),
-            caller(body),
-            body["email"],
-            body["password"],
-            proof(body) if (body.get("code") or body.get("recovery_code")) else None,
+            unit_of_work(), caller(body), body["email"], body["password"], proof(body)
         )
         return _tokens(signed_in)
 

@@ -48,7 +48,7 @@ class Login:
         principal: Principal,
         address: str,
         password: str,
-        proof: Proof | None = None,
+        proof: Proof = proofs.NO_CODE,
     ) -> Tokens | SecondFactorRequired:
         """Tokens for a right address and password; for an account with a second factor,
         the mfa_token of the second step instead (or, with `proof`, the tokens at once).
@@ -64,7 +64,7 @@ class Login:
         limits = [common.account_throttle(self.settings, key)]
         if principal.browser.client_ip:
             limits.append(common.ip_throttle(principal.browser.client_ip))
-        account, waiting = self._start(uow, principal, limits, key, proof is not None)
+        account, waiting = self._start(uow, principal, limits, key, proof.given)
         uow.commit()
         password = normalise_password(password)
         usable = account is not None and account["email_verified_at"] and account["password_hash"]
@@ -73,7 +73,7 @@ class Login:
         else:
             self.passwords.verify_nothing(password)
             right = False
-        if proof is not None:
+        if proof.given:
             return self._with_code(uow, principal, account, limits, right, proof, waiting)
         if not right:
             self._refuse(uow, principal, account, "wrong_password" if usable else "no_account")
