@@ -236,6 +236,7 @@ class TotpConfirm(MethodView):
         example={"recovery_codes": ["k7dq-mx3a-p9rt", "c2hw-9fnb-xe4u", "…"]},
     )
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
     @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
     def post(self, body):
         """Turn the second factor on
@@ -243,8 +244,9 @@ class TotpConfirm(MethodView):
         With the first `code` the authenticator app shows for the secret just set up:
         from now on a login needs a code after the password. The answer holds ten
         recovery codes, shown this once (only a keyed hash of each is kept): each works
-        once instead of a code, for when the phone is lost. A wrong code is a `422`;
-        nothing set up, or a second factor on already, a `409`.
+        once instead of a code, for when the phone is lost. A wrong code is a `422`,
+        counted as a wrong current password is (`429` past a few); nothing set up, or a
+        second factor on already, a `409`.
         """
         second_factor = services().accounts.second_factor
         codes = second_factor.confirm(unit_of_work(), principal(), body["code"])

@@ -302,3 +302,15 @@ def test_a_change_of_address_needs_the_code_when_a_second_factor_is_on(site, con
     asked = me.post("/v1/me/email", json=body | {"code": next_code(app_, conn)})
     assert asked.status_code == 202
     assert mails(conn, "anna@work.example") == ["email_change_confirm"]
+
+
+def test_wrong_first_codes_are_counted_against_the_sign_in(site, conn, app):
+    sign_up(site, conn)
+    me = as_user(app, login(site).get_json()["access_token"])
+    app_ = set_up(me)
+    not_the_code = f"{(int(app_.now()) + 500_000) % 10**6:06d}"
+    statuses = [
+        me.post("/v1/me/second-factor/totp/confirm", json={"code": not_the_code}).status_code
+        for _ in range(7)
+    ]
+    assert statuses[:5] == [422] * 5 and statuses[-1] == 429

@@ -88,6 +88,24 @@ def code_limit(settings: AccountSettings, user_id: UUID) -> common.Limit:
     )
 
 
+def count_reauthentication(
+    uow: UnitOfWork, settings: AccountSettings, principal: Principal
+) -> list[common.Limit]:
+    """Count one try at proving it is them against the signed-in person's sign-in and the
+    client's network (committed; past a few the next waits: 429); the limits, for taking
+    the count back once the try came out well."""
+    limits = [
+        *common.ip_limit(settings, "reauthenticate", principal.browser.client_ip),
+        common.Limit(
+            f"reauthenticate:{principal.user.session_id}",
+            settings.account_free_failures,
+            settings.account_block_cap_seconds,
+        ),
+    ]
+    common.count_attempt(uow, settings, limits, _TOO_MANY)
+    return limits
+
+
 def reauthenticate(
     uow: UnitOfWork,
     settings: AccountSettings,
@@ -113,15 +131,7 @@ def reauthenticate(
     sealed = factor["secret_sealed"] if factor and factor["confirmed_at"] else None
     if sealed is not None and not proof.given:
         raise InvalidInput(_CODE_NEEDED, errors={"code": [_CODE_NEEDED]})
-    limits = [
-        *common.ip_limit(s, "reauthenticate", principal.browser.client_ip),
-        common.Limit(
-            f"reauthenticate:{caller.session_id}",
-            s.account_free_failures,
-            s.account_block_cap_seconds,
-        ),
-    ]
-    common.count_attempt(uow, s, limits, _TOO_MANY)
+    limits = count_reauthentication(uow, s, principal)
     stored = users_store.account_of(uow.one_statement, caller.user_id)
     uow.commit()
     if not passwords.verify(stored["password_hash"] or "", normalise_password(current_password)):

@@ -8,7 +8,12 @@ from identity.security import second_factor as totp
 from identity.security.passwords import Passwords
 from identity.services.accounts import common
 from identity.services.accounts.common import AccountSettings
-from identity.services.accounts.proofs import NO_CODE, Proof, reauthenticate
+from identity.services.accounts.proofs import (
+    NO_CODE,
+    Proof,
+    count_reauthentication,
+    reauthenticate,
+)
 from identity.services.principal import Principal
 from identity.store import second_factors as store
 from identity.store import sites as sites_store
@@ -60,13 +65,15 @@ class SecondFactor:
 
     def confirm(self, uow: UnitOfWork, principal: Principal, code: str) -> list[str]:
         """Turn the second factor set up on with a first code of it; the ten recovery codes,
-        shown this once (only their keyed hashes are kept)."""
+        shown this once (only their keyed hashes are kept). Wrong codes count as wrong
+        passwords do where the person proves it is them again (against this sign-in)."""
         user_id = principal.user.user_id
         factor = store.factor_of(uow.one_statement, user_id)
         if factor is None:
             raise Conflict("no second factor is set up: POST /v1/me/second-factor/totp first")
         if _is_on(factor):
             raise Conflict("the second factor is on already")
+        limits = count_reauthentication(uow, self.settings, principal)
         secret = totp.open_secret(self.settings.secret_key, user_id, factor["secret_sealed"])
         step = totp.code_step(secret, code, time.time())
         if step is None:
@@ -75,8 +82,10 @@ class SecondFactor:
             )
         codes = totp.new_recovery_codes()
         hashes = [totp.recovery_code_hash(self.settings.secret_key, c) for c in codes]
-        if not store.turn_on(uow.conn, user_id, step, hashes):
+        conn = uow.conn
+        if not store.turn_on(conn, user_id, step, hashes):
             raise Conflict("the second factor was turned on or removed meanwhile")
+        common.take_back(conn, limits)
         return codes
 
     def remove(
