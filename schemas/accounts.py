@@ -1,7 +1,7 @@
 """Accounts: what the sites send to sign people up and in, and what they get back."""
 
 import marshmallow as ma
-from marshmallow import ValidationError, fields, post_load, validate, validates
+from marshmallow import ValidationError, fields, post_load, validate, validates, validates_schema
 
 from schemas.common import QueryInteger, UtcDateTime, Uuid
 from schemas.profiles import ProfileFieldsSchema, UserSchema
@@ -107,9 +107,45 @@ class TokenSchema(BrowserSchema):
     token = Text(**_token, metadata={"description": "the `token=` of the link in the mail"})
 
 
-class LoginSchema(BrowserWithIpSchema):
+class CodeSchema(ma.Schema):
+    """A second factor's code, where one may be needed: the authenticator app's, or one
+    of the recovery codes (in `recovery_code`, or in `code` too)."""
+
+    code = Text(
+        max_length=64,
+        load_default=None,
+        metadata={
+            "description": "the 6-digit code the authenticator app shows now (needed when"
+            " the account has a second factor, unless a recovery code is sent)",
+            "example": "492039",
+        },
+    )
+    recovery_code = Text(
+        max_length=64,
+        load_default=None,
+        metadata={
+            "description": "one of the recovery codes given when the second factor was"
+            " turned on, instead of `code`; each works once",
+            "example": "k7dq-mx3a-p9rt",
+        },
+    )
+
+
+class LoginSchema(CodeSchema, BrowserWithIpSchema):
+    """The password, and, only to sign in while the account's logins wait (429), the
+    second factor's code with it."""
+
     email = Text(required=True, max_length=320, metadata=EMAIL | {"example": "anna@example.com"})
     password = fields.String(**_password, metadata={"example": "correct horse battery staple"})
+
+
+class LoginSecondFactorSchema(CodeSchema, BrowserWithIpSchema):
+    mfa_token = Text(**_token, metadata={"description": "the `mfa_token` of the login's answer"})
+
+    @validates_schema
+    def one_code(self, data, **kwargs):
+        if not (data.get("code") or data.get("recovery_code")):
+            raise ValidationError("send the code of the authenticator app", "code")
 
 
 class TokensSchema(ma.Schema):
@@ -119,9 +155,24 @@ class TokensSchema(ma.Schema):
     refresh_token = fields.String(
         metadata={"description": "opaque; spent by POST /v1/auth/refresh for a new pair"}
     )
-    token_type = fields.String(dump_default="Bearer")
+    token_type = fields.String(metadata={"example": "Bearer"})
     expires_in = fields.Integer(metadata={"description": "seconds the access token lives"})
     user = fields.Nested(UserSchema)
+
+
+class LoginAnswerSchema(TokensSchema):
+    """The tokens; or, for an account with a second factor, `mfa_required` and the
+    `mfa_token` for `POST /v1/auth/login/second-factor` instead."""
+
+    mfa_required = fields.Boolean(
+        metadata={"description": "true: no tokens yet; send a code with the `mfa_token`"}
+    )
+    mfa_token = fields.String(
+        metadata={
+            "description": "for POST /v1/auth/login/second-factor: works once, through this"
+            " site, for 5 minutes and up to 5 wrong codes"
+        }
+    )
 
 
 class RefreshedTokensSchema(TokensSchema):
@@ -153,15 +204,51 @@ class MeEditSchema(ProfileFieldsSchema, BrowserSchema):
     )
 
 
-class PasswordChangeSchema(BrowserWithIpSchema):
+class ReauthenticationSchema(CodeSchema, BrowserWithIpSchema):
+    """The person proves it is them again: the current password, and a code of the second
+    factor when one is on."""
+
     current_password = fields.String(**_password)
+
+
+class PasswordChangeSchema(ReauthenticationSchema):
     new_password = fields.String(**_new_password)
 
 
-class EmailChangeSchema(BrowserWithIpSchema):
+class EmailChangeSchema(ReauthenticationSchema):
     new_email = Text(
         required=True, max_length=320, metadata=EMAIL | {"example": "anna@work.example"}
     )
+
+
+class SecondFactorConfirmSchema(BrowserSchema):
+    code = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[0-9]{6}$", error="the 6 digits the app shows"),
+        metadata={"description": "the 6-digit code the app shows now", "example": "492039"},
+    )
+
+
+class TotpSetupSchema(ma.Schema):
+    secret = fields.String(
+        metadata={"description": "the TOTP secret (base32), for typing into an app by hand"}
+    )
+    otpauth_uri = fields.String(
+        metadata={"description": "the otpauth:// URI, for showing as a QR code"}
+    )
+
+
+class RecoveryCodesSchema(ma.Schema):
+    recovery_codes = fields.List(
+        fields.String(),
+        metadata={"description": "ten single-use codes, shown this once: keep them on paper"},
+    )
+
+
+class SecondFactorStatusSchema(ma.Schema):
+    totp = fields.Boolean(metadata={"description": "whether a TOTP second factor is on"})
+    since = UtcDateTime(allow_none=True)
+    recovery_codes_left = fields.Integer()
 
 
 def _page_limit(items: str) -> QueryInteger:
@@ -185,7 +272,16 @@ class LoginAttemptSchema(ma.Schema):
     id = fields.Integer(metadata={"description": "the cursor to page on (`after`)"})
     at = UtcDateTime()
     outcome = fields.String(
-        validate=validate.OneOf(("success", "wrong_password", "no_account", "throttled"))
+        validate=validate.OneOf(
+            (
+                "success",
+                "wrong_password",
+                "no_account",
+                "throttled",
+                "second_factor_required",
+                "wrong_code",
+            )
+        )
     )
     site = fields.String(allow_none=True)
     client_ip = fields.String(allow_none=True)

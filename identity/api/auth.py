@@ -8,13 +8,15 @@ from http import HTTPStatus
 from flask import current_app
 from flask.views import MethodView
 
-from identity.api.guards import Blueprint, caller, services
+from identity.api.guards import Blueprint, caller, proof, services
 from identity.db import unit_of_work
 from identity.services.accounts import Tokens
 from schemas.accounts import (
     ACCEPTED,
     AcceptedSchema,
+    LoginAnswerSchema,
     LoginSchema,
+    LoginSecondFactorSchema,
     PasswordResetConfirmSchema,
     PasswordResetSchema,
     RefreshedTokensSchema,
@@ -40,11 +42,14 @@ _PASSWORD = "plum tractor quietly 83 violins"  # noqa: S105 - an example in the 
 # What the site passes on of the person's browser, in every example: each of these takes it.
 _BROWSER_EXAMPLE = {"client_ip": "203.0.113.7", "user_agent": "Mozilla/5.0"}
 _REFRESH_EXAMPLE = {"refresh_token": _TOKENS_EXAMPLE["refresh_token"], **_BROWSER_EXAMPLE}
+_MFA_TOKEN = "idmfa_r8Kq2mXv0pLw7NdT4sYc9HbE1uJf6AoZ3gQiV5xWnBk"  # noqa: S105 - an example
 
 
-def _tokens(tokens: Tokens) -> dict:
-    """The answer to a login or refresh."""
-    return {key: value for key, value in tokens.__dict__.items() if value is not None}
+def _tokens(tokens) -> dict:
+    """The answer to a login or refresh: the tokens; or that a second factor's code is
+    needed, and the mfa_token to send it with."""
+    answer = {key: value for key, value in tokens.__dict__.items() if value is not None}
+    return answer | {"token_type": "Bearer"} if isinstance(tokens, Tokens) else answer
 
 
 @blp.route("/register")
@@ -117,20 +122,67 @@ class Login(MethodView):
             **_BROWSER_EXAMPLE,
         },
     )
-    @blp.response(HTTPStatus.OK, TokensSchema, example=_TOKENS_EXAMPLE)
+    @blp.response(
+        HTTPStatus.OK,
+        LoginAnswerSchema,
+        example=_TOKENS_EXAMPLE,
+        description='The tokens; for an account with a second factor, `{"mfa_required":'
+        ' true, "mfa_token": …}` instead.',
+    )
     @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     def post(self, body):
         """Log a person in
 
-        An access token (a JWT for `/v1/me`, about 15 minutes) and a refresh token.
-        Every attempt is recorded. A wrong password, an unknown address and an unproven
-        one get the same `401`. Repeated failures for one account or one `client_ip`
-        (required: `422` without it) make logins wait a while (`429` with
-        `Retry-After`); a password reset lifts it.
+        An access token (a JWT for `/v1/me`, about 15 minutes; its `amr` says how the
+        person signed in, RFC 8176) and a refresh token. For an account with a second
+        factor, a right password gives no tokens but `{"mfa_required": true,
+        "mfa_token": …}`: send the code of the person's authenticator app with it to
+        `POST /v1/auth/login/second-factor`. Every attempt is recorded. A wrong password,
+        an unknown address and an unproven one get the same `401`, with or without a
+        second factor. Repeated failures for one account or one `client_ip` (required:
+        `422` without it) make logins wait a while (`429` with `Retry-After`); a password
+        reset lifts it.
+
+        A stranger's wrong passwords can make the account's logins wait, but not for an
+        owner with a second factor: a login that sends the app's `code` (or a
+        `recovery_code`) with the password signs in at once when both are right, even
+        while the account's logins wait. Anything else such a login sends fails exactly
+        as a wrong password does at that moment (`401`, or the `429`), so it tells nothing
+        more: offer the code field beside a `429`, to everyone.
         """
         login = services().accounts.login
-        return _tokens(login.log_in(unit_of_work(), caller(body), body["email"], body["password"]))
+        signed_in = login.log_in(
+            unit_of_work(), caller(body), body["email"], body["password"], proof(body)
+        )
+        return _tokens(signed_in)
+
+
+@blp.route("/login/second-factor")
+class LoginSecondFactor(MethodView):
+    @blp.site_key("auth")
+    @blp.arguments(
+        LoginSecondFactorSchema,
+        example={"mfa_token": _MFA_TOKEN, "code": "492039", **_BROWSER_EXAMPLE},
+    )
+    @blp.response(HTTPStatus.OK, TokensSchema, example=_TOKENS_EXAMPLE)
+    @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    def post(self, body):
+        """Complete a login with the second factor
+
+        The `mfa_token` of a login's `{"mfa_required": true}` answer and the 6-digit
+        `code` the person's authenticator app shows (or one of their `recovery_code`s)
+        give the tokens, as a login does; the access token's `amr` is `["pwd", "otp",
+        "mfa"]`, or `["pwd", "mfa"]` with a recovery code. An app's code is taken once
+        (not again, nor an earlier one); a recovery code works once. The `mfa_token` works
+        once, only with the key of the site whose login made it, for 5 minutes, and not
+        after 5 wrong codes: then log in again (`401`). A wrong code is a `401`, recorded
+        as a login attempt; wrong codes are counted per person and per `client_ip`
+        (required), and past a few the next must wait (`429` with `Retry-After`).
+        """
+        login = services().accounts.login
+        return _tokens(login.complete(unit_of_work(), caller(body), body["mfa_token"], proof(body)))
 
 
 @blp.route("/refresh")
@@ -226,3 +278,28 @@ class PasswordResetConfirm(MethodView):
         """
         recovery = services().accounts.recovery
         recovery.reset(unit_of_work(), caller(body), body["token"], body["new_password"])
+
+
+@blp.route("/email-change/undo")
+class EmailChangeUndo(MethodView):
+    @blp.site_key("auth")
+    @blp.arguments(TokenSchema, example={"token": "Zk3v9S0m3T0k3nFr0mTh3L1nk", **_BROWSER_EXAMPLE})
+    @blp.response(HTTPStatus.OK, UserSchema, example=USER_EXAMPLE | {"status": "registered"})
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
+    def post(self, body):
+        """Undo a change of address
+
+        With the `token` of the link (`{pages}/email-change-undo?token=…`, valid 7 days)
+        that the notices to the old address carry, when a change is asked and when it is
+        done. The record is back at the old address and a pending confirmation is void;
+        every sign-in ends; the password ends too (whoever asked for the change knew it),
+        and a link to choose a new one is mailed to the old address
+        (`{pages}/reset-password?token=…`). The second factor the person had when the
+        change was asked stays; one turned on since goes. The record. A used, expired or
+        unknown token is a `422`. When another record holds the old address by now,
+        nothing changes and the link stays good: `409`. A site without pages (for the
+        mail) is a `409` as well.
+        """
+        settings = services().accounts.settings
+        return settings.undo_email_change(unit_of_work(), caller(body), body["token"])

@@ -16,6 +16,7 @@ from identity.errors import Forbidden, Unauthenticated
 from identity.logs import CALLER
 from identity.security.access_tokens import EXPIRED
 from identity.security.site_keys import looks_like_site_key, site_key_label
+from identity.services.accounts.proofs import Proof
 from identity.services.accounts.sessions import SIGN_IN_ENDED
 from identity.services.principal import Browser, LinkHolder, Principal
 from identity.services.security_events import security_event
@@ -44,6 +45,11 @@ def caller(body: dict) -> Principal:
     the body): the one place a request's browser facts are read from a body."""
     browser = Browser(client_ip=body.get("client_ip"), user_agent=body.get("user_agent"))
     return principal().with_browser(browser)
+
+
+def proof(body: dict) -> Proof:
+    """The second factor's code a body carries (`code`, `recovery_code`), if any."""
+    return Proof(code=body.get("code") or None, recovery_code=body.get("recovery_code") or None)
 
 
 def _in_unit_of_work(view):

@@ -6,7 +6,7 @@ from http import HTTPStatus
 from flask.views import MethodView
 from marshmallow import RAISE
 
-from identity.api.guards import Blueprint, caller, principal, services
+from identity.api.guards import Blueprint, caller, principal, proof, services
 from identity.api.paging import linked, next_link_header
 from identity.db import unit_of_work
 from schemas.accounts import (
@@ -17,8 +17,13 @@ from schemas.accounts import (
     LoginAttemptsQuerySchema,
     MeEditSchema,
     PasswordChangeSchema,
+    ReauthenticationSchema,
+    RecoveryCodesSchema,
+    SecondFactorConfirmSchema,
+    SecondFactorStatusSchema,
     SessionSchema,
     SessionsQuerySchema,
+    TotpSetupSchema,
 )
 from schemas.profiles import USER_EXAMPLE, UserSchema
 
@@ -29,6 +34,7 @@ blp = Blueprint(
 _ME = USER_EXAMPLE | {"status": "registered", "registered_at": "2026-11-25T09:31:00Z"}
 # What the site passes on of the person's browser: every write here takes it.
 _BROWSER_EXAMPLE = {"client_ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11)"}
+_REAUTHENTICATION = {"current_password": "plum tractor quietly 83 violins", "code": "492039"}
 _SESSION = {
     "id": "3f2a9c1e-8b7d-4e6f-a5c4-b3a2f1e0d9c8",
     "site": "copernica.com",
@@ -83,18 +89,24 @@ class Password(MethodView):
     def put(self, body):
         """Change the password
 
-        Needs the current password, which is checked like a login's: wrong ones count
-        against this sign-in and against the `client_ip` (required), and past a few (five
-        for the sign-in, ten for the client's network within 15 minutes) the next must
-        wait (`429` with `Retry-After`); a change that is made takes its count back. The
-        policy and the last five passwords apply (`422` says why). Every other sign-in
-        ends, a pending change of address is void, and a notice is mailed. Should another
-        change of the password land while this one is checked, this one is a `409`: send
-        it again. The notice goes out as the site the person signed in through; a site
-        without pages is a `409`, before the password is checked.
+        Needs the current password (and the `code` of the second factor when one is on:
+        the same re-authentication as a change of address, setting up or removing the
+        second factor, and ending the other sign-ins), which is checked like a login's:
+        wrong ones count against this sign-in and against the `client_ip` (required), and
+        past a few (five for the sign-in, ten for the client's network within 15 minutes)
+        the next must wait (`429` with `Retry-After`); a change that is made takes its
+        count back. The policy and the last five passwords apply (`422` says why). Every
+        other sign-in ends, a pending change of address is void, and a notice is mailed.
+        Should another change of the password land while this one is checked, this one is
+        a `409`: send it again. The notice goes out as the site the person signed in
+        through; a site without pages is a `409`, before the password is checked.
         """
         services().accounts.settings.change_password(
-            unit_of_work(), caller(body), body["current_password"], body["new_password"]
+            unit_of_work(),
+            caller(body),
+            body["current_password"],
+            body["new_password"],
+            proof(body),
         )
 
 
@@ -102,7 +114,8 @@ class Password(MethodView):
 class Email(MethodView):
     @blp.user_token()
     @blp.arguments(
-        EmailChangeSchema, example={"new_email": "anna@work.example", **_BROWSER_EXAMPLE}
+        EmailChangeSchema,
+        example={"new_email": "anna@work.example", **_REAUTHENTICATION, **_BROWSER_EXAMPLE},
     )
     @blp.response(
         HTTPStatus.ACCEPTED,
@@ -117,21 +130,127 @@ class Email(MethodView):
     def post(self, body):
         """Move the account to another address
 
-        The change happens when the new address proves itself with the mailed link
-        (`POST /v1/auth/verify-email`) while this sign-in lasts; the link expires in a
-        day, and a password change or reset voids it, as does a later request. The
-        answer is the same whatever the address: one that another record holds gets a
-        notice instead of a link, and nothing changes (whether an address is known is
-        not for anyone signed in to learn). At most five requests an hour (`429`), and
-        `client_ip` is required: past ten requests from one client's network within 15
-        minutes, whoever asks, the next must wait (`429` with `Retry-After`). The mails go
-        out as the site the person signed in through, the link on its pages
-        (`{pages}/email-change?token=…`, whose page calls `POST /v1/auth/verify-email`);
-        a site without pages is a `409`.
+        Needs the current password, and the `code` of the second factor when one is on
+        (wrong ones count as at `PUT /v1/me/password`): a stolen access token alone must
+        not move the account to a thief's mailbox. The change happens when the new address
+        proves itself with the mailed link (`POST /v1/auth/verify-email`) while this
+        sign-in lasts; the link expires in a day, and a password change or reset voids
+        it, as does a later request. The old address gets a notice with a link that
+        undoes the change for 7 days (`{pages}/email-change-undo?token=…`, whose page
+        calls `POST /v1/auth/email-change/undo`), and once the change is done another such
+        notice. The answer is the same whatever the address: one that another record
+        holds gets a notice instead of a link, and nothing changes (whether an address is
+        known is not for anyone signed in to learn). At most five requests an hour
+        (`429`), and `client_ip` is required: past ten requests from one client's network
+        within 15 minutes, whoever asks, the next must wait (`429` with `Retry-After`).
+        The mails go out as the site the person signed in through, the links on its pages
+        (`{pages}/email-change?token=…`, whose page calls `POST /v1/auth/verify-email`); a
+        site without pages is a `409`.
         """
         settings = services().accounts.settings
-        settings.request_email_change(unit_of_work(), caller(body), body["new_email"])
+        settings.request_email_change(
+            unit_of_work(),
+            caller(body),
+            body["new_email"],
+            body["current_password"],
+            proof(body),
+        )
         return ACCEPTED
+
+
+@blp.route("/second-factor")
+class SecondFactor(MethodView):
+    @blp.user_token()
+    @blp.response(
+        HTTPStatus.OK,
+        SecondFactorStatusSchema,
+        example={"totp": True, "since": "2026-11-26T14:02:00Z", "recovery_codes_left": 9},
+    )
+    def get(self):
+        """The person's second factor
+
+        Whether a TOTP second factor (an authenticator app) is on, since when, and how
+        many of its recovery codes are left unused.
+        """
+        return services().accounts.second_factor.status(unit_of_work(), principal())
+
+
+@blp.route("/second-factor/totp")
+class Totp(MethodView):
+    @blp.user_token()
+    @blp.arguments(
+        ReauthenticationSchema,
+        example={"current_password": "plum tractor quietly 83 violins", **_BROWSER_EXAMPLE},
+    )
+    @blp.response(
+        HTTPStatus.OK,
+        TotpSetupSchema,
+        example={
+            "secret": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+            "otpauth_uri": "otpauth://totp/Copernica:anna%40example.com"
+            "?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=Copernica",
+        },
+    )
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
+    @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
+    def post(self, body):
+        """Set up a second factor (TOTP)
+
+        Needs the current password (re-authentication, counted as at `PUT
+        /v1/me/password`). A new TOTP secret (RFC 6238: 6 digits, 30 seconds) and its
+        `otpauth://` URI, for the person's authenticator app (show the URI as a QR code):
+        its issuer is the brand of the site the person signed in through, its account
+        name their address. It is not on yet: `POST /v1/me/second-factor/totp/confirm`
+        with a first code turns it on. Asked again before that, a new secret replaces
+        this one. While a second factor is on, this is a `409`: remove it first.
+        """
+        second_factor = services().accounts.second_factor
+        return second_factor.set_up(unit_of_work(), caller(body), body["current_password"])
+
+    @blp.user_token()
+    @blp.arguments(ReauthenticationSchema, example=_REAUTHENTICATION | _BROWSER_EXAMPLE)
+    @blp.response(HTTPStatus.NO_CONTENT, description="The second factor is off.")
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
+    @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
+    def delete(self, body):
+        """Remove the second factor
+
+        Needs the current password and a `code` of the app (or a `recovery_code`), each
+        checked and counted as at `PUT /v1/me/password` (`422` names a wrong one). The
+        secret and every recovery code are gone; logins need the password alone again.
+        `404` when there is no second factor.
+        """
+        second_factor = services().accounts.second_factor
+        second_factor.remove(unit_of_work(), caller(body), body["current_password"], proof(body))
+
+
+@blp.route("/second-factor/totp/confirm")
+class TotpConfirm(MethodView):
+    @blp.user_token()
+    @blp.arguments(SecondFactorConfirmSchema, example={"code": "492039", **_BROWSER_EXAMPLE})
+    @blp.response(
+        HTTPStatus.OK,
+        RecoveryCodesSchema,
+        example={"recovery_codes": ["k7dq-mx3a-p9rt", "c2hw-9fnb-xe4u", "…"]},
+    )
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
+    @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
+    def post(self, body):
+        """Turn the second factor on
+
+        With the first `code` the authenticator app shows for the secret just set up:
+        from now on a login needs a code after the password. The answer holds ten
+        recovery codes, shown this once (only a keyed hash of each is kept): each works
+        once instead of a code, for when the phone is lost. A wrong code is a `422`,
+        counted as a wrong current password is (`429` past a few); nothing set up, or a
+        second factor on already, a `409`.
+        """
+        second_factor = services().accounts.second_factor
+        codes = second_factor.confirm(unit_of_work(), principal(), body["code"])
+        return {"recovery_codes": codes}
 
 
 @blp.route("/login-attempts")
@@ -190,6 +309,22 @@ class Sessions(MethodView):
         """
         sessions, limit = services().accounts.sessions, query["limit"]
         return linked(sessions.sign_ins(unit_of_work(), principal(), limit, query["after"]), limit)
+
+    @blp.user_token()
+    @blp.arguments(ReauthenticationSchema, example=_REAUTHENTICATION | _BROWSER_EXAMPLE)
+    @blp.response(HTTPStatus.NO_CONTENT, description="Every other sign-in has ended.")
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
+    def delete(self, body):
+        """End every other sign-in
+
+        Needs the current password (and the `code` of the second factor when one is on),
+        checked and counted as at `PUT /v1/me/password`. Every sign-in of the person but
+        the calling one ends: their refresh tokens stop working at once, and so do their
+        access tokens here.
+        """
+        own = services().accounts.settings
+        own.end_other_sign_ins(unit_of_work(), caller(body), body["current_password"], proof(body))
 
 
 @blp.route("/sessions/<uuid:session_id>")

@@ -22,6 +22,10 @@ SIGNING_KEYS_AT_REST = b"identity: signing keys at rest, AES-256-GCM, v1"
 # Failed-login counts per address: the throttle's name is an HMAC of the address key,
 # so the table holds no address.
 LOGIN_THROTTLES = b"identity: login throttles, HMAC-SHA256, v1"
+# The second factor's TOTP secrets at rest (AES-256-GCM).
+SECOND_FACTOR_SECRETS = b"identity: second-factor secrets at rest, AES-256-GCM, v1"
+# The recovery codes as stored and looked up (HMAC-SHA256).
+RECOVERY_CODES = b"identity: recovery codes, HMAC-SHA256, v1"
 
 
 def unsubscribe_tokens(key_id: int) -> bytes:

@@ -22,11 +22,13 @@ def sign_in(
     refresh_hash: bytes,
     idle_seconds: int,
     absolute_seconds: int,
+    amr: tuple[str, ...] = ("pwd",),
 ) -> dict:
     """A good login, in one statement (one transaction, no round trips for BEGIN and
     COMMIT): the attempt recorded, the account's failures forgotten and the check the
-    client IP was counted for taken back, a session begun with its first refresh token;
-    the person's record, and the session's id."""
+    client IP was counted for taken back, a session begun with its first refresh token
+    and how the person signed in (`amr`, RFC 8176); the person's record, and the
+    session's id."""
     return conn.execute(
         f"""
         with {NO_DISK_WAIT}, attempt as (
@@ -38,9 +40,9 @@ def sign_in(
             update login_throttles set {TAKEN_BACK} where key = %(ip_throttle)s
         ), session as (
             insert into sessions (user_id, site_id, site_name, user_agent, client_ip,
-                                  expires_at)
+                                  expires_at, amr)
             values (%(user_id)s, %(site_id)s, %(site_name)s, %(user_agent)s, %(client_ip)s,
-                    now() + make_interval(secs => %(absolute)s))
+                    now() + make_interval(secs => %(absolute)s), %(amr)s)
             returning id as session_id
         ), refresh as (
             insert into refresh_tokens (token_hash, session_id, idle_expires_at)
@@ -60,6 +62,7 @@ def sign_in(
             "hash": refresh_hash,
             "idle": idle_seconds,
             "absolute": absolute_seconds,
+            "amr": list(amr),
         },
         prepare=True,
     ).fetchone()
@@ -86,12 +89,13 @@ def rotate_refresh_tokens(
     """For each rotation (`old` and `new` token hashes, the calling `site`), in one
     statement (one transaction, no round trips for BEGIN and COMMIT): spend the live
     refresh token `old` of a live session of `site` and give that session `new`. Its
-    session's id, user and site; all three None for a token that is unknown, spent,
-    expired, of an ended session or of another site's sign-in (which is left as it was). Of two uses
-    of one token (never in one call) the second waits for the first's row lock and then
-    finds it spent. A rotation made before (its `new` already given to the session: the
-    same rotation run again after its answer was lost on the way back, though it had
-    committed) reports that rotation again instead of a spent token.
+    session's id, user, site and how the person signed in (amr); all None for a token
+    that is unknown, spent, expired, of an ended session or of another site's sign-in
+    (which is left as it was). Of two uses of one token (never in one call) the second
+    waits for the first's row lock and then finds it spent. A rotation made before (its
+    `new` already given to the session: the same rotation run again after its answer was
+    lost on the way back, though it had committed) reports that rotation again instead
+    of a spent token.
 
     Committed without waiting for the disk (synchronous_commit off, for this statement's
     transaction only): a crash may forget the last fraction of a second of rotations,
@@ -114,18 +118,19 @@ def rotate_refresh_tokens(
             update sessions s set last_used_at = now()
             from spent
             where s.id = spent.session_id and s.revoked_at is null and s.expires_at > now()
-            returning s.id, s.user_id, s.site_name, spent.old, spent.new
+            returning s.id, s.user_id, s.site_name, s.amr, spent.old, spent.new
         ), next as (
             insert into refresh_tokens (token_hash, session_id, idle_expires_at)
             select new, id, now() + make_interval(secs => %(idle)s) from session
         )
         select coalesce(s.id, done.id) as session_id,
                coalesce(s.user_id, done.user_id) as user_id,
-               coalesce(s.site_name, done.site_name) as site_name
+               coalesce(s.site_name, done.site_name) as site_name,
+               coalesce(s.amr, done.amr) as amr
         from no_disk_wait, given g
         left join session s on s.old = g.old
         left join lateral (
-            select d.id, d.user_id, d.site_name
+            select d.id, d.user_id, d.site_name, d.amr
             from refresh_tokens r join sessions d on d.id = r.session_id
             where s.id is null and r.token_hash = g.new and d.site_name = g.site
               and d.revoked_at is null and d.expires_at > now()

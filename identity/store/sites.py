@@ -107,6 +107,15 @@ def mailing_site(conn: psycopg.Connection, name: str) -> dict | None:
     ).fetchone()
 
 
+def brand_of(conn: psycopg.Connection, name: str) -> str | None:
+    """The name a site's mails and authenticator entries use: its brand, else its name;
+    None for a site not known here."""
+    row = conn.execute(
+        "select coalesce(brand, name) as brand from sites where name = %(name)s", {"name": name}
+    ).fetchone()
+    return row["brand"] if row else None
+
+
 def site_id(conn: psycopg.Connection, name: str) -> UUID | None:
     row = conn.execute("select id from sites where name = %(name)s", {"name": name}).fetchone()
     return row["id"] if row else None

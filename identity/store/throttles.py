@@ -139,8 +139,9 @@ def start_login(
     account_free: int,
     account_cap_seconds: int,
 ) -> dict:
-    """A login's first statement: the account with this address (its id, password hash
-    and when the address was proven; nulls when there is none), and its password check
+    """A login's first statement: the account with this address (its id, password hash,
+    when the address was proven and its second factor's sealed secret when one is on;
+    nulls when there is none), and its password check
     counted (reserve_attempt) against the client IP's throttle and then, unless the IP
     must wait, the account's. `ip_until` and `account_until` say until when a throttle
     blocks (the check was not counted against it). One statement, so one round trip and
@@ -157,8 +158,10 @@ def start_login(
             )
         },
         account as (
-            select id, password_hash, email_verified_at from users
-            where email_key = %(email_key)s
+            select u.id, u.password_hash, u.email_verified_at, f.secret_sealed as second_factor
+            from users u
+            left join second_factors f on f.user_id = u.id and f.confirmed_at is not null
+            where u.email_key = %(email_key)s
         )
         select account.*,
                (select blocked_until from ip where not counted) as ip_until,

@@ -201,6 +201,14 @@ def set_password(conn: psycopg.Connection, user_id: UUID, password_hash: str) ->
     )
 
 
+def clear_password(conn: psycopg.Connection, user_id: UUID) -> None:
+    """No password signs in any more, until one is chosen with a reset link."""
+    conn.execute(
+        "update users set password_hash = null, updated_at = now() where id = %(id)s",
+        {"id": user_id},
+    )
+
+
 def rehash_password(conn: psycopg.Connection, user_id: UUID, old: str, new: str) -> None:
     """The same password under today's parameters; nothing else changes."""
     conn.execute(

@@ -113,7 +113,10 @@ def test_a_claim_ends_every_earlier_sign_in_and_pending_change(site, conn, app):
     tokens = login(site).get_json()
     user = as_user(app, tokens["access_token"])
     assert (
-        user.post("/v1/me/email", json={**BROWSER, "new_email": "anna@new.example"}).status_code
+        user.post(
+            "/v1/me/email",
+            json={**BROWSER, "current_password": PASSWORD, "new_email": "anna@new.example"},
+        ).status_code
         == 202
     )
     change = mailed(conn, "anna@new.example", "email_change_confirm")["token"]
@@ -222,7 +225,9 @@ def test_a_site_that_sends_no_client_ip_where_limits_count_it_is_told_so(site, c
         "change": me.put(
             "/v1/me/password", json={"current_password": PASSWORD, "new_password": OTHER_PASSWORD}
         ),
-        "address": me.post("/v1/me/email", json={"new_email": "anna@new.example"}),
+        "address": me.post(
+            "/v1/me/email", json={"new_email": "anna@new.example", "current_password": PASSWORD}
+        ),
     }
     for name, answer in asked.items():
         problem = assert_problem(answer, 422, "client_ip")
@@ -542,11 +547,17 @@ def test_an_address_change_happens_on_proof_and_refuses_a_taken_one(site, conn, 
     sign_up(site, conn)
     site.post("/v1/profiles", json={"email": "taken@example.com", "source": "event"})
     me = as_user(app, login(site).get_json()["access_token"])
-    taken = me.post("/v1/me/email", json={**BROWSER, "new_email": "TAKEN@example.com"})
+    taken = me.post(
+        "/v1/me/email",
+        json={**BROWSER, "current_password": PASSWORD, "new_email": "TAKEN@example.com"},
+    )
     assert taken.status_code == 202
     assert "email_change_confirm" not in mails(conn, "taken@example.com")
     assert (
-        me.post("/v1/me/email", json={**BROWSER, "new_email": "anna@new.example"}).status_code
+        me.post(
+            "/v1/me/email",
+            json={**BROWSER, "current_password": PASSWORD, "new_email": "anna@new.example"},
+        ).status_code
         == 202
     )
     assert mails(conn, "anna@example.com")[-1] == "email_change_notice"
@@ -663,7 +674,7 @@ def test_wrong_current_passwords_are_counted_against_the_sign_in(site, conn, app
     ]
     assert statuses[:6] == [422] * 6 and statuses[-1] == 429
     counted = conn.execute(
-        "select failures from login_throttles where key like 'password-change:%'"
+        "select failures from login_throttles where key like 'reauthenticate:%'"
     ).fetchone()["failures"]
     assert counted == 6  # a stolen access token guesses no faster than a login would
 
@@ -731,7 +742,10 @@ def test_a_pending_address_change_dies_with_a_password_reset(site, conn, app):
     sign_up(site, conn)
     thief = as_user(app, login(site).get_json()["access_token"])
     assert (
-        thief.post("/v1/me/email", json={**BROWSER, "new_email": "thief@evil.example"}).status_code
+        thief.post(
+            "/v1/me/email",
+            json={**BROWSER, "current_password": PASSWORD, "new_email": "thief@evil.example"},
+        ).status_code
         == 202
     )
     token = mailed(conn, "thief@evil.example", "email_change_confirm")["token"]
@@ -761,10 +775,15 @@ def test_an_address_change_tells_no_one_signed_in_whether_an_address_is_known(
     me = as_user(app, login(site).get_json()["access_token"])
     answers, earlier_links = {}, {}
     for case, address in (("free", "free@example.com"), ("taken", "Taken@Example.com")):
-        me.post("/v1/me/email", json={**BROWSER, "new_email": f"own-{case}@example.com"})
+        me.post(
+            "/v1/me/email",
+            json={**BROWSER, "current_password": PASSWORD, "new_email": f"own-{case}@example.com"},
+        )
         earlier_links[case] = mailed(conn, f"own-{case}@example.com", "email_change_confirm")
         before = mails(conn, "anna@example.com")
-        answers[case] = me.post("/v1/me/email", json={**BROWSER, "new_email": address})
+        answers[case] = me.post(
+            "/v1/me/email", json={**BROWSER, "current_password": PASSWORD, "new_email": address}
+        )
         assert mails(conn, "anna@example.com")[len(before) :] == ["email_change_notice"]
     free, taken = answers["free"], answers["taken"]
     assert (
@@ -797,7 +816,10 @@ def test_no_number_of_accounts_sends_one_address_more_than_five_notices_an_hour(
         sign_up(site, conn, email=f"asker{n}@example.com")
         me = as_user(app, login(site, f"asker{n}@example.com").get_json()["access_token"])
         for _ in range(3):
-            asked = me.post("/v1/me/email", json={**BROWSER, "new_email": "held@example.com"})
+            asked = me.post(
+                "/v1/me/email",
+                json={**BROWSER, "current_password": PASSWORD, "new_email": "held@example.com"},
+            )
             assert asked.status_code == 202
     assert mails(conn, "held@example.com") == ["email_change_attempt"] * 5
 
@@ -807,7 +829,10 @@ def test_a_pending_address_change_dies_with_the_sign_in_that_asked(site, conn, a
     tokens = login(site).get_json()
     me = as_user(app, tokens["access_token"])
     assert (
-        me.post("/v1/me/email", json={**BROWSER, "new_email": "anna@new.example"}).status_code
+        me.post(
+            "/v1/me/email",
+            json={**BROWSER, "current_password": PASSWORD, "new_email": "anna@new.example"},
+        ).status_code
         == 202
     )
     token = mailed(conn, "anna@new.example", "email_change_confirm")["token"]
@@ -820,11 +845,17 @@ def test_address_changes_asked_for_are_limited_refused_ones_too(site, conn, app)
     site.post("/v1/profiles", json={"email": "known@example.com", "source": "event"})
     me = as_user(app, login(site).get_json()["access_token"])
     statuses = [
-        me.post("/v1/me/email", json={**BROWSER, "new_email": "known@example.com"}).status_code
+        me.post(
+            "/v1/me/email",
+            json={**BROWSER, "current_password": PASSWORD, "new_email": "known@example.com"},
+        ).status_code
         for _ in range(5)
     ]
     assert statuses == [202] * 5
-    waiting = me.post("/v1/me/email", json={**BROWSER, "new_email": "unknown@example.com"})
+    waiting = me.post(
+        "/v1/me/email",
+        json={**BROWSER, "current_password": PASSWORD, "new_email": "unknown@example.com"},
+    )
     assert assert_problem(waiting, 429) and waiting.headers["Retry-After"]
 
 
@@ -846,7 +877,10 @@ def test_a_person_may_change_only_the_case_of_their_address(site, conn, app):
     sign_up(site, conn)
     me = as_user(app, login(site).get_json()["access_token"])
     assert (
-        me.post("/v1/me/email", json={**BROWSER, "new_email": "Anna@Example.com"}).status_code
+        me.post(
+            "/v1/me/email",
+            json={**BROWSER, "current_password": PASSWORD, "new_email": "Anna@Example.com"},
+        ).status_code
         == 202
     )
     token = mailed(conn, "Anna@example.com", "email_change_confirm")["token"]

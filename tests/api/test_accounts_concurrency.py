@@ -11,6 +11,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
+import pyotp
 import pytest
 import requests
 from psycopg.rows import dict_row
@@ -57,6 +58,24 @@ def _sign_up(base_url, session, db, email="anna@example.com"):
     )
     token = _token(db, email, "verify_email")
     assert session.post(f"{base_url}/v1/auth/verify-email", json={"token": token}).ok
+
+
+def _with_second_factor(base_url, session, db, email) -> pyotp.TOTP:
+    """An account at `email` whose second factor is on: its authenticator app."""
+    _sign_up(base_url, session, db, email)
+    login = session.post(
+        f"{base_url}/v1/auth/login", json={"email": email, "password": PASSWORD, **BROWSER}
+    )
+    me = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    body = {"current_password": PASSWORD, **BROWSER}
+    setup = requests.post(f"{base_url}/v1/me/second-factor/totp", json=body, headers=me, timeout=30)
+    app = pyotp.TOTP(setup.json()["secret"])
+    confirm = {"code": app.now()}
+    confirmed = requests.post(
+        f"{base_url}/v1/me/second-factor/totp/confirm", json=confirm, headers=me, timeout=30
+    )
+    assert confirmed.ok, confirmed.text
+    return app
 
 
 def test_50_parallel_wrong_passwords_count_as_50(live, committing_db):
@@ -123,12 +142,14 @@ def test_two_parallel_refreshes_with_one_token_never_make_two_live_pairs(live, c
 def test_a_login_takes_the_same_time_whatever_is_wrong(live, committing_db):
     base_url, session = live
     _sign_up(base_url, session, committing_db, "known@example.com")
+    _with_second_factor(base_url, session, committing_db, "second@example.com")
     session.post(
         f"{base_url}/v1/auth/register",
         json={"email": "unproven@example.com", "password": PASSWORD, **BROWSER},
     )
     cases = {
         "wrong password": ("known@example.com", "not the password"),
+        "wrong password, second factor on": ("second@example.com", "not the password"),
         "unknown address": ("nobody@example.com", PASSWORD),
         "unproven address": ("unproven@example.com", PASSWORD),
     }
@@ -183,6 +204,50 @@ def test_a_registration_takes_the_same_time_whatever_the_address(live, committin
     medians = {kind: statistics.median(times) for kind, times in seconds.items()}
     fastest, slowest = min(medians.values()), max(medians.values())
     assert slowest / fastest < 1.2, medians
+
+
+@pytest.mark.timing
+def test_a_right_password_takes_as_long_with_a_second_factor_as_without(live, committing_db):
+    """The second step begun (a challenge written) costs what a sign-in does (a session
+    written): the answer's time tells no more than its body."""
+    base_url, session = live
+    _sign_up(base_url, session, committing_db, "plain@example.com")
+    _with_second_factor(base_url, session, committing_db, "second@example.com")
+    seconds = {"plain@example.com": [], "second@example.com": []}
+    for n in range(12):
+        for email, times in seconds.items():
+            started = time.perf_counter()
+            answer = session.post(
+                f"{base_url}/v1/auth/login",
+                json={"email": email, "password": PASSWORD, "client_ip": f"198.51.100.{n}"},
+            )
+            times.append(time.perf_counter() - started)
+            assert answer.status_code == 200
+    medians = [statistics.median(times) for times in seconds.values()]
+    assert max(medians) / min(medians) < 1.3, medians
+
+
+def test_of_two_second_steps_with_one_mfa_token_or_one_code_exactly_one_signs_in(
+    live, committing_db
+):
+    base_url, session = live
+    app = _with_second_factor(base_url, session, committing_db, "anna@example.com")
+    committing_db.execute("update second_factors set last_step = null")
+    body = {"email": "anna@example.com", "password": PASSWORD, **BROWSER}
+
+    def second_step(mfa_token):
+        return session.post(
+            f"{base_url}/v1/auth/login/second-factor",
+            json={"mfa_token": mfa_token, "code": app.now(), **BROWSER},
+        ).status_code
+
+    one_token = session.post(f"{base_url}/v1/auth/login", json=body).json()["mfa_token"]
+    with ThreadPoolExecutor(2) as pool:
+        assert sorted(pool.map(second_step, [one_token] * 2)) == [200, 401]
+    committing_db.execute("update second_factors set last_step = null")
+    tokens = [session.post(f"{base_url}/v1/auth/login", json=body).json() for _ in range(2)]
+    with ThreadPoolExecutor(2) as pool:  # one code, two logins: it is taken once
+        assert sorted(pool.map(second_step, [t["mfa_token"] for t in tokens])) == [200, 401]
 
 
 def test_a_sign_up_mail_arrives_over_smtp_and_its_link_proves_the_address(

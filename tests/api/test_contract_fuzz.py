@@ -50,7 +50,9 @@ IMPORT = "POST /v1/profiles/import"
 # service checks beyond what JSON Schema can say: an address (email-validator), a phone
 # number (phonenumbers; a national one needs `country`), a CSV header (the columns it names),
 # a password (the policy: guessability, the person's own words, the history), a token (only
-# one the service made and mailed is valid). A 422 naming any other field fails the run.
+# one the service made and mailed is valid), a second factor's code (the app's code of now,
+# or an unused recovery code; one of the two is needed, which a schema of two optional
+# fields cannot say). A 422 naming any other field fails the run.
 CHECKED_BEYOND_THE_SCHEMA = {
     "email",
     "new_email",
@@ -62,6 +64,8 @@ CHECKED_BEYOND_THE_SCHEMA = {
     "new_password",
     "current_password",
     "token",
+    "code",
+    "recovery_code",
 }
 
 # Nor does it break one when every message is a character past U+FFFF that Text refuses

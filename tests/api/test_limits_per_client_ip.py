@@ -135,9 +135,16 @@ def test_changes_of_address_from_one_network_wait_whoever_asks(site, conn, app):
     # than each person's own five an hour.
     for n, (me, asks) in enumerate(zip(people, (4, 4, 3), strict=True)):
         for m in range(asks):
-            body = {"new_email": f"new-{n}-{m}@example.com", **STRANGER}
+            body = {
+                "new_email": f"new-{n}-{m}@example.com",
+                "current_password": PASSWORD,
+                **STRANGER,
+            }
             assert me.post("/v1/me/email", json=body).status_code == 202
-    asked = people[2].post("/v1/me/email", json={"new_email": "late@example.com", **STRANGER})
+    asked = people[2].post(
+        "/v1/me/email",
+        json={"new_email": "late@example.com", "current_password": PASSWORD, **STRANGER},
+    )
     assert_problem(asked, 429)
     assert int(asked.headers["Retry-After"]) >= 1
     assert (
@@ -147,5 +154,5 @@ def test_changes_of_address_from_one_network_wait_whoever_asks(site, conn, app):
         == 0
     )
     # The third person, from another network, still may.
-    body = {"new_email": "late@example.com", **BROWSER}
+    body = {"new_email": "late@example.com", "current_password": PASSWORD, **BROWSER}
     assert people[2].post("/v1/me/email", json=body).status_code == 202

@@ -228,16 +228,25 @@ def test_a_signed_in_persons_mails_are_the_site_they_signed_in_through(
     one_mail(deliver(), "anna@example.com", site)
 
     assert (
-        person.post("/v1/me/email", json={"new_email": "anna@work.example", **BROWSER}).status_code
+        person.post(
+            "/v1/me/email",
+            json={"new_email": "anna@work.example", "current_password": OTHER_PASSWORD, **BROWSER},
+        ).status_code
         == 202
     )
     delivered = deliver()
     notice = one_mail(delivered, "anna@example.com", site)  # to the old address
-    assert "?token=" not in notice.text
+    notice.token(site, "/email-change-undo")  # with the link that undoes it, on its pages
     token = one_mail(delivered, "anna@work.example", site).token(site, "/email-change")
     # The site's page at /email-change proves the new address with the API.
     moved = sites[name].post("/v1/auth/verify-email", json={"token": token})
     assert moved.status_code == 200 and moved.get_json()["email"] == "anna@work.example"
+    # The old address hears that it happened, with the link that undoes it.
+    done = one_mail(deliver(), "anna@example.com", site)
+    undo = done.token(site, "/email-change-undo")
+    undone = sites[name].post("/v1/auth/email-change/undo", json={"token": undo})
+    assert undone.status_code == 200 and undone.get_json()["email"] == "anna@example.com"
+    one_mail(deliver(), "anna@example.com", site).token(site, "/reset-password")
 
 
 @pytest.mark.parametrize("name", SITES)
@@ -249,7 +258,10 @@ def test_the_holder_of_an_address_asked_for_hears_it_from_the_asking_site(
     sign_up(sites["copernica.com"], deliver, COPERNICA, email="bob@example.com")
     person = signed_in(app, sites[name])
     assert (
-        person.post("/v1/me/email", json={"new_email": "bob@example.com", **BROWSER}).status_code
+        person.post(
+            "/v1/me/email",
+            json={"new_email": "bob@example.com", "current_password": PASSWORD, **BROWSER},
+        ).status_code
         == 202
     )
     delivered = deliver()
@@ -336,7 +348,12 @@ def test_a_site_without_pages_can_start_no_mail_and_nothing_is_written(
     before = everything(conn)
     change = {"current_password": "not even checked", "new_password": OTHER_PASSWORD, **BROWSER}
     refused(person.put("/v1/me/password", json=change))
-    refused(person.post("/v1/me/email", json={"new_email": "anna@work.example", **BROWSER}))
+    refused(
+        person.post(
+            "/v1/me/email",
+            json={"new_email": "anna@work.example", "current_password": PASSWORD, **BROWSER},
+        )
+    )
     assert everything(conn) == before
     assert deliver() == {}
 

@@ -283,6 +283,7 @@ def test_every_template_renders_in_both_languages(template, language):
         "token": TOKEN,
         "valid_hours": 24,
         "valid_minutes": 30,
+        "valid_days": 7,
         "newsletter": "SMTPeter",
         "company": "Acme",
         "account": True,

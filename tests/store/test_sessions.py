@@ -42,7 +42,7 @@ def _live_tokens(conn) -> list[bytes]:
     return [bytes(row["token_hash"]) for row in rows.fetchall()]
 
 
-NOTHING = {"session_id": None, "user_id": None, "site_name": None}
+NOTHING = {"session_id": None, "user_id": None, "site_name": None, "amr": None}
 
 
 def test_a_good_login_records_the_attempt_and_begins_a_sign_in(conn):
@@ -69,7 +69,12 @@ def test_a_token_is_rotated_once_and_shown_again_finds_its_session(conn):
     user_id = record(conn)
     session_id = _sign_in(conn, user_id)["session_id"]
     rotated = _rotate(conn, "first", "second")
-    assert rotated == {"session_id": session_id, "user_id": user_id, "site_name": "copernica.com"}
+    assert rotated == {
+        "session_id": session_id,
+        "user_id": user_id,
+        "site_name": "copernica.com",
+        "amr": ["pwd"],  # how the person signed in, kept for the tokens of every refresh
+    }
     assert _live_tokens(conn) == [secret_hash("second")]
     assert _rotate(conn, "first", "copied") == NOTHING
     assert _live_tokens(conn) == [secret_hash("second")]

@@ -1,6 +1,8 @@
 """Accounts on the one record, a flow a module: registration (and the claim of the
-record an address had), login (and its throttles), sessions (whether a sign-in is live,
-refresh, logout), recovery (password reset), and the person's own settings.
+record an address had), login (its throttles and its second step), sessions (whether a
+sign-in is live, refresh, logout), recovery (password reset), the person's own settings,
+and their second factor; proofs: the one check of a code, and of the password and code
+again before whatever can take an account over.
 
 Answers that could tell whether an address has an account have one shape, whatever the
 address: registration and password reset always answer the same, and a login fails the
@@ -17,6 +19,7 @@ from identity.services.accounts.common import AccountSettings, Tokens, account_s
 from identity.services.accounts.login import Login
 from identity.services.accounts.recovery import Recovery
 from identity.services.accounts.registration import Registration
+from identity.services.accounts.second_factor import SecondFactor
 from identity.services.accounts.sessions import Sessions
 from identity.services.accounts.settings import OwnSettings
 
@@ -32,6 +35,7 @@ class Accounts:
     sessions: Sessions
     recovery: Recovery
     settings: OwnSettings
+    second_factor: SecondFactor
 
     @classmethod
     def build(cls, settings: AccountSettings, passwords: Passwords, ring: KeyRing) -> "Accounts":
@@ -41,4 +45,5 @@ class Accounts:
             sessions=Sessions(settings, ring),
             recovery=Recovery(settings, passwords),
             settings=OwnSettings(settings, passwords),
+            second_factor=SecondFactor(settings, passwords),
         )

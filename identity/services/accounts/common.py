@@ -41,6 +41,11 @@ class AccountSettings:
     verify_email_hours: int = 24
     password_reset_minutes: int = 30
     email_change_hours: int = 24
+    # The notices to the old address carry a link that puts it back, for this long.
+    email_change_undo_days: int = 7
+    # A login's second step: its mfa_token lasts minutes, and dies after a few wrong codes.
+    mfa_token_seconds: int = 300
+    mfa_token_failures: int = 5
     # Failed logins: free ones inside the window, then waits of 1 s, 2 s, 4 s, ... up to
     # the cap, per account (so a stranger holds the owner up for minutes, not days; a
     # completed password reset lifts it) and per client IP (which a stranger cannot
@@ -80,16 +85,17 @@ class Tokens:
 
 
 def access_token(
-    ring: KeyRing, settings: AccountSettings, user_id, site_name: str, session_id
+    ring: KeyRing, settings: AccountSettings, user_id, site_name: str, session_id, amr
 ) -> tuple[str, int]:
-    """A signed access token of one sign-in, and how many seconds it lasts."""
+    """A signed access token of one sign-in, saying how the person signed in (`amr`, RFC
+    8176), and how many seconds it lasts."""
     return issue_access_token(
         ring,
         user_id=user_id,
         site=site_name,
         issuer=settings.issuer,
         lifetime_seconds=settings.access_token_seconds,
-        extra={"sid": str(session_id)},
+        extra={"sid": str(session_id), "amr": list(amr)},
     )
 
 

@@ -175,7 +175,7 @@ class Registration:
             raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
         user_id, payload = found["user_id"], found["payload"]
         if found["purpose"] == "email_change":
-            change_email(conn, principal, user_id, payload)
+            change_email(conn, self.settings, principal, site, user_id, payload)
         else:
             self._claim(conn, principal, site, user_id, payload)
         return users_store.get_by_id(conn, user_id)

@@ -81,6 +81,7 @@ class Sessions:
             rotated["user_id"],
             rotated["site_name"],
             rotated["session_id"],
+            rotated["amr"],
         )
         return Tokens(access, refresh, expires_in, None)
 

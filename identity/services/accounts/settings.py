@@ -1,4 +1,5 @@
-"""The signed-in person's own settings: their fields, their password, their address."""
+"""The signed-in person's own settings: their fields, their password, their address (and
+the undo of a change of it), their other sign-ins."""
 
 from dataclasses import dataclass
 from datetime import timedelta
@@ -8,16 +9,17 @@ import psycopg
 
 from identity.errors import Conflict, InvalidInput, TooManyRequests, Unauthenticated
 from identity.mail import enqueue as enqueue_mail
-from identity.security.passwords import Passwords, normalise_password
+from identity.security.passwords import Passwords
 from identity.services import mailed_tokens
 from identity.services.accounts import common
 from identity.services.accounts.common import INVALID_TOKEN, PASSWORD_HISTORY, AccountSettings
+from identity.services.accounts.proofs import NO_CODE, Proof, code_throttle, reauthenticate
 from identity.services.accounts.sessions import SIGN_IN_ENDED
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import Principal
 from identity.services.security_events import security_event
 from identity.services.sites import MailingSite, mailing_site
-from identity.store import sessions
+from identity.store import second_factors, sessions, throttles
 from identity.store import users as users_store
 from identity.store.transactions import UnitOfWork
 
@@ -82,8 +84,12 @@ class PasswordChange:
         users_store.remember_password(conn, self.user_id, self.password_hash, PASSWORD_HISTORY)
         sessions.revoke_sessions(conn, self.user_id, except_id=keep_session)
         # A pending change of address goes too: it may be a thief's, made with a stolen
-        # sign-in that this change of password is meant to end.
+        # sign-in that this change of password is meant to end. So do logins waiting for
+        # their second factor, and the count of wrong codes that whoever knew the old
+        # password made. The second factor itself stays.
         mailed_tokens.void(conn, self.user_id, ("password_reset", "email_change"))
+        second_factors.void_challenges(conn, self.user_id)
+        throttles.clear_throttle(conn, code_throttle(self.user_id))
         enqueue_mail(conn, "password_changed", user["email"], user["own_language"], site)
         return user
 
@@ -106,38 +112,22 @@ class OwnSettings:
         )
         return users_store.get_by_id(conn, principal.user.user_id)
 
-    def change_password(self, uow: UnitOfWork, principal: Principal, current: str, new: str):
-        """The signed-in person's new password; their other sign-ins end. The current
-        password is checked like a login's, counted first (committed), so a stolen access
-        token is no way to guess it quickly; but against this sign-in and the client's
-        network, not the account's logins: a stranger's failed logins elsewhere must not
-        keep the owner from changing a password they fear is known. The network's count
-        catches a guesser spreading over many stolen sign-ins; a change that is made takes
-        its counts back. A site without pages (where the notice comes from) is refused
-        first (409), before anything is counted."""
+    def change_password(
+        self, uow: UnitOfWork, principal: Principal, current: str, new: str, proof: Proof = NO_CODE
+    ):
+        """The signed-in person's new password, after the current one (and a code when a
+        second factor is on: `reauthenticate`); their other sign-ins end. A site without
+        pages (where the notice comes from) is refused first (409), before anything is
+        counted."""
         site = mailing_site(uow, principal)
-        s, caller = self.settings, principal.user
-        limits = [
-            *common.ip_limit(s, "password-change", principal.browser.client_ip),
-            common.Limit(
-                f"password-change:{caller.session_id}",
-                s.account_free_failures,
-                s.account_block_cap_seconds,
-            ),
-        ]
-        common.count_attempt(uow, s, limits, "too many wrong passwords; wait before trying again")
-        # The account and its history as they are before the check: a change that lands
-        # while the current password is checked is seen at `write` (409).
-        conn = uow.one_statement
-        stored = users_store.account_of(conn, caller.user_id)
-        history = users_store.previous_password_hashes(conn, caller.user_id, PASSWORD_HISTORY)
-        uow.commit()
-        if not self.passwords.verify(stored["password_hash"] or "", normalise_password(current)):
-            security_event("reauthentication.failed", principal, action="password_change")
-            raise InvalidInput(
-                "the current password is not right",
-                errors={"current_password": ["not the current password"]},
-            )
+        caller = principal.user
+        # The history as it is before the check: a change that lands while the current
+        # password is checked is seen at `write` (409).
+        history = users_store.previous_password_hashes(
+            uow.one_statement, caller.user_id, PASSWORD_HISTORY
+        )
+        limits = reauthenticate(uow, self.settings, self.passwords, principal, current, proof)
+        stored = users_store.account_of(uow.one_statement, caller.user_id)
         change = PasswordChange.prepare(
             uow, self.passwords, caller.user_id, new, seen=(stored, history)
         )
@@ -146,19 +136,38 @@ class OwnSettings:
         change.write(conn, site, keep_session=caller.session_id)
         security_event("password.changed", principal)
 
-    def request_email_change(self, uow: UnitOfWork, principal: Principal, new_email: str):
-        """Mail a confirmation to the new address and a notice to the old one; the change
-        happens on proof, while this sign-in lasts. An address another record holds is
-        refused the same way seen from the caller: the same answer, the same notice to
-        the old address, an earlier pending change voided alike; its holder gets a
-        notice instead of a link, so whether an address is known is not for anyone
-        signed in to learn. At most a few requests an hour (429, the request counted), and
-        a few more per client IP in a while, whoever is signed in there. A site without
-        pages for the link is refused first (409)."""
+    def end_other_sign_ins(
+        self, uow: UnitOfWork, principal: Principal, current: str, proof: Proof
+    ) -> None:
+        """End every sign-in of the person but this one, after the current password (and a
+        code when a second factor is on): a stolen access token cannot throw the owner
+        out."""
+        limits = reauthenticate(uow, self.settings, self.passwords, principal, current, proof)
+        conn = uow.conn
+        user = principal.user
+        sessions.revoke_sessions(conn, user.user_id, except_id=user.session_id)
+        common.take_back(conn, limits)
+
+    def request_email_change(
+        self, uow: UnitOfWork, principal: Principal, new_email: str, current: str, proof: Proof
+    ):
+        """Mail a confirmation to the new address and a notice to the old one, with a link
+        that undoes the change for a week; the change happens on proof, while this sign-in
+        lasts. Only after the current password (and a code when a second factor is on):
+        an access token alone must not move the account to a thief's mailbox, from where
+        a password reset would make it theirs for good.
+
+        An address another record holds is refused the same way seen from the caller: the
+        same answer, the same notice to the old address, an earlier pending change voided
+        alike; its holder gets a notice instead of a link, so whether an address is known
+        is not for anyone signed in to learn. At most a few requests an hour (429, the
+        request counted), and a few more per client IP in a while, whoever is signed in
+        there. A site without pages for the link is refused first (409)."""
         site = mailing_site(uow, principal)
         limits = common.ip_limit(self.settings, "email-change", principal.browser.client_ip)
         common.count_attempt(uow, self.settings, limits, _TOO_MANY_ADDRESS_CHANGES)
         address = normalise_email(new_email, field="new_email")
+        proven = reauthenticate(uow, self.settings, self.passwords, principal, current, proof)
         conn = uow.conn
         user = users_store.lock_user(conn, principal.user.user_id)
         if not mailed_tokens.may_mail(conn, user["id"], "email_change"):
@@ -167,6 +176,8 @@ class OwnSettings:
                     "too many changes of address asked for; try again in an hour", retry_after=3600
                 )
             )
+        common.take_back(conn, proven)
+        second_factor = _since(second_factors.factor_of(conn, user["id"]))
         mailed_tokens.void(conn, user["id"], ("email_change",))
         holder = users_store.get_by_email(conn, email_key(address))
         if holder is not None and holder["id"] != user["id"]:  # their own: a new spelling
@@ -179,7 +190,11 @@ class OwnSettings:
                 "email_change",
                 user["id"],
                 timedelta(hours=hours),
-                {"email": address, "session": str(principal.user.session_id)},
+                {
+                    "email": address,
+                    "session": str(principal.user.session_id),
+                    "second_factor": second_factor,
+                },
             )
             enqueue_mail(
                 conn,
@@ -190,8 +205,88 @@ class OwnSettings:
                 token=token,
                 valid_hours=hours,
             )
-        enqueue_mail(conn, "email_change_notice", user["email"], user["own_language"], site)
+        _offer_undo(conn, self.settings, user, site, "email_change_notice", second_factor)
         security_event("email_change.requested", principal)
+
+    def undo_email_change(self, uow: UnitOfWork, principal: Principal, token: str) -> dict:
+        """With the link the notices to the old address carry: the change of address is
+        undone, asked or done. The record is back at the old address (a confirmation still
+        pending is void), every sign-in ends, and so does the password, which whoever asked
+        for the change knew: a link to choose a new one goes to the old address. The second
+        factor the owner had stays; one turned on since the change was asked goes (a thief
+        who could change the address could have turned one on, to keep the owner out).
+        Refused (409, nothing changed, the link still good) when another record holds the
+        old address by now. A site without pages is refused first (409): the mail needs
+        them. The record."""
+        site = mailing_site(uow, principal)
+        conn = uow.conn
+        found = mailed_tokens.take(conn, token, ("email_change_undo",))
+        if found is None:
+            raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
+        user_id, payload = found["user_id"], found["payload"]
+        old = payload["email"]
+        holder = users_store.get_by_email(conn, email_key(old))
+        if holder is not None and holder["id"] != user_id:
+            raise Conflict(
+                "another record holds the old address by now: it cannot be put back; reset"
+                " the password with the address the account has"
+            )
+        if holder is None:
+            users_store.change_email(
+                conn, user_id, old, email_key(old), common.person_source(principal)
+            )
+        users_store.clear_password(conn, user_id)
+        sessions.revoke_sessions(conn, user_id)
+        second_factors.void_challenges(conn, user_id)
+        factor = second_factors.factor_of(conn, user_id)
+        if factor is not None and _since(factor) != payload.get("second_factor"):
+            second_factors.remove(conn, user_id)
+        mailed_tokens.void(conn, user_id, ("email_change", "email_change_undo", "password_reset"))
+        user = users_store.lock_user(conn, user_id)
+        minutes = self.settings.password_reset_minutes
+        reset = mailed_tokens.issue(conn, "password_reset", user_id, timedelta(minutes=minutes))
+        enqueue_mail(
+            conn,
+            "email_change_undone",
+            user["email"],
+            user["own_language"],
+            site,
+            token=reset,
+            valid_minutes=minutes,
+        )
+        return users_store.get_by_id(conn, user_id)
+
+
+def _since(factor: dict | None) -> str | None:
+    """When a second factor was turned on, as an undo link remembers it (None: off)."""
+    if factor is None or factor["confirmed_at"] is None:
+        return None
+    return factor["confirmed_at"].isoformat()
+
+
+def _offer_undo(
+    conn: psycopg.Connection,
+    settings: AccountSettings,
+    user: dict,
+    site: MailingSite,
+    template: str,
+    second_factor: str | None,
+) -> None:
+    """Mail the account's (old) address `template`, with a link that puts the address
+    back for a week (`{pages}/email-change-undo?token=…`): it remembers the address, and
+    when the second factor on at the time the change was asked was turned on
+    (`second_factor`), which an undo keeps."""
+    days = settings.email_change_undo_days
+    token = mailed_tokens.issue(
+        conn,
+        "email_change_undo",
+        user["id"],
+        timedelta(days=days),
+        {"email": user["email"], "second_factor": second_factor},
+    )
+    enqueue_mail(
+        conn, template, user["email"], user["own_language"], site, token=token, valid_days=days
+    )
 
 
 def _notify_holder(conn: psycopg.Connection, holder: dict, site: MailingSite) -> None:
@@ -212,9 +307,17 @@ def _notify_holder(conn: psycopg.Connection, holder: dict, site: MailingSite) ->
     )
 
 
-def change_email(conn: psycopg.Connection, principal: Principal, user_id: UUID, payload: dict):
+def change_email(
+    conn: psycopg.Connection,
+    settings: AccountSettings,
+    principal: Principal,
+    site: MailingSite,
+    user_id: UUID,
+    payload: dict,
+):
     """Move the record to the address a change-of-address token was mailed to (its proof),
-    while the sign-in that asked for it lasts."""
+    while the sign-in that asked for it lasts. The old address is told it happened, with
+    a link that undoes it for a week from now (mailed as `site`)."""
     address = payload["email"]
     session = payload.get("session")
     if session is not None and sessions.signed_in_user(conn, user_id, UUID(session)) is None:
@@ -223,10 +326,13 @@ def change_email(conn: psycopg.Connection, principal: Principal, user_id: UUID, 
     holder = users_store.get_by_email(conn, email_key(address))
     if holder is not None and holder["id"] != user_id:
         raise Conflict("this address is in use by another record now")
-    users_store.lock_user(conn, user_id)
+    before = users_store.lock_user(conn, user_id)
     users_store.change_email(
         conn, user_id, address, email_key(address), common.person_source(principal)
     )
     # Reset links went to the old address, which is no longer the account's.
     mailed_tokens.void(conn, user_id, ("password_reset",))
     security_event("email.changed", principal, user_id=user_id, session_id=session)
+    # The second factor as it was when the change was asked (a change asked before there
+    # were second factors had none).
+    _offer_undo(conn, settings, before, site, "email_changed", payload.get("second_factor"))

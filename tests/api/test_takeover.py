@@ -1,0 +1,184 @@
+"""Issue 21, item 5, first finding: a stolen 15-minute access token became a permanent
+takeover (a change of address to the thief's mailbox, confirmed, then a password reset to
+it), and the owner's mailbox only ever heard "is being changed". Played here through the
+HTTP API, the mails delivered over SMTP to a real server and read as the owner and the
+thief would read them."""
+
+import pyotp
+import pytest
+
+from tests.api import test_mail_as_the_site as mail_as_the_site
+from tests.api.problems import assert_problem
+from tests.api.test_accounts import BROWSER, PASSWORD
+from tests.api.test_mail_as_the_site import COPERNICA, one_mail, sign_up
+
+# That module's fixtures: its sites (one of them copernica.com, branded) and the courier
+# that delivers what is due to the test's SMTP server.
+sites = mail_as_the_site.sites
+deliver = mail_as_the_site.deliver
+
+THIEF = {"client_ip": "198.51.100.66", "user_agent": "curl/8"}
+THIEF_PASSWORD = "thief keeps this one 90210 kazoo"
+NEW_PASSWORD = "violet harbour sings 4711 oboes"
+
+
+@pytest.fixture
+def copernica(sites):
+    return sites["copernica.com"]
+
+
+def _login(site, password=PASSWORD, **browser):
+    body = {"email": "anna@example.com", "password": password, **(browser or BROWSER)}
+    return site.post("/v1/auth/login", json=body)
+
+
+def _as(app, access_token):
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {access_token}"
+    return client
+
+
+def test_a_stolen_access_token_alone_cannot_move_the_account(app, copernica, deliver):
+    sign_up(copernica, deliver, COPERNICA)
+    stolen = _as(app, _login(copernica).get_json()["access_token"])
+    asked = stolen.post("/v1/me/email", json={"new_email": "thief@evil.example", **THIEF})
+    assert_problem(asked, 422, "current_password")
+    guessed = {"new_email": "thief@evil.example", "current_password": "a guess", **THIEF}
+    assert_problem(stolen.post("/v1/me/email", json=guessed), 422, "current_password")
+    assert deliver() == {}  # nothing mailed to anyone
+
+
+def test_a_thief_who_knows_the_password_too_is_undone_from_the_owners_mailbox(
+    app, conn, copernica, deliver
+):
+    sign_up(copernica, deliver, COPERNICA)
+    owner = _as(app, _login(copernica).get_json()["access_token"])
+    stolen = _as(app, _login(copernica, **THIEF).get_json()["access_token"])
+    body = {"new_email": "thief@evil.example", "current_password": PASSWORD, **THIEF}
+    assert stolen.post("/v1/me/email", json=body).status_code == 202
+    delivered = deliver()
+    asked_notice = one_mail(delivered, "anna@example.com", COPERNICA)
+    first_undo = asked_notice.token(COPERNICA, "/email-change-undo")
+    confirm = one_mail(delivered, "thief@evil.example", COPERNICA).token(COPERNICA, "/email-change")
+    # The thief confirms from their mailbox, and resets the password to it.
+    moved = copernica.post("/v1/auth/verify-email", json={"token": confirm})
+    assert moved.get_json()["email"] == "thief@evil.example"
+    done_notice = one_mail(deliver(), "anna@example.com", COPERNICA)
+    assert "no longer uses this email address" in done_notice.text
+    done_undo = done_notice.token(COPERNICA, "/email-change-undo")
+    assert done_undo != first_undo
+    reset = {"email": "thief@evil.example", **THIEF}
+    assert copernica.post("/v1/auth/password-reset", json=reset).status_code == 202
+    reset_token = one_mail(deliver(), "thief@evil.example", COPERNICA).token(
+        COPERNICA, "/reset-password"
+    )
+    new = {"token": reset_token, "new_password": THIEF_PASSWORD, **THIEF}
+    assert copernica.post("/v1/auth/password-reset/confirm", json=new).status_code == 204
+    deliver()  # the notice of the new password, to the thief's address
+    thief_login = copernica.post(
+        "/v1/auth/login",
+        json={"email": "thief@evil.example", "password": THIEF_PASSWORD, **THIEF},
+    ).get_json()
+    thief = _as(app, thief_login["access_token"])
+    assert thief.get("/v1/me").status_code == 200
+    assert_problem(owner.get("/v1/me"), 401)  # the reset threw the owner out
+
+    # The owner's old mailbox still has the links: the first undoes it as well as the second.
+    undone = copernica.post("/v1/auth/email-change/undo", json={"token": first_undo, **BROWSER})
+    assert undone.status_code == 200, undone.get_data(as_text=True)
+    assert undone.get_json()["email"] == "anna@example.com"
+    # Every sign-in of the thief has ended, access and refresh tokens alike...
+    assert_problem(thief.get("/v1/me"), 401)
+    refresh = {"refresh_token": thief_login["refresh_token"]}
+    assert_problem(copernica.post("/v1/auth/refresh", json=refresh), 401)
+    # ...and the password the thief chose with it; nor does the thief's address sign in.
+    assert_problem(_login(copernica, THIEF_PASSWORD, **THIEF), 401)
+    thief_address = {"email": "thief@evil.example", "password": THIEF_PASSWORD, **THIEF}
+    assert_problem(copernica.post("/v1/auth/login", json=thief_address), 401)
+    # The other link is spent with it.
+    assert_problem(copernica.post("/v1/auth/email-change/undo", json={"token": done_undo}), 422)
+    # The owner chooses a new password from the old mailbox, and signs in.
+    choose = one_mail(deliver(), "anna@example.com", COPERNICA).token(COPERNICA, "/reset-password")
+    chosen = {"token": choose, "new_password": NEW_PASSWORD, **BROWSER}
+    assert copernica.post("/v1/auth/password-reset/confirm", json=chosen).status_code == 204
+    assert _login(copernica, NEW_PASSWORD).status_code == 200
+    assert conn.execute("select email from users").fetchone()["email"] == "anna@example.com"
+
+
+def test_undoing_a_pending_change_voids_its_confirmation(app, conn, copernica, deliver):
+    sign_up(copernica, deliver, COPERNICA)
+    me = _as(app, _login(copernica).get_json()["access_token"])
+    body = {"new_email": "anna@work.example", "current_password": PASSWORD, **BROWSER}
+    assert me.post("/v1/me/email", json=body).status_code == 202
+    delivered = deliver()
+    undo = one_mail(delivered, "anna@example.com", COPERNICA).token(COPERNICA, "/email-change-undo")
+    confirm = one_mail(delivered, "anna@work.example", COPERNICA).token(COPERNICA, "/email-change")
+    assert copernica.post("/v1/auth/email-change/undo", json={"token": undo}).status_code == 200
+    assert_problem(copernica.post("/v1/auth/verify-email", json={"token": confirm}), 422)
+    assert_problem(me.get("/v1/me"), 401)
+    assert_problem(copernica.post("/v1/auth/email-change/undo", json={"token": undo}), 422)
+
+
+def test_an_undo_is_refused_when_another_record_holds_the_old_address_by_now(
+    app, conn, copernica, deliver
+):
+    sign_up(copernica, deliver, COPERNICA)
+    me = _as(app, _login(copernica).get_json()["access_token"])
+    body = {"new_email": "anna@work.example", "current_password": PASSWORD, **BROWSER}
+    me.post("/v1/me/email", json=body)
+    confirm = one_mail(deliver(), "anna@work.example", COPERNICA).token(COPERNICA, "/email-change")
+    assert copernica.post("/v1/auth/verify-email", json={"token": confirm}).status_code == 200
+    undo = one_mail(deliver(), "anna@example.com", COPERNICA).token(COPERNICA, "/email-change-undo")
+    # Someone else's record takes the freed address meanwhile.
+    copernica.post("/v1/profiles", json={"email": "anna@example.com", "source": "webinar"})
+    refused = copernica.post("/v1/auth/email-change/undo", json={"token": undo})
+    assert_problem(refused, 409)
+    # Nothing changed: the account, its sign-in and its password are as they were...
+    assert me.get("/v1/me").get_json()["email"] == "anna@work.example"
+    login = {"email": "anna@work.example", "password": PASSWORD, **BROWSER}
+    assert copernica.post("/v1/auth/login", json=login).status_code == 200
+    # ...and the link is still good once the address is free again.
+    conn.execute("delete from users where email = 'anna@example.com'")
+    assert copernica.post("/v1/auth/email-change/undo", json={"token": undo}).status_code == 200
+
+
+def _turn_on_second_factor(person) -> pyotp.TOTP:
+    body = {"current_password": PASSWORD, **BROWSER}
+    app_ = pyotp.TOTP(person.post("/v1/me/second-factor/totp", json=body).get_json()["secret"])
+    confirmed = person.post("/v1/me/second-factor/totp/confirm", json={"code": app_.now()})
+    assert confirmed.status_code == 200
+    return app_
+
+
+def test_an_undo_keeps_the_owners_second_factor_and_drops_one_turned_on_since(
+    app, conn, copernica, deliver
+):
+    sign_up(copernica, deliver, COPERNICA)
+    sign_up(copernica, deliver, COPERNICA, email="bob@example.com")
+    people = {}
+    for email in ("anna@example.com", "bob@example.com"):
+        answer = copernica.post(
+            "/v1/auth/login", json={"email": email, "password": PASSWORD, **BROWSER}
+        )
+        people[email] = _as(app, answer.get_json()["access_token"])
+    # Anna's factor was hers before the change; Bob's thief turns one on after asking.
+    anna_app = _turn_on_second_factor(people["anna@example.com"])
+    conn.execute("update second_factors set last_step = null")
+    asks = {
+        "anna@example.com": {"code": anna_app.now()},
+        "bob@example.com": {},
+    }
+    for email, code in asks.items():
+        new = email.replace("@", "+moved@")
+        body = {"new_email": new, "current_password": PASSWORD, **BROWSER, **code}
+        assert people[email].post("/v1/me/email", json=body).status_code == 202
+    _turn_on_second_factor(people["bob@example.com"])
+    delivered = deliver()
+    for email in asks:
+        undo = one_mail(delivered, email, COPERNICA).token(COPERNICA, "/email-change-undo")
+        undone = copernica.post("/v1/auth/email-change/undo", json={"token": undo})
+        assert undone.status_code == 200, undone.get_data(as_text=True)
+    factors = conn.execute(
+        "select u.email from second_factors f join users u on u.id = f.user_id"
+    ).fetchall()
+    assert [row["email"] for row in factors] == ["anna@example.com"]
