@@ -174,15 +174,18 @@ def revoke_session(conn: psycopg.Connection, session_id: UUID, user_id: UUID | N
     return cur.rowcount > 0
 
 
-def revoke_sessions(conn: psycopg.Connection, user_id: UUID, *, except_id: UUID | None = None):
-    conn.execute(
+def revoke_sessions(
+    conn: psycopg.Connection, user_id: UUID, *, except_id: UUID | None = None
+) -> int:
+    """End the person's live sign-ins (but `except_id`); how many were."""
+    return conn.execute(
         """
         update sessions set revoked_at = now()
         where user_id = %(user_id)s and revoked_at is null
           and (%(except)s::uuid is null or id <> %(except)s)
         """,
         {"user_id": user_id, "except": except_id},
-    )
+    ).rowcount
 
 
 def session_of(conn: psycopg.Connection, user_id: UUID, session_id: UUID) -> dict | None:

@@ -161,7 +161,7 @@ def test_the_persons_own_changes(site, conn, app, events):
     wrong = {**BROWSER, "current_password": "nope", "new_password": OTHER_PASSWORD}
     assert_problem(me.put("/v1/me/password", json=wrong), 422)
     failed = events.one("reauthentication.failed")
-    assert failed["action"] == "password_change" and failed["session_id"] == mine
+    assert failed["reason"] == "password" and failed["session_id"] == mine
     right = {**BROWSER, "current_password": PASSWORD, "new_password": OTHER_PASSWORD}
     assert me.put("/v1/me/password", json=right).status_code == 204
     changed = events.one("password.changed")
@@ -171,7 +171,8 @@ def test_the_persons_own_changes(site, conn, app, events):
         IP,
     )
 
-    assert me.post("/v1/me/email", json={**BROWSER, "new_email": NEW_ADDRESS}).status_code == 202
+    change = {**BROWSER, "new_email": NEW_ADDRESS, "current_password": OTHER_PASSWORD}
+    assert me.post("/v1/me/email", json=change).status_code == 202
     assert events.one("email_change.requested")["user_id"] == user["id"]
     token = _mailed_token(conn, NEW_ADDRESS, "email_change_confirm", events)
     assert site.post("/v1/auth/verify-email", json={"token": token}).status_code == 200

@@ -28,10 +28,6 @@ _WAIT = "too many failed logins; wait before trying again, or reset the password
 _KNOWN_IP_DAYS = common.KNOWN_NETWORK_DAYS
 
 
-# The security event of a refused login, by the attempt's outcome (else login.failed).
-_REFUSAL_EVENTS = {"throttled": "login.throttled", "wrong_code": "second_factor.failed"}
-
-
 @dataclass(frozen=True)
 class SecondFactorRequired:
     """A right password of an account with a second factor: no tokens yet, but the
@@ -123,6 +119,7 @@ class Login:
             self._refuse(uow, principal, {"id": user_id}, "wrong_code", "the code is not right")
         second_factors.spend_challenge(conn, token_hash)
         uow.commit()
+        security_event("second_factor.succeeded", principal, user_id=user_id, method=_method(amr))
         # The code's count is taken back; the IP's, by the sign-in, which also forgets the
         # account's failed logins, as a good login does.
         common.take_back(uow.one_statement, limits[:1])
@@ -220,6 +217,9 @@ class Login:
             self._refuse(uow, principal, account, outcome, refusal)
         if limit is not None:
             common.take_back(conn, [limit])
+            security_event(
+                "second_factor.succeeded", principal, user_id=account["id"], method=_method(amr)
+            )
         return self._sign_in(uow, principal, account, limits, None, amr)
 
     def _second_step(
@@ -243,6 +243,7 @@ class Login:
             ip_throttle=limits[1] if len(limits) > 1 else None,
             **principal.browser.__dict__,
         )
+        security_event("second_factor.required", principal, user_id=account["id"])
         return SecondFactorRequired(mfa_token)
 
     def _refuse(
@@ -255,8 +256,13 @@ class Login:
     ):
         """Record the failed attempt (its check was counted before it was made), say so in
         the security log, and refuse."""
-        event = _REFUSAL_EVENTS.get(outcome, "login.failed")
-        security_event(event, principal, user_id=account and account["id"])
+        user_id = account and account["id"]
+        if outcome == "throttled":
+            security_event("login.throttled", principal, user_id=user_id)
+        elif outcome == "wrong_code":
+            security_event("second_factor.failed", principal, user_id=user_id)
+        else:
+            security_event("login.failed", principal, user_id=user_id)
         throttles.record_attempt(
             uow.one_statement,
             user_id=account["id"] if account else None,
@@ -293,6 +299,11 @@ class Login:
             self.ring, s, account["id"], principal.site_name, session_id, amr
         )
         return Tokens(access, refresh, expires_in, user)
+
+
+def _method(amr) -> str:
+    """How a second step was passed, as the security log says it."""
+    return "totp" if "otp" in amr else "recovery_code"
 
 
 def _site_id(principal: Principal):

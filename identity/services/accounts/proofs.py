@@ -16,6 +16,7 @@ from identity.security.passwords import Passwords, normalise_password
 from identity.services.accounts import common
 from identity.services.accounts.common import AccountSettings
 from identity.services.principal import Principal
+from identity.services.security_events import security_event
 from identity.store import second_factors as store
 from identity.store import users as users_store
 from identity.store.transactions import UnitOfWork
@@ -135,6 +136,7 @@ def reauthenticate(
     stored = users_store.account_of(uow.one_statement, caller.user_id)
     uow.commit()
     if not passwords.verify(stored["password_hash"] or "", normalise_password(current_password)):
+        security_event("reauthentication.failed", principal, reason="password")
         raise InvalidInput(
             "the current password is not right",
             errors={"current_password": ["not the current password"]},
@@ -143,5 +145,6 @@ def reauthenticate(
         sealed is not None
         and take_proof(uow.one_statement, s, caller.user_id, sealed, proof) is None
     ):
+        security_event("reauthentication.failed", principal, reason="code")
         raise InvalidInput("the code is not right", errors={"code": [WRONG_CODE]})
     return limits

@@ -15,6 +15,7 @@ from identity.services.accounts.proofs import (
     reauthenticate,
 )
 from identity.services.principal import Principal
+from identity.services.security_events import security_event
 from identity.store import second_factors as store
 from identity.store import sites as sites_store
 from identity.store.transactions import UnitOfWork
@@ -86,6 +87,7 @@ class SecondFactor:
         if not store.turn_on(conn, user_id, step, hashes):
             raise Conflict("the second factor was turned on or removed meanwhile")
         common.take_back(conn, limits)
+        security_event("second_factor.enabled", principal)
         return codes
 
     def remove(
@@ -102,6 +104,7 @@ class SecondFactor:
         conn = uow.conn
         store.remove(conn, user_id)
         common.take_back(conn, limits)
+        security_event("second_factor.disabled", principal)
 
 
 def _is_on(factor: dict | None) -> bool:

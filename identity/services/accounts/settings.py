@@ -145,8 +145,9 @@ class OwnSettings:
         limits = reauthenticate(uow, self.settings, self.passwords, principal, current, proof)
         conn = uow.conn
         user = principal.user
-        sessions.revoke_sessions(conn, user.user_id, except_id=user.session_id)
+        ended = sessions.revoke_sessions(conn, user.user_id, except_id=user.session_id)
         common.take_back(conn, limits)
+        security_event("sessions.revoked", principal, by="person", count=ended)
 
     def request_email_change(
         self, uow: UnitOfWork, principal: Principal, new_email: str, current: str, proof: Proof
