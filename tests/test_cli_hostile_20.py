@@ -1,6 +1,6 @@
 """Hostile round on issue 20, the CLI: `identity sites create|update|show|list|revoke`.
-Each finding a failing test marked xfail(strict) until it is fixed; the reproductions are
-in the hostile report."""
+Each finding a test that failed until it was mended; the reproductions are in the issue's
+note."""
 
 import json
 

@@ -34,17 +34,21 @@ def issue(
     *,
     mailed: bool = True,
     asked_from: str | None = None,
+    site: str | None = None,
 ) -> str:
     """A new token for `user_id`, good for `valid_for`: the secret to mail, kept hashed.
     `mailed` when its mail goes out (it counts against the hourly limits), `asked_from`
-    the network that asked for it (its budget, `may_mail`)."""
+    the network that asked for it (its budget, `may_mail`). Bound to `site` when given
+    (its payload's `site`): its link is on that site's pages, whose key alone may use it,
+    so every mail of the flow it starts or finishes is that site's."""
     token = new_secret()
+    payload = {**(payload or {}), **({"site": site} if site else {})}
     store.insert_token(
         conn,
         secret_hash(token),
         purpose,
         user_id,
-        payload or {},
+        payload,
         datetime.now(UTC) + valid_for,
         mailed=mailed,
         requested_from=asked_from,
@@ -92,23 +96,28 @@ def may_mail(
     return known or store.mails_since(conn, user_id, purpose, _HOUR, at_most=cap) < cap
 
 
-def peek(conn: psycopg.Connection, token: str, purposes: tuple[str, ...]) -> UUID | None:
+def peek(
+    conn: psycopg.Connection, token: str, purposes: tuple[str, ...], site: str | None = None
+) -> UUID | None:
     """Whose live token of one of `purposes` this is, without spending it (None: used,
-    expired or unknown): to check what the token is for before the transaction that
-    takes it."""
-    return store.token_owner(conn, secret_hash(token), purposes, live=True)
+    expired, unknown, or bound to another site than `site`): to check what the token is
+    for before the transaction that takes it."""
+    return store.token_owner(conn, secret_hash(token), purposes, live=True, site=site)
 
 
-def take(conn: psycopg.Connection, token: str, purposes: tuple[str, ...]) -> dict | None:
-    """The live token of one of `purposes`, spent; None for a used, expired or unknown one.
+def take(
+    conn: psycopg.Connection, token: str, purposes: tuple[str, ...], site: str | None = None
+) -> dict | None:
+    """The live token of one of `purposes`, spent; None for a used, expired or unknown one,
+    or one bound to another site than `site` (left unspent, for its own).
     Its account is locked first: locking an account before its tokens, as every other path
     does, two clicks of two links of one account cannot deadlock."""
     token_hash = secret_hash(token)
-    owner = store.token_owner(conn, token_hash, purposes)
+    owner = store.token_owner(conn, token_hash, purposes, site=site)
     if owner is None:
         return None
     users_store.lock_user(conn, owner)
-    return store.take_token(conn, token_hash, purposes)
+    return store.take_token(conn, token_hash, purposes, site)
 
 
 def void(conn: psycopg.Connection, user_id: UUID, purposes: tuple[str, ...]) -> None:

@@ -274,7 +274,10 @@ class Newsletters:
         its link no longer subscribes. A flag already subscribed stays as it is."""
         conn = uow.conn
         found = store.take_confirmation(conn, secret_hash(token))
-        if found is None:
+        asked_by = found and found["consent"].get("site")
+        if found is None or (asked_by and asked_by != principal.site_name):
+            # Another site's confirmation is none here (its link is on that site's pages):
+            # refused, it is given back, as taken in this rolled-back transaction.
             raise InvalidInput(INVALID_CONFIRMATION, errors={"token": [INVALID_CONFIRMATION]})
         newsletter = self._by_id(conn, found["newsletter"])
         # Refused before anything is written: the token, taken above, is given back.

@@ -94,23 +94,34 @@ def mails_from_since(
 
 
 def token_owner(
-    conn: psycopg.Connection, token_hash: bytes, purposes: tuple[str, ...], *, live: bool = False
+    conn: psycopg.Connection,
+    token_hash: bytes,
+    purposes: tuple[str, ...],
+    *,
+    live: bool = False,
+    site: str | None = None,
 ):
     """The account a token with this hash belongs to (used or not, unless `live`), without
     a lock: to lock the account before the token (every path locks an account, then its
-    tokens)."""
+    tokens). A token bound to a site (its payload's `site`) is another site's nothing."""
     row = conn.execute(
         """
         select user_id from account_tokens
         where token_hash = %(hash)s and purpose = any(%(purposes)s)
           and (not %(live)s or (used_at is null and expires_at > now()))
+          and (payload->>'site' is null or payload->>'site' = %(site)s)
         """,
-        {"hash": token_hash, "purposes": list(purposes), "live": live},
+        {"hash": token_hash, "purposes": list(purposes), "live": live, "site": site},
     ).fetchone()
     return row["user_id"] if row else None
 
 
-def take_token(conn: psycopg.Connection, token_hash: bytes, purposes: tuple[str, ...]):
+def take_token(
+    conn: psycopg.Connection,
+    token_hash: bytes,
+    purposes: tuple[str, ...],
+    site: str | None = None,
+):
     """The unused, unexpired token with this hash, locked; marked used in the same step,
     so of two requests with one token exactly one gets it."""
     return conn.execute(
@@ -118,9 +129,10 @@ def take_token(conn: psycopg.Connection, token_hash: bytes, purposes: tuple[str,
         update account_tokens set used_at = now()
         where token_hash = %(hash)s and purpose = any(%(purposes)s)
           and used_at is null and expires_at > now()
+          and (payload->>'site' is null or payload->>'site' = %(site)s)
         returning purpose, user_id, payload
         """,
-        {"hash": token_hash, "purposes": list(purposes)},
+        {"hash": token_hash, "purposes": list(purposes), "site": site},
     ).fetchone()
 
 

@@ -60,6 +60,7 @@ class Recovery:
             user["id"],
             timedelta(minutes=minutes),
             asked_from=asked_from,
+            site=principal.site_name,
         )
         enqueue_mail(
             conn,
@@ -84,12 +85,14 @@ class Recovery:
             self.settings, "password-reset-confirm", principal.browser.client_ip
         )
         common.count_attempt(uow, self.settings, limits, _TOO_MANY_TRIES)
-        owner = mailed_tokens.peek(uow.one_statement, token, ("password_reset",))
+        owner = mailed_tokens.peek(
+            uow.one_statement, token, ("password_reset",), principal.site_name
+        )
         if owner is None:
             raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
         change = PasswordChange.prepare(uow, self.passwords, owner, new_password)
         conn = uow.conn
-        taken = mailed_tokens.take(conn, token, ("password_reset",))
+        taken = mailed_tokens.take(conn, token, ("password_reset",), principal.site_name)
         if taken is None:
             raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
         user = change.write(conn, site)

@@ -170,7 +170,9 @@ class Registration:
         mails a link to choose a password."""
         site = mailing_site(uow, principal)
         conn = uow.conn
-        found = mailed_tokens.take(conn, token, ("verify_email", "email_change"))
+        found = mailed_tokens.take(
+            conn, token, ("verify_email", "email_change"), principal.site_name
+        )
         if found is None:
             raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
         user_id, payload = found["user_id"], found["payload"]
@@ -207,7 +209,9 @@ class Registration:
         security_event("registration.proven", principal, user_id=user_id, contested=contested)
         if contested:
             minutes = self.settings.password_reset_minutes
-            token = mailed_tokens.issue(conn, "password_reset", user_id, timedelta(minutes=minutes))
+            token = mailed_tokens.issue(
+                conn, "password_reset", user_id, timedelta(minutes=minutes), site=site.name
+            )
             enqueue_mail(
                 conn,
                 "choose_password",

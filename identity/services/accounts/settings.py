@@ -196,6 +196,7 @@ class OwnSettings:
                     "session": str(principal.user.session_id),
                     "second_factor": second_factor,
                 },
+                site=site.name,
             )
             enqueue_mail(
                 conn,
@@ -221,7 +222,7 @@ class OwnSettings:
         them. The record."""
         site = mailing_site(uow, principal)
         conn = uow.conn
-        found = mailed_tokens.take(conn, token, ("email_change_undo",))
+        found = mailed_tokens.take(conn, token, ("email_change_undo",), principal.site_name)
         if found is None:
             raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
         user_id, payload = found["user_id"], found["payload"]
@@ -245,7 +246,9 @@ class OwnSettings:
         mailed_tokens.void(conn, user_id, ("email_change", "email_change_undo", "password_reset"))
         user = users_store.lock_user(conn, user_id)
         minutes = self.settings.password_reset_minutes
-        reset = mailed_tokens.issue(conn, "password_reset", user_id, timedelta(minutes=minutes))
+        reset = mailed_tokens.issue(
+            conn, "password_reset", user_id, timedelta(minutes=minutes), site=site.name
+        )
         enqueue_mail(
             conn,
             "email_change_undone",
@@ -284,6 +287,7 @@ def _offer_undo(
         user["id"],
         timedelta(days=days),
         {"email": user["email"], "second_factor": second_factor},
+        site=site.name,
     )
     enqueue_mail(
         conn, template, user["email"], user["own_language"], site, token=token, valid_days=days
