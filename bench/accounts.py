@@ -59,6 +59,20 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
+# Each login from its own client IP, as a site's people come from many: right logins in
+# flight count against their IP until answered (so that parallel guesses cannot outrun
+# the limit), and 32 at once from one address would pass its 20.
+_LOGIN_LUA = """
+local n = 0
+function request()
+  n = n + 1
+  local ip = string.format("10.%%d.%%d.%%d", math.random(0, 255), n %% 256, math.random(1, 254))
+  local body = '{"email": "%(email)s", "password": "%(password)s", "client_ip": "' .. ip
+    .. '", "user_agent": "bench"}'
+  return wrk.format("POST", nil, nil, body)
+end
+"""
+
 # Each wrk thread keeps a stack of refresh tokens, one per connection of its own: a
 # request takes one off, its answer puts the next one on, so no token is used twice.
 _REFRESH_LUA = """
@@ -167,10 +181,7 @@ def main() -> int:
         with psycopg.connect(bench.database_url, row_factory=dict_row) as conn:
             stored = conn.execute("select password_hash from users").fetchone()["password_hash"]
         scripts = Path(tempfile.mkdtemp())
-        (scripts / "login.lua").write_text(
-            'wrk.method = "POST"\n'
-            f"wrk.body = '{json.dumps({'email': EMAIL, 'password': PASSWORD, **BROWSER})}'\n"
-        )
+        (scripts / "login.lua").write_text(_LOGIN_LUA % {"email": EMAIL, "password": PASSWORD})
         (scripts / "refresh.lua").write_text(_REFRESH_LUA)
         cases = {
             name: run
@@ -253,13 +264,20 @@ def _cases(bench, wrk: str, stored: str, scripts: Path, seconds: int) -> dict:
         result["rps"] *= (sent - result["errors"]) / sent
         return result
 
+    def login():
+        # Only right logins count: a refused one (a 422, a 429) costs no argon2.
+        result = measured(f"{bench.base_url}/v1/auth/login", auth, script=scripts / "login.lua")
+        if result["errors"]:
+            sent = int(re.search(r"(\d+) requests in", result["raw"]).group(1))
+            harness.say(f"login: {result['errors']} of {sent} answers were not 200")
+            result["rps"] *= (sent - result["errors"]) / sent
+        return result
+
     return {
         "select 1": lambda: measured(select1, []),
         "GET /v1/me": me,
         "refresh": refresh,
-        "login": lambda: measured(
-            f"{bench.base_url}/v1/auth/login", auth, script=scripts / "login.lua"
-        ),
+        "login": login,
         "argon2 verify": lambda: {
             "rps": _bare_verifies_per_second(stored, harness.WORKERS, seconds)
         },
