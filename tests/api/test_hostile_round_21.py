@@ -46,14 +46,6 @@ def _thief_moves_the_account(site, conn, app, *, second_factor_first: bool):
 # --- undoing a change of address --------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HIGH: a thief with a sign-in and the password turns a second factor on first "
-    "(no mail tells the owner), then moves the address with its code. The undo link "
-    "remembers the second factor on when the change was asked, which is the thief's, and "
-    "keeps it: after the undo and a reset from the old mailbox the owner's login answers "
-    "mfa_required and only the thief's app (or recovery codes) gets in. The account is lost.",
-)
 def test_the_undo_gives_the_owner_the_account_back_without_the_thiefs_second_factor(
     site, conn, app
 ):

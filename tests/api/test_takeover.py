@@ -161,9 +161,12 @@ def test_an_undo_keeps_the_owners_second_factor_and_drops_one_turned_on_since(
             "/v1/auth/login", json={"email": email, "password": PASSWORD, **BROWSER}
         )
         people[email] = _as(app, answer.get_json()["access_token"])
-    # Anna's factor was hers before the change; Bob's thief turns one on after asking.
+    # Anna's factor was hers before the sign-in that asks (turned on a day before it);
+    # Bob's thief turns one on after asking.
     anna_app = _turn_on_second_factor(people["anna@example.com"])
-    conn.execute("update second_factors set last_step = null")
+    conn.execute(
+        "update second_factors set last_step = null, confirmed_at = confirmed_at - interval '1 day'"
+    )
     asks = {
         "anna@example.com": {"code": anna_app.now()},
         "bob@example.com": {},
@@ -182,3 +185,27 @@ def test_an_undo_keeps_the_owners_second_factor_and_drops_one_turned_on_since(
         "select u.email from second_factors f join users u on u.id = f.user_id"
     ).fetchall()
     assert [row["email"] for row in factors] == ["anna@example.com"]
+
+
+def test_an_undo_drops_a_second_factor_turned_on_in_the_sign_in_that_asked(
+    app, conn, copernica, deliver
+):
+    """Turned on in the very sign-in that asks for the change (a thief who signed in with
+    the password adds one first): not the owner's, so the undo takes it away."""
+    sign_up(copernica, deliver, COPERNICA)
+    answer = copernica.post(
+        "/v1/auth/login", json={"email": "anna@example.com", "password": PASSWORD, **BROWSER}
+    )
+    person = _as(app, answer.get_json()["access_token"])
+    app_codes = _turn_on_second_factor(person)
+    conn.execute("update second_factors set last_step = null")
+    body = {
+        "new_email": "thief@example.com",
+        "current_password": PASSWORD,
+        "code": app_codes.now(),
+        **BROWSER,
+    }
+    assert person.post("/v1/me/email", json=body).status_code == 202
+    undo = one_mail(deliver(), "anna@example.com", COPERNICA).token(COPERNICA, "/email-change-undo")
+    assert copernica.post("/v1/auth/email-change/undo", json={"token": undo}).status_code == 200
+    assert conn.execute("select count(*) as n from second_factors").fetchone()["n"] == 0

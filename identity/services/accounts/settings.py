@@ -178,7 +178,7 @@ class OwnSettings:
                 )
             )
         common.take_back(conn, proven)
-        second_factor = _since(second_factors.factor_of(conn, user["id"]))
+        second_factor = _owners_second_factor(conn, principal)
         mailed_tokens.void(conn, user["id"], ("email_change",))
         holder = users_store.get_by_email(conn, email_key(address))
         if holder is not None and holder["id"] != user["id"]:  # their own: a new spelling
@@ -259,6 +259,19 @@ class OwnSettings:
             valid_minutes=minutes,
         )
         return users_store.get_by_id(conn, user_id)
+
+
+def _owners_second_factor(conn: psycopg.Connection, principal: Principal) -> str | None:
+    """The second factor an undo keeps (when it was turned on; None: none): one on before
+    the sign-in that asks for the change began. One turned on in that very sign-in may be
+    a thief's, who signed in with the stolen password and added it to keep the owner out
+    after the undo; so it goes with the undo (the owner turns one on again)."""
+    caller = principal.user
+    factor = second_factors.factor_of(conn, caller.user_id)
+    asking = sessions.session_of(conn, caller.user_id, caller.session_id)
+    if factor is None or factor["confirmed_at"] is None or asking is None:
+        return None
+    return _since(factor) if factor["confirmed_at"] < asking["created_at"] else None
 
 
 def _since(factor: dict | None) -> str | None:
