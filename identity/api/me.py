@@ -249,7 +249,7 @@ class TotpConfirm(MethodView):
         second factor on already, a `409`.
         """
         second_factor = services().accounts.second_factor
-        codes = second_factor.confirm(unit_of_work(), principal(), body["code"])
+        codes = second_factor.confirm(unit_of_work(), caller(body), body["code"])
         return {"recovery_codes": codes}
 
 

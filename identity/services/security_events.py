@@ -39,6 +39,7 @@ EVENTS = frozenset(
         "password_reset.completed",
         "email_change.requested",
         "email.changed",
+        "email_change.undone",
         "registration.requested",
         "registration.proven",
         "session.logged_out",

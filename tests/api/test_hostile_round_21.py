@@ -83,11 +83,6 @@ def test_a_newsletter_sign_up_of_the_old_address_does_not_block_the_undo(site, c
 # --- the owner hears of a second factor turned on or off --------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MEDIUM (ASVS 6.3.7): turning a second factor on or removing it mails the "
-    "person nothing, so a thief's second factor (the takeover above) goes unnoticed",
-)
 def test_turning_a_second_factor_on_or_off_tells_the_persons_address(site, conn, app):
     _sign_up(site, conn)
     me = as_user(app, login(site).get_json()["access_token"])
@@ -109,12 +104,6 @@ def _register_as(site, conn, email):
     return conn.execute("select id from users where email = %s", (email,)).fetchone()["id"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MEDIUM: an undo of a change of address (the address moved back, every sign-in "
-    "ended, the password cleared, a second factor perhaps removed, a reset link mailed) "
-    "writes no security event at all",
-)
 def test_an_undo_of_a_change_of_address_is_a_security_event(site, conn, app, events):
     user_id = _register_as(site, conn, ADDRESS)
     me = as_user(app, login(site, email=ADDRESS).get_json()["access_token"])
@@ -128,11 +117,6 @@ def test_an_undo_of_a_change_of_address_is_a_security_event(site, conn, app, eve
     assert any(str(event["user_id"]) == str(user_id) for event in written), written
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LOW: a second step refused for too many wrong codes (429) writes no event: "
-    "neither login.throttled nor a second_factor one",
-)
 def test_a_throttled_second_step_is_a_security_event(site, conn, app, events):
     _register_as(site, conn, ADDRESS)
     me = as_user(app, login(site, email=ADDRESS).get_json()["access_token"])
@@ -148,11 +132,6 @@ def test_a_throttled_second_step_is_a_security_event(site, conn, app, events):
     assert events("login.throttled", "second_factor.failed", "second_factor.throttled")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LOW: a re-authentication refused for too many wrong passwords (429) writes no "
-    "event (a stolen access token guessing the password is seen only until it is held)",
-)
 def test_a_throttled_reauthentication_is_a_security_event(site, conn, app, events):
     _register_as(site, conn, ADDRESS)
     me = as_user(app, login(site, email=ADDRESS).get_json()["access_token"])
@@ -163,11 +142,6 @@ def test_a_throttled_reauthentication_is_a_security_event(site, conn, app, event
     assert len(written) == len(answers), [e["event"] for e in written]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LOW: a wrong first code at POST /v1/me/second-factor/totp/confirm is counted "
-    "against the sign-in but written as no event (reauthentication.failed, reason code)",
-)
 def test_a_wrong_first_code_is_a_security_event(site, conn, app, events):
     _register_as(site, conn, ADDRESS)
     me = as_user(app, login(site, email=ADDRESS).get_json()["access_token"])
@@ -178,12 +152,6 @@ def test_a_wrong_first_code_is_a_security_event(site, conn, app, events):
     assert events("reauthentication.failed", "second_factor.failed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LOW: POST /v1/me/second-factor/totp/confirm takes no browser (principal(), not "
-    "the body's client_ip): second_factor.enabled says client_ip null, and its wrong codes "
-    "are counted against the sign-in only, never against the client's network",
-)
 def test_turning_the_second_factor_on_names_the_browser(site, conn, app, events):
     _register_as(site, conn, ADDRESS)
     me = as_user(app, login(site, email=ADDRESS).get_json()["access_token"])

@@ -287,6 +287,7 @@ def test_every_template_renders_in_both_languages(template, language):
         "newsletter": "SMTPeter",
         "company": "Acme",
         "account": True,
+        "turned_on": True,
     }
     site = None if template == "test" else COPERNICA
     letter = Renderer(DEFAULT_SENDER).letter(template, language, values, site)

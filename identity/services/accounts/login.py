@@ -107,7 +107,11 @@ class Login:
         if principal.browser.client_ip:
             ip = common.ip_throttle(principal.browser.client_ip)
             limits.append(common.Limit(ip, s.ip_free_failures, s.ip_block_cap_seconds))
-        common.count_attempt(uow, s, limits, "too many wrong codes; wait before trying again")
+        try:
+            common.count_attempt(uow, s, limits, "too many wrong codes; wait before trying again")
+        except TooManyRequests:
+            security_event("login.throttled", principal, user_id=user_id)
+            raise
         conn = uow.conn
         challenge = second_factors.lock_challenge(conn, token_hash, site, s.mfa_token_failures)
         if challenge is None:  # spent meanwhile by a parallel second step: no try was made

@@ -10,7 +10,7 @@ from uuid import UUID
 
 import psycopg
 
-from identity.errors import InvalidInput
+from identity.errors import InvalidInput, TooManyRequests
 from identity.security import second_factor as totp
 from identity.security.passwords import Passwords, normalise_password
 from identity.services.accounts import common
@@ -103,7 +103,11 @@ def count_reauthentication(
             settings.account_block_cap_seconds,
         ),
     ]
-    common.count_attempt(uow, settings, limits, _TOO_MANY)
+    try:
+        common.count_attempt(uow, settings, limits, _TOO_MANY)
+    except TooManyRequests:
+        security_event("reauthentication.failed", principal, reason="throttled")
+        raise
     return limits
 
 

@@ -4,6 +4,7 @@ gives recovery codes) and removes."""
 import time
 
 from identity.errors import Conflict, InvalidInput, NotFound
+from identity.mail import enqueue as enqueue_mail
 from identity.security import second_factor as totp
 from identity.security.passwords import Passwords
 from identity.services.accounts import common
@@ -16,8 +17,10 @@ from identity.services.accounts.proofs import (
 )
 from identity.services.principal import Principal
 from identity.services.security_events import security_event
+from identity.services.sites import MailingSite, mailing_site
 from identity.store import second_factors as store
 from identity.store import sites as sites_store
+from identity.store import users as users_store
 from identity.store.transactions import UnitOfWork
 
 
@@ -68,6 +71,7 @@ class SecondFactor:
         """Turn the second factor set up on with a first code of it; the ten recovery codes,
         shown this once (only their keyed hashes are kept). Wrong codes count as wrong
         passwords do where the person proves it is them again (against this sign-in)."""
+        site = mailing_site(uow, principal)  # the notice needs its pages: 409 first
         user_id = principal.user.user_id
         factor = store.factor_of(uow.one_statement, user_id)
         if factor is None:
@@ -78,6 +82,7 @@ class SecondFactor:
         secret = totp.open_secret(self.settings.secret_key, user_id, factor["secret_sealed"])
         step = totp.code_step(secret, code, time.time())
         if step is None:
+            security_event("reauthentication.failed", principal, reason="code")
             raise InvalidInput(
                 "the code is not right", errors={"code": ["not the code the app shows now"]}
             )
@@ -87,6 +92,7 @@ class SecondFactor:
         if not store.turn_on(conn, user_id, step, hashes):
             raise Conflict("the second factor was turned on or removed meanwhile")
         common.take_back(conn, limits)
+        _tell(conn, user_id, site, turned_on=True)
         security_event("second_factor.enabled", principal)
         return codes
 
@@ -94,7 +100,8 @@ class SecondFactor:
         self, uow: UnitOfWork, principal: Principal, current_password: str, proof: Proof
     ) -> None:
         """Remove the second factor and its recovery codes, after the current password and
-        a code (an app's or a recovery code)."""
+        a code (an app's or a recovery code). The person's address is told."""
+        site = mailing_site(uow, principal)
         user_id = principal.user.user_id
         if store.factor_of(uow.one_statement, user_id) is None:
             raise NotFound("no second factor is set up")
@@ -104,7 +111,22 @@ class SecondFactor:
         conn = uow.conn
         store.remove(conn, user_id)
         common.take_back(conn, limits)
+        _tell(conn, user_id, site, turned_on=False)
         security_event("second_factor.disabled", principal)
+
+
+def _tell(conn, user_id, site: MailingSite, *, turned_on: bool) -> None:
+    """A notice to the person's address that a second factor was turned on or removed
+    (ASVS 6.3.7): a thief's one, added to keep the owner out, does not go unnoticed."""
+    user = users_store.get_by_id(conn, user_id)
+    enqueue_mail(
+        conn,
+        "second_factor_changed",
+        user["email"],
+        user["own_language"],
+        site,
+        turned_on=turned_on,
+    )
 
 
 def _is_on(factor: dict | None) -> bool:

@@ -258,6 +258,7 @@ class OwnSettings:
             token=reset,
             valid_minutes=minutes,
         )
+        security_event("email_change.undone", principal, user_id=user_id)
         return users_store.get_by_id(conn, user_id)
 
 
