@@ -322,6 +322,12 @@ def _check_database_tls(url: str | None, environ) -> None:
             "IDENTITY_DATABASE_URL is not a PostgreSQL URL"
             " (postgresql://user:password@host:5432/name)"
         ) from None
+    if params.get("service") or environ.get("PGSERVICE"):
+        # What a pg_service.conf entry holds is read by libpq at connect time, not here.
+        raise ConfigurationError(
+            "IDENTITY_DATABASE_URL names a pg_service.conf entry: in production write its"
+            " host and sslmode=verify-full in the URL itself, so they can be checked"
+        )
     hosts = str(params.get("host") or environ.get("PGHOST") or "").split(",")
     hostaddr = params.get("hostaddr") or environ.get("PGHOSTADDR")
     sslmode = params.get("sslmode") or environ.get("PGSSLMODE")

@@ -29,11 +29,6 @@ def test_production_refuses_a_root_secret_a_person_made_up(secret):
     assert secret not in str(refused.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LOW: a database URL that names a pg_service.conf entry (service=...) passes the "
-    "sslmode=verify-full check though the entry reaches PostgreSQL over TCP without TLS",
-)
 def test_production_refuses_a_service_entry_that_connects_over_tcp_without_tls(tmp_path):
     services = tmp_path / "pg_service.conf"
     services.write_text("[prod]\nhost=db.example.com\nsslmode=disable\n")
