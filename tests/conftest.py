@@ -177,3 +177,22 @@ def mail_server():
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def cli(database_url, committing_db):
+    """Runs `identity ...` in-process with IDENTITY_DATABASE_URL set to the test database
+    (and `env` besides); asserts it succeeded, or failed when `ok=False`."""
+    from click.testing import CliRunner
+
+    from identity.cli import main
+
+    runner = CliRunner()
+
+    def run(*args, ok=True, env=None):
+        env = {"IDENTITY_DATABASE_URL": database_url, **(env or {})}
+        result = runner.invoke(main, args, env=env)
+        assert (result.exit_code == 0) == ok, result.output
+        return result
+
+    return run

@@ -25,19 +25,6 @@ ISSUER = "http://127.0.0.1:8000"
 IDENTITY = Path(sys.executable).with_name("identity")
 
 
-@pytest.fixture
-def cli(database_url, committing_db):
-    """Runs `identity ...` in-process with IDENTITY_DATABASE_URL set to the test database."""
-    runner = CliRunner()
-
-    def run(*args, ok=True):
-        result = runner.invoke(main, args, env={"IDENTITY_DATABASE_URL": database_url})
-        assert (result.exit_code == 0) == ok, result.output
-        return result
-
-    return run
-
-
 def _made(output: str) -> str:
     """The kid `keys rotate` says it made."""
     first = output.splitlines()[0]

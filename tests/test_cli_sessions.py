@@ -5,24 +5,9 @@ mistyped address is one line saying so."""
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from identity.cli import main
 from tests.api.test_accounts import as_user, login, sign_up
 from tests.sites import site_key_for
-
-
-@pytest.fixture
-def cli(database_url, committing_db):
-    """Runs `identity ...` in-process with IDENTITY_DATABASE_URL set to the test database."""
-    runner = CliRunner()
-
-    def run(*args, ok=True):
-        result = runner.invoke(main, args, env={"IDENTITY_DATABASE_URL": database_url})
-        assert (result.exit_code == 0) == ok, result.output
-        return result
-
-    return run
 
 
 @pytest.fixture

@@ -10,20 +10,6 @@ from click.testing import CliRunner
 from identity.cli import main
 
 
-@pytest.fixture
-def cli(database_url, committing_db):
-    """Runs `identity ...` in-process with IDENTITY_DATABASE_URL set to the test database."""
-    runner = CliRunner()
-
-    def run(*args, ok=True, env=None):
-        env = {"IDENTITY_DATABASE_URL": database_url, **(env or {})}
-        result = runner.invoke(main, args, env=env)
-        assert (result.exit_code == 0) == ok, result.output
-        return result
-
-    return run
-
-
 def _count(conn, table: str) -> int:
     return conn.execute(f"select count(*) as n from {table}").fetchone()["n"]  # noqa: S608
 
