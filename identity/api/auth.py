@@ -297,9 +297,12 @@ class EmailChangeUndo(MethodView):
         and a link to choose a new one is mailed to the old address
         (`{pages}/reset-password?token=…`). The second factor the person had when the
         change was asked stays; one turned on since goes. The record. A used, expired or
-        unknown token is a `422`. When another record holds the old address by now,
-        nothing changes and the link stays good: `409`. A site without pages (for the
-        mail) is a `409` as well.
+        unknown token is a `422`. A profile made for the old address meanwhile (a form
+        or an import: anyone may post an address) is joined into the account, its
+        newsletter flags and their consent kept, its values filling blanks only. When
+        another account holds the old address by now (only someone reading its mail
+        could have made it), nothing changes and the link stays good: `409`. A site
+        without pages (for the mail) is a `409` as well.
         """
         settings = services().accounts.settings
         return settings.undo_email_change(unit_of_work(), caller(body), body["token"])

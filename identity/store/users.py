@@ -273,3 +273,87 @@ def remember_password(conn: psycopg.Connection, user_id: UUID, password_hash: st
         """,
         {"id": user_id, "keep": keep},
     )
+
+
+# Joining a minimal profile into an account (the undo of a change of address, when a form
+# put the old address on a record of its own meanwhile): what becomes of each table that
+# names a user. A test holds this against the schema, so a new table cannot slip past.
+JOINED_ROWS = {
+    # The address's flags and their proof go to the account: a later change wins.
+    "subscriptions": "moved",
+    "consent_events": "copied",  # append-only: copied with their times, then dropped
+    "newsletter_confirmations": "moved",  # a confirmation mailed to the address still works
+    "notification_settings": "moved",
+    "login_attempts": "moved",
+    # What only an account has: a minimal profile has none, or only a registration
+    # pending at the address, which the join voids.
+    "account_tokens": "dropped",
+    "password_history": "dropped",
+    "sessions": "dropped",
+    "second_factors": "dropped",
+    "recovery_codes": "dropped",
+    "login_challenges": "dropped",
+}
+
+_JOIN_ROWS = (
+    """
+    insert into subscriptions (user_id, newsletter, state, changed_at)
+    select %(account)s, newsletter, state, changed_at
+    from subscriptions where user_id = %(minimal)s
+    on conflict (user_id, newsletter) do update set
+        state = excluded.state, changed_at = excluded.changed_at
+        where subscriptions.changed_at < excluded.changed_at
+    """,
+    """
+    insert into consent_events (user_id, newsletter, action, state, at, recorded_at, site,
+                                client_ip, user_agent, consent_text, channel)
+    select %(account)s, newsletter, action, state, at, recorded_at, site, client_ip,
+           user_agent, consent_text, channel
+    from consent_events where user_id = %(minimal)s order by id
+    """,
+    "update newsletter_confirmations set user_id = %(account)s where user_id = %(minimal)s",
+    """
+    insert into notification_settings (user_id, dashboard, event, channels, changed_at)
+    select %(account)s, dashboard, event, channels, changed_at
+    from notification_settings where user_id = %(minimal)s
+    on conflict do nothing
+    """,
+    "update login_attempts set user_id = %(account)s where user_id = %(minimal)s",
+    "delete from users where id = %(minimal)s",
+)
+
+
+def lock_holder(conn: psycopg.Connection, key: str) -> dict | None:
+    """The record with this address, whole, locked for a join (or None)."""
+    return conn.execute(
+        f"""
+        select id, status, password_hash, email_verified_at, field_sources,
+               {", ".join(PROFILE_COLUMNS)}
+        from users where email_key = %(key)s for update
+        """,  # noqa: S608 - fixed column list
+        {"key": key},
+    ).fetchone()
+
+
+def join_minimal_into(conn: psycopg.Connection, account_id: UUID, minimal: dict) -> None:
+    """Join the minimal profile `minimal` (its row as `lock_holder` gives it) into
+    the account: blanks of the account filled from it (with their sources), its rows
+    treated as `JOINED_ROWS` says, and the profile removed, freeing its address."""
+    account = conn.execute(
+        f"select {', '.join(PROFILE_COLUMNS)}, field_sources from users"  # noqa: S608
+        " where id = %(id)s for no key update",
+        {"id": account_id},
+    ).fetchone()
+    fill, sources = {"id": account_id}, {}
+    for column in PROFILE_COLUMNS:
+        blank = account[column] is None or (column == "gender" and account[column] == "unspecified")
+        theirs = minimal[column]
+        if blank and theirs is not None and not (column == "gender" and theirs == "unspecified"):
+            fill[column] = theirs
+            if column in minimal["field_sources"]:
+                sources[column] = minimal["field_sources"][column]
+    fill["field_sources"] = field_sources_json(sources)
+    for statement in _JOIN_ROWS:
+        conn.execute(statement, {"account": account_id, "minimal": minimal["id"]})
+    if len(fill) > 2:
+        fill_blanks(conn, [fill])

@@ -2,8 +2,6 @@
 test marked xfail(strict) until it is fixed. The write-ups and reproductions are in the
 hostile report."""
 
-import pytest
-
 from tests.api.problems import assert_problem
 from tests.api.test_accounts import BROWSER, OTHER_PASSWORD, PASSWORD, as_user, login, mails
 from tests.api.test_second_factor import next_code, second_step, set_up, turn_on
@@ -60,13 +58,6 @@ def test_the_undo_gives_the_owner_the_account_back_without_the_thiefs_second_fac
     assert "access_token" in back_in.get_json(), back_in.get_json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HIGH: after moving the account, the thief puts the old address on a newsletter "
-    "(any site's public sign-up form: a minimal record, not even confirmed). The undo then "
-    "answers 409 'another record holds the old address' for as long as that record "
-    "exists: the owner's only way back is blocked by one form post.",
-)
 def test_a_newsletter_sign_up_of_the_old_address_does_not_block_the_undo(site, conn, app):
     undo = _thief_moves_the_account(site, conn, app, second_factor_first=False)
     consent = {"text": "Yes, mail me", **THIEF}

@@ -119,27 +119,78 @@ def test_undoing_a_pending_change_voids_its_confirmation(app, conn, copernica, d
     assert_problem(copernica.post("/v1/auth/email-change/undo", json={"token": undo}), 422)
 
 
-def test_an_undo_is_refused_when_another_record_holds_the_old_address_by_now(
-    app, conn, copernica, deliver
-):
-    sign_up(copernica, deliver, COPERNICA)
+def _moved_to_work(app, copernica, deliver):
+    """Anna moves her account to anna@work.example; her signed-in client and the undo link
+    the notice of the done change brings to anna@example.com."""
+    sign_up(copernica, deliver, COPERNICA, first_name="Anna")
     me = _as(app, _login(copernica).get_json()["access_token"])
     body = {"new_email": "anna@work.example", "current_password": PASSWORD, **BROWSER}
     me.post("/v1/me/email", json=body)
     confirm = one_mail(deliver(), "anna@work.example", COPERNICA).token(COPERNICA, "/email-change")
     assert copernica.post("/v1/auth/verify-email", json={"token": confirm}).status_code == 200
     undo = one_mail(deliver(), "anna@example.com", COPERNICA).token(COPERNICA, "/email-change-undo")
-    # Someone else's record takes the freed address meanwhile.
-    copernica.post("/v1/profiles", json={"email": "anna@example.com", "source": "webinar"})
+    return me, undo
+
+
+def test_an_undo_is_refused_when_another_account_holds_the_old_address_by_now(
+    app, conn, copernica, deliver
+):
+    me, undo = _moved_to_work(app, copernica, deliver)
+    # The freed address becomes an account of its own: only someone reading its mail can
+    # have proven it, so the owner chose this, and nothing is joined or taken from it.
+    sign_up(copernica, deliver, COPERNICA)
     refused = copernica.post("/v1/auth/email-change/undo", json={"token": undo})
     assert_problem(refused, 409)
     # Nothing changed: the account, its sign-in and its password are as they were...
     assert me.get("/v1/me").get_json()["email"] == "anna@work.example"
     login = {"email": "anna@work.example", "password": PASSWORD, **BROWSER}
     assert copernica.post("/v1/auth/login", json=login).status_code == 200
+    assert conn.execute("select count(*) from users").fetchone()["count"] == 2
     # ...and the link is still good once the address is free again.
     conn.execute("delete from users where email = 'anna@example.com'")
     assert copernica.post("/v1/auth/email-change/undo", json={"token": undo}).status_code == 200
+
+
+def test_an_undo_joins_a_profile_made_for_the_old_address_meanwhile(app, conn, copernica, deliver):
+    me, undo = _moved_to_work(app, copernica, deliver)
+    account = me.get("/v1/me").get_json()
+    # Anyone may post an address: a webinar form and a newsletter sign-up make a profile
+    # for the freed one (a thief could do it to keep the owner from coming back).
+    profile = {
+        "email": "anna@example.com",
+        "source": "webinar",
+        "first_name": "Annie",
+        "phone": "+31201234567",
+    }
+    assert copernica.post("/v1/profiles", json=profile).status_code == 201
+    consent = {"text": "Yes, mail me", **THIEF}
+    signed = copernica.post(
+        "/v1/newsletters/copernica/subscriptions",
+        json={"email": "anna@example.com", "consent": consent},
+    )
+    assert signed.status_code in (200, 201, 202), signed.get_data(as_text=True)
+    confirmation = one_mail(deliver(), "anna@example.com", COPERNICA).token(
+        COPERNICA, "/newsletters/confirm"
+    )
+    undone = copernica.post("/v1/auth/email-change/undo", json={"token": undo})
+    assert undone.status_code == 200, undone.get_data(as_text=True)
+    back = undone.get_json()
+    assert (back["id"], back["email"]) == (account["id"], "anna@example.com")
+    # One record: the account, its own first name kept, the profile's phone filling a
+    # blank; the sign-up's consent and its pending flag came with it.
+    rows = conn.execute("select id, first_name, phone from users").fetchall()
+    assert [(str(r["id"]), r["phone"]) for r in rows] == [(account["id"], "+31201234567")]
+    assert rows[0]["first_name"] == account["first_name"] == "Anna"
+    events = conn.execute(
+        "select action, host(client_ip) as client_ip from consent_events where user_id = %s",
+        (rows[0]["id"],),
+    ).fetchall()
+    assert [(e["action"], e["client_ip"]) for e in events] == [("request", THIEF["client_ip"])]
+    # The confirmation mailed to the address still works, for the account now.
+    confirmed = copernica.post("/v1/newsletters/confirm", json={"token": confirmation})
+    assert confirmed.status_code == 200, confirmed.get_data(as_text=True)
+    flags = conn.execute("select user_id, state from subscriptions").fetchall()
+    assert [(str(f["user_id"]), f["state"]) for f in flags] == [(account["id"], "subscribed")]
 
 
 def _turn_on_second_factor(person) -> pyotp.TOTP:

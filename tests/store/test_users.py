@@ -194,3 +194,47 @@ def test_the_password_history_keeps_the_last_few_newest_first(conn):
     assert users.previous_password_hashes(conn, bob, 10) == ["$argon2id$bob"]
     count = conn.execute("select count(*) as n from password_history").fetchone()["n"]
     assert count == 4
+
+
+def test_a_join_says_what_becomes_of_every_table_that_names_a_user(conn):
+    """A new table with a user id must be given its place in a join (moved, copied or
+    dropped with the profile), or the undo of a change of address would lose its rows or
+    fail on them."""
+    naming = conn.execute(
+        """
+        select distinct con.conrelid::regclass::text as table_name
+        from pg_constraint con
+        where con.contype = 'f' and con.confrelid = 'users'::regclass
+        """
+    ).fetchall()
+    assert {row["table_name"] for row in naming} == set(users.JOINED_ROWS)
+
+
+def test_a_join_keeps_the_later_flag_of_a_list_both_records_have(conn):
+    account = record(conn, "anna@work.example", first_name="Anna")
+    profile = record(conn, "anna@example.com", first_name="Annie", last_name="Jansen")
+    flags = [
+        (account, 1, "unsubscribed", "2026-01-01"),
+        (profile, 1, "pending", "2026-06-01"),
+        (account, 2, "subscribed", "2026-06-01"),
+        (profile, 2, "unsubscribed", "2026-01-01"),
+        (profile, 3, "subscribed", "2026-03-01"),
+    ]
+    for user_id, newsletter, state, at in flags:
+        conn.execute(
+            "insert into subscriptions values (%s, %s, %s, %s)", (user_id, newsletter, state, at)
+        )
+    users.join_minimal_into(conn, account, users.lock_holder(conn, "anna@example.com"))
+    kept = conn.execute(
+        "select newsletter, state from subscriptions where user_id = %s order by newsletter",
+        (account,),
+    ).fetchall()
+    assert [(row["newsletter"], row["state"]) for row in kept] == [
+        (1, "pending"),
+        (2, "subscribed"),
+        (3, "subscribed"),
+    ]
+    joined = users.get_by_id(conn, account)
+    assert (joined["first_name"], joined["last_name"]) == ("Anna", "Jansen")
+    assert joined["field_sources"]["last_name"] == {"source": "test"}
+    assert users.get_by_email(conn, "anna@example.com") is None

@@ -217,9 +217,11 @@ class OwnSettings:
         for the change knew: a link to choose a new one goes to the old address. The second
         factor the owner had stays; one turned on since the change was asked goes (a thief
         who could change the address could have turned one on, to keep the owner out).
-        Refused (409, nothing changed, the link still good) when another record holds the
-        old address by now. A site without pages is refused first (409): the mail needs
-        them. The record."""
+        A minimal profile made for the old address meanwhile (a newsletter form, say: anyone
+        may post an address) is joined into the account, its flags and their consent kept;
+        another account there (only the owner could have proven the address) is a refusal
+        (409, nothing changed, the link still good). A site without pages is refused first
+        (409): the mail needs them. The record."""
         site = mailing_site(uow, principal)
         conn = uow.conn
         found = mailed_tokens.take(conn, token, ("email_change_undo",), principal.site_name)
@@ -227,13 +229,15 @@ class OwnSettings:
             raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
         user_id, payload = found["user_id"], found["payload"]
         old = payload["email"]
-        holder = users_store.get_by_email(conn, email_key(old))
+        holder = users_store.lock_holder(conn, email_key(old))
         if holder is not None and holder["id"] != user_id:
-            raise Conflict(
-                "another record holds the old address by now: it cannot be put back; reset"
-                " the password with the address the account has"
-            )
-        if holder is None:
+            if not _minimal(holder):
+                raise Conflict(
+                    "another account holds the old address by now: it cannot be put back;"
+                    " reset the password with the address the account has"
+                )
+            users_store.join_minimal_into(conn, user_id, holder)
+        if holder is None or holder["id"] != user_id:
             users_store.change_email(
                 conn, user_id, old, email_key(old), common.person_source(principal)
             )
@@ -260,6 +264,16 @@ class OwnSettings:
         )
         security_event("email_change.undone", principal, user_id=user_id)
         return users_store.get_by_id(conn, user_id)
+
+
+def _minimal(record: dict) -> bool:
+    """A record that is only a profile: no account was made of it (a registration pending
+    at its address is not one; the join voids it)."""
+    return (
+        record["status"] == "minimal"
+        and record["password_hash"] is None
+        and record["email_verified_at"] is None
+    )
 
 
 def _owners_second_factor(conn: psycopg.Connection, principal: Principal) -> str | None:
