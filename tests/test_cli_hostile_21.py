@@ -9,12 +9,6 @@ from identity.errors import ConfigurationError
 from tests.test_config import PRODUCTION
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LOW: production takes a root secret made of words, a product name, a year and "
-    "punctuation, or a counter written in hex; zxcvbn scores each past 10^25 guesses, "
-    "though a person chose it (issue 21 item 6: 'little randomness' is refused)",
-)
 @pytest.mark.parametrize(
     "secret",
     [
