@@ -5,6 +5,7 @@ xfail(strict) until it is fixed, and what held where no other test shows it."""
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pyotp
 import pytest
 
 from tests.api.problems import assert_problem
@@ -273,3 +274,27 @@ def test_hostile_values_in_the_undo_and_second_factor_bodies_are_no_5xx(site, co
         (path, repr(body)[:60], call(path, json=body).status_code) for call, path, body in calls
     ]
     assert [a for a in answers if a[2] >= 500] == []
+
+
+def test_no_secret_of_the_second_factor_or_the_undo_is_logged(site, conn, app, caplog, capfd):
+    caplog.set_level("DEBUG")
+    _sign_up(site, conn)
+    me = as_user(app, login(site).get_json()["access_token"])
+    setup = me.post("/v1/me/second-factor/totp", json={"current_password": PASSWORD, **BROWSER})
+    secret = setup.get_json()["secret"]
+    codes = turn_on(me, pyotp.TOTP(secret))
+    mfa_token = login(site).get_json()["mfa_token"]
+    wrong = {"mfa_token": mfa_token, "recovery_code": "zzzz-zzzz-zzzz", **BROWSER}
+    assert site.post("/v1/auth/login/second-factor", json=wrong).status_code in (401, 422)
+    step = {"mfa_token": mfa_token, "recovery_code": codes[0], **BROWSER}
+    tokens = site.post("/v1/auth/login/second-factor", json=step).get_json()
+    body = {"new_email": STOLEN_TO, "current_password": PASSWORD, "recovery_code": codes[1]}
+    signed_in = as_user(app, tokens["access_token"])
+    assert signed_in.post("/v1/me/email", json={**body, **BROWSER}).status_code == 202
+    undo = mailed(conn, OWNER, "email_change_notice")["token"]
+    assert _undo(site, undo).status_code == 200
+    reset = mailed(conn, OWNER, "email_change_undone")["token"]
+    logged = "\n".join(repr(r.__dict__) for r in caplog.records) + "".join(capfd.readouterr())
+    for secret_value in (secret, mfa_token, undo, reset, tokens["refresh_token"], *codes[:2]):
+        assert secret_value not in logged
+    assert PASSWORD not in logged and "zzzz-zzzz-zzzz" not in logged
