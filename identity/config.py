@@ -130,6 +130,24 @@ DEFAULTS = {
     # An import whose body stops arriving for this long ends with 408 (and lets go of the
     # site's import lock and its connection), however long it may take in all.
     "IMPORT_IDLE_SECONDS": 30.0,
+    # Social sign-in: a provider is on when its client id is set (its endpoints answer 404
+    # otherwise). Google and LinkedIn are found by their OpenID Connect discovery
+    # document; Facebook by its three endpoints (Graph API version in the path).
+    "GOOGLE_CLIENT_ID": None,
+    "GOOGLE_CLIENT_SECRET": None,
+    "GOOGLE_DISCOVERY_URL": "https://accounts.google.com/.well-known/openid-configuration",
+    "LINKEDIN_CLIENT_ID": None,
+    "LINKEDIN_CLIENT_SECRET": None,
+    "LINKEDIN_DISCOVERY_URL": "https://www.linkedin.com/oauth/.well-known/openid-configuration",
+    "FACEBOOK_CLIENT_ID": None,
+    "FACEBOOK_CLIENT_SECRET": None,
+    "FACEBOOK_AUTHORIZE_URL": "https://www.facebook.com/v21.0/dialog/oauth",
+    "FACEBOOK_TOKEN_URL": "https://graph.facebook.com/v21.0/oauth/access_token",
+    "FACEBOOK_USERINFO_URL": "https://graph.facebook.com/v21.0/me",
+    # Seconds each call to a provider may take (connecting, then each read) before the
+    # sign-in fails with 502; and how long a sign-in begun at `authorize` may take.
+    "SOCIAL_TIMEOUT_SECONDS": 10.0,
+    "SOCIAL_FLOW_SECONDS": 600,
     # On SIGTERM a worker finishes its requests for this long, then is stopped. An import
     # ends at its next batch at once, answering 503 with how far it got.
     "STOP_GRACE_SECONDS": 20,
@@ -185,6 +203,7 @@ def _check(config: dict, environ) -> None:
         raise ConfigurationError("IDENTITY_PASSWORD_THREADS must be at least 1")
     if not 1 <= config["UNSUBSCRIBE_KEY_ID"] <= 255:
         raise ConfigurationError("IDENTITY_UNSUBSCRIBE_KEY_ID must be 1 to 255")
+    _check_social(config)
     for key in ("MAIL_LEASE_SECONDS", "MAIL_LATE_SECONDS", "SMTP_TIMEOUT_SECONDS"):
         if config[key] <= 0:
             raise ConfigurationError(f"IDENTITY_{key} must be more than 0")
@@ -201,6 +220,39 @@ def _check(config: dict, environ) -> None:
     if not config["PUBLIC_URL"].startswith("https://"):
         # One-click unsubscribe (RFC 8058) needs https.
         raise ConfigurationError("IDENTITY_PUBLIC_URL must be https:// in production")
+
+
+SOCIAL_URLS = {
+    "GOOGLE": ("DISCOVERY_URL",),
+    "LINKEDIN": ("DISCOVERY_URL",),
+    "FACEBOOK": ("AUTHORIZE_URL", "TOKEN_URL", "USERINFO_URL"),
+}
+
+
+def _check_social(config: dict) -> None:
+    """A provider turned on (its client id set) needs its secret and absolute http(s)
+    endpoints; https in production (the code and the client secret travel to them)."""
+    for provider, urls in SOCIAL_URLS.items():
+        if not config[f"{provider}_CLIENT_ID"]:
+            continue
+        if not config[f"{provider}_CLIENT_SECRET"]:
+            raise ConfigurationError(
+                f"IDENTITY_{provider}_CLIENT_ID is set without IDENTITY_{provider}_CLIENT_SECRET"
+            )
+        for name in urls:
+            url = config[f"{provider}_{name}"] or ""
+            schemes = ("https",) if config["ENV"] == "production" else ("https", "http")
+            parts = urlsplit(url)
+            if parts.scheme not in schemes or not parts.hostname or parts.username:
+                raise ConfigurationError(
+                    f"IDENTITY_{provider}_{name} must be an absolute {' or '.join(schemes)}://"
+                    " URL without a user name"
+                )
+    if config["SOCIAL_TIMEOUT_SECONDS"] <= 0 or config["SOCIAL_FLOW_SECONDS"] < 60:
+        raise ConfigurationError(
+            "IDENTITY_SOCIAL_TIMEOUT_SECONDS must be more than 0 and"
+            " IDENTITY_SOCIAL_FLOW_SECONDS at least 60"
+        )
 
 
 def _check_password_cost(config: dict) -> None:

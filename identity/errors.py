@@ -46,6 +46,10 @@ class DatabaseUnavailable(IdentityError):
     """PostgreSQL cannot be reached right now; the caller may retry."""
 
 
+class ProviderUnavailable(IdentityError):
+    """A social sign-in's provider cannot be reached, is too slow, or answers garbage."""
+
+
 class EmptyImport(IdentityError):
     """An import whose body holds not one byte."""
 

@@ -296,7 +296,8 @@ class EmailChangeUndo(MethodView):
         every sign-in ends; the password ends too (whoever asked for the change knew it),
         and a link to choose a new one is mailed to the old address
         (`{pages}/reset-password?token=…`). The second factor the person had when the
-        change was asked stays; one turned on since goes. The record. A used, expired or
+        change was asked stays when it had been on for 7 days by then; one turned on later
+        goes. Links of earlier changes of address stay good. The record. A used, expired or
         unknown token is a `422`. A profile made for the old address meanwhile (a form
         or an import: anyone may post an address) is joined into the account, its
         newsletter flags and their consent kept, its values filling blanks only. When

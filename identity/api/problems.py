@@ -18,6 +18,7 @@ from identity.errors import (
     ImportStopped,
     InvalidInput,
     NotFound,
+    ProviderUnavailable,
     ServiceStopping,
     TooManyExports,
     TooManyRequests,
@@ -44,6 +45,7 @@ _DOMAIN = {
     DatabaseUnavailable: (HTTPStatus.SERVICE_UNAVAILABLE, "unavailable"),
     ServiceStopping: (HTTPStatus.SERVICE_UNAVAILABLE, "unavailable"),
     TooManyExports: (HTTPStatus.SERVICE_UNAVAILABLE, "unavailable"),
+    ProviderUnavailable: (HTTPStatus.BAD_GATEWAY, "provider-unavailable"),
 }
 
 _TYPE_PREFIX = "urn:identity:problem:"

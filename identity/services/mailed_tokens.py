@@ -123,3 +123,9 @@ def take(
 def void(conn: psycopg.Connection, user_id: UUID, purposes: tuple[str, ...]) -> None:
     """Every live token of `purposes` of this record stops working."""
     store.void_tokens(conn, user_id, purposes)
+
+
+def void_undo_links(conn: psycopg.Connection, user_id: UUID, *, after, to: str) -> None:
+    """The record's live undo links of changes made after `after` (a time), and those back
+    to the address `to`, stop working."""
+    store.void_undo_links(conn, user_id, after, to)

@@ -16,7 +16,7 @@ from uuid import UUID
 
 import psycopg
 
-from identity.errors import NotFound, TooManyRequests
+from identity.errors import Conflict, NotFound, TooManyRequests
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import Principal
 from identity.services.submissions import CheckedLine, Submission, prepare_submission
@@ -92,20 +92,16 @@ def _record_round(conn: psycopg.Connection, principal: Principal, round_: list) 
 
     # Insert first: an address already known (or being inserted by a concurrent
     # transaction, which this waits for) is skipped, then locked and merged into.
-    inserted = store.insert_new(
-        conn,
-        [
-            {
-                "email": s.email,
-                "email_key": s.key,
-                **s.fields,
-                "field_sources": sources(("email", *s.fields), s.source),
-            }
-            for _, _, s in round_
-        ],
-    )
-    existing = store.lock_by_email(conn, [s.key for _, _, s in round_ if s.key not in inserted])
-
+    records = [
+        {
+            "email": s.email,
+            "email_key": s.key,
+            **s.fields,
+            "field_sources": sources(("email", *s.fields), s.source),
+        }
+        for _, _, s in round_
+    ]
+    inserted, existing = _insert_or_lock(conn, records)
     outcomes, fills = [], []
     for _, ref, submission in round_:
         if submission.key in inserted:
@@ -131,6 +127,27 @@ def _record_round(conn: psycopg.Connection, principal: Principal, round_: list) 
     store.fill_blanks(conn, fills)
     _import_consents(conn, principal, round_, outcomes)
     return outcomes
+
+
+# Rounds of insert-then-lock before an address that keeps changing hands is given up.
+_HOLDER_ROUNDS = 3
+
+
+def _insert_or_lock(conn: psycopg.Connection, records: list[dict]) -> tuple[dict, dict]:
+    """The ids of the records inserted, and the rows of those whose address was known,
+    locked (both by email key). An address can change hands between the two statements
+    (a record that held it removed or moved meanwhile, as the undo of a change of address
+    joins a profile into the account that takes the address back): such records are tried
+    again, insert and lock, a statement's fresh look each time."""
+    inserted, existing, pending = {}, {}, records
+    for _ in range(_HOLDER_ROUNDS):
+        inserted |= store.insert_new(conn, pending)
+        known = [r["email_key"] for r in pending if r["email_key"] not in inserted]
+        existing |= store.lock_by_email(conn, known)
+        pending = [r for r in pending if r["email_key"] not in inserted | existing]
+        if not pending:
+            return inserted, existing
+    raise Conflict("an address of this request changed hands meanwhile: send it again")
 
 
 def _import_consents(conn, principal: Principal, round_: list, outcomes: list[Outcome]) -> None:

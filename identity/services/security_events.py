@@ -45,6 +45,11 @@ EVENTS = frozenset(
         "session.logged_out",
         "session.revoked",
         "sessions.revoked",
+        "social.signed_in",
+        "social.joined",
+        "social.proof_requested",
+        "social.refused",
+        "social.left",
     }
 )
 

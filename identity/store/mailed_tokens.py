@@ -130,7 +130,7 @@ def take_token(
         where token_hash = %(hash)s and purpose = any(%(purposes)s)
           and used_at is null and expires_at > now()
           and (payload->>'site' is null or payload->>'site' = %(site)s)
-        returning purpose, user_id, payload
+        returning purpose, user_id, payload, created_at
         """,
         {"hash": token_hash, "purposes": list(purposes), "site": site},
     ).fetchone()
@@ -191,4 +191,17 @@ def void_tokens(conn: psycopg.Connection, user_id: UUID, purposes: tuple[str, ..
         where user_id = %(user_id)s and purpose = any(%(purposes)s) and used_at is null
         """,
         {"user_id": user_id, "purposes": list(purposes)},
+    )
+
+
+def void_undo_links(conn: psycopg.Connection, user_id: UUID, after, to: str) -> None:
+    """The record's live undo links made after `after`, or back to the address `to`, stop
+    working."""
+    conn.execute(
+        """
+        update account_tokens set used_at = now()
+        where user_id = %(user_id)s and purpose = 'email_change_undo' and used_at is null
+          and (created_at > %(after)s or payload->>'email' = %(to)s)
+        """,
+        {"user_id": user_id, "after": after, "to": to},
     )

@@ -126,8 +126,10 @@ def insert_challenge(
     seconds: int,
     account_throttle: str,
     ip_throttle: str | None,
+    first_factor: str = "pwd",
 ) -> None:
-    """A right password waiting for its second factor, in one statement: the challenge
+    """A right password (or a provider's sign-in: `first_factor` "fed") waiting for its
+    second factor, in one statement: the challenge
     (its mfa_token's hash) made, the attempt recorded, and the password check taken back
     from the account's and the client IP's counts (it was no failure). Committed without
     waiting for the disk, as the login's other writes are."""
@@ -141,9 +143,10 @@ def insert_challenge(
             update login_throttles set {TAKEN_BACK} where key in (%(account)s, %(ip)s)
         )
         insert into login_challenges
-            (token_hash, user_id, site_id, site_name, client_ip, user_agent, expires_at)
+            (token_hash, user_id, site_id, site_name, client_ip, user_agent, expires_at,
+             first_factor)
         select %(hash)s, %(user_id)s, %(site_id)s, %(site_name)s, %(client_ip)s,
-               %(user_agent)s, now() + make_interval(secs => %(seconds)s)
+               %(user_agent)s, now() + make_interval(secs => %(seconds)s), %(first)s
         from no_disk_wait
         """,  # noqa: S608 - fixed fragments
         {
@@ -154,6 +157,7 @@ def insert_challenge(
             "client_ip": client_ip,
             "user_agent": user_agent,
             "seconds": seconds,
+            "first": first_factor,
             "account": account_throttle,
             "ip": ip_throttle,
         },
@@ -169,7 +173,7 @@ def lock_challenge(
     mfa_token queue here."""
     return conn.execute(
         """
-        select c.user_id, f.secret_sealed, u.email_key
+        select c.user_id, c.first_factor, f.secret_sealed, u.email_key
         from login_challenges c
         join second_factors f on f.user_id = c.user_id and f.confirmed_at is not null
         join users u on u.id = c.user_id

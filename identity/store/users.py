@@ -192,6 +192,22 @@ def prove_address(
     )
 
 
+def prove_by_provider(conn: psycopg.Connection, user_id: UUID) -> None:
+    """A provider that vouches for the address joined the record: the address counts as
+    proven and the record is an account (its password, if any, untouched)."""
+    conn.execute(
+        """
+        update users set
+            email_verified_at = coalesce(email_verified_at, now()),
+            status = 'registered',
+            registered_at = coalesce(registered_at, now()),
+            updated_at = now()
+        where id = %(id)s
+        """,
+        {"id": user_id},
+    )
+
+
 def set_password(conn: psycopg.Connection, user_id: UUID, password_hash: str) -> None:
     conn.execute(
         """
@@ -279,7 +295,9 @@ def remember_password(conn: psycopg.Connection, user_id: UUID, password_hash: st
 # put the old address on a record of its own meanwhile): what becomes of each table that
 # names a user. A test holds this against the schema, so a new table cannot slip past.
 JOINED_ROWS = {
-    # The address's flags and their proof go to the account: a later change wins.
+    # The address's flags and their proof go to the account; of a list both have a flag
+    # on, the account's own stands (anyone may sign the address up: that must not unmake
+    # the owner's confirmed subscription).
     "subscriptions": "moved",
     "consent_events": "copied",  # append-only: copied with their times, then dropped
     "newsletter_confirmations": "moved",  # a confirmation mailed to the address still works
@@ -293,6 +311,7 @@ JOINED_ROWS = {
     "second_factors": "dropped",
     "recovery_codes": "dropped",
     "login_challenges": "dropped",
+    "social_identities": "dropped",  # none: joining one makes an account of a profile
 }
 
 _JOIN_ROWS = (
@@ -300,9 +319,7 @@ _JOIN_ROWS = (
     insert into subscriptions (user_id, newsletter, state, changed_at)
     select %(account)s, newsletter, state, changed_at
     from subscriptions where user_id = %(minimal)s
-    on conflict (user_id, newsletter) do update set
-        state = excluded.state, changed_at = excluded.changed_at
-        where subscriptions.changed_at < excluded.changed_at
+    on conflict (user_id, newsletter) do nothing
     """,
     """
     insert into consent_events (user_id, newsletter, action, state, at, recorded_at, site,
@@ -323,16 +340,21 @@ _JOIN_ROWS = (
 )
 
 
+_HOLDER = f"""
+    select id, status, password_hash, email_verified_at, field_sources,
+           {", ".join(PROFILE_COLUMNS)}
+    from users
+"""  # noqa: S608 - fixed column list
+
+
 def lock_holder(conn: psycopg.Connection, key: str) -> dict | None:
     """The record with this address, whole, locked for a join (or None)."""
-    return conn.execute(
-        f"""
-        select id, status, password_hash, email_verified_at, field_sources,
-               {", ".join(PROFILE_COLUMNS)}
-        from users where email_key = %(key)s for update
-        """,  # noqa: S608 - fixed column list
-        {"key": key},
-    ).fetchone()
+    return conn.execute(_HOLDER + " where email_key = %(key)s for update", {"key": key}).fetchone()
+
+
+def lock_record(conn: psycopg.Connection, user_id: UUID) -> dict | None:
+    """The record, whole (as `lock_holder` reads it), locked for a join."""
+    return conn.execute(_HOLDER + " where id = %(id)s for update", {"id": user_id}).fetchone()
 
 
 def join_minimal_into(conn: psycopg.Connection, account_id: UUID, minimal: dict) -> None:

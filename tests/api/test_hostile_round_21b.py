@@ -50,11 +50,6 @@ def _owner_back_in(site, conn):
 # --- the thief's second factor survives the undo when turned on in an earlier sign-in ---
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HIGH: a thief who turns a second factor on in one sign-in and asks for the change"
-    " from a second sign-in keeps that factor through the undo; the owner is locked out",
-)
 def test_a_thief_signing_in_twice_does_not_keep_a_second_factor_through_the_undo(site, conn, app):
     _sign_up(site, conn)
     first = as_user(app, login(site, **THIEF).get_json()["access_token"])
@@ -73,12 +68,6 @@ def test_a_thief_signing_in_twice_does_not_keep_a_second_factor_through_the_undo
     assert "access_token" in back_in.get_json(), back_in.get_json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HIGH: the thief asks one more change from the stolen address and clicks that"
-    " notice's undo link (mailed to the thief's own mailbox): it voids the owner's undo link,"
-    " and its reset link goes to the thief; the owner's undo is dead for good",
-)
 def test_the_thiefs_own_undo_link_does_not_void_the_owners(site, conn, app):
     _sign_up(site, conn)
     thief = as_user(app, login(site, **THIEF).get_json()["access_token"])
@@ -103,12 +92,6 @@ def test_the_thiefs_own_undo_link_does_not_void_the_owners(site, conn, app):
 # --- the join and the newsletters ----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MEDIUM: anyone's newsletter sign-up of the freed old address turns the owner's"
-    " confirmed subscription back to pending through the undo's join (out of the export);"
-    " the same sign-up on the account leaves `subscribed` as it is",
-)
 def test_a_sign_up_of_the_freed_address_does_not_unconfirm_the_owners_subscription(site, conn, app):
     _sign_up(site, conn)
     owner = as_user(app, login(site).get_json()["access_token"])
@@ -143,12 +126,6 @@ def committed(pooled_app, committing_db):
 
 
 @pytest.mark.committing
-@pytest.mark.xfail(
-    strict=True,
-    reason="MEDIUM: a newsletter sign-up (or POST /v1/profiles) of the old address that"
-    " waits on the profile the undo is joining answers 500 (KeyError in"
-    " profiles._record_round: the locked record is gone, the account's new address unseen)",
-)
 @pytest.mark.parametrize("what", ["newsletter", "profile"])
 def test_a_sign_up_waiting_on_the_joined_profile_is_no_500(committed, pooled_app, what):
     site, db = committed

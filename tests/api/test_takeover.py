@@ -212,12 +212,14 @@ def test_an_undo_keeps_the_owners_second_factor_and_drops_one_turned_on_since(
             "/v1/auth/login", json={"email": email, "password": PASSWORD, **BROWSER}
         )
         people[email] = _as(app, answer.get_json()["access_token"])
-    # Anna's factor was hers before the sign-in that asks (turned on a day before it);
+    # Anna's factor was hers before the sign-in that asks (turned on 8 days before it,
+    # longer than the undo's window);
     # Bob's thief turns one on after asking.
     anna_app = _turn_on_second_factor(people["anna@example.com"])
     deliver()  # the notice that a second factor was turned on
     conn.execute(
-        "update second_factors set last_step = null, confirmed_at = confirmed_at - interval '1 day'"
+        "update second_factors"
+        " set last_step = null, confirmed_at = confirmed_at - interval '8 days'"
     )
     asks = {
         "anna@example.com": {"code": anna_app.now()},

@@ -210,7 +210,7 @@ def test_a_join_says_what_becomes_of_every_table_that_names_a_user(conn):
     assert {row["table_name"] for row in naming} == set(users.JOINED_ROWS)
 
 
-def test_a_join_keeps_the_later_flag_of_a_list_both_records_have(conn):
+def test_a_join_keeps_the_accounts_own_flag_of_a_list_both_records_have(conn):
     account = record(conn, "anna@work.example", first_name="Anna")
     profile = record(conn, "anna@example.com", first_name="Annie", last_name="Jansen")
     flags = [
@@ -230,7 +230,7 @@ def test_a_join_keeps_the_later_flag_of_a_list_both_records_have(conn):
         (account,),
     ).fetchall()
     assert [(row["newsletter"], row["state"]) for row in kept] == [
-        (1, "pending"),
+        (1, "unsubscribed"),
         (2, "subscribed"),
         (3, "subscribed"),
     ]

@@ -121,6 +121,8 @@ class Login:
         if amr is None:
             second_factors.count_challenge_failure(conn, token_hash)
             self._refuse(uow, principal, {"id": user_id}, "wrong_code", "the code is not right")
+        if challenge["first_factor"] != "pwd":  # begun by a provider's sign-in
+            amr = tuple(challenge["first_factor"] if way == "pwd" else way for way in amr)
         second_factors.spend_challenge(conn, token_hash)
         uow.commit()
         security_event("second_factor.succeeded", principal, user_id=user_id, method=_method(amr))
@@ -226,8 +228,30 @@ class Login:
             )
         return self._sign_in(uow, principal, account, limits, None, amr)
 
+    def signed_in_elsewhere(
+        self, uow: UnitOfWork, principal: Principal, user_id, key: str, first_factor: str
+    ) -> "Tokens | SecondFactorRequired":
+        """A sign-in the person made elsewhere (a provider's: `first_factor` "fed"), as a
+        right password's goes on: the tokens, or the second step when a second factor is
+        on. `key` is the person's address key (their failed logins are forgotten, as a
+        good login forgets them)."""
+        limits = [common.account_throttle(self.settings, key)]
+        if principal.browser.client_ip:
+            limits.append(common.ip_throttle(principal.browser.client_ip))
+        account = {"id": user_id}
+        factor = second_factors.factor_of(uow.one_statement, user_id)
+        if factor is not None and factor["confirmed_at"] is not None:
+            return self._second_step(uow, principal, account, limits, None, first_factor)
+        return self._sign_in(uow, principal, account, limits, None, (first_factor,))
+
     def _second_step(
-        self, uow: UnitOfWork, principal: Principal, account: dict, limits: list[str], rehashed
+        self,
+        uow: UnitOfWork,
+        principal: Principal,
+        account: dict,
+        limits: list[str],
+        rehashed,
+        first_factor: str = "pwd",
     ) -> SecondFactorRequired:
         """A right password of an account with a second factor: the second step begun (its
         mfa_token, kept hashed), the attempt recorded, and the password check taken back
@@ -245,6 +269,7 @@ class Login:
             seconds=self.settings.mfa_token_seconds,
             account_throttle=limits[0],
             ip_throttle=limits[1] if len(limits) > 1 else None,
+            first_factor=first_factor,
             **principal.browser.__dict__,
         )
         security_event("second_factor.required", principal, user_id=account["id"])

@@ -12,6 +12,7 @@ from identity.services import mailed_tokens
 from identity.services.accounts import common
 from identity.services.accounts.common import INVALID_TOKEN, PASSWORD_HISTORY, AccountSettings
 from identity.services.accounts.settings import change_email
+from identity.services.accounts.social import join_identity
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import Principal
 from identity.services.security_events import security_event
@@ -165,19 +166,24 @@ class Registration:
     def verify_email(self, uow: UnitOfWork, principal: Principal, token: str) -> dict:
         """Prove an address with the token mailed to it: the registration it finishes (the
         record claimed, earlier data kept, the person's own fields winning, every session
-        and token from before void), or the change of address it confirms. A site without
+        and token from before void), the change of address it confirms, or the join of a
+        social identity it was asked for (identity.services.accounts.social). A site without
         pages is refused (409) before the token is looked at: a contested registration
         mails a link to choose a password."""
         site = mailing_site(uow, principal)
         conn = uow.conn
         found = mailed_tokens.take(
-            conn, token, ("verify_email", "email_change"), principal.site_name
+            conn, token, ("verify_email", "email_change", "social_join"), principal.site_name
         )
         if found is None:
             raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
         user_id, payload = found["user_id"], found["payload"]
         if found["purpose"] == "email_change":
             change_email(conn, self.settings, principal, site, user_id, payload)
+        elif found["purpose"] == "social_join":
+            record = users_store.lock_record(conn, user_id)
+            provider, subject = payload["provider"], payload["subject"]
+            join_identity(conn, principal, site, record, provider, subject, payload["names"])
         else:
             self._claim(conn, principal, site, user_id, payload)
         return users_store.get_by_id(conn, user_id)

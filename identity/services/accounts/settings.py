@@ -178,7 +178,7 @@ class OwnSettings:
                 )
             )
         common.take_back(conn, proven)
-        second_factor = _owners_second_factor(conn, principal)
+        second_factor = _owners_second_factor(conn, principal, self.settings)
         mailed_tokens.void(conn, user["id"], ("email_change",))
         holder = users_store.get_by_email(conn, email_key(address))
         if holder is not None and holder["id"] != user["id"]:  # their own: a new spelling
@@ -215,8 +215,8 @@ class OwnSettings:
         undone, asked or done. The record is back at the old address (a confirmation still
         pending is void), every sign-in ends, and so does the password, which whoever asked
         for the change knew: a link to choose a new one goes to the old address. The second
-        factor the owner had stays; one turned on since the change was asked goes (a thief
-        who could change the address could have turned one on, to keep the owner out).
+        factor stays when it was on for the undo's window before the change was asked; a
+        later one goes (`_owners_second_factor`). Undo links of earlier changes stay good.
         A minimal profile made for the old address meanwhile (a newsletter form, say: anyone
         may post an address) is joined into the account, its flags and their consent kept;
         another account there (only the owner could have proven the address) is a refusal
@@ -247,7 +247,11 @@ class OwnSettings:
         factor = second_factors.factor_of(conn, user_id)
         if factor is not None and _since(factor) != payload.get("second_factor"):
             second_factors.remove(conn, user_id)
-        mailed_tokens.void(conn, user_id, ("email_change", "email_change_undo", "password_reset"))
+        mailed_tokens.void(conn, user_id, ("email_change", "password_reset"))
+        # Undo links of later changes undo what this one undid, and those back to the same
+        # address would do it again; links of earlier changes stay good: the owner's link
+        # to the first address outlives a thief's undo of a change the thief made since.
+        mailed_tokens.void_undo_links(conn, user_id, after=found["created_at"], to=old)
         user = users_store.lock_user(conn, user_id)
         minutes = self.settings.password_reset_minutes
         reset = mailed_tokens.issue(
@@ -276,17 +280,23 @@ def _minimal(record: dict) -> bool:
     )
 
 
-def _owners_second_factor(conn: psycopg.Connection, principal: Principal) -> str | None:
+def _owners_second_factor(
+    conn: psycopg.Connection, principal: Principal, settings: AccountSettings
+) -> str | None:
     """The second factor an undo keeps (when it was turned on; None: none): one on before
-    the sign-in that asks for the change began. One turned on in that very sign-in may be
-    a thief's, who signed in with the stolen password and added it to keep the owner out
-    after the undo; so it goes with the undo (the owner turns one on again)."""
+    the sign-in that asks for the change began, and for the undo's whole window (7 days)
+    before. A factor turned on later may be a thief's, who signed in with the stolen
+    password, turned one on to keep the owner out after the undo, and signed in again
+    with it before asking; its notice went to the owner's address, who had the window to
+    act on it. So it goes with the undo (the owner turns one on again)."""
     caller = principal.user
     factor = second_factors.factor_of(conn, caller.user_id)
     asking = sessions.session_of(conn, caller.user_id, caller.session_id)
     if factor is None or factor["confirmed_at"] is None or asking is None:
         return None
-    return _since(factor) if factor["confirmed_at"] < asking["created_at"] else None
+    window = timedelta(days=settings.email_change_undo_days)
+    settled = factor["confirmed_at"] < asking["created_at"] - window
+    return _since(factor) if settled else None
 
 
 def _since(factor: dict | None) -> str | None:
