@@ -15,8 +15,10 @@ from identity.security.access_tokens import KeyRing
 from identity.security.passwords import Passwords
 from identity.security.unsubscribe_tokens import UnsubscribeTokens
 from identity.services.accounts import Accounts, account_settings
+from identity.services.accounts.social import SocialLogin
 from identity.services.newsletters import Newsletters
 from identity.services.sites import RecentSiteKeys
+from identity.social.providers import Provider, provider_settings
 
 
 @dataclass
@@ -26,6 +28,7 @@ class Services:
     without sleeping."""
 
     accounts: Accounts
+    social: SocialLogin
     newsletters: Newsletters
     key_ring: KeyRing
     recent_site_keys: RecentSiteKeys
@@ -44,8 +47,16 @@ def build(
         access_token_seconds=settings["ACCESS_TOKEN_SECONDS"],
     )
     passwords = Passwords.from_settings(settings, offload=CpuThreads(settings["PASSWORD_THREADS"]))
+    accounts = Accounts.build(account_settings(settings), passwords, ring)
+    providers = {
+        name: Provider(provider, timeout=settings["SOCIAL_TIMEOUT_SECONDS"])
+        for name, provider in provider_settings(settings).items()
+    }
     services = Services(
-        accounts=Accounts.build(account_settings(settings), passwords, ring),
+        accounts=accounts,
+        social=SocialLogin(
+            account_settings(settings), providers, accounts.login, settings["SOCIAL_FLOW_SECONDS"]
+        ),
         newsletters=Newsletters(
             UnsubscribeTokens(settings["SECRET_KEY"], settings["UNSUBSCRIBE_KEY_ID"]),
             settings["PUBLIC_URL"],

@@ -38,6 +38,7 @@ def init_app(app: Flask, services: Services) -> Api:
         my_newsletters,
         newsletters,
         profiles,
+        social,
         unsubscribe,
         users,
     )
@@ -53,6 +54,7 @@ def init_app(app: Flask, services: Services) -> Api:
         health,
         jwks,
         auth,
+        social,
         profiles,
         users,
         me,

@@ -31,7 +31,7 @@ blp = Blueprint(
     "auth", __name__, url_prefix="/v1/auth", description="Sign people up and in, for the sites."
 )
 
-_TOKENS_EXAMPLE = {
+TOKENS_EXAMPLE = {
     "access_token": "eyJhbGciOiJFZERTQSIsImtpZCI6IjEyMyIsInR5cCI6IkpXVCJ9.e30.c2ln",
     "refresh_token": "idrt_Vq3h4B0o0yE0nq1lqj4c0p7N2b8lW9dQ2m1xYv5s6t8",
     "token_type": "Bearer",
@@ -41,11 +41,11 @@ _TOKENS_EXAMPLE = {
 _PASSWORD = "plum tractor quietly 83 violins"  # noqa: S105 - an example in the document
 # What the site passes on of the person's browser, in every example: each of these takes it.
 _BROWSER_EXAMPLE = {"client_ip": "203.0.113.7", "user_agent": "Mozilla/5.0"}
-_REFRESH_EXAMPLE = {"refresh_token": _TOKENS_EXAMPLE["refresh_token"], **_BROWSER_EXAMPLE}
+_REFRESH_EXAMPLE = {"refresh_token": TOKENS_EXAMPLE["refresh_token"], **_BROWSER_EXAMPLE}
 _MFA_TOKEN = "idmfa_r8Kq2mXv0pLw7NdT4sYc9HbE1uJf6AoZ3gQiV5xWnBk"  # noqa: S105 - an example
 
 
-def _tokens(tokens) -> dict:
+def answer_of(tokens) -> dict:
     """The answer to a login or refresh: the tokens; or that a second factor's code is
     needed, and the mfa_token to send it with."""
     answer = {key: value for key, value in tokens.__dict__.items() if value is not None}
@@ -125,7 +125,7 @@ class Login(MethodView):
     @blp.response(
         HTTPStatus.OK,
         LoginAnswerSchema,
-        example=_TOKENS_EXAMPLE,
+        example=TOKENS_EXAMPLE,
         description='The tokens; for an account with a second factor, `{"mfa_required":'
         ' true, "mfa_token": …}` instead.',
     )
@@ -155,7 +155,7 @@ class Login(MethodView):
         signed_in = login.log_in(
             unit_of_work(), caller(body), body["email"], body["password"], proof(body)
         )
-        return _tokens(signed_in)
+        return answer_of(signed_in)
 
 
 @blp.route("/login/second-factor")
@@ -165,7 +165,7 @@ class LoginSecondFactor(MethodView):
         LoginSecondFactorSchema,
         example={"mfa_token": _MFA_TOKEN, "code": "492039", **_BROWSER_EXAMPLE},
     )
-    @blp.response(HTTPStatus.OK, TokensSchema, example=_TOKENS_EXAMPLE)
+    @blp.response(HTTPStatus.OK, TokensSchema, example=TOKENS_EXAMPLE)
     @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     def post(self, body):
@@ -182,7 +182,9 @@ class LoginSecondFactor(MethodView):
         (required), and past a few the next must wait (`429` with `Retry-After`).
         """
         login = services().accounts.login
-        return _tokens(login.complete(unit_of_work(), caller(body), body["mfa_token"], proof(body)))
+        return answer_of(
+            login.complete(unit_of_work(), caller(body), body["mfa_token"], proof(body))
+        )
 
 
 @blp.route("/refresh")
@@ -192,7 +194,7 @@ class Refresh(MethodView):
     @blp.response(
         HTTPStatus.OK,
         RefreshedTokensSchema,
-        example={k: v for k, v in _TOKENS_EXAMPLE.items() if k != "user"},
+        example={k: v for k, v in TOKENS_EXAMPLE.items() if k != "user"},
     )
     def post(self, body):
         """Swap a refresh token for a new pair
@@ -201,7 +203,7 @@ class Refresh(MethodView):
         whole sign-in it belongs to ends, and the answer is `401`.
         """
         sessions = services().accounts.sessions
-        return _tokens(sessions.refresh(unit_of_work(), caller(body), body["refresh_token"]))
+        return answer_of(sessions.refresh(unit_of_work(), caller(body), body["refresh_token"]))
 
 
 @blp.route("/logout")

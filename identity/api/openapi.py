@@ -52,6 +52,11 @@ _PROBLEM_EXAMPLES = {
         None,
         "unavailable",
     ),
+    HTTPStatus.BAD_GATEWAY: (
+        "Google cannot be used right now: the provider did not answer in time",
+        None,
+        "provider-unavailable",
+    ),
 }
 
 # The headers that come with some of those errors.
