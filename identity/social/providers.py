@@ -4,7 +4,11 @@ provider's published keys): Google and LinkedIn as OpenID Connect providers foun
 their discovery document, Facebook as OAuth 2 with the Graph API's `me`.
 
 What comes back is a `Person`: the provider's subject id, the address, whether the
-provider vouches for it, and the names; nothing else a provider says is read."""
+provider vouches for it, and the names; nothing else a provider says is read.
+
+requests and authlib are imported where they are used, not with this module: gunicorn's
+master loads the app before its gevent workers patch ssl and sockets, and a urllib3
+loaded before that would hold the unpatched ones."""
 
 import base64
 import hashlib
@@ -17,9 +21,6 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import requests
-from authlib.common.errors import AuthlibBaseError
-from authlib.integrations.requests_client import OAuth2Session
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -157,6 +158,9 @@ class Provider:
         """Exchange `code` (with the verifier and redirect URI it was asked with) and read
         who signed in: from the checked ID token (OpenID Connect), or from the Graph API's
         `me` (Facebook)."""
+        import requests
+        from authlib.common.errors import AuthlibBaseError
+
         endpoints = self._endpoints()
         session = self._session(redirect_uri)
         try:
@@ -283,9 +287,11 @@ class Provider:
 
     # --- Facebook ------------------------------------------------------------------------
 
-    def _from_graph(self, session: OAuth2Session, access_token: str) -> Person:
+    def _from_graph(self, session, access_token: str) -> Person:
         """The Graph API's `me`, with the fields this service takes and the proof that the
         call comes from the app (`appsecret_proof`, as Facebook asks of servers)."""
+        import requests
+
         proof = hmac.new(
             self.settings.client_secret.encode(), access_token.encode(), hashlib.sha256
         ).hexdigest()
@@ -310,7 +316,10 @@ class Provider:
             document.get("last_name"),
         )
 
-    def _session(self, redirect_uri: str) -> OAuth2Session:
+    def _session(self, redirect_uri: str):
+        """authlib's OAuth 2 client (requests underneath) for one flow."""
+        from authlib.integrations.requests_client import OAuth2Session
+
         scope = "openid email profile" if self.settings.openid else "email public_profile"
         return OAuth2Session(
             self.settings.client_id,
@@ -363,13 +372,15 @@ def _number(value) -> bool:
 
 
 def _get_json(url: str, timeout: float) -> dict:
+    import requests
+
     try:
         return _json_of(requests.get(url, timeout=timeout, allow_redirects=False, stream=True))
     except requests.RequestException as error:
         raise ProviderDown(_why(error)) from None
 
 
-def _json_of(answer: requests.Response) -> dict:
+def _json_of(answer) -> dict:
     """A provider's answer as a JSON object, read up to MAX_ANSWER_BYTES."""
     with answer:
         if answer.status_code != 200:
@@ -388,6 +399,8 @@ def _json_of(answer: requests.Response) -> dict:
 
 def _why(error: Exception) -> str:
     """What went wrong on the wire, without the URL (it may carry a code or a token)."""
+    import requests
+
     if isinstance(error, requests.Timeout):
         return "the provider did not answer in time"
     if isinstance(error, requests.ConnectionError):

@@ -119,11 +119,13 @@ def leave(conn: psycopg.Connection, user_id: UUID, provider: str) -> bool:
     return row is not None
 
 
-def leave_joined_since(conn: psycopg.Connection, user_id: UUID, since) -> list[str]:
-    """Remove the record's identities joined at or after `since`; their providers."""
+def leave_joined_since(conn: psycopg.Connection, user_id: UUID, since: str) -> list[str]:
+    """Remove the record's identities joined at or after `since` (a time as text, ISO 8601
+    or '-infinity'); their providers."""
     rows = conn.execute(
         """
-        delete from social_identities where user_id = %(id)s and joined_at >= %(since)s
+        delete from social_identities
+        where user_id = %(id)s and joined_at >= %(since)s::timestamptz
         returning provider
         """,
         {"id": user_id, "since": since},

@@ -428,3 +428,87 @@ def test_a_provider_sharing_no_address_is_a_422_and_joins_nothing(conn, copernic
     social.next_person("google", "g-1", email_verified=True, given_name="Anna")
     assert_problem(finish(copernica, social, "google"), 422)
     _nothing_joined(conn)
+
+
+# --- a thief's provider does not outlive the undo of a change of address -----------------
+
+
+def test_an_undo_drops_a_provider_the_thief_joined_and_keeps_the_owners(
+    app, conn, copernica, social
+):
+    sign_up(copernica, conn)
+    social.next_person("linkedin", "anna-li", email_verified=True, **ANNA)
+    assert finish(copernica, social, "linkedin").status_code == 200  # Anna's own, long ago
+    conn.execute("update social_identities set joined_at = joined_at - interval '8 days'")
+    thief = as_user(app, login(copernica).get_json()["access_token"])
+    body = {"new_email": "thief@evil.example", "current_password": PASSWORD, **BROWSER}
+    assert thief.post("/v1/me/email", json=body).status_code == 202
+    confirm = mailed(conn, "thief@evil.example", "email_change_confirm")["token"]
+    account = copernica.post("/v1/auth/verify-email", json={"token": confirm}).get_json()
+    undo = mailed(conn, "anna@example.com", "email_changed")["token"]
+    # The thief's Google, whose address is the thief's, vouched for: it joins the account.
+    social.next_person("google", "thief-g", email_verified=True, email="thief@evil.example")
+    joined = finish(copernica, social, "google")
+    assert joined.get_json()["user"]["id"] == account["id"]
+    assert copernica.post("/v1/auth/email-change/undo", json={"token": undo}).status_code == 200
+    assert identities(conn) == [("linkedin", "anna-li")]
+    # The thief's Google now signs in to nothing of Anna's.
+    again = finish(copernica, social, "google")
+    assert again.status_code == 200 and again.get_json()["user"]["id"] != account["id"]
+    social.next_person("linkedin", "anna-li", email_verified=True, **ANNA)
+    assert finish(copernica, social, "linkedin").get_json()["user"]["id"] == account["id"]
+
+
+# --- racing first sign-ins --------------------------------------------------------------
+
+
+def test_racing_first_sign_ins_of_one_new_address_make_one_record(
+    database_url, committing_db, provider
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from identity import create_app
+    from identity.db import Database
+    from tests.settings import CHEAP
+
+    provider.reset()
+    settings = {k.removeprefix("IDENTITY_"): v for k, v in provider.settings().items()}
+    database = Database(database_url, min_size=1, max_size=12, timeout=5.0)
+    database.open()
+    try:
+        app = create_app({"DATABASE_URL": database_url, **CHEAP, **settings}, database=database)
+        key = site_key_for(committing_db, "copernica.com", redirect_uris=[REDIRECT])
+        site = app.test_client()
+        site.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+        backs = []
+        for i in range(12):  # one person, signing in at two providers, many tabs at once
+            shape = ("google", "linkedin")[i % 2]
+            provider.next_person(shape, f"{shape}-anna", email_verified=True, **ANNA)
+            back = provider.authorize(begin(site, shape)["authorization_url"])
+            backs.append((shape, back))
+
+        def callback(flow):
+            shape, back = flow
+            client = app.test_client()
+            client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+            answer = client.post(f"/v1/auth/social/{shape}/callback", json={**back, **BROWSER})
+            return answer.status_code, (answer.get_json().get("user") or {}).get("id")
+
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(callback, backs))
+        assert {status for status, _ in answers} == {200}, answers
+        assert len({user_id for _, user_id in answers}) == 1
+        users = committing_db.execute("select count(*) from users").fetchone()["count"]
+        assert users == 1
+        joined = committing_db.execute(
+            "select provider from social_identities order by 1"
+        ).fetchall()
+        assert [row["provider"] for row in joined] == ["google", "linkedin"]
+        # One notice per join, not one per tab.
+        notices = committing_db.execute(
+            "select count(*) from outbox where template = 'social_joined'"
+        ).fetchone()["count"]
+        assert notices == 2
+    finally:
+        database.close()
+        committing_db.execute("truncate social_flows")

@@ -288,6 +288,8 @@ def test_every_template_renders_in_both_languages(template, language):
         "company": "Acme",
         "account": True,
         "turned_on": True,
+        "provider": "Google",
+        "new_account": True,
     }
     site = None if template == "test" else COPERNICA
     letter = Renderer(DEFAULT_SENDER).letter(template, language, values, site)

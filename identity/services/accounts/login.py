@@ -323,6 +323,9 @@ class Login:
             **principal.browser.__dict__,
         )
         session_id = user.pop("session_id")
+        # Signing takes CPU, and the key ring may borrow a connection of its own to read
+        # the keys: the request's goes back first (outside a transaction it may).
+        uow.release()
         security_event("login.succeeded", principal, user_id=account["id"], session_id=session_id)
         access, expires_in = common.access_token(
             self.ring, s, account["id"], principal.site_name, session_id, amr

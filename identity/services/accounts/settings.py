@@ -20,6 +20,7 @@ from identity.services.principal import Principal
 from identity.services.security_events import security_event
 from identity.services.sites import MailingSite, mailing_site
 from identity.store import second_factors, sessions, throttles
+from identity.store import social as social_store
 from identity.store import users as users_store
 from identity.store.transactions import UnitOfWork
 
@@ -178,7 +179,7 @@ class OwnSettings:
                 )
             )
         common.take_back(conn, proven)
-        second_factor = _owners_second_factor(conn, principal, self.settings)
+        kept = _what_an_undo_keeps(conn, principal, self.settings)
         mailed_tokens.void(conn, user["id"], ("email_change",))
         holder = users_store.get_by_email(conn, email_key(address))
         if holder is not None and holder["id"] != user["id"]:  # their own: a new spelling
@@ -194,7 +195,7 @@ class OwnSettings:
                 {
                     "email": address,
                     "session": str(principal.user.session_id),
-                    "second_factor": second_factor,
+                    **kept,
                 },
                 site=site.name,
             )
@@ -207,7 +208,7 @@ class OwnSettings:
                 token=token,
                 valid_hours=hours,
             )
-        _offer_undo(conn, self.settings, user, site, "email_change_notice", second_factor)
+        _offer_undo(conn, self.settings, user, site, "email_change_notice", kept)
         security_event("email_change.requested", principal)
 
     def undo_email_change(self, uow: UnitOfWork, principal: Principal, token: str) -> dict:
@@ -215,8 +216,9 @@ class OwnSettings:
         undone, asked or done. The record is back at the old address (a confirmation still
         pending is void), every sign-in ends, and so does the password, which whoever asked
         for the change knew: a link to choose a new one goes to the old address. The second
-        factor stays when it was on for the undo's window before the change was asked; a
-        later one goes (`_owners_second_factor`). Undo links of earlier changes stay good.
+        factor and the social identities stay when they were there for the undo's window
+        before the change was asked; later ones go (`_what_an_undo_keeps`). Undo links of
+        earlier changes stay good.
         A minimal profile made for the old address meanwhile (a newsletter form, say: anyone
         may post an address) is joined into the account, its flags and their consent kept;
         another account there (only the owner could have proven the address) is a refusal
@@ -247,6 +249,9 @@ class OwnSettings:
         factor = second_factors.factor_of(conn, user_id)
         if factor is not None and _since(factor) != payload.get("second_factor"):
             second_factors.remove(conn, user_id)
+        # So do the social identities joined within the window (or all, for a link that
+        # does not say when it began): a thief's Google would sign in as the owner.
+        social_store.leave_joined_since(conn, user_id, payload.get("settled") or "-infinity")
         mailed_tokens.void(conn, user_id, ("email_change", "password_reset"))
         # Undo links of later changes undo what this one undid, and those back to the same
         # address would do it again; links of earlier changes stay good: the owner's link
@@ -280,23 +285,28 @@ def _minimal(record: dict) -> bool:
     )
 
 
-def _owners_second_factor(
+def _what_an_undo_keeps(
     conn: psycopg.Connection, principal: Principal, settings: AccountSettings
-) -> str | None:
-    """The second factor an undo keeps (when it was turned on; None: none): one on before
-    the sign-in that asks for the change began, and for the undo's whole window (7 days)
-    before. A factor turned on later may be a thief's, who signed in with the stolen
-    password, turned one on to keep the owner out after the undo, and signed in again
-    with it before asking; its notice went to the owner's address, who had the window to
-    act on it. So it goes with the undo (the owner turns one on again)."""
+) -> dict:
+    """What an undo of the change asked now keeps, as its links remember it: the second
+    factor (when it was turned on; None: none) and the social identities joined before
+    `settled`: those that were there for the undo's whole window (7 days) before the
+    sign-in that asks began. One added later may be a thief's, who signed in with the
+    stolen password, turned a factor on or joined their own Google to keep the owner out
+    after the undo, and signed in again before asking; its notice went to the owner's
+    address, who had the window to act on it. So it goes with the undo (the owner turns
+    a factor on, or joins a provider, again)."""
     caller = principal.user
     factor = second_factors.factor_of(conn, caller.user_id)
     asking = sessions.session_of(conn, caller.user_id, caller.session_id)
-    if factor is None or factor["confirmed_at"] is None or asking is None:
-        return None
-    window = timedelta(days=settings.email_change_undo_days)
-    settled = factor["confirmed_at"] < asking["created_at"] - window
-    return _since(factor) if settled else None
+    if asking is None:
+        return {"second_factor": None, "settled": None}
+    settled = asking["created_at"] - timedelta(days=settings.email_change_undo_days)
+    on = factor is not None and factor["confirmed_at"] is not None
+    return {
+        "second_factor": _since(factor) if on and factor["confirmed_at"] < settled else None,
+        "settled": settled.isoformat(),
+    }
 
 
 def _since(factor: dict | None) -> str | None:
@@ -312,19 +322,18 @@ def _offer_undo(
     user: dict,
     site: MailingSite,
     template: str,
-    second_factor: str | None,
+    kept: dict,
 ) -> None:
     """Mail the account's (old) address `template`, with a link that puts the address
-    back for a week (`{pages}/email-change-undo?token=…`): it remembers the address, and
-    when the second factor on at the time the change was asked was turned on
-    (`second_factor`), which an undo keeps."""
+    back for a week (`{pages}/email-change-undo?token=…`): it remembers the address and
+    what an undo keeps (`_what_an_undo_keeps`)."""
     days = settings.email_change_undo_days
     token = mailed_tokens.issue(
         conn,
         "email_change_undo",
         user["id"],
         timedelta(days=days),
-        {"email": user["email"], "second_factor": second_factor},
+        {"email": user["email"], **kept},
         site=site.name,
     )
     enqueue_mail(
@@ -378,4 +387,5 @@ def change_email(
     security_event("email.changed", principal, user_id=user_id, session_id=session)
     # The second factor as it was when the change was asked (a change asked before there
     # were second factors had none).
-    _offer_undo(conn, settings, before, site, "email_changed", payload.get("second_factor"))
+    kept = {name: payload.get(name) for name in ("second_factor", "settled")}
+    _offer_undo(conn, settings, before, site, "email_changed", kept)

@@ -154,8 +154,10 @@ class SocialLogin:
             joined = self._first_sign_in(conn, principal, site, name, person)
             if joined is None:
                 return AddressProofRequired()
-        store.used(conn, name, person.subject)
+        # The record before its identity, as a first sign-in locks them: two sign-ins of
+        # one person racing each other queue instead of deadlocking.
         record = users_store.lock_user(conn, joined)
+        store.used(conn, name, person.subject)
         uow.commit()
         security_event("social.signed_in", principal, user_id=joined, provider=name)
         return self.login.signed_in_elsewhere(uow, principal, joined, record["email_key"], "fed")
