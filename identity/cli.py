@@ -491,6 +491,24 @@ def list_keys():
 
 
 @main.group()
+def companies():
+    """Companies: which may be chosen as partner."""
+
+
+@companies.command("partner")
+@click.argument("company_id", type=click.UUID)
+@click.option("--off", is_flag=True, help="no longer a partner: its customers lose it")
+def flag_partner(company_id, off: bool):
+    """Mark company COMPANY_ID as a partner, which customer companies may choose (their
+    admins, with PUT /v1/companies/{id}/partner); with --off, no longer one."""
+    from identity.services.companies import flag_partner as flag
+
+    with unit_of_work() as uow:
+        _run(uow.run, lambda: flag(uow, company_id, on=not off))
+    click.echo(f"company {company_id} is {'no longer ' if off else ''}a partner")
+
+
+@main.group()
 def openapi():
     """The OpenAPI document."""
 

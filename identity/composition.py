@@ -16,6 +16,7 @@ from identity.security.passwords import Passwords
 from identity.security.unsubscribe_tokens import UnsubscribeTokens
 from identity.services.accounts import Accounts, account_settings
 from identity.services.accounts.social import SocialLogin
+from identity.services.companies import Companies
 from identity.services.newsletters import Newsletters
 from identity.services.sites import RecentSiteKeys
 from identity.social.providers import Provider, provider_settings
@@ -29,6 +30,7 @@ class Services:
 
     accounts: Accounts
     social: SocialLogin
+    companies: Companies
     newsletters: Newsletters
     key_ring: KeyRing
     recent_site_keys: RecentSiteKeys
@@ -57,6 +59,7 @@ def build(
         social=SocialLogin(
             account_settings(settings), providers, accounts.login, settings["SOCIAL_FLOW_SECONDS"]
         ),
+        companies=Companies(),
         newsletters=Newsletters(
             UnsubscribeTokens(settings["SECRET_KEY"], settings["UNSUBSCRIBE_KEY_ID"]),
             settings["PUBLIC_URL"],

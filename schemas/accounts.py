@@ -4,6 +4,7 @@ import marshmallow as ma
 from marshmallow import ValidationError, fields, post_load, validate, validates, validates_schema
 
 from schemas.common import QueryInteger, UtcDateTime, Uuid
+from schemas.companies import MyCompanySchema
 from schemas.profiles import ProfileFieldsSchema, UserSchema
 from schemas.text import EMAIL, Text
 
@@ -303,3 +304,12 @@ class SessionSchema(ma.Schema):
     last_used_at = UtcDateTime()
     user_agent = fields.String(allow_none=True)
     client_ip = fields.String(allow_none=True)
+
+
+class MeSchema(UserSchema):
+    """The signed-in person's record, with their companies."""
+
+    companies = fields.List(
+        fields.Nested(MyCompanySchema),
+        metadata={"description": "the companies the person belongs to, and their role"},
+    )

@@ -31,6 +31,7 @@ def init_app(app: Flask, services: Services) -> Api:
     """The Api with every resource, and the services its views call."""
     from identity.api import (
         auth,
+        companies,
         docs,
         health,
         jwks,
@@ -61,6 +62,7 @@ def init_app(app: Flask, services: Services) -> Api:
         newsletters,
         unsubscribe,
         my_newsletters,
+        companies,
     ):
         api.register_blueprint(module.blp)
     document_what_marshmallow_cannot(api.spec.components.schemas)

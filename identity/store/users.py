@@ -312,6 +312,10 @@ JOINED_ROWS = {
     "recovery_codes": "dropped",
     "login_challenges": "dropped",
     "social_identities": "dropped",  # none: joining one makes an account of a profile
+    "company_members": "dropped",  # none: accepting an invitation takes an account
+    # An invitation of the address goes with its mailed link (account_tokens): the admin
+    # invites the account again.
+    "company_invitations": "dropped",
 }
 
 _JOIN_ROWS = (
