@@ -229,6 +229,36 @@ class SecondFactorConfirmSchema(BrowserSchema):
     )
 
 
+class MeSchema(UserSchema):
+    """The signed-in person's own record: the record, and where their picture is."""
+
+    picture_url = fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={
+            "description": "`GET` it with the person's access token for their picture;"
+            " null when they have none",
+            "example": "https://identity.example.com/v1/me/picture",
+        },
+    )
+
+
+_PICTURE_TYPES = ("image/png", "image/jpeg", "image/webp")
+
+
+class PictureSchema(ma.Schema):
+    """The picture as it is kept: re-encoded, at most 1024 pixels a side."""
+
+    content_type = fields.String(dump_only=True, metadata={"enum": list(_PICTURE_TYPES)})
+    width = fields.Integer(dump_only=True, metadata={"description": "in pixels"})
+    height = fields.Integer(dump_only=True, metadata={"description": "in pixels"})
+    etag = fields.String(
+        dump_only=True,
+        metadata={"description": "what `GET` answers as its `ETag` (without the quotes)"},
+    )
+    url = fields.String(dump_only=True, metadata={"description": "where to `GET` it"})
+
+
 class TotpSetupSchema(ma.Schema):
     secret = fields.String(
         metadata={"description": "the TOTP secret (base32), for typing into an app by hand"}

@@ -8,6 +8,7 @@ from marshmallow import RAISE
 
 from identity.api.guards import Blueprint, caller, principal, proof, services
 from identity.api.paging import linked, next_link_header
+from identity.api.pictures import picture_url
 from identity.db import unit_of_work
 from schemas.accounts import (
     ACCEPTED,
@@ -16,6 +17,7 @@ from schemas.accounts import (
     LoginAttemptSchema,
     LoginAttemptsQuerySchema,
     MeEditSchema,
+    MeSchema,
     PasswordChangeSchema,
     ReauthenticationSchema,
     RecoveryCodesSchema,
@@ -25,13 +27,17 @@ from schemas.accounts import (
     SessionsQuerySchema,
     TotpSetupSchema,
 )
-from schemas.profiles import USER_EXAMPLE, UserSchema
+from schemas.profiles import USER_EXAMPLE
 
 blp = Blueprint(
     "me", __name__, url_prefix="/v1/me", description="The signed-in person's own account."
 )
 
-_ME = USER_EXAMPLE | {"status": "registered", "registered_at": "2026-11-25T09:31:00Z"}
+_ME = USER_EXAMPLE | {
+    "status": "registered",
+    "registered_at": "2026-11-25T09:31:00Z",
+    "picture_url": "https://identity.example.com/v1/me/picture",
+}
 # What the site passes on of the person's browser: every write here takes it.
 _BROWSER_EXAMPLE = {"client_ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11)"}
 _REAUTHENTICATION = {"current_password": "plum tractor quietly 83 violins", "code": "492039"}
@@ -48,18 +54,19 @@ _SESSION = {
 @blp.route("")
 class Me(MethodView):
     @blp.user_token()
-    @blp.response(HTTPStatus.OK, UserSchema, example=_ME)
+    @blp.response(HTTPStatus.OK, MeSchema, example=_ME)
     def get(self):
         """The signed-in person's record
 
-        Name parts, gender, phones, language, status and timestamps, and where each
-        field's value came from.
+        Name parts, gender, phones, language, status and timestamps, where each field's
+        value came from, and the URL of their picture (`GET /v1/me/picture`; null when
+        they have none).
         """
-        return principal().user.record
+        return _me(principal().user.record)
 
     @blp.user_token()
     @blp.arguments(MeEditSchema, example={"first_name": "Anna", "phone": None, **_BROWSER_EXAMPLE})
-    @blp.response(HTTPStatus.OK, UserSchema, example=_ME)
+    @blp.response(HTTPStatus.OK, MeSchema, example=_ME)
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     def patch(self, body):
         """Change the signed-in person's record
@@ -68,7 +75,14 @@ class Me(MethodView):
         anything a site sent, and `field_sources` marks them as the person's. The site
         may pass on the person's `client_ip` and `user_agent`, as on every write here.
         """
-        return services().accounts.settings.edit(unit_of_work(), caller(body), body)
+        record = services().accounts.settings.edit(unit_of_work(), caller(body), body)
+        return _me(record | {"has_picture": principal().user.record["has_picture"]})
+
+
+def _me(record: dict) -> dict:
+    """The record with its picture's URL: whether there is one was read with the sign-in
+    (`has_picture`), in the same statement."""
+    return record | {"picture_url": picture_url() if record["has_picture"] else None}
 
 
 @blp.route("/password")

@@ -312,6 +312,7 @@ JOINED_ROWS = {
     "recovery_codes": "dropped",
     "login_challenges": "dropped",
     "social_identities": "dropped",  # none: joining one makes an account of a profile
+    "pictures": "dropped",  # none: only a signed-in person puts one up
 }
 
 _JOIN_ROWS = (
