@@ -18,6 +18,7 @@ from identity.services.accounts import Accounts, account_settings
 from identity.services.accounts.social import SocialLogin
 from identity.services.companies import Companies
 from identity.services.newsletters import Newsletters
+from identity.services.pictures import Pictures
 from identity.services.sites import RecentSiteKeys
 from identity.social.providers import Provider, provider_settings
 
@@ -32,6 +33,7 @@ class Services:
     social: SocialLogin
     companies: Companies
     newsletters: Newsletters
+    pictures: Pictures
     key_ring: KeyRing
     recent_site_keys: RecentSiteKeys
     exports: Slots
@@ -67,6 +69,8 @@ def build(
             catalog_seconds=settings["NEWSLETTER_CATALOG_SECONDS"],
             clock=lambda: services.clock(),
         ),
+        # One thread a worker re-encodes pictures: a few at once would only queue.
+        pictures=Pictures(offload=CpuThreads(1)),
         key_ring=ring,
         recent_site_keys=RecentSiteKeys(
             settings["SITE_KEY_CACHE_SECONDS"], clock=lambda: services.clock()

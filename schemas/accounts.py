@@ -230,6 +230,42 @@ class SecondFactorConfirmSchema(BrowserSchema):
     )
 
 
+class MeSchema(UserSchema):
+    """The signed-in person's own record: the record, where their picture is, and their
+    companies."""
+
+    companies = fields.List(
+        fields.Nested(MyCompanySchema),
+        dump_only=True,
+        metadata={"description": "the companies the person belongs to, and their role"},
+    )
+    picture_url = fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={
+            "description": "`GET` it with the person's access token for their picture;"
+            " null when they have none",
+            "example": "https://identity.example.com/v1/me/picture",
+        },
+    )
+
+
+_PICTURE_TYPES = ("image/png", "image/jpeg", "image/webp")
+
+
+class PictureSchema(ma.Schema):
+    """The picture as it is kept: re-encoded, at most 1024 pixels a side."""
+
+    content_type = fields.String(dump_only=True, metadata={"enum": list(_PICTURE_TYPES)})
+    width = fields.Integer(dump_only=True, metadata={"description": "in pixels"})
+    height = fields.Integer(dump_only=True, metadata={"description": "in pixels"})
+    etag = fields.String(
+        dump_only=True,
+        metadata={"description": "what `GET` answers as its `ETag` (without the quotes)"},
+    )
+    url = fields.String(dump_only=True, metadata={"description": "where to `GET` it"})
+
+
 class TotpSetupSchema(ma.Schema):
     secret = fields.String(
         metadata={"description": "the TOTP secret (base32), for typing into an app by hand"}
@@ -304,12 +340,3 @@ class SessionSchema(ma.Schema):
     last_used_at = UtcDateTime()
     user_agent = fields.String(allow_none=True)
     client_ip = fields.String(allow_none=True)
-
-
-class MeSchema(UserSchema):
-    """The signed-in person's record, with their companies."""
-
-    companies = fields.List(
-        fields.Nested(MyCompanySchema),
-        metadata={"description": "the companies the person belongs to, and their role"},
-    )

@@ -8,6 +8,7 @@ from marshmallow import RAISE
 
 from identity.api.guards import Blueprint, caller, principal, proof, services
 from identity.api.paging import linked, next_link_header
+from identity.api.pictures import picture_url
 from identity.db import unit_of_work
 from schemas.accounts import (
     ACCEPTED,
@@ -35,6 +36,7 @@ blp = Blueprint(
 _ME = USER_EXAMPLE | {
     "status": "registered",
     "registered_at": "2026-11-25T09:31:00Z",
+    "picture_url": "https://identity.example.com/v1/me/picture",
     "companies": [
         {"id": "3b0c5d1e-7f2a-4b8c-9d6e-1a2b3c4d5e6f", "name": "Acme B.V.", "role": "admin"}
     ],
@@ -60,9 +62,10 @@ class Me(MethodView):
         """The signed-in person's record
 
         Name parts, gender, phones, language, status and timestamps, where each field's
-        value came from, and the companies the person belongs to with their role.
+        value came from, the URL of their picture (`GET /v1/me/picture`; null when they
+        have none), and the companies the person belongs to with their role.
         """
-        return _with_companies(principal().user.record)
+        return _me(principal().user.record)
 
     @blp.user_token()
     @blp.arguments(MeEditSchema, example={"first_name": "Anna", "phone": None, **_BROWSER_EXAMPLE})
@@ -75,14 +78,18 @@ class Me(MethodView):
         anything a site sent, and `field_sources` marks them as the person's. The site
         may pass on the person's `client_ip` and `user_agent`, as on every write here.
         """
-        return _with_companies(
-            services().accounts.settings.edit(unit_of_work(), caller(body), body)
-        )
+        record = services().accounts.settings.edit(unit_of_work(), caller(body), body)
+        return _me(record | {"has_picture": principal().user.record["has_picture"]})
 
 
-def _with_companies(record: dict) -> dict:
-    """The record with the person's companies and roles."""
-    return {**record, "companies": services().companies.companies_of(unit_of_work(), record["id"])}
+def _me(record: dict) -> dict:
+    """The record with its picture's URL (whether there is one was read with the sign-in,
+    `has_picture`, in the same statement) and the person's companies and roles."""
+    companies = services().companies.companies_of(unit_of_work(), record["id"])
+    return record | {
+        "picture_url": picture_url() if record["has_picture"] else None,
+        "companies": companies,
+    }
 
 
 @blp.route("/password")

@@ -223,10 +223,13 @@ def live_sessions(
 
 
 def signed_in_user(conn: psycopg.Connection, user_id: UUID, session_id: UUID) -> dict | None:
-    """The record of a signed-in person, if their sign-in (session) is still live."""
+    """The record of a signed-in person, if their sign-in (session) is still live; with
+    `has_picture` (a look-up of the pictures' primary key in the same statement)."""
     return conn.execute(
         f"""
-        select {USER_COLUMNS} from users u
+        select {USER_COLUMNS},
+               exists (select 1 from pictures p where p.user_id = u.id) as has_picture
+        from users u
         where id = %(user_id)s
           and exists (select 1 from sessions s where s.id = %(session_id)s
                       and s.user_id = u.id and s.revoked_at is null and s.expires_at > now())

@@ -316,6 +316,7 @@ JOINED_ROWS = {
     # An invitation of the address goes with its mailed link (account_tokens): the admin
     # invites the account again.
     "company_invitations": "dropped",
+    "pictures": "dropped",  # none: only a signed-in person puts one up
 }
 
 _JOIN_ROWS = (

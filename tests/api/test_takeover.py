@@ -6,11 +6,13 @@ thief would read them."""
 
 import pyotp
 import pytest
+from PIL import Image
 
 from tests.api import test_mail_as_the_site as mail_as_the_site
 from tests.api.problems import assert_problem
 from tests.api.test_accounts import BROWSER, PASSWORD
 from tests.api.test_mail_as_the_site import COPERNICA, one_mail, sign_up
+from tests.test_images import encoded
 
 # That module's fixtures: its sites (one of them copernica.com, branded) and the courier
 # that delivers what is due to the test's SMTP server.
@@ -265,3 +267,18 @@ def test_an_undo_drops_a_second_factor_turned_on_in_the_sign_in_that_asked(
     undo = one_mail(deliver(), "anna@example.com", COPERNICA).token(COPERNICA, "/email-change-undo")
     assert copernica.post("/v1/auth/email-change/undo", json={"token": undo}).status_code == 200
     assert conn.execute("select count(*) as n from second_factors").fetchone()["n"] == 0
+
+
+def test_an_undo_that_joins_a_profile_keeps_the_accounts_picture(app, conn, copernica, deliver):
+    me, undo = _moved_to_work(app, copernica, deliver)
+    photo = encoded(Image.new("RGB", (8, 8), "red"), "PNG")
+    put = me.put("/v1/me/picture", data=photo, headers={"Content-Type": "image/png"})
+    assert put.status_code == 200, put.get_data(as_text=True)
+    profile = {"email": "anna@example.com", "source": "webinar"}
+    assert copernica.post("/v1/profiles", json=profile).status_code == 201
+    undone = copernica.post("/v1/auth/email-change/undo", json={"token": undo})
+    assert undone.status_code == 200, undone.get_data(as_text=True)
+    rows = conn.execute("select user_id, etag from pictures").fetchall()
+    assert [(str(r["user_id"]), r["etag"]) for r in rows] == [
+        (undone.get_json()["id"], put.get_json()["etag"])
+    ]
