@@ -2,7 +2,7 @@
 or Facebook, and the identities a person has joined."""
 
 import marshmallow as ma
-from marshmallow import fields
+from marshmallow import ValidationError, fields, validates_schema
 
 from schemas.accounts import BrowserWithIpSchema, LoginAnswerSchema
 from schemas.common import UtcDateTime
@@ -13,7 +13,10 @@ PROVIDERS = ("google", "linkedin", "facebook")
 _URL = {"max_length": 2000}
 
 
-class AuthorizeQuerySchema(ma.Schema):
+class AuthorizeQuerySchema(BrowserWithIpSchema):
+    """Where the provider sends the person back, and the person's browser: sign-ins begun
+    are limited per client network."""
+
     redirect_uri = Text(
         required=True,
         blank=False,
@@ -42,13 +45,26 @@ class CallbackSchema(BrowserWithIpSchema):
     """What the provider sent back to the site's redirect URI: `code` and `state`, or
     `error` and `state` when the person declined."""
 
-    state = Text(required=True, blank=False, max_length=200)
+    state = Text(
+        required=True,
+        blank=False,
+        max_length=200,
+        metadata={"description": "the `state` the provider sent back, as `authorize` gave it"},
+    )
     code = Text(max_length=2000, metadata={"description": "the `code` the provider sent back"})
     error = Text(
         max_length=200,
         metadata={"description": "the `error` the provider sent back instead of a code"},
     )
     error_description = Text(max_length=2000, metadata={"description": "ignored"})
+
+    @validates_schema
+    def code_or_error(self, data, **kwargs):
+        if bool(data.get("code")) == bool(data.get("error")):
+            raise ValidationError(
+                "send the `code` the provider sent back, or its `error`: one of the two",
+                field_name="code",
+            )
 
 
 class CallbackAnswerSchema(LoginAnswerSchema):

@@ -102,7 +102,12 @@ class VerifyEmail(MethodView):
         With the `token` of the link mailed on registration: the account is ready, the
         record it claimed keeps its earlier data with the person's own fields winning,
         and every earlier sign-in ends. With the token of an address change: the record
-        moves to the new address. A used, expired or unknown token is a `422`. When
+        moves to the new address. With the token of the link a first social sign-in
+        mailed (`{pages}/verify-email` as well): that provider's identity is joined to
+        the record, which becomes an account if it was a minimal profile; the person then
+        signs in with the provider again (a `409` when that identity was joined to
+        another record meanwhile, and a `422` when the record has moved to another
+        address since the link was mailed). A used, expired or unknown token is a `422`. When
         several registrations were made for the address, none of their passwords is
         taken and a link to choose one is mailed (`{pages}/reset-password`): so a site
         without pages is a `409` here too.

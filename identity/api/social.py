@@ -52,6 +52,7 @@ class Authorize(MethodView):
     )
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
     @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
+    @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
     @blp.alt_response(HTTPStatus.BAD_GATEWAY, response="BAD_GATEWAY")
     def get(self, query, provider):
         """Begin a sign-in with a provider
@@ -59,14 +60,16 @@ class Authorize(MethodView):
         The provider's URL to send the person's browser to, and the `state` it will bring
         back to `redirect_uri`, which must be one of the redirect URIs the site
         registered (`identity sites update NAME --redirect-uri URL`), character for
-        character (`422` otherwise). The state, the OpenID Connect nonce and the PKCE
+        character (`422` otherwise). `client_ip` is required: sign-ins begun are counted
+        per client network, and past 60 in 15 minutes the next waits (`429` with
+        `Retry-After`). The state, the OpenID Connect nonce and the PKCE
         verifier (S256) stay here, bound to the site, the provider and the redirect URI,
         for 10 minutes and one `callback`, which any replica can take. A provider that
         is not set up here is a `404`; one whose discovery document cannot be read, a
         `502`.
         """
         social = services().social
-        return social.authorize(unit_of_work(), principal(), provider, query["redirect_uri"])
+        return social.authorize(unit_of_work(), caller(query), provider, query["redirect_uri"])
 
 
 @blp.route(f"/auth/social/{_PROVIDER}/callback")
@@ -98,7 +101,8 @@ class Callback(MethodView):
         """Finish a sign-in with a provider
 
         With what the provider sent back to the redirect URI: `code` and `state` (or
-        `error` and `state` when the person declined: a `401`). The state works once,
+        `error` and `state` when the person declined: a `401`); neither or both is a
+        `422`, and the state stays good. The state works once,
         for 10 minutes, with the key of the site that began it (`401` otherwise). The
         code is exchanged with the PKCE verifier; Google's and LinkedIn's ID token must
         be signed by the provider's published keys (never `alg: none`), name this

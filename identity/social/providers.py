@@ -348,6 +348,8 @@ def _person(subject, email, verified: bool, first, last) -> Person:
         subject = str(subject)
     if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT:
         raise ProviderDown("the provider named nobody (no subject id)")
+    if any(unicodedata.category(c)[0] == "C" for c in subject):  # NUL, lone surrogates...
+        raise ProviderDown("the provider's subject id is not text")
     return Person(
         subject=subject,
         email=email if isinstance(email, str) else None,

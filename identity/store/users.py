@@ -346,7 +346,7 @@ _JOIN_ROWS = (
 
 
 _HOLDER = f"""
-    select id, status, password_hash, email_verified_at, field_sources,
+    select id, email, status, password_hash, email_verified_at, field_sources,
            {", ".join(PROFILE_COLUMNS)}
     from users
 """  # noqa: S608 - fixed column list

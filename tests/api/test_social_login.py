@@ -16,6 +16,7 @@ from tests.sites import site_key_for
 
 REDIRECT = "https://www.copernica.com/sign-in/callback"
 OTHER_REDIRECT = "https://www.smtpeter.com/sign-in/callback"
+IP = {"client_ip": "203.0.113.7"}
 ANNA = {"email": "anna@example.com", "given_name": "Anna", "family_name": "Jansen"}
 
 
@@ -59,7 +60,8 @@ def smtpeter(app, conn):
 
 def begin(site, shape, redirect_uri=REDIRECT):
     answer = site.get(
-        f"/v1/auth/social/{shape}/authorize", query_string={"redirect_uri": redirect_uri}
+        f"/v1/auth/social/{shape}/authorize",
+        query_string={"redirect_uri": redirect_uri, **IP},
     )
     assert answer.status_code == 200, answer.get_data(as_text=True)
     return answer.get_json()
@@ -368,7 +370,8 @@ def test_an_id_token_that_does_not_hold_is_refused(conn, copernica, social, knob
 )
 def test_an_unregistered_or_look_alike_redirect_uri_is_refused(copernica, social, redirect_uri):
     answer = copernica.get(
-        "/v1/auth/social/google/authorize", query_string={"redirect_uri": redirect_uri}
+        "/v1/auth/social/google/authorize",
+        query_string={"redirect_uri": redirect_uri, **IP},
     )
     assert_problem(answer, 422, "redirect_uri")
 
@@ -405,7 +408,8 @@ def test_a_facebook_me_that_fails_is_a_502(conn, copernica, social):
 def test_a_discovery_document_that_fails_is_a_502_at_authorize(copernica, social):
     social.misbehave("linkedin", discovery_status=500)
     answer = copernica.get(
-        "/v1/auth/social/linkedin/authorize", query_string={"redirect_uri": REDIRECT}
+        "/v1/auth/social/linkedin/authorize",
+        query_string={"redirect_uri": REDIRECT, **IP},
     )
     assert_problem(answer, 502)
 
@@ -413,7 +417,8 @@ def test_a_discovery_document_that_fails_is_a_502_at_authorize(copernica, social
 def test_a_provider_that_is_off_is_a_404(app, copernica):
     # The suite's own settings set up no provider.
     answer = copernica.get(
-        "/v1/auth/social/google/authorize", query_string={"redirect_uri": REDIRECT}
+        "/v1/auth/social/google/authorize",
+        query_string={"redirect_uri": REDIRECT, **IP},
     )
     assert_problem(answer, 404)
     assert copernica.get("/v1/auth/social/myspace/authorize").status_code == 404

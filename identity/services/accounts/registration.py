@@ -182,6 +182,8 @@ class Registration:
             change_email(conn, self.settings, principal, site, user_id, payload)
         elif found["purpose"] == "social_join":
             record = users_store.lock_record(conn, user_id)
+            if record["email"] != payload["email"]:  # the record moved since it was mailed
+                raise InvalidInput(INVALID_TOKEN, errors={"token": [INVALID_TOKEN]})
             provider, subject = payload["provider"], payload["subject"]
             join_identity(conn, principal, site, record, provider, subject, payload["names"])
         else:

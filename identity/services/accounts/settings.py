@@ -252,7 +252,7 @@ class OwnSettings:
         # So do the social identities joined within the window (or all, for a link that
         # does not say when it began): a thief's Google would sign in as the owner.
         social_store.leave_joined_since(conn, user_id, payload.get("settled") or "-infinity")
-        mailed_tokens.void(conn, user_id, ("email_change", "password_reset"))
+        mailed_tokens.void(conn, user_id, ("email_change", "password_reset", "social_join"))
         # Undo links of later changes undo what this one undid, and those back to the same
         # address would do it again; links of earlier changes stay good: the owner's link
         # to the first address outlives a thief's undo of a change the thief made since.
@@ -382,8 +382,9 @@ def change_email(
     users_store.change_email(
         conn, user_id, address, email_key(address), common.person_source(principal)
     )
-    # Reset links went to the old address, which is no longer the account's.
-    mailed_tokens.void(conn, user_id, ("password_reset",))
+    # Reset links and links that join a provider went to the old address, which is no
+    # longer the account's.
+    mailed_tokens.void(conn, user_id, ("password_reset", "social_join"))
     security_event("email.changed", principal, user_id=user_id, session_id=session)
     # The second factor as it was when the change was asked (a change asked before there
     # were second factors had none).

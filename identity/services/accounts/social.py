@@ -45,6 +45,10 @@ INVALID_STATE = (
     " provider): begin again at authorize"
 )
 _OFF = "no such provider here"
+# Sign-ins begun per client network within the throttle window (15 minutes) before the next
+# waits: an office behind one address signs in many times; a script filling the flows
+# table is stopped.
+AUTHORIZE_FREE = 60
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,11 @@ class SocialLogin:
         character for character."""
         provider = self.provider(name)
         site = principal.site
+        network = common.network(principal.browser.client_ip)
+        limit = common.Limit(
+            f"social-ip:{network}", AUTHORIZE_FREE, self.settings.ip_request_cap_seconds
+        )
+        common.count_attempt(uow, self.settings, [limit], "too many sign-ins begun; wait a moment")
         registered = sites_store.find_site(uow.one_statement, site.site_name)
         uow.release()  # the provider's discovery document may be read next
         if redirect_uri not in (registered or {}).get("redirect_uris", []):
@@ -180,7 +189,11 @@ class SocialLogin:
             users_store.insert_new(conn, [_new_record(address, key, principal, name)])
             record = users_store.lock_holder(conn, key)
         minimal = _minimal(record)
-        if person.email_verified and (minimal or record["email_verified_at"] is not None):
+        # The provider vouches for the address it gave, not for another that shares its
+        # key (straße@ and strasse@ are one record, but may be two mailboxes).
+        same = record["email"].lower() == address.lower()
+        proven = minimal or record["email_verified_at"] is not None
+        if person.email_verified and same and proven:
             join_identity(conn, principal, site, record, name, person.subject, _names(person))
             return record["id"]
         self._ask_for_proof(conn, principal, site, record, name, person)
@@ -201,7 +214,12 @@ class SocialLogin:
                 "social_join",
                 user_id,
                 timedelta(hours=hours),
-                {"provider": name, "subject": person.subject, "names": _names(person)},
+                {
+                    "provider": name,
+                    "subject": person.subject,
+                    "names": _names(person),
+                    "email": record["email"],
+                },
                 asked_from=asked_from,
                 site=site.name,
             )
@@ -255,6 +273,9 @@ def join_identity(
         )
     new_account = record["status"] == "minimal"
     users_store.prove_by_provider(conn, user_id)
+    # The address is proven now: a registration still pending for it (a stranger's, say,
+    # with a password of their own) must not be finished by its old link later.
+    mailed_tokens.void(conn, user_id, ("verify_email",))
     fills = {field: value for field, value in names.items() if value and not record[field]}
     if fills:
         source = common.person_source(principal) | {"source": "social", "provider": name}
