@@ -18,7 +18,7 @@ from identity.services.accounts import Accounts, account_settings
 from identity.services.accounts.social import SocialLogin
 from identity.services.companies import Companies
 from identity.services.newsletters import Newsletters
-from identity.services.pictures import Pictures
+from identity.services.pictures import Logos, Pictures
 from identity.services.sites import RecentSiteKeys
 from identity.social.providers import Provider, provider_settings
 
@@ -34,6 +34,7 @@ class Services:
     companies: Companies
     newsletters: Newsletters
     pictures: Pictures
+    logos: Logos
     key_ring: KeyRing
     recent_site_keys: RecentSiteKeys
     exports: Slots
@@ -56,12 +57,15 @@ def build(
         name: Provider(provider, timeout=settings["SOCIAL_TIMEOUT_SECONDS"])
         for name, provider in provider_settings(settings).items()
     }
+    # One thread a worker re-encodes pictures and logos: a few at once would only queue.
+    images = CpuThreads(1)
+    companies = Companies()
     services = Services(
         accounts=accounts,
         social=SocialLogin(
             account_settings(settings), providers, accounts.login, settings["SOCIAL_FLOW_SECONDS"]
         ),
-        companies=Companies(),
+        companies=companies,
         newsletters=Newsletters(
             UnsubscribeTokens(settings["SECRET_KEY"], settings["UNSUBSCRIBE_KEY_ID"]),
             settings["PUBLIC_URL"],
@@ -69,8 +73,8 @@ def build(
             catalog_seconds=settings["NEWSLETTER_CATALOG_SECONDS"],
             clock=lambda: services.clock(),
         ),
-        # One thread a worker re-encodes pictures: a few at once would only queue.
-        pictures=Pictures(offload=CpuThreads(1)),
+        pictures=Pictures(offload=images),
+        logos=Logos(companies.may, offload=images),
         key_ring=ring,
         recent_site_keys=RecentSiteKeys(
             settings["SITE_KEY_CACHE_SECONDS"], clock=lambda: services.clock()

@@ -4,12 +4,18 @@ partner model. Who may do what follows from the caller's relation to the company
 
 from http import HTTPStatus
 
+from flask import Response, current_app, request
 from flask.views import MethodView
 from marshmallow import RAISE
 
-from identity.api.guards import Blueprint, principal, services
+from identity.api.guards import Blueprint, accepts, principal, services
 from identity.api.paging import next_link, next_link_header
+from identity.api.parsing import read_body
+from identity.api.pictures import BINARY, CACHE_CONTROL, ETAG, ETAG_HEADER
 from identity.db import unit_of_work
+from identity.images import JPEG
+from identity.services.pictures import MAX_PICTURE_BYTES
+from schemas.accounts import PictureSchema
 from schemas.companies import (
     AcceptSchema,
     CompanyCreateSchema,
@@ -307,3 +313,104 @@ class Customers(MethodView):
         )
         last = page[limit - 1]["id"] if len(page) > limit else None
         return page[:limit], next_link(last, limit, company_id=company_id)
+
+
+@blp.route("/companies/<uuid:company_id>/logo")
+class Logo(MethodView):
+    @blp.user_token()
+    @blp.doc(
+        parameters=[
+            {
+                "name": "If-None-Match",
+                "in": "header",
+                "required": False,
+                "description": "the `ETag` of the logo the caller has: `304` while it is"
+                " still the one",
+                "schema": {"type": "string"},
+                "example": f'"{ETAG}"',
+            }
+        ],
+        responses={
+            "200": {
+                "description": "The logo itself.",
+                "headers": {
+                    "ETag": ETAG_HEADER,
+                    "Cache-Control": {
+                        "description": f"`{CACHE_CONTROL}`",
+                        "schema": {"type": "string"},
+                    },
+                },
+                "content": BINARY,
+            },
+            "304": {
+                "description": "The logo is still the one the caller has (If-None-Match).",
+                "headers": {"ETag": ETAG_HEADER},
+            },
+        },
+    )
+    @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
+    def get(self, company_id):
+        """A company's logo
+
+        For whoever may read the company (its people, its partner's). The image itself,
+        as `GET /v1/me/picture` gives a picture: its `ETag`, `Cache-Control: private`,
+        and `304` for `If-None-Match` while it is unchanged. `404` when it has none.
+        """
+        etags = request.if_none_match
+        known = None if etags.star_tag else sorted(etags.as_set(include_weak=True))
+        found = services().logos.logo(unit_of_work(), principal(), company_id, known)
+        headers = {"ETag": f'"{found["etag"]}"', "Cache-Control": CACHE_CONTROL}
+        if found["data"] is None:
+            unchanged = Response(status=HTTPStatus.NOT_MODIFIED, headers=headers)
+            unchanged.headers.pop("Content-Type", None)
+            return unchanged
+        return Response(bytes(found["data"]), mimetype=found["content_type"], headers=headers)
+
+    @blp.user_token()
+    @blp.doc(
+        requestBody={
+            "required": True,
+            "description": "The image itself, at most 2 MiB: PNG, JPEG or WebP.",
+            "content": BINARY,
+        }
+    )
+    @blp.response(
+        HTTPStatus.OK,
+        PictureSchema,
+        description="The logo as it is kept now.",
+        example={
+            "content_type": JPEG,
+            "width": 512,
+            "height": 256,
+            "etag": ETAG,
+            "url": f"https://identity.example.com/v1/companies/{_ID}/logo",
+        },
+    )
+    @blp.body_problems
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(HTTPStatus.FORBIDDEN, response="FORBIDDEN")
+    @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND", description=_NOT_YOURS)
+    @accepts(*BINARY)
+    def put(self, company_id):
+        """Put up a company's logo
+
+        Admins only. Checked and re-encoded as the person's picture is (`PUT
+        /v1/me/picture`): PNG, JPEG or WebP by its bytes, at most 2 MiB (`413`), 4096
+        pixels a side and 12 megapixels, made anew from its pixels with no metadata, at
+        most 1024 pixels on its longer side.
+        """
+        data = read_body(request, MAX_PICTURE_BYTES)
+        logo = services().logos.put(unit_of_work(), principal(), company_id, data)
+        public = current_app.config["IDENTITY"]["PUBLIC_URL"].rstrip("/")
+        return logo | {"url": f"{public}/v1/companies/{company_id}/logo"}
+
+    @blp.user_token()
+    @blp.response(HTTPStatus.NO_CONTENT, description="The logo is gone.")
+    @blp.alt_response(HTTPStatus.FORBIDDEN, response="FORBIDDEN")
+    @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
+    def delete(self, company_id):
+        """Take a company's logo down
+
+        Admins only; `404` when it has none.
+        """
+        services().logos.remove(unit_of_work(), principal(), company_id)

@@ -22,15 +22,15 @@ PATH = "/v1/me/picture"
 CACHE_CONTROL = "private, max-age=300"
 _NAMES = {PNG: "PNG", JPEG: "JPEG", WEBP: "WebP"}
 # The image itself, for each type; the example only says so (its bytes are no text).
-_BINARY = {
+BINARY = {
     content_type: {
         "schema": {"type": "string", "format": "binary"},
         "example": f"(the {name} file's bytes)",
     }
     for content_type, name in _NAMES.items()
 }
-_ETAG = "5f3c9a0e1d2b4c6a8e7f9012a3b4c5d6"
-_ETAG_HEADER = {"description": "the picture's version, quoted", "schema": {"type": "string"}}
+ETAG = "5f3c9a0e1d2b4c6a8e7f9012a3b4c5d6"
+ETAG_HEADER = {"description": "the picture's version, quoted", "schema": {"type": "string"}}
 
 
 def picture_url() -> str:
@@ -50,24 +50,24 @@ class Picture(MethodView):
                 "description": "the `ETag` of the picture the caller has: `304` while it"
                 " is still the one",
                 "schema": {"type": "string"},
-                "example": f'"{_ETAG}"',
+                "example": f'"{ETAG}"',
             }
         ],
         responses={
             "200": {
                 "description": "The picture itself.",
                 "headers": {
-                    "ETag": _ETAG_HEADER,
+                    "ETag": ETAG_HEADER,
                     "Cache-Control": {
                         "description": f"`{CACHE_CONTROL}`",
                         "schema": {"type": "string"},
                     },
                 },
-                "content": _BINARY,
+                "content": BINARY,
             },
             "304": {
                 "description": "The picture is still the one the caller has (If-None-Match).",
-                "headers": {"ETag": _ETAG_HEADER},
+                "headers": {"ETag": ETAG_HEADER},
             },
         },
     )
@@ -95,7 +95,7 @@ class Picture(MethodView):
         requestBody={
             "required": True,
             "description": "The image itself, at most 2 MiB: PNG, JPEG or WebP.",
-            "content": _BINARY,
+            "content": BINARY,
         }
     )
     @blp.response(
@@ -106,13 +106,13 @@ class Picture(MethodView):
             "content_type": JPEG,
             "width": 1024,
             "height": 768,
-            "etag": _ETAG,
+            "etag": ETAG,
             "url": "https://identity.example.com/v1/me/picture",
         },
     )
     @blp.body_problems
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
-    @accepts(*_BINARY)
+    @accepts(*BINARY)
     def put(self):
         """Put up the person's picture
 

@@ -65,13 +65,13 @@ class Companies:
         return _view(company, "admin")
 
     def read(self, uow: UnitOfWork, principal: Principal, company_id: UUID) -> dict:
-        relation = self._may(uow, principal, company_id, "read")
+        relation = self.may(uow, principal, company_id, "read")
         return _view(store.get(uow.one_statement, company_id), relation)
 
     def edit(self, uow: UnitOfWork, principal: Principal, company_id: UUID, fields: dict) -> dict:
         """Set (or clear, with null) the fields given; admins only. Each change records
         who made it and through which site."""
-        relation = self._may(uow, principal, company_id, "edit")
+        relation = self.may(uow, principal, company_id, "edit")
         checked = checked_fields(fields, partial=True)
         conn = uow.conn
         store.lock(conn, company_id)
@@ -83,14 +83,14 @@ class Companies:
     # --- members -------------------------------------------------------------------------
 
     def members(self, uow: UnitOfWork, principal: Principal, company_id: UUID) -> list[dict]:
-        self._may(uow, principal, company_id, "read_members")
+        self.may(uow, principal, company_id, "read_members")
         return store.members(uow.one_statement, company_id)
 
     def change_role(
         self, uow: UnitOfWork, principal: Principal, company_id: UUID, user_id: UUID, role: str
     ) -> dict:
         """An admin makes a member an admin or an admin a member; the last admin stays."""
-        self._may(uow, principal, company_id, "manage_members")
+        self.may(uow, principal, company_id, "manage_members")
         conn = uow.conn
         roles = store.lock_members(conn, company_id)
         if user_id not in roles:
@@ -106,7 +106,7 @@ class Companies:
         """An admin removes a member, or a member leaves; the last admin cannot go. The
         person keeps their own record."""
         me = principal.user.user_id
-        self._may(uow, principal, company_id, "leave" if user_id == me else "manage_members")
+        self.may(uow, principal, company_id, "leave" if user_id == me else "manage_members")
         conn = uow.conn
         roles = store.lock_members(conn, company_id)
         if user_id not in roles:
@@ -124,7 +124,7 @@ class Companies:
         `invitation`), one open invitation per company and address (inviting again mails a
         new link; the old one stops working), and the mail with its link on the site's
         pages (`{pages}/invitations/accept?token=…`)."""
-        self._may(uow, principal, company_id, "invite")
+        self.may(uow, principal, company_id, "invite")
         site = mailing_site(uow, principal)
         address = normalise_email(address)
         key = email_key(address)
@@ -169,13 +169,13 @@ class Companies:
         return next(i for i in store.open_invitations(conn, company_id) if i["id"] == invitation)
 
     def invitations(self, uow: UnitOfWork, principal: Principal, company_id: UUID) -> list[dict]:
-        self._may(uow, principal, company_id, "invite")
+        self.may(uow, principal, company_id, "invite")
         return store.open_invitations(uow.one_statement, company_id)
 
     def withdraw(
         self, uow: UnitOfWork, principal: Principal, company_id: UUID, invitation_id: UUID
     ) -> None:
-        self._may(uow, principal, company_id, "invite")
+        self.may(uow, principal, company_id, "invite")
         if store.withdraw(uow.conn, company_id, invitation_id) is None:
             raise NotFound("no open invitation with this id")
 
@@ -211,7 +211,7 @@ class Companies:
     ) -> dict:
         """The customer's admin chooses a company flagged as partner (422 for any other, so
         the answer tells nothing of companies that are not partners)."""
-        relation = self._may(uow, principal, company_id, "choose_partner")
+        relation = self.may(uow, principal, company_id, "choose_partner")
         conn = uow.conn
         partner = store.get(conn, partner_id)
         if partner is None or not partner["is_partner"] or partner_id == company_id:
@@ -225,7 +225,7 @@ class Companies:
 
     def drop_partner(self, uow: UnitOfWork, principal: Principal, company_id: UUID) -> None:
         """The partner's people lose their view at once: their next request is refused."""
-        self._may(uow, principal, company_id, "choose_partner")
+        self.may(uow, principal, company_id, "choose_partner")
         store.set_partner(uow.conn, company_id, None)
 
     def customers(
@@ -252,7 +252,7 @@ class Companies:
 
     # ---------------------------------------------------------------------------------------
 
-    def _may(self, uow: UnitOfWork, principal: Principal, company_id: UUID, right: str) -> str:
+    def may(self, uow: UnitOfWork, principal: Principal, company_id: UUID, right: str) -> str:
         """The caller's relation to the company, when it gives `right`: 404 when they have
         none (nothing tells them the company exists), 403 when it does not allow this."""
         relation = store.relation(uow.one_statement, company_id, principal.user.user_id)

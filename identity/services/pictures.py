@@ -19,14 +19,14 @@ MAX_PICTURE_SIDE = 4096
 PICTURE_SIDE = 1024
 
 
-def _reencode(data: bytes):
+def _reencode(data: bytes, field: str = "picture"):
     return reencode(
         data,
         max_bytes=MAX_PICTURE_BYTES,
         max_pixels=MAX_PICTURE_PIXELS,
         max_side=MAX_PICTURE_SIDE,
         longest_side=PICTURE_SIDE,
-        field="picture",
+        field=field,
     )
 
 
@@ -65,3 +65,39 @@ class Pictures:
         """Take the person's picture down; 404 when there is none."""
         if not store.remove(uow.one_statement, store.PICTURES, principal.user.user_id):
             raise NotFound("there is no picture")
+
+
+class Logos:
+    """A company's logo, as the person's picture is (the same limits and re-encoding):
+    read by whoever may read the company, put up and taken down by its admins. Who may is
+    asked of `may(uow, principal, company_id, right)` (identity.services.companies)."""
+
+    def __init__(self, may: Callable[..., Any], offload: Callable[..., Any] = call_directly):
+        self._may = may
+        self._offload = offload
+
+    def logo(
+        self, uow: UnitOfWork, principal: Principal, company_id, known: list[str] | None = ()
+    ) -> dict:
+        self._may(uow, principal, company_id, "read")
+        found = store.image_of(uow.one_statement, store.LOGOS, company_id, unless=known)
+        if found is None:
+            raise NotFound("the company has no logo; its admins PUT one")
+        return found
+
+    def put(self, uow: UnitOfWork, principal: Principal, company_id, data: bytes) -> dict:
+        self._may(uow, principal, company_id, "edit")
+        uow.release()  # no connection held while the image is re-encoded
+        image = self._offload(_reencode, data, "logo")
+        store.save(uow.one_statement, store.LOGOS, company_id, image)
+        return {
+            "content_type": image.content_type,
+            "etag": image.etag,
+            "width": image.width,
+            "height": image.height,
+        }
+
+    def remove(self, uow: UnitOfWork, principal: Principal, company_id) -> None:
+        self._may(uow, principal, company_id, "edit")
+        if not store.remove(uow.one_statement, store.LOGOS, company_id):
+            raise NotFound("the company has no logo")

@@ -19,6 +19,7 @@ class ImageTable:
 
 
 PICTURES = ImageTable("pictures", "user_id")
+LOGOS = ImageTable("company_logos", "company_id")
 
 
 def _sql(query: str, where: ImageTable) -> sql.Composed:
