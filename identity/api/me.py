@@ -79,17 +79,14 @@ class Me(MethodView):
         may pass on the person's `client_ip` and `user_agent`, as on every write here.
         """
         record = services().accounts.settings.edit(unit_of_work(), caller(body), body)
-        return _me(record | {"has_picture": principal().user.record["has_picture"]})
+        signed_in = principal().user.record
+        return _me(record | {k: signed_in[k] for k in ("has_picture", "companies")})
 
 
 def _me(record: dict) -> dict:
-    """The record with its picture's URL (whether there is one was read with the sign-in,
-    `has_picture`, in the same statement) and the person's companies and roles."""
-    companies = services().companies.companies_of(unit_of_work(), record["id"])
-    return record | {
-        "picture_url": picture_url() if record["has_picture"] else None,
-        "companies": companies,
-    }
+    """The record with its picture's URL and the person's companies and roles (both read
+    with the sign-in, in the same statement: `has_picture`, `companies`)."""
+    return record | {"picture_url": picture_url() if record["has_picture"] else None}
 
 
 @blp.route("/password")

@@ -245,11 +245,6 @@ class Companies:
         people = store.members_of(uow.one_statement, [row["id"] for row in rows])
         return [_view(row, "partner") | {"members": people[row["id"]]} for row in rows]
 
-    # --- the person's own ------------------------------------------------------------------
-
-    def companies_of(self, uow: UnitOfWork, user_id: UUID) -> list[dict]:
-        return store.companies_of(uow.one_statement, user_id)
-
     # ---------------------------------------------------------------------------------------
 
     def may(self, uow: UnitOfWork, principal: Principal, company_id: UUID, right: str) -> str:

@@ -176,19 +176,6 @@ def add_member(conn: psycopg.Connection, company_id: UUID, user_id: UUID, role: 
     return row is not None
 
 
-def companies_of(conn: psycopg.Connection, user_id: UUID) -> list[dict]:
-    """The person's companies and their role in each, by name."""
-    return conn.execute(
-        """
-        select c.id, c.name, m.role
-        from company_members m join companies c on c.id = m.company_id
-        where m.user_id = %(id)s
-        order by c.name, c.id
-        """,
-        {"id": user_id},
-    ).fetchall()
-
-
 # --- invitations -------------------------------------------------------------------------
 
 

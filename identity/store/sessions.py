@@ -224,11 +224,17 @@ def live_sessions(
 
 def signed_in_user(conn: psycopg.Connection, user_id: UUID, session_id: UUID) -> dict | None:
     """The record of a signed-in person, if their sign-in (session) is still live; with
-    `has_picture` (a look-up of the pictures' primary key in the same statement)."""
+    `has_picture` (a look-up of the pictures' primary key) and `companies` (their
+    memberships, by the members' user index), in the same statement: one round trip."""
     return conn.execute(
         f"""
         select {USER_COLUMNS},
-               exists (select 1 from pictures p where p.user_id = u.id) as has_picture
+               exists (select 1 from pictures p where p.user_id = u.id) as has_picture,
+               (select coalesce(jsonb_agg(jsonb_build_object(
+                           'id', c.id, 'name', c.name, 'role', m.role) order by c.name, c.id),
+                       '[]'::jsonb)
+                from company_members m join companies c on c.id = m.company_id
+                where m.user_id = u.id) as companies
         from users u
         where id = %(user_id)s
           and exists (select 1 from sessions s where s.id = %(session_id)s
