@@ -69,6 +69,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/unsubscribe_tokens.py
 	$(BIN)/python bench/unsubscribe.py
 	$(BIN)/python bench/newsletter_export.py
+	$(BIN)/python bench/companies.py
 
 ## lock: write requirements/*.txt from pyproject.toml for Python 3.11 on Linux x86_64;
 ## keeps the pins that still fit (UV_FLAGS=--upgrade: the newest that fit)
