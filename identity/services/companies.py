@@ -65,8 +65,11 @@ class Companies:
         return _view(company, "admin")
 
     def read(self, uow: UnitOfWork, principal: Principal, company_id: UUID) -> dict:
-        relation = self.may(uow, principal, company_id, "read")
-        return _view(store.get(uow.one_statement, company_id), relation)
+        user_id = principal.user.user_id
+        company = store.get_with_relation(uow.one_statement, company_id, user_id)
+        if company is None or company["relation"] is None:
+            raise NotFound("no such company")
+        return _view(company, company["relation"])
 
     def edit(self, uow: UnitOfWork, principal: Principal, company_id: UUID, fields: dict) -> dict:
         """Set (or clear, with null) the fields given; admins only. Each change records
