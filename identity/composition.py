@@ -16,7 +16,7 @@ from identity.security.passwords import Passwords
 from identity.security.unsubscribe_tokens import UnsubscribeTokens
 from identity.services.accounts import Accounts, account_settings
 from identity.services.accounts.social import SocialLogin
-from identity.services.companies import Companies
+from identity.services.companies import Companies, CompanySettings
 from identity.services.newsletters import Newsletters
 from identity.services.pictures import Logos, Pictures
 from identity.services.sites import RecentSiteKeys
@@ -59,7 +59,7 @@ def build(
     }
     # One thread a worker re-encodes pictures and logos: a few at once would only queue.
     images = CpuThreads(1)
-    companies = Companies()
+    companies = Companies(CompanySettings(account_settings(settings)))
     services = Services(
         accounts=accounts,
         social=SocialLogin(

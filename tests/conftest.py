@@ -147,15 +147,27 @@ def site(app, site_key):
     return client
 
 
+# What a committing test's writes are emptied from (and, by cascade, every table whose
+# foreign keys lead to one of them).
+EMPTIED = (
+    "users",
+    "site_keys",
+    "sites",
+    "outbox",
+    "signing_keys",
+    "login_throttles",
+    "companies",
+    "social_flows",
+)
+
+
 @pytest.fixture
 def committing_db(database_url):
     """For tests that need real commits (parallel requests, outages): a connection
     outside any test transaction; every table is emptied afterwards."""
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
         yield conn
-        conn.execute(
-            "truncate users, site_keys, sites, outbox, signing_keys, login_throttles cascade"
-        )
+        conn.execute(f"truncate {', '.join(EMPTIED)} cascade")
 
 
 @pytest.fixture

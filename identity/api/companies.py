@@ -11,7 +11,7 @@ from marshmallow import RAISE
 from identity.api.guards import Blueprint, accepts, principal, services
 from identity.api.paging import next_link, next_link_header
 from identity.api.parsing import read_body
-from identity.api.pictures import BINARY, CACHE_CONTROL, ETAG, ETAG_HEADER
+from identity.api.pictures import BINARY, CACHE_CONTROL, ETAG, ETAG_HEADER, etags_of
 from identity.db import unit_of_work
 from identity.images import JPEG
 from identity.services.pictures import MAX_PICTURE_BYTES
@@ -357,7 +357,7 @@ class Logo(MethodView):
         and `304` for `If-None-Match` while it is unchanged. `404` when it has none.
         """
         etags = request.if_none_match
-        known = None if etags.star_tag else sorted(etags.as_set(include_weak=True))
+        known = None if etags.star_tag else etags_of(etags)
         found = services().logos.logo(unit_of_work(), principal(), company_id, known)
         headers = {"ETag": f'"{found["etag"]}"', "Cache-Control": CACHE_CONTROL}
         if found["data"] is None:

@@ -33,6 +33,14 @@ ETAG = "5f3c9a0e1d2b4c6a8e7f9012a3b4c5d6"
 ETAG_HEADER = {"description": "the picture's version, quoted", "schema": {"type": "string"}}
 
 
+def etags_of(etags) -> list[str]:
+    """The entity tags an If-None-Match names that could be ours (printable ASCII): any
+    other (a NUL byte, say) matches nothing."""
+    return sorted(
+        tag for tag in etags.as_set(include_weak=True) if tag.isascii() and tag.isprintable()
+    )
+
+
 def picture_url() -> str:
     """Where the signed-in person's picture is, under IDENTITY_PUBLIC_URL."""
     return current_app.config["IDENTITY"]["PUBLIC_URL"].rstrip("/") + PATH
@@ -81,7 +89,7 @@ class Picture(MethodView):
         is unchanged. `404` when the person has no picture.
         """
         etags = request.if_none_match
-        known = None if etags.star_tag else sorted(etags.as_set(include_weak=True))
+        known = None if etags.star_tag else etags_of(etags)
         found = services().pictures.picture(unit_of_work(), principal(), known)
         headers = {"ETag": f'"{found["etag"]}"', "Cache-Control": CACHE_CONTROL}
         if found["data"] is None:

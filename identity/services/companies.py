@@ -8,6 +8,7 @@ What a person may do with a company follows from one thing, their relation to it
 as partner. Someone with no relation learns nothing, not even that the company exists
 (404); someone who may read it but not do this is told so (403)."""
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -19,7 +20,12 @@ from stdnum.exceptions import ValidationError as NumberError
 from identity.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests
 from identity.mail import enqueue as enqueue_mail
 from identity.services import mailed_tokens
-from identity.services.accounts.common import INVALID_TOKEN
+from identity.services.accounts.common import (
+    INVALID_TOKEN,
+    AccountSettings,
+    Limit,
+    count_attempt,
+)
 from identity.services.contact import email_key, normalise_email, normalise_phone
 from identity.services.principal import Principal
 from identity.services.sites import mailing_site
@@ -38,22 +44,27 @@ RIGHTS = {
 }
 ROLES = ("admin", "member")
 _WHAT = {
-    "edit": "change the company",
-    "manage_members": "change or remove its members",
-    "invite": "invite people or see and withdraw invitations",
-    "choose_partner": "choose or drop its partner",
-    "read_customers": "see its customers",
+    "edit": "only the company's admins may change the company",
+    "manage_members": "only the company's admins may change or remove its members",
+    "invite": "only the company's admins may invite people or see and withdraw invitations",
+    "choose_partner": "only the company's admins may choose or drop its partner",
+    "leave": "only the company's own members may leave it: the partner's people are none",
 }
+# Invitations one person may send within the throttle window (15 minutes), whatever the
+# companies: past it the next waits (429). An admin inviting a team sends a few dozen; a
+# stranger with a fresh company cannot use it to mail a list of addresses.
+INVITATIONS_FREE = 30
 
 
 @dataclass(frozen=True)
 class CompanySettings:
+    accounts: AccountSettings
     invitation_days: int = 14
 
 
 class Companies:
-    def __init__(self, settings: CompanySettings | None = None):
-        self.settings = settings or CompanySettings()
+    def __init__(self, settings: CompanySettings):
+        self.settings = settings
 
     # --- the profile ---------------------------------------------------------------------
 
@@ -75,9 +86,9 @@ class Companies:
         """Set (or clear, with null) the fields given; admins only. Each change records
         who made it and through which site."""
         relation = self.may(uow, principal, company_id, "edit")
-        checked = checked_fields(fields, partial=True)
         conn = uow.conn
-        store.lock(conn, company_id)
+        stored = store.lock(conn, company_id)
+        checked = checked_fields(fields, country=stored["country"])
         if not checked:
             return _view(store.get(conn, company_id), relation)
         company = store.update(conn, company_id, checked, self._sources(principal, checked))
@@ -101,6 +112,8 @@ class Companies:
         if roles[user_id] == "admin" and role != "admin" and _admins(roles) == 1:
             raise Conflict("the company's last admin cannot stop being one: make another first")
         store.set_role(conn, company_id, user_id, role)
+        if role != "admin":  # an admin no longer: their open invitations go with it
+            store.withdraw_invited_by(conn, company_id, user_id)
         return next(m for m in store.members(conn, company_id) if m["user_id"] == user_id)
 
     def remove(
@@ -117,6 +130,7 @@ class Companies:
         if roles[user_id] == "admin" and _admins(roles) == 1:
             raise Conflict("the company's last admin cannot leave: make another member admin first")
         store.remove_member(conn, company_id, user_id)
+        store.withdraw_invited_by(conn, company_id, user_id)
 
     # --- invitations ---------------------------------------------------------------------
 
@@ -130,6 +144,8 @@ class Companies:
         self.may(uow, principal, company_id, "invite")
         site = mailing_site(uow, principal)
         address = normalise_email(address)
+        limit = Limit(f"invitations:{principal.user.user_id}", INVITATIONS_FREE, 3600)
+        count_attempt(uow, self.settings.accounts, [limit], "too many invitations; wait a while")
         key = email_key(address)
         conn = uow.conn
         company = store.lock(conn, company_id)
@@ -257,7 +273,9 @@ class Companies:
         if relation is None:
             raise NotFound("no such company")
         if right not in RIGHTS[relation]:
-            raise Forbidden(f"only the company's admins may {_WHAT.get(right, right)}")
+            raise Forbidden(
+                _WHAT.get(right, "the caller's relation to the company does not allow this")
+            )
         return relation
 
     def _source(self, principal: Principal) -> dict:
@@ -298,22 +316,24 @@ def _view(company: dict, relation: str) -> dict:
     }
 
 
-def checked_fields(fields: dict, *, partial: bool = False) -> dict:
-    """The company's fields as stored: country an ISO 3166 code, phone in E.164 (read
-    in the company's country), email normalised, VAT number and IBAN valid and compact
+def checked_fields(fields: dict, *, country: str | None = None) -> dict:
+    """The company's fields as stored: an empty text is no value (null); country an ISO
+    3166 code, phone in E.164 (read in the company's country: the one given, else
+    `country`, the stored one), email normalised, VAT number and IBAN valid and compact
     (python-stdnum). Every field's fault is named at once (422)."""
-    checked, errors = dict(fields), {}
-    country = checked.get("country")
-    if country is not None:
-        country = country.upper()
-        if country not in phonenumbers.SUPPORTED_REGIONS:
+    checked = {
+        name: (None if value == "" and name != "name" else value) for name, value in fields.items()
+    }
+    errors = {}
+    if checked.get("country") is not None:
+        code = checked["country"]
+        if not _COUNTRY.fullmatch(code) or code.upper() not in _COUNTRIES:
             errors["country"] = ["not an ISO 3166-1 alpha-2 country code (NL, BE, DE, ...)"]
-        checked["country"] = country
+        checked["country"] = code.upper()
+    if "country" in fields:
+        country = None if "country" in errors else checked["country"]
     for name, check in (
-        (
-            "phone",
-            lambda v: normalise_phone(v, "phone", country if "country" not in errors else None),
-        ),
+        ("phone", lambda v: normalise_phone(v, "phone", country)),
         ("email", lambda v: normalise_email(v, "email")),
         ("vat_number", lambda v: _vat_number(v, country)),
         ("bank_account", _iban),
@@ -329,12 +349,20 @@ def checked_fields(fields: dict, *, partial: bool = False) -> dict:
     return checked
 
 
+# ISO 3166-1 alpha-2, as the regions phonenumbers knows them, less the ITU's own codes for
+# Ascension and Tristan da Cunha (AC, TA), which ISO does not assign.
+_COUNTRY = re.compile(r"[A-Za-z]{2}")
+_COUNTRIES = frozenset(phonenumbers.SUPPORTED_REGIONS) - {"AC", "TA"}
+
+
 def _vat_number(value: str, country: str | None) -> str:
     """The VAT number, compact, with its country prefix (added from the company's country
     when the number has none; Greece's is EL)."""
     number = "".join(value.split()).upper()
     if country and not number[:2].isalpha():
-        number = ("EL" if country == "GR" else country) + number
+        number = country + number
+    if number.startswith("GR"):  # Greece's VAT numbers carry EL, not its ISO code
+        number = "EL" + number[2:]
     try:
         return vatin.validate(number)
     except (NumberError, ValueError) as error:

@@ -230,6 +230,19 @@ def open_invitation(
     ).fetchone()["id"]
 
 
+def withdraw_invited_by(conn: psycopg.Connection, company_id: UUID, user_id: UUID) -> None:
+    """Withdraw the open invitations `user_id` made for the company (they are no admin of
+    it any more)."""
+    conn.execute(
+        """
+        update company_invitations set withdrawn_at = now()
+        where company_id = %(company)s and invited_by = %(user)s
+          and accepted_at is null and withdrawn_at is null
+        """,
+        {"company": company_id, "user": user_id},
+    )
+
+
 def open_invitations(conn: psycopg.Connection, company_id: UUID) -> list[dict]:
     return conn.execute(
         """
