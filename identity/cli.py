@@ -491,6 +491,48 @@ def list_keys():
 
 
 @main.group()
+def staff():
+    """The service's own team: who has which staff role."""
+
+
+@staff.command("grant")
+@click.argument("address", metavar="EMAIL")
+@click.argument("role", type=click.Choice(["support", "dpo", "admin"]))
+def grant_staff(address: str, role: str):
+    """Give the account with EMAIL the staff role ROLE (replacing any other). It works as
+    staff only in a sign-in made with a second factor that is still on."""
+    from identity.services import staff as service
+
+    with unit_of_work() as uow:
+        _run(uow.run, lambda: service.grant(uow, address, role))
+    click.echo(f"{address} is {role} staff")
+
+
+@staff.command("revoke")
+@click.argument("address", metavar="EMAIL")
+def revoke_staff(address: str):
+    """Take the staff role of the account with EMAIL away, at its next request."""
+    from identity.services import staff as service
+
+    with unit_of_work() as uow:
+        _run(uow.run, lambda: service.revoke(uow, address))
+    click.echo(f"{address} is no staff any more")
+
+
+@staff.command("list")
+def list_staff():
+    """Every staff member, their role, and whether they have a second factor on (without
+    one the role does nothing)."""
+    from identity.services import staff as service
+
+    with unit_of_work() as uow:
+        rows = _run(service.everyone, uow)
+    for row in rows:
+        factor = "second factor on" if row["second_factor"] else "NO second factor: inactive"
+        click.echo(f"{row['role']:8} {row['email']}  since {row['granted_at']:%Y-%m-%d}  {factor}")
+
+
+@main.group()
 def companies():
     """Companies: which may be chosen as partner."""
 

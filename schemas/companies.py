@@ -45,6 +45,16 @@ class CompanyFieldsSchema(ma.Schema):
             "example": "NL004495445B01",
         },
     )
+    internal_description = Text(
+        max_length=4000,
+        multiline=True,
+        **_text,
+        metadata={
+            "description": "for staff only: shown to and set by staff (signed in with a"
+            " second factor); anyone else sending it gets a 403, and never sees it",
+            "example": "Key account; invoices by post.",
+        },
+    )
     bank_account = Text(
         max_length=50,
         **_text,

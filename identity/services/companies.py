@@ -29,6 +29,7 @@ from identity.services.accounts.common import (
 from identity.services.contact import email_key, normalise_email, normalise_phone
 from identity.services.principal import Principal
 from identity.services.sites import mailing_site
+from identity.services.staff import staff_may
 from identity.store import companies as store
 from identity.store import users as users_store
 from identity.store.transactions import UnitOfWork
@@ -41,6 +42,9 @@ RIGHTS = {
     ),
     "member": frozenset({"read", "read_members", "leave"}),
     "partner": frozenset({"read", "read_members"}),
+    # Staff whose role reads companies (identity.services.staff.STAFF_RIGHTS), on a company
+    # they have nothing else to do with.
+    "staff": frozenset({"read", "read_members", "read_customers"}),
 }
 ROLES = ("admin", "member")
 _WHAT = {
@@ -71,28 +75,33 @@ class Companies:
     def create(self, uow: UnitOfWork, principal: Principal, fields: dict) -> dict:
         """A new company; the person who made it is its first admin."""
         user = principal.user
+        _internal_only_by_staff(principal, fields)
         checked = checked_fields(fields)
         company = store.insert(uow.conn, checked, self._sources(principal, checked), user.user_id)
-        return _view(company, "admin")
+        return _view(company, "admin", _staff_reads(principal))
 
     def read(self, uow: UnitOfWork, principal: Principal, company_id: UUID) -> dict:
         user_id = principal.user.user_id
         company = store.get_with_relation(uow.one_statement, company_id, user_id)
-        if company is None or company["relation"] is None:
+        relation = company and (company["relation"] or _as_staff(principal))
+        if relation is None:
             raise NotFound("no such company")
-        return _view(company, company["relation"])
+        return _view(company, relation, _staff_reads(principal))
 
     def edit(self, uow: UnitOfWork, principal: Principal, company_id: UUID, fields: dict) -> dict:
         """Set (or clear, with null) the fields given; admins only. Each change records
         who made it and through which site."""
-        relation = self.may(uow, principal, company_id, "edit")
+        relation = self.may(uow, principal, company_id, "read")  # 404 for a stranger first
+        _internal_only_by_staff(principal, fields)
+        if set(fields) - {"internal_description"} and "edit" not in RIGHTS[relation]:
+            raise Forbidden(_WHAT["edit"])
         conn = uow.conn
         stored = store.lock(conn, company_id)
         checked = checked_fields(fields, country=stored["country"])
         if not checked:
-            return _view(store.get(conn, company_id), relation)
+            return _view(store.get(conn, company_id), relation, _staff_reads(principal))
         company = store.update(conn, company_id, checked, self._sources(principal, checked))
-        return _view(company, relation)
+        return _view(company, relation, _staff_reads(principal))
 
     # --- members -------------------------------------------------------------------------
 
@@ -258,11 +267,12 @@ class Companies:
         """The companies that chose `partner_id` as partner, with their people's contact
         data, for the partner's own people (admins and members)."""
         relation = store.relation(uow.one_statement, partner_id, principal.user.user_id)
-        if relation not in ROLES:
+        if relation not in ROLES and _as_staff(principal) is None:
             raise NotFound("no such company")
         rows = store.customers(uow.one_statement, partner_id, after, limit)
         people = store.members_of(uow.one_statement, [row["id"] for row in rows])
-        return [_view(row, "partner") | {"members": people[row["id"]]} for row in rows]
+        staff = _staff_reads(principal)
+        return [_view(row, "partner", staff) | {"members": people[row["id"]]} for row in rows]
 
     # ---------------------------------------------------------------------------------------
 
@@ -270,6 +280,8 @@ class Companies:
         """The caller's relation to the company, when it gives `right`: 404 when they have
         none (nothing tells them the company exists), 403 when it does not allow this."""
         relation = store.relation(uow.one_statement, company_id, principal.user.user_id)
+        if relation is None and store.get(uow.one_statement, company_id) is not None:
+            relation = _as_staff(principal)
         if relation is None:
             raise NotFound("no such company")
         if right not in RIGHTS[relation]:
@@ -302,10 +314,30 @@ def _admins(roles: dict) -> int:
     return sum(1 for role in roles.values() if role == "admin")
 
 
-def _view(company: dict, relation: str) -> dict:
+def _as_staff(principal: Principal) -> str | None:
+    """'staff' for a staff member whose role reads companies (signed in with a second
+    factor), else None."""
+    return "staff" if staff_may(principal.user.staff_role, "read_companies") else None
+
+
+def _staff_reads(principal: Principal) -> bool:
+    return _as_staff(principal) is not None
+
+
+def _internal_only_by_staff(principal: Principal, fields: dict) -> None:
+    if "internal_description" in fields and not staff_may(
+        principal.user.staff_role, "edit_internal_description"
+    ):
+        raise Forbidden(
+            "only staff may set the internal description (signed in with a second factor)"
+        )
+
+
+def _view(company: dict, relation: str, staff: bool = False) -> dict:
     """A company as the caller sees it: its fields, the partner it chose and whether it is
-    a partner, and the caller's own relation to it."""
-    return {
+    a partner, the caller's own relation to it; and for staff, the internal description."""
+    internal = {"internal_description": company["internal_description"]} if staff else {}
+    return internal | {
         **{name: company[name] for name in ("id", *store.COMPANY_FIELDS)},
         "is_partner": company["is_partner"],
         "partner_id": company["partner_id"],

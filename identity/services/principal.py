@@ -47,6 +47,12 @@ class UserCaller:
     issued_at: datetime
     record: dict | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def staff_role(self) -> str | None:
+        """Their staff role (`support`, `dpo`, `admin`), when they have one and this
+        sign-in was made with a second factor that is still on; else None."""
+        return (self.record or {}).get("staff_role")
+
 
 @dataclass(frozen=True)
 class LinkHolder:

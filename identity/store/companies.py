@@ -21,8 +21,8 @@ COMPANY_FIELDS = (
     "bank_account",
 )
 _COLUMNS = (
-    "id, " + ", ".join(COMPANY_FIELDS) + ", is_partner, partner_id, field_sources,"
-    " created_at, updated_at"
+    "id, " + ", ".join(COMPANY_FIELDS) + ", internal_description, is_partner, partner_id,"
+    " field_sources, created_at, updated_at"
 )
 
 # A person's relation to a company, in one query: their own role there, or "partner" when

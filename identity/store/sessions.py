@@ -224,8 +224,10 @@ def live_sessions(
 
 def signed_in_user(conn: psycopg.Connection, user_id: UUID, session_id: UUID) -> dict | None:
     """The record of a signed-in person, if their sign-in (session) is still live; with
-    `has_picture` (a look-up of the pictures' primary key) and `companies` (their
-    memberships, by the members' user index), in the same statement: one round trip."""
+    `has_picture` (a look-up of the pictures' primary key), `companies` (their
+    memberships, by the members' user index) and `staff_role` (their staff role, when this
+    sign-in was made with a second factor that is still on), in the same statement: one
+    round trip."""
     return conn.execute(
         f"""
         select {USER_COLUMNS},
@@ -234,7 +236,13 @@ def signed_in_user(conn: psycopg.Connection, user_id: UUID, session_id: UUID) ->
                            'id', c.id, 'name', c.name, 'role', m.role) order by c.name, c.id),
                        '[]'::jsonb)
                 from company_members m join companies c on c.id = m.company_id
-                where m.user_id = u.id) as companies
+                where m.user_id = u.id) as companies,
+               -- A staff role counts only in a sign-in made with the second factor, while
+               -- the factor is still on.
+               (select r.role from staff_roles r
+                join sessions s on s.id = %(session_id)s and 'mfa' = any(s.amr)
+                join second_factors f on f.user_id = r.user_id and f.confirmed_at is not null
+                where r.user_id = u.id) as staff_role
         from users u
         where id = %(user_id)s
           and exists (select 1 from sessions s where s.id = %(session_id)s

@@ -317,6 +317,7 @@ JOINED_ROWS = {
     # invites the account again.
     "company_invitations": "dropped",
     "pictures": "dropped",  # none: only a signed-in person puts one up
+    "staff_roles": "dropped",  # none: staff are people with accounts
 }
 
 _JOIN_ROWS = (

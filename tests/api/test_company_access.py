@@ -3,71 +3,110 @@ caller gets exactly the answer the rules say (identity.services.companies.RIGHTS
 change shows here, in one row.
 
 The callers: a stranger (an account with nothing to do with the company), a member, an
-admin, a member of the partner company the customer chose, and a site key (which has no
-business with a person's companies). Staff arrive with the staff issue (24). Each cell runs
-on the same starting point, rolled back after it."""
+admin, a member of the partner company the customer chose, a staff member (support,
+signed in with a second factor: they read, and keep the internal description), and a site
+key (which has no business with a person's companies). Each cell runs on the same
+starting point, rolled back after it."""
 
 import io
 
 from PIL import Image
 
 from tests.api.test_accounts import as_user, login, sign_up
+from tests.api.test_staff import staff_member
 from tests.outbox import mailed
 
-CALLERS = ("stranger", "member", "admin", "partner", "site")
+CALLERS = ("stranger", "member", "admin", "partner", "staff", "site")
 
 # (what, method, path, body) → the status for each caller, in CALLERS order. In paths,
 # {c} is the customer company, {p} its partner, {m2} a second member, {me} the caller's own
 # id, {i} an open invitation.
 MATRIX = [
-    ("read the company", "GET", "/v1/companies/{c}", None, (404, 200, 200, 200, 401)),
-    ("change it", "PATCH", "/v1/companies/{c}", {"city": "Utrecht"}, (404, 403, 200, 403, 401)),
-    ("read its people", "GET", "/v1/companies/{c}/members", None, (404, 200, 200, 200, 401)),
+    ("read the company", "GET", "/v1/companies/{c}", None, (404, 200, 200, 200, 200, 401)),
+    (
+        "change it",
+        "PATCH",
+        "/v1/companies/{c}",
+        {"city": "Utrecht"},
+        (404, 403, 200, 403, 403, 401),
+    ),
+    ("read its people", "GET", "/v1/companies/{c}/members", None, (404, 200, 200, 200, 200, 401)),
     (
         "change a role",
         "PATCH",
         "/v1/companies/{c}/members/{m2}",
         {"role": "admin"},
-        (404, 403, 200, 403, 401),
+        (404, 403, 200, 403, 403, 401),
     ),
     (
         "remove a member",
         "DELETE",
         "/v1/companies/{c}/members/{m2}",
         None,
-        (404, 403, 204, 403, 401),
+        (404, 403, 204, 403, 403, 401),
     ),
     # Leaving: a member may; the last admin may not; the partner's people are no members.
-    ("leave", "DELETE", "/v1/companies/{c}/members/{me}", None, (404, 204, 409, 403, 401)),
+    ("leave", "DELETE", "/v1/companies/{c}/members/{me}", None, (404, 204, 409, 403, 403, 401)),
     (
         "invite",
         "POST",
         "/v1/companies/{c}/invitations",
         {"email": "new@acme.example"},
-        (404, 403, 201, 403, 401),
+        (404, 403, 201, 403, 403, 401),
     ),
-    ("see invitations", "GET", "/v1/companies/{c}/invitations", None, (404, 403, 200, 403, 401)),
+    (
+        "see invitations",
+        "GET",
+        "/v1/companies/{c}/invitations",
+        None,
+        (404, 403, 200, 403, 403, 401),
+    ),
     (
         "withdraw one",
         "DELETE",
         "/v1/companies/{c}/invitations/{i}",
         None,
-        (404, 403, 204, 403, 401),
+        (404, 403, 204, 403, 403, 401),
     ),
     (
         "choose a partner",
         "PUT",
         "/v1/companies/{c}/partner",
         {"partner_id": "{p}"},
-        (404, 403, 200, 403, 401),
+        (404, 403, 200, 403, 403, 401),
     ),
-    ("drop the partner", "DELETE", "/v1/companies/{c}/partner", None, (404, 403, 204, 403, 401)),
-    ("see the logo", "GET", "/v1/companies/{c}/logo", None, (404, 200, 200, 200, 401)),
-    ("put up a logo", "PUT", "/v1/companies/{c}/logo", "png", (404, 403, 200, 403, 401)),
-    ("take it down", "DELETE", "/v1/companies/{c}/logo", None, (404, 403, 204, 403, 401)),
+    (
+        "drop the partner",
+        "DELETE",
+        "/v1/companies/{c}/partner",
+        None,
+        (404, 403, 204, 403, 403, 401),
+    ),
+    ("see the logo", "GET", "/v1/companies/{c}/logo", None, (404, 200, 200, 200, 200, 401)),
+    ("put up a logo", "PUT", "/v1/companies/{c}/logo", "png", (404, 403, 200, 403, 403, 401)),
+    ("take it down", "DELETE", "/v1/companies/{c}/logo", None, (404, 403, 204, 403, 403, 401)),
     # Only the partner's own people see its customers.
-    ("see the customers", "GET", "/v1/companies/{p}/customers", None, (404, 404, 404, 200, 401)),
-    ("make a company", "POST", "/v1/companies", {"name": "New B.V."}, (201, 201, 201, 201, 401)),
+    (
+        "see the customers",
+        "GET",
+        "/v1/companies/{p}/customers",
+        None,
+        (404, 404, 404, 200, 200, 401),
+    ),
+    (
+        "make a company",
+        "POST",
+        "/v1/companies",
+        {"name": "New B.V."},
+        (201, 201, 201, 201, 201, 401),
+    ),
+    (
+        "keep the internal description",
+        "PATCH",
+        "/v1/companies/{c}",
+        {"internal_description": "Key account."},
+        (404, 403, 403, 403, 200, 401),
+    ),
 ]
 
 
@@ -84,6 +123,7 @@ def _person(app, site, conn, email):
 
 def test_every_caller_gets_what_the_rules_say(app, site, conn):
     people = {name: _person(app, site, conn, f"{name}@acme.example") for name in CALLERS[:4]}
+    staff, _, _ = staff_member(app, site, conn)
     m2, m2_id = _person(app, site, conn, "second@acme.example")
     admin = people["admin"][0]
     customer = admin.post("/v1/companies", json={"name": "Customer B.V."}).get_json()["id"]
@@ -104,8 +144,10 @@ def test_every_caller_gets_what_the_rules_say(app, site, conn):
     put = admin.put(f"/v1/companies/{customer}/logo", data=png, content_type="image/png")
     assert put.status_code == 200, put.get_data(as_text=True)
 
-    callers = {name: client for name, (client, _) in people.items()} | {"site": site}
-    ids = {name: user_id for name, (_, user_id) in people.items()} | {"site": m2_id}
+    callers = {name: client for name, (client, _) in people.items()}
+    callers |= {"staff": staff, "site": site}
+    ids = {name: user_id for name, (_, user_id) in people.items()}
+    ids |= {"staff": ids["stranger"], "site": m2_id}
     wrong = []
     for what, method, path, body, expected in MATRIX:
         for caller, status in zip(CALLERS, expected, strict=True):

@@ -1,0 +1,50 @@
+"""Staff: the service's own team, by role. A staff member is a person with an account and a
+role; their access token works as staff only while they have a second factor on and signed
+in with it (`UserCaller.staff_role`).
+
+What each role may do is `STAFF_RIGHTS`, one table (the README shows it). Searching,
+reading a person's data, impersonating, exporting and erasing come with the staff issue's
+remaining parts; what is here now: company data, including the internal description."""
+
+from identity.errors import InvalidInput, NotFound
+from identity.services.contact import email_key, normalise_email
+from identity.store import staff as store
+from identity.store import users as users_store
+from identity.store.transactions import UnitOfWork
+
+ROLES = ("support", "dpo", "admin")
+
+STAFF_RIGHTS = {
+    "support": frozenset({"read_companies", "edit_internal_description"}),
+    "dpo": frozenset({"read_companies"}),
+    "admin": frozenset({"read_companies", "edit_internal_description", "manage_staff"}),
+}
+
+
+def staff_may(role: str | None, right: str) -> bool:
+    return role is not None and right in STAFF_RIGHTS[role]
+
+
+def grant(uow: UnitOfWork, address: str, role: str) -> None:
+    """An operator's: the account with this address gets `role` (replacing any other)."""
+    if role not in ROLES:
+        raise InvalidInput(f"no staff role {role!r}: one of {', '.join(ROLES)}")
+    account = _account(uow, address)
+    store.grant(uow.conn, account["id"], role)
+
+
+def revoke(uow: UnitOfWork, address: str) -> None:
+    account = _account(uow, address)
+    if not store.revoke(uow.conn, account["id"]):
+        raise NotFound(f"{address} has no staff role")
+
+
+def everyone(uow: UnitOfWork) -> list[dict]:
+    return store.everyone(uow.one_statement)
+
+
+def _account(uow: UnitOfWork, address: str) -> dict:
+    record = users_store.lock_holder(uow.conn, email_key(normalise_email(address)))
+    if record is None or record["status"] != "registered":
+        raise NotFound(f"no account with the address {address}: staff sign in as people do")
+    return record
