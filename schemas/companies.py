@@ -7,7 +7,7 @@ from schemas.common import QueryInteger, UtcDateTime, Uuid
 from schemas.text import EMAIL, Text
 
 ROLES = ("admin", "member")
-RELATIONS = (*ROLES, "partner")
+RELATIONS = (*ROLES, "partner", "staff")
 
 _text = {"allow_none": True}
 
@@ -82,8 +82,8 @@ class CompanySchema(CompanyFieldsSchema):
     your_role = fields.String(
         validate=validate.OneOf(RELATIONS),
         metadata={
-            "description": "`admin` or `member` of this company, or `partner`: a member of"
-            " the partner it chose (who only reads)"
+            "description": "`admin` or `member` of this company, `partner`: a member of"
+            " the partner it chose (who only reads), or `staff`"
         },
     )
 

@@ -97,6 +97,7 @@ class Companies(MethodView):
     @blp.arguments(CompanyCreateSchema, example=_FIELDS)
     @blp.response(HTTPStatus.CREATED, CompanySchema, example=_COMPANY | {"partner_id": None})
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(HTTPStatus.FORBIDDEN, response="FORBIDDEN")
     def post(self, body):
         """Make a company
 
@@ -105,7 +106,8 @@ class Companies(MethodView):
         valid number (E.164, or national in the company's country), `email` an address,
         `vat_number` a valid VAT number for its country and `bank_account` a valid IBAN
         (both kept compact); each fault is named in a `422`. Each field records who set
-        it, through which site and when (`field_sources`).
+        it, through which site and when (`field_sources`). `internal_description` is for
+        staff only (`403` from anyone else).
         """
         return services().companies.create(unit_of_work(), principal(), body)
 

@@ -93,7 +93,9 @@ class Companies:
         who made it and through which site."""
         relation = self.may(uow, principal, company_id, "read")  # 404 for a stranger first
         _internal_only_by_staff(principal, fields)
-        if set(fields) - {"internal_description"} and "edit" not in RIGHTS[relation]:
+        if (not fields or set(fields) - {"internal_description"}) and "edit" not in RIGHTS[
+            relation
+        ]:
             raise Forbidden(_WHAT["edit"])
         conn = uow.conn
         stored = store.lock(conn, company_id)
@@ -314,6 +316,10 @@ def _admins(roles: dict) -> int:
     return sum(1 for role in roles.values() if role == "admin")
 
 
+# The fields only staff see, nor their sources.
+_STAFFS = frozenset({"internal_description"})
+
+
 def _as_staff(principal: Principal) -> str | None:
     """'staff' for a staff member whose role reads companies (signed in with a second
     factor), else None."""
@@ -337,11 +343,14 @@ def _view(company: dict, relation: str, staff: bool = False) -> dict:
     """A company as the caller sees it: its fields, the partner it chose and whether it is
     a partner, the caller's own relation to it; and for staff, the internal description."""
     internal = {"internal_description": company["internal_description"]} if staff else {}
+    sources = company["field_sources"]
+    if not staff:  # not even who set it, or when: that there is one is staff's to know
+        sources = {name: source for name, source in sources.items() if name not in _STAFFS}
     return internal | {
         **{name: company[name] for name in ("id", *store.COMPANY_FIELDS)},
         "is_partner": company["is_partner"],
         "partner_id": company["partner_id"],
-        "field_sources": company["field_sources"],
+        "field_sources": sources,
         "created_at": company["created_at"],
         "updated_at": company["updated_at"],
         "your_role": relation,

@@ -50,7 +50,8 @@ class UserCaller:
     @property
     def staff_role(self) -> str | None:
         """Their staff role (`support`, `dpo`, `admin`), when they have one and this
-        sign-in was made with a second factor that is still on; else None."""
+        sign-in was made with the authenticator app's code (a recovery code gets them into
+        their account, not into staff work), the factor still on; else None."""
         return (self.record or {}).get("staff_role")
 
 

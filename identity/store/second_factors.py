@@ -103,8 +103,17 @@ def recovery_codes_left(conn: psycopg.Connection, user_id: UUID) -> int:
 
 
 def remove(conn: psycopg.Connection, user_id: UUID) -> bool:
-    """The person's second factor and recovery codes gone; whether there was one."""
+    """The person's second factor and recovery codes gone; whether there was one. The
+    sign-ins made with it no longer count as made with a second factor (their `amr` loses
+    `otp` and `mfa`): a factor turned on later does not make them so again."""
     conn.execute("delete from recovery_codes where user_id = %(user_id)s", {"user_id": user_id})
+    conn.execute(
+        """
+        update sessions set amr = array_remove(array_remove(amr, 'otp'), 'mfa')
+        where user_id = %(user_id)s and amr && array['otp', 'mfa']
+        """,
+        {"user_id": user_id},
+    )
     cur = conn.execute(
         "delete from second_factors where user_id = %(user_id)s", {"user_id": user_id}
     )

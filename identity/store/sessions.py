@@ -226,7 +226,7 @@ def signed_in_user(conn: psycopg.Connection, user_id: UUID, session_id: UUID) ->
     """The record of a signed-in person, if their sign-in (session) is still live; with
     `has_picture` (a look-up of the pictures' primary key), `companies` (their
     memberships, by the members' user index) and `staff_role` (their staff role, when this
-    sign-in was made with a second factor that is still on), in the same statement: one
+    sign-in was made with the app's code of a second factor still on), in the same statement: one
     round trip."""
     return conn.execute(
         f"""
@@ -237,10 +237,11 @@ def signed_in_user(conn: psycopg.Connection, user_id: UUID, session_id: UUID) ->
                        '[]'::jsonb)
                 from company_members m join companies c on c.id = m.company_id
                 where m.user_id = u.id) as companies,
-               -- A staff role counts only in a sign-in made with the second factor, while
-               -- the factor is still on.
+               -- A staff role counts only in a sign-in made with the authenticator app's
+               -- code (not a recovery code), while a factor is on (removing one takes
+               -- `otp` from the sign-ins made with it: a later factor revives none).
                (select r.role from staff_roles r
-                join sessions s on s.id = %(session_id)s and 'mfa' = any(s.amr)
+                join sessions s on s.id = %(session_id)s and 'otp' = any(s.amr)
                 join second_factors f on f.user_id = r.user_id and f.confirmed_at is not null
                 where r.user_id = u.id) as staff_role
         from users u

@@ -57,13 +57,6 @@ def _world(app, site, conn):
 # --- findings ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MEDIUM: field_sources tells non-staff that an internal description exists, when it"
-    " was written and the staff member's user id: Companies.edit records a source for"
-    " internal_description (_sources) and _view shows every field_sources entry to"
-    " everyone (identity/services/companies.py); the owner and the partner's people see it",
-)
 def test_the_internal_descriptions_source_is_not_shown_to_non_staff(app, site, conn):
     w = _world(app, site, conn)
     seen = w["owner"].get(f"/v1/companies/{w['customer']}").get_json()
@@ -74,13 +67,6 @@ def test_the_internal_descriptions_source_is_not_shown_to_non_staff(app, site, c
     assert "internal_description" not in customers[0]["field_sources"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MEDIUM: a sign-in made with a second factor since removed is staff again once"
-    " another factor is turned on (from another sign-in): signed_in_user only asks that"
-    " some confirmed factor exists, not that it was there when the session was made"
-    " (identity/store/sessions.py, staff_role: no f.confirmed_at <= s.created_at)",
-)
 def test_a_factor_removed_and_another_added_does_not_revive_old_sign_ins(app, site, conn):
     w = _world(app, site, conn)
     path = f"/v1/companies/{w['customer']}"
@@ -93,13 +79,6 @@ def test_a_factor_removed_and_another_added_does_not_revive_old_sign_ins(app, si
     assert_problem(w["staff"].get(path), 404)  # the sign-in made with the old factor
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LOW (policy): a sign-in completed with a recovery code (amr pwd+mfa, no otp) works"
-    " as staff: signed_in_user asks only for 'mfa' in the session's amr"
-    " (identity/store/sessions.py); a one-off paper code meant to get back into one's own"
-    " account then opens every company to whoever found it",
-)
 def test_a_recovery_code_sign_in_is_no_staff(app, site, conn):
     owner, _ = _person(app, site, conn, "owner@acme.example")
     company = owner.post("/v1/companies", json={"name": "Acme B.V."}).get_json()["id"]
@@ -114,12 +93,6 @@ def test_a_recovery_code_sign_in_is_no_staff(app, site, conn):
     assert_problem(by_recovery.get(f"/v1/companies/{company}"), 404)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LOW: an empty PATCH of a company by a member or the partner's people (or a dpo) is"
-    " a 200 where it was a 403: Companies.edit now asks for 'edit' only when a field other"
-    " than internal_description is sent (identity/services/companies.py, edit)",
-)
 def test_an_empty_patch_by_who_may_not_edit_is_still_refused(app, site, conn):
     w = _world(app, site, conn)
     member, _ = _person(app, site, conn, "m@acme.example")
@@ -131,12 +104,6 @@ def test_an_empty_patch_by_who_may_not_edit_is_still_refused(app, site, conn):
     assert_problem(w["partner_admin"].patch(path, json={}), 403)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LOW: the OpenAPI document's your_role (Company, Customer) is enum admin/member/"
-    "partner, but staff are answered 'staff' (schemas/companies.py RELATIONS); and POST"
-    " /v1/companies answers 403 to a non-staff internal_description, undocumented",
-)
 def test_the_openapi_document_says_what_staff_get(app, site, conn):
     schemas = OPENAPI["components"]["schemas"]
     problems = []
