@@ -77,13 +77,16 @@ def root_secret_weakness(secret: str) -> str | None:
         return f"is shorter than {ROOT_MIN_CHARACTERS} characters"
     if _frequency_bits(secret) < ROOT_MIN_FREQUENCY_BITS:
         return "uses too few different characters"
-    from zxcvbn import zxcvbn  # tens of milliseconds to load: production's start only
-    from zxcvbn.matching import omnimatch
+    # Tens of milliseconds to load: production's start only. zxcvbn's own two steps, so
+    # its matches are found once for both rules.
+    from zxcvbn.matching import RANKED_DICTIONARIES, omnimatch
+    from zxcvbn.scoring import most_guessable_match_sequence
 
     scored = secret[:_ROOT_SCORED_CHARACTERS]
-    if zxcvbn(scored)["guesses_log10"] < ROOT_MIN_GUESSES_LOG10:
+    matches = omnimatch(scored, RANKED_DICTIONARIES)
+    if most_guessable_match_sequence(scored, matches)["guesses_log10"] < ROOT_MIN_GUESSES_LOG10:
         return "is made of words, keyboard runs, sequences or repeats"
-    if any(_word(match) for match in omnimatch(scored)):
+    if any(_word(match) for match in matches):
         return "holds words or runs that people's passwords are made of: a person chose it"
     return None
 
