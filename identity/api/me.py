@@ -3,6 +3,7 @@ with the access token that login gave them."""
 
 from http import HTTPStatus
 
+from flask import Response
 from flask.views import MethodView
 from marshmallow import RAISE
 
@@ -10,6 +11,7 @@ from identity.api.guards import Blueprint, caller, principal, proof, services
 from identity.api.paging import linked, next_link_header
 from identity.api.pictures import picture_url
 from identity.db import unit_of_work
+from identity.services import rights
 from schemas.accounts import (
     ACCEPTED,
     AcceptedSchema,
@@ -356,3 +358,52 @@ class Session(MethodView):
         Its refresh tokens stop working at once, and so do its access tokens here.
         """
         services().accounts.sessions.end(unit_of_work(), principal(), session_id)
+
+
+_EXPORT_EXAMPLE = {
+    "exported_at": "2026-12-08T09:30:00.000000+00:00",
+    "profile": {"id": "7d5c3f0e-2b1a-4c8e-9f6d-0a1b2c3d4e5f", "email": "anna@example.com"},
+    "newsletters": [
+        {"newsletter": "copernica", "state": "subscribed", "changed_at": "2026-11-25T09:31:00Z"}
+    ],
+    "consent_events": [],
+    "companies": [],
+    "invitations": [],
+    "social_identities": [],
+    "login_attempts": [],
+    "sign_ins": [],
+    "second_steps": [],
+    "mailed_links": [],
+    "pending_confirmations": [],
+    "notification_settings": [],
+    "earlier_passwords": {"kept": 0, "oldest": None, "note": "…"},
+    "second_factor": None,
+    "recovery_codes": {"left": 0, "used": 0},
+    "picture": None,
+    "staff_role": None,
+}
+
+
+@blp.route("/export")
+class Export(MethodView):
+    @blp.user_token()
+    @blp.response(
+        HTTPStatus.OK,
+        description="Everything stored about the person, as one JSON document.",
+        example=_EXPORT_EXAMPLE,
+        content_type="application/json",
+    )
+    def get(self):
+        """Everything stored about the person
+
+        One JSON document (GDPR Art. 15 and 20): the record and where each value came
+        from (`profile`), `newsletters` and every `consent_events` entry, pending
+        confirmations, `notification_settings`, `companies` and `invitations`,
+        `social_identities` (provider and subject), `login_attempts`, `sign_ins` and
+        `second_steps`, `mailed_links`, the `picture` (base64) and any `staff_role`. Of
+        secrets, that they exist and when, never the secret: earlier passwords are
+        counted, the second factor and recovery codes are described, mailed links have no
+        token. Read in one snapshot.
+        """
+        document = rights.export_own(unit_of_work(), principal())
+        return Response(document, mimetype="application/json")

@@ -295,6 +295,7 @@ def remember_password(conn: psycopg.Connection, user_id: UUID, password_hash: st
 # put the old address on a record of its own meanwhile): what becomes of each table that
 # names a user. A test holds this against the schema, so a new table cannot slip past.
 JOINED_ROWS = {
+    "users": "dropped",  # the profile's own row: its blanks filled into the account
     # The address's flags and their proof go to the account; of a list both have a flag
     # on, the account's own stands (anyone may sign the address up: that must not unmake
     # the owner's confirmed subscription).
