@@ -491,6 +491,29 @@ def list_keys():
 
 
 @main.group()
+def retention():
+    """Data kept only as long as its purpose lasts."""
+
+
+@retention.command("run")
+def run_retention():
+    """Remove what has outlived its purpose (login attempts after
+    IDENTITY_RETENTION_LOGIN_ATTEMPTS_DAYS, ended sign-ins, used or expired links, sent
+    mail, unfinished sign-ins and stale throttles), in short batches; run it daily."""
+    from identity.services import retention as service
+
+    config = _config()
+    days = {
+        kind: config[f"RETENTION_{kind.upper()}_DAYS"]
+        for kind in service.RETENTION_DAYS
+        if f"RETENTION_{kind.upper()}_DAYS" in config
+    }
+    with unit_of_work() as uow:
+        removed = _run(service.run, uow, days, lambda kind, n: click.echo(f"{kind:26} {n:>9}"))
+    click.echo(f"removed {sum(removed.values())} rows")
+
+
+@main.group()
 def staff():
     """The service's own team: who has which staff role."""
 

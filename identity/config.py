@@ -148,6 +148,12 @@ DEFAULTS = {
     # sign-in fails with 502; and how long a sign-in begun at `authorize` may take.
     "SOCIAL_TIMEOUT_SECONDS": 10.0,
     "SOCIAL_FLOW_SECONDS": 600,
+    # Retention (`identity retention run`): days each kind of data is kept once its
+    # purpose has passed (identity.services.retention).
+    "RETENTION_LOGIN_ATTEMPTS_DAYS": 90,
+    "RETENTION_SIGN_INS_DAYS": 30,
+    "RETENTION_MAILED_LINKS_DAYS": 30,
+    "RETENTION_MAIL_DAYS": 30,
     # On SIGTERM a worker finishes its requests for this long, then is stopped. An import
     # ends at its next batch at once, answering 503 with how far it got.
     "STOP_GRACE_SECONDS": 20,
@@ -204,6 +210,9 @@ def _check(config: dict, environ) -> None:
     if not 1 <= config["UNSUBSCRIBE_KEY_ID"] <= 255:
         raise ConfigurationError("IDENTITY_UNSUBSCRIBE_KEY_ID must be 1 to 255")
     _check_social(config)
+    for key in [k for k in config if k.startswith("RETENTION_")]:
+        if config[key] < 1:
+            raise ConfigurationError(f"IDENTITY_{key} must be at least 1")
     for key in ("MAIL_LEASE_SECONDS", "MAIL_LATE_SECONDS", "SMTP_TIMEOUT_SECONDS"):
         if config[key] <= 0:
             raise ConfigurationError(f"IDENTITY_{key} must be more than 0")
