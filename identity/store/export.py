@@ -4,7 +4,9 @@ by PostgreSQL in one statement (one snapshot, one round trip).
 `EXPORTED` says where each table that names a user goes; a test holds it against every
 foreign key to `users`, so a new table cannot slip out of the export. Secrets stay out
 (password hashes, the second factor's sealed secret, mailed tokens' hashes and payloads,
-recovery codes' hashes): the export says they exist, when, and how many."""
+recovery codes' hashes): the export says they exist, when, and how many. A list retired
+from the catalog keeps its flags and consent events here (as "list N"): they are the
+proof of consent. Nothing is left out for size: retention bounds what is kept."""
 
 from uuid import UUID
 
@@ -71,23 +73,25 @@ _SECTIONS = {
     ),
     "newsletters": _LIST.format(
         """
-        select n.key as newsletter, s.state, s.changed_at
-        from subscriptions s join newsletters n on n.id = s.newsletter
-        where s.user_id = %(id)s order by n.id
+        select coalesce(n.key, 'list ' || s.newsletter) as newsletter, s.state, s.changed_at
+        from subscriptions s left join newsletters n on n.id = s.newsletter
+        where s.user_id = %(id)s order by s.newsletter
         """
     ),
     "consent_events": _LIST.format(
         """
-        select n.key as newsletter, e.action, e.state, e.at, e.recorded_at, e.site,
-               host(e.client_ip) as client_ip, e.user_agent, e.consent_text, e.channel
-        from consent_events e join newsletters n on n.id = e.newsletter
+        select coalesce(n.key, 'list ' || e.newsletter) as newsletter, e.action, e.state,
+               e.at, e.recorded_at, e.site, host(e.client_ip) as client_ip, e.user_agent,
+               e.consent_text, e.channel
+        from consent_events e left join newsletters n on n.id = e.newsletter
         where e.user_id = %(id)s order by e.id
         """
     ),
     "pending_confirmations": _LIST.format(
         """
-        select n.key as newsletter, c.created_at, c.expires_at, c.used_at
-        from newsletter_confirmations c join newsletters n on n.id = c.newsletter
+        select coalesce(n.key, 'list ' || c.newsletter) as newsletter, c.created_at,
+               c.expires_at, c.used_at
+        from newsletter_confirmations c left join newsletters n on n.id = c.newsletter
         where c.user_id = %(id)s order by c.created_at
         """
     ),
@@ -143,7 +147,7 @@ _SECTIONS = {
     "picture": _ONE.format(
         """
         select content_type, width, height, etag, updated_at,
-               encode(data, 'base64') as data_base64
+               translate(encode(data, 'base64'), E'\n', '') as data_base64
         from pictures where user_id = %(id)s
         """
     ),
