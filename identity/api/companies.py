@@ -4,14 +4,21 @@ partner model. Who may do what follows from the caller's relation to the company
 
 from http import HTTPStatus
 
-from flask import Response, current_app, request
+from flask import current_app, request
 from flask.views import MethodView
 from marshmallow import RAISE
 
 from identity.api.guards import Blueprint, accepts, principal, services
 from identity.api.paging import next_link, next_link_header
 from identity.api.parsing import read_body
-from identity.api.pictures import BINARY, CACHE_CONTROL, ETAG, ETAG_HEADER, etags_of
+from identity.api.pictures import (
+    BINARY,
+    ETAG,
+    IMAGE_BODY,
+    image_answer,
+    image_get_doc,
+    known_etags,
+)
 from identity.db import unit_of_work
 from identity.images import JPEG
 from identity.services.pictures import MAX_PICTURE_BYTES
@@ -320,36 +327,7 @@ class Customers(MethodView):
 @blp.route("/companies/<uuid:company_id>/logo")
 class Logo(MethodView):
     @blp.user_token()
-    @blp.doc(
-        parameters=[
-            {
-                "name": "If-None-Match",
-                "in": "header",
-                "required": False,
-                "description": "the `ETag` of the logo the caller has: `304` while it is"
-                " still the one",
-                "schema": {"type": "string"},
-                "example": f'"{ETAG}"',
-            }
-        ],
-        responses={
-            "200": {
-                "description": "The logo itself.",
-                "headers": {
-                    "ETag": ETAG_HEADER,
-                    "Cache-Control": {
-                        "description": f"`{CACHE_CONTROL}`",
-                        "schema": {"type": "string"},
-                    },
-                },
-                "content": BINARY,
-            },
-            "304": {
-                "description": "The logo is still the one the caller has (If-None-Match).",
-                "headers": {"ETag": ETAG_HEADER},
-            },
-        },
-    )
+    @blp.doc(**image_get_doc("logo"))
     @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
     def get(self, company_id):
         """A company's logo
@@ -358,24 +336,11 @@ class Logo(MethodView):
         as `GET /v1/me/picture` gives a picture: its `ETag`, `Cache-Control: private`,
         and `304` for `If-None-Match` while it is unchanged. `404` when it has none.
         """
-        etags = request.if_none_match
-        known = None if etags.star_tag else etags_of(etags)
-        found = services().logos.logo(unit_of_work(), principal(), company_id, known)
-        headers = {"ETag": f'"{found["etag"]}"', "Cache-Control": CACHE_CONTROL}
-        if found["data"] is None:
-            unchanged = Response(status=HTTPStatus.NOT_MODIFIED, headers=headers)
-            unchanged.headers.pop("Content-Type", None)
-            return unchanged
-        return Response(bytes(found["data"]), mimetype=found["content_type"], headers=headers)
+        found = services().logos.logo(unit_of_work(), principal(), company_id, known_etags())
+        return image_answer(found)
 
     @blp.user_token()
-    @blp.doc(
-        requestBody={
-            "required": True,
-            "description": "The image itself, at most 2 MiB: PNG, JPEG or WebP.",
-            "content": BINARY,
-        }
-    )
+    @blp.doc(**IMAGE_BODY)
     @blp.response(
         HTTPStatus.OK,
         PictureSchema,

@@ -33,37 +33,45 @@ ETAG = "5f3c9a0e1d2b4c6a8e7f9012a3b4c5d6"
 ETAG_HEADER = {"description": "the picture's version, quoted", "schema": {"type": "string"}}
 
 
-def etags_of(etags) -> list[str]:
-    """The entity tags an If-None-Match names that could be ours (printable ASCII): any
-    other (a NUL byte, say) matches nothing."""
-    return sorted(
-        tag for tag in etags.as_set(include_weak=True) if tag.isascii() and tag.isprintable()
-    )
+def known_etags() -> list[str] | None:
+    """The entity tags the request's If-None-Match names that could be ours (printable
+    ASCII: any other, a NUL byte say, matches nothing); None for `*` (any will do)."""
+    etags = request.if_none_match
+    if etags.star_tag:
+        return None
+    tags = etags.as_set(include_weak=True)
+    return sorted(tag for tag in tags if tag.isascii() and tag.isprintable())
 
 
-def picture_url() -> str:
-    """Where the signed-in person's picture is, under IDENTITY_PUBLIC_URL."""
-    return current_app.config["IDENTITY"]["PUBLIC_URL"].rstrip("/") + PATH
+def image_answer(found: dict) -> Response:
+    """An image as stored (identity.store.pictures.image_of): its bytes with its `ETag`
+    and caching headers, or a `304` without a body when the caller has it (no data)."""
+    headers = {"ETag": f'"{found["etag"]}"', "Cache-Control": CACHE_CONTROL}
+    if found["data"] is None:
+        unchanged = Response(status=HTTPStatus.NOT_MODIFIED, headers=headers)
+        unchanged.headers.pop("Content-Type", None)
+        return unchanged
+    return Response(bytes(found["data"]), mimetype=found["content_type"], headers=headers)
 
 
-@blp.route("")
-class Picture(MethodView):
-    @blp.user_token()
-    @blp.doc(
-        parameters=[
+def image_get_doc(what: str) -> dict:
+    """The OpenAPI of a GET that answers an image (`what`: picture, logo): If-None-Match,
+    the image with its headers, or a 304."""
+    return {
+        "parameters": [
             {
                 "name": "If-None-Match",
                 "in": "header",
                 "required": False,
-                "description": "the `ETag` of the picture the caller has: `304` while it"
+                "description": f"the `ETag` of the {what} the caller has: `304` while it"
                 " is still the one",
                 "schema": {"type": "string"},
                 "example": f'"{ETAG}"',
             }
         ],
-        responses={
+        "responses": {
             "200": {
-                "description": "The picture itself.",
+                "description": f"The {what} itself.",
                 "headers": {
                     "ETag": ETAG_HEADER,
                     "Cache-Control": {
@@ -74,11 +82,32 @@ class Picture(MethodView):
                 "content": BINARY,
             },
             "304": {
-                "description": "The picture is still the one the caller has (If-None-Match).",
+                "description": f"The {what} is still the one the caller has (If-None-Match).",
                 "headers": {"ETag": ETAG_HEADER},
             },
         },
-    )
+    }
+
+
+# The OpenAPI of a PUT that takes an image.
+IMAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The image itself, at most 2 MiB: PNG, JPEG or WebP.",
+        "content": BINARY,
+    }
+}
+
+
+def picture_url() -> str:
+    """Where the signed-in person's picture is, under IDENTITY_PUBLIC_URL."""
+    return current_app.config["IDENTITY"]["PUBLIC_URL"].rstrip("/") + PATH
+
+
+@blp.route("")
+class Picture(MethodView):
+    @blp.user_token()
+    @blp.doc(**image_get_doc("picture"))
     @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
     def get(self):
         """The person's picture
@@ -88,24 +117,11 @@ class Picture(MethodView):
         `If-None-Match: "<etag>"`, the answer is a `304` without a body while the picture
         is unchanged. `404` when the person has no picture.
         """
-        etags = request.if_none_match
-        known = None if etags.star_tag else etags_of(etags)
-        found = services().pictures.picture(unit_of_work(), principal(), known)
-        headers = {"ETag": f'"{found["etag"]}"', "Cache-Control": CACHE_CONTROL}
-        if found["data"] is None:
-            unchanged = Response(status=HTTPStatus.NOT_MODIFIED, headers=headers)
-            unchanged.headers.pop("Content-Type", None)
-            return unchanged
-        return Response(bytes(found["data"]), mimetype=found["content_type"], headers=headers)
+        found = services().pictures.picture(unit_of_work(), principal(), known_etags())
+        return image_answer(found)
 
     @blp.user_token()
-    @blp.doc(
-        requestBody={
-            "required": True,
-            "description": "The image itself, at most 2 MiB: PNG, JPEG or WebP.",
-            "content": BINARY,
-        }
-    )
+    @blp.doc(**IMAGE_BODY)
     @blp.response(
         HTTPStatus.OK,
         PictureSchema,
