@@ -251,6 +251,16 @@ def person_sources(fields, site: Principal | str | None) -> dict:
     return {name: source for name in fields}
 
 
+def profile_only(record: dict) -> bool:
+    """A record that is only a profile (as `users.lock_holder` reads it): no account was
+    made of it. A registration pending at its address is not one; a join voids it."""
+    return (
+        record["status"] == "minimal"
+        and record["password_hash"] is None
+        and record["email_verified_at"] is None
+    )
+
+
 def new_record(address: str, key: str, principal: Principal) -> dict:
     """A minimal record for an address first met at registration (not yet proven)."""
     source = person_source(principal) | {"source": "registration"}

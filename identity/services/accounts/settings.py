@@ -233,7 +233,7 @@ class OwnSettings:
         old = payload["email"]
         holder = users_store.lock_holder(conn, email_key(old))
         if holder is not None and holder["id"] != user_id:
-            if not _minimal(holder):
+            if not common.profile_only(holder):
                 raise Conflict(
                     "another account holds the old address by now: it cannot be put back;"
                     " reset the password with the address the account has"
@@ -273,16 +273,6 @@ class OwnSettings:
         )
         security_event("email_change.undone", principal, user_id=user_id)
         return users_store.get_by_id(conn, user_id)
-
-
-def _minimal(record: dict) -> bool:
-    """A record that is only a profile: no account was made of it (a registration pending
-    at its address is not one; the join voids it)."""
-    return (
-        record["status"] == "minimal"
-        and record["password_hash"] is None
-        and record["email_verified_at"] is None
-    )
 
 
 def _what_an_undo_keeps(

@@ -188,7 +188,7 @@ class SocialLogin:
         if record is None:
             users_store.insert_new(conn, [_new_record(address, key, principal, name)])
             record = users_store.lock_holder(conn, key)
-        minimal = _minimal(record)
+        minimal = common.profile_only(record)
         # The provider vouches for the address it gave, not for another that shares its
         # key (straße@ and strasse@ are one record, but may be two mailboxes).
         same = record["email"].lower() == address.lower()
@@ -297,10 +297,6 @@ def join_identity(
     security_event(
         "social.joined", principal, user_id=user_id, provider=name, new_account=new_account
     )
-
-
-def _minimal(record: dict) -> bool:
-    return record["status"] == "minimal" and record["password_hash"] is None
 
 
 def _names(person: Person) -> dict:
