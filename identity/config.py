@@ -154,6 +154,12 @@ DEFAULTS = {
     "RETENTION_SIGN_INS_DAYS": 30,
     "RETENTION_MAILED_LINKS_DAYS": 30,
     "RETENTION_MAIL_DAYS": 30,
+    "RETENTION_AUDIT_DAYS": 400,
+    # Staff acting as a person: how long the access token lasts (at most the access
+    # tokens' own lifetime). A person erasing themselves without their password: how
+    # recent the sign-in must be.
+    "IMPERSONATION_SECONDS": 600,
+    "FRESH_SIGN_IN_SECONDS": 300,
     # On SIGTERM a worker finishes its requests for this long, then is stopped. An import
     # ends at its next batch at once, answering 503 with how far it got.
     "STOP_GRACE_SECONDS": 20,

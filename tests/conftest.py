@@ -158,6 +158,8 @@ EMPTIED = (
     "login_throttles",
     "companies",
     "social_flows",
+    "erasures",
+    "suppressed_addresses",
 )
 
 

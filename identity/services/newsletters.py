@@ -25,6 +25,7 @@ from identity.services.principal import LinkHolder, Principal
 from identity.services.profiles import join_record
 from identity.services.sites import MailingSite, mailing_site
 from identity.services.subscriber_rows import LIST_UNSUBSCRIBE_POST, UUID_TEXT, CsvRows, JsonRows
+from identity.services.suppression import Suppression
 from identity.store import newsletters as store
 from identity.store import users as users_store
 from identity.store.transactions import UnitOfWork
@@ -82,11 +83,13 @@ class Newsletters:
         self,
         tokens: UnsubscribeTokens,
         public_url: str,
+        suppression: Suppression,
         confirm_hours: int = 72,
         catalog_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.tokens = tokens
+        self.suppression = suppression
         self.public_url = public_url.rstrip("/")
         self.unsubscribe_base = f"{self.public_url}/v1/unsubscribe/"
         self.confirm_hours = confirm_hours
@@ -204,7 +207,11 @@ class Newsletters:
         state = current["state"] if current else None
         if state == "subscribed":
             return self._flag(newsletter, user["id"], current)
-        if newsletter["double_opt_in"] or state in ("unsubscribed", "pending"):
+        if (
+            newsletter["double_opt_in"]
+            or state in ("unsubscribed", "pending")
+            or self.suppression.held(conn, [email_key(user["email"])])
+        ):
             return self._ask_confirmation(conn, site, newsletter, user, consent, current)
         flag = store.set_flag(
             conn, user["id"], newsletter["id"], "subscribed", consent.event("subscribe")
@@ -215,7 +222,7 @@ class Newsletters:
         data = {"email": address, "source": "newsletter"}
         if language:
             data["language"] = language
-        user, _ = join_record(conn, principal, data)
+        user, _ = join_record(conn, principal, data, self.suppression)
         return user
 
     def _ask_confirmation(
@@ -295,6 +302,8 @@ class Newsletters:
         flag = store.set_flag(
             conn, found["user_id"], newsletter["id"], "subscribed", consent.event("confirm")
         )
+        # Consent confirmed from the mailbox: an erased address may be on lists again.
+        self.suppression.lift(conn, found["email_key"])
         return self._flag(newsletter, found["user_id"], flag)
 
     @staticmethod
@@ -440,6 +449,8 @@ class Newsletters:
         newsletter = self.newsletter(conn, key)
         current = store.flags(conn, user_id, lock=True).get(newsletter["id"])
         state = "subscribed" if subscribed else "unsubscribed"
+        if subscribed:
+            self.suppression.lift(conn, email_key(principal.user.record["email"]))
         if (current["state"] if current else None) != state:
             store.set_flag(
                 conn,

@@ -2,9 +2,8 @@
 role; their access token works as staff only while they have a second factor on and signed
 in with it (`UserCaller.staff_role`).
 
-What each role may do is `STAFF_RIGHTS`, one table (the README shows it). Searching,
-reading a person's data, impersonating, exporting and erasing come with the staff issue's
-remaining parts; what is here now: company data, including the internal description."""
+What each role may do is `STAFF_RIGHTS`, one table (the README shows it); the HTTP face's
+staff guard checks it, and identity.services.admin does the work."""
 
 from identity.errors import InvalidInput, NotFound
 from identity.services.contact import email_key, normalise_email
@@ -14,10 +13,29 @@ from identity.store.transactions import UnitOfWork
 
 ROLES = ("support", "dpo", "admin")
 
+# What each role may do: support helps people (finds them, reads their record, acts as
+# them to see what they see); the data protection officer handles their requests (reads,
+# corrects, exports, erases, reads the trail); an admin does all of it and manages staff.
+_SUPPORT = {
+    "search_users",
+    "read_users",
+    "impersonate",
+    "read_companies",
+    "edit_internal_description",
+}
+_DPO = {
+    "search_users",
+    "read_users",
+    "correct_users",
+    "export_users",
+    "erase_users",
+    "read_audit",
+    "read_companies",
+}
 STAFF_RIGHTS = {
-    "support": frozenset({"read_companies", "edit_internal_description"}),
-    "dpo": frozenset({"read_companies"}),
-    "admin": frozenset({"read_companies", "edit_internal_description", "manage_staff"}),
+    "support": frozenset(_SUPPORT),
+    "dpo": frozenset(_DPO),
+    "admin": frozenset(_SUPPORT | _DPO | {"manage_staff"}),
 }
 
 
