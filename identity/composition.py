@@ -66,10 +66,8 @@ def build(
     # One thread a worker re-encodes pictures and logos: a few at once would only queue.
     images = CpuThreads(1)
     companies = Companies(CompanySettings(account_settings(settings)))
-    suppression = Suppression(settings["SECRET_KEY"])
-    erasure = Erasure(
-        account_settings(settings), passwords, suppression, settings["FRESH_SIGN_IN_SECONDS"]
-    )
+    erasure = erasure_of(settings, passwords)
+    suppression = erasure.suppression
     services = Services(
         accounts=accounts,
         social=SocialLogin(
@@ -98,3 +96,15 @@ def build(
         ),
     )
     return services
+
+
+def erasure_of(settings: dict, passwords: Passwords | None = None) -> Erasure:
+    """Erasure for `settings` (an operator's command makes one with no other service)."""
+    if passwords is None:
+        passwords = Passwords.from_settings(settings, offload=CpuThreads(1))
+    return Erasure(
+        account_settings(settings),
+        passwords,
+        Suppression(settings["SECRET_KEY"]),
+        settings["FRESH_SIGN_IN_SECONDS"],
+    )

@@ -208,7 +208,7 @@ class Blueprint(flask_smorest.Blueprint):
                 HTTPStatus.FORBIDDEN,
                 HTTPStatus.SERVICE_UNAVAILABLE,
             )
-            security = {"security": [{"userToken": []}], "x-staff-right": right}
+            security = {"security": [{"staff": []}], "x-staff-right": right}
             return self._guarded(_recording_refusals(view, right), identify, problems, security)
 
         return decorator

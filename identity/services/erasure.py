@@ -77,18 +77,22 @@ class Erasure:
     def reapply(self, uow: UnitOfWork) -> list[int]:
         """After a restore: erase again everyone in the ledger whose record is back (the
         ledger is not in the backups, so it is as it was before the restore). Their ledger
-        numbers; each erasure committed alone."""
-        again = []
-        for entry in store.ledger(uow.one_statement):
-            conn = uow.conn
-            record = store.lock_for_erasure(conn, entry["user_id"])
-            if record is not None:
-                self.suppression.add(conn, record["email_key"])
-                store.erase(conn, entry["user_id"], record["email"], ledger=False)
-                security_event("person.erased", None, erasure=entry["id"], reapplied=True)
-                again.append(entry["id"])
-            uow.commit()
-        return again
+        numbers; each erasure its own transaction."""
+        return [
+            entry["id"]
+            for entry in store.ledger(uow.one_statement)
+            if uow.run(lambda entry=entry: self._again(uow, entry))
+        ]
+
+    def _again(self, uow: UnitOfWork, entry: dict) -> bool:
+        conn = uow.conn
+        record = store.lock_for_erasure(conn, entry["user_id"])
+        if record is None:
+            return False
+        self.suppression.add(conn, record["email_key"])
+        store.erase(conn, entry["user_id"], record["email"], ledger=False)
+        security_event("person.erased", None, erasure=entry["id"], reapplied=True)
+        return True
 
     def _fresh(self, record: dict | None) -> bool:
         signed_in = (record or {}).get("signed_in_at")

@@ -30,16 +30,17 @@ def lock_for_erasure(conn: psycopg.Connection, user_id: UUID) -> dict | None:
 
 # Whatever names the person outside the rows that cascade from their record: their mail
 # still in the outbox (to their address), the counts kept under their id or their
-# sign-ins' ids, their name as who last changed a company's field, as the inviter in an
-# invitation's mailed link. Then the record, and with it (foreign keys, `on delete
-# cascade`) every row of theirs: sign-ins and refresh tokens (so every token of theirs
-# stops at once), flags and consent events, memberships, pictures, the trail about them;
-# the trail of what they did to others keeps the deed without their id (`set null`).
+# sign-ins' ids, their id as who last changed a company's field, as the inviter in an
+# invitation's mailed link and in the profile the invitation made. Then the record, and
+# with it (foreign keys, `on delete cascade`) every row of theirs: sign-ins and refresh
+# tokens (so every token of theirs stops at once), flags and consent events, memberships,
+# pictures, the trail about them; the trail of what they did to others keeps the deed
+# without their id (`set null`).
 _ERASE = (
     "delete from outbox where recipient = %(email)s",
     """
     delete from login_throttles
-    where key = 'second-factor:' || %(id)s::text
+    where strpos(key, %(id)s::text) > 0
        or key in (select 'reauthenticate:' || s.id::text from sessions s
                   where s.user_id = %(id)s)
     """,
@@ -49,6 +50,15 @@ _ERASE = (
                                                          then f.value - 'by' else f.value end)
                          from jsonb_each(c.field_sources) f)
     where c.field_sources::text like '%%' || %(id)s::text || '%%'
+    """,
+    # The profiles their invitations made name them as the source of the address.
+    """
+    update users u
+    set field_sources = (select jsonb_object_agg(f.key, case when f.value ->> 'by' = %(id)s::text
+                                                         then f.value - 'by' else f.value end)
+                         from jsonb_each(u.field_sources) f)
+    where u.id in (select i.user_id from company_invitations i where i.invited_by = %(id)s)
+      and u.field_sources::text like '%%' || %(id)s::text || '%%'
     """,
     """
     update account_tokens set payload = payload - 'by'
