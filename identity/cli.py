@@ -680,13 +680,19 @@ def list_mail(failed: bool, limit: int):
 @mail.command("retry")
 @click.argument("mail_id", type=int)
 def retry_mail(mail_id: int):
-    """Queue failed mail MAIL_ID again, now."""
+    """Queue failed mail MAIL_ID again, now (not one whose single-use link was cleared when
+    it failed)."""
     from identity.store import outbox
 
     with connection() as conn:
         before = outbox.requeue(conn, mail_id)
     if before is None:
         raise click.ClickException(f"no mail {mail_id}")
+    if before == "cleared":
+        raise click.ClickException(
+            f"mail {mail_id} held a single-use link, cleared when it failed: the person asks"
+            " again (a new reset, a new confirmation)"
+        )
     if before != "failed":
         raise click.ClickException(f"mail {mail_id} is {before}, not failed; nothing to do")
     click.echo(f"mail {mail_id} is queued again")
