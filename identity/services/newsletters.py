@@ -20,6 +20,7 @@ from identity.mail import enqueue as enqueue_mail
 from identity.security.masking import mask_address
 from identity.security.secret_tokens import new_secret, secret_hash
 from identity.security.unsubscribe_tokens import TOKEN_LENGTH, UnsubscribeTokens
+from identity.services import trail
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import LinkHolder, Principal
 from identity.services.profiles import join_record
@@ -212,11 +213,19 @@ class Newsletters:
             or state in ("unsubscribed", "pending")
             or self.suppression.held(conn, [email_key(user["email"])])
         ):
-            return self._ask_confirmation(conn, site, newsletter, user, consent, current)
-        flag = store.set_flag(
-            conn, user["id"], newsletter["id"], "subscribed", consent.event("subscribe")
+            flag = self._ask_confirmation(conn, site, newsletter, user, consent, current)
+        else:
+            flag = self._flag(
+                newsletter,
+                user["id"],
+                store.set_flag(
+                    conn, user["id"], newsletter["id"], "subscribed", consent.event("subscribe")
+                ),
+            )
+        trail.record(
+            uow, "newsletter.flag_set", principal, user["id"], list=key, state=flag["state"]
         )
-        return self._flag(newsletter, user["id"], flag)
+        return flag
 
     def _record_for(self, conn, principal: Principal, address: str, language: str | None) -> dict:
         data = {"email": address, "source": "newsletter"}
@@ -304,6 +313,14 @@ class Newsletters:
         )
         # Consent confirmed from the mailbox: an erased address may be on lists again.
         self.suppression.lift(conn, found["email_key"])
+        trail.record(
+            uow,
+            "newsletter.flag_set",
+            principal,
+            found["user_id"],
+            list=newsletter["key"],
+            state="subscribed",
+        )
         return self._flag(newsletter, found["user_id"], flag)
 
     @staticmethod

@@ -150,7 +150,7 @@ def _into_trail(principal: Principal, round_: list, outcomes: list[Outcome]) -> 
         lists = [key for key, _, _ in submission.newsletters if key not in kept]
         if outcome.status == "created" or outcome.filled or lists:
             trail.note(
-                f"profile.{outcome.status}",
+                "profile.created" if outcome.status == "created" else "profile.merged",
                 principal,
                 outcome.user_id,
                 source=submission.source,

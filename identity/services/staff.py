@@ -6,6 +6,7 @@ What each role may do is `STAFF_RIGHTS`, one table (the README shows it); the HT
 staff guard checks it, and identity.services.admin does the work."""
 
 from identity.errors import InvalidInput, NotFound
+from identity.services import trail
 from identity.services.contact import email_key, normalise_email
 from identity.store import staff as store
 from identity.store import users as users_store
@@ -49,12 +50,14 @@ def grant(uow: UnitOfWork, address: str, role: str) -> None:
         raise InvalidInput(f"no staff role {role!r}: one of {', '.join(ROLES)}")
     account = _account(uow, address)
     store.grant(uow.conn, account["id"], role)
+    trail.record(uow, "staff.granted", None, account["id"], role=role)
 
 
 def revoke(uow: UnitOfWork, address: str) -> None:
     account = _account(uow, address)
     if not store.revoke(uow.conn, account["id"]):
         raise NotFound(f"{address} has no staff role")
+    trail.record(uow, "staff.revoked", None, account["id"])
 
 
 def everyone(uow: UnitOfWork) -> list[dict]:
