@@ -36,6 +36,7 @@ def init_app(app: Flask, services: Services) -> Api:
         health,
         jwks,
         me,
+        metrics,
         my_newsletters,
         newsletters,
         pictures,
@@ -65,6 +66,7 @@ def init_app(app: Flask, services: Services) -> Api:
         unsubscribe,
         my_newsletters,
         companies,
+        metrics,
     ):
         api.register_blueprint(module.blp)
     document_what_marshmallow_cannot(api.spec.components.schemas)
