@@ -57,7 +57,7 @@ def test_what_a_site_does_is_counted_by_route_outcome_and_kind(app, conn, site):
     assert login(site, password="not her password at all").status_code == 401
     assert site.get(f"/v1/users/{uuid.uuid4()}").status_code == 404
     assert site.get("/no/such/path").status_code == 404
-    report, summary = run_import(site, ndjson({"email": "b@example.com"}, {"email": "nope"}))
+    _, summary = run_import(site, ndjson({"email": "b@example.com"}, {"email": "nope"}))
     assert summary["created"] == 1 and summary["rejected"] == 1
     after = samples(metrics)
 
