@@ -70,6 +70,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/unsubscribe.py
 	$(BIN)/python bench/newsletter_export.py
 	$(BIN)/python bench/companies.py
+	$(BIN)/python bench/metrics.py
 
 ## lock: write requirements/*.txt from pyproject.toml for Python 3.11 on Linux x86_64;
 ## keeps the pins that still fit (UV_FLAGS=--upgrade: the newest that fit)

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,10 +115,17 @@ def serve(workers: int, mail: bool):
         from identity.mail.relay import parse_smtp_url
 
         _run(parse_smtp_url, config["SMTP_URL"])
-    with database_url() as url:
+    with database_url() as url, tempfile.TemporaryDirectory(prefix="identity-metrics-") as counts:
         with psycopg.connect(url, autocommit=True) as conn:
             _report_migrations(migrations.upgrade(conn))
-        env = {**os.environ, "IDENTITY_DATABASE_URL": url, "PYTHONWARNINGS": _QUIET_TRACKER}
+        # GET /metrics adds up what every process counted: the server's workers and the
+        # courier write their counts to files in this directory, fresh for each start.
+        env = {
+            **os.environ,
+            "IDENTITY_DATABASE_URL": url,
+            "PYTHONWARNINGS": _QUIET_TRACKER,
+            "PROMETHEUS_MULTIPROC_DIR": counts,
+        }
         # The app factory rather than the checkout's wsgi.py: an installed wheel has no
         # checkout to change into.
         command = [
@@ -650,6 +658,10 @@ def deliver_mail():
 
     config = _config()
     courier = _run(courier_from_settings, config)
+    if config["MAIL_METRICS_BIND"]:
+        from identity.metrics import serve_own
+
+        serve_own(config["MAIL_METRICS_BIND"])
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _signum, _frame: stop.set())

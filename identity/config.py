@@ -86,6 +86,10 @@ DEFAULTS = {
     # /health/ready reports mail as "late" once a due mail has waited this long for a
     # worker, or when mail is due and no worker is alive (its HTTP status stays 200).
     "MAIL_LATE_SECONDS": 300.0,
+    # `host:port` where a delivery worker (`identity mail deliver`) answers Prometheus
+    # with its own counts; unset: none (under `identity serve` its counts reach the
+    # server's GET /metrics through their shared multiprocess directory).
+    "MAIL_METRICS_BIND": None,
     # Seconds each SMTP step may take (connecting, the greeting, EHLO, MAIL, RCPT, DATA,
     # the answer to the mail's end) before the relay counts as unreachable for that mail.
     "SMTP_TIMEOUT_SECONDS": 20.0,
@@ -217,6 +221,7 @@ def _check(config: dict, environ) -> None:
     if not 1 <= config["UNSUBSCRIBE_KEY_ID"] <= 255:
         raise ConfigurationError("IDENTITY_UNSUBSCRIBE_KEY_ID must be 1 to 255")
     _check_social(config)
+    _check_bind("MAIL_METRICS_BIND", config["MAIL_METRICS_BIND"])
     for key in [k for k in config if k.startswith("RETENTION_")]:
         if config[key] < 1:
             raise ConfigurationError(f"IDENTITY_{key} must be at least 1")
@@ -236,6 +241,17 @@ def _check(config: dict, environ) -> None:
     if not config["PUBLIC_URL"].startswith("https://"):
         # One-click unsubscribe (RFC 8058) needs https.
         raise ConfigurationError("IDENTITY_PUBLIC_URL must be https:// in production")
+
+
+def _check_bind(key: str, bind: str | None) -> None:
+    """`host:port` (an IPv6 host in brackets), or unset."""
+    if bind is None:
+        return
+    host, colon, port = bind.rpartition(":")
+    if not (colon and host and port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigurationError(
+            f"IDENTITY_{key} must be host:port (127.0.0.1:9101, [::1]:9101), got {bind!r}"
+        )
 
 
 SOCIAL_URLS = {
