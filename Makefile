@@ -11,7 +11,7 @@ LOCK_FOR := --python-version 3.11 --python-platform x86_64-manylinux_2_28
 COMPILE := $(TOOLS)/lock/bin/uv pip compile --quiet --generate-hashes $(LOCK_FOR) \
 	--custom-compile-command 'make lock' $(UV_FLAGS)
 
-.PHONY: run test test-deep lint openapi bench lock audit clean
+.PHONY: run test test-deep haproxy lint openapi bench lock audit clean
 
 # One stamp per lock, redone when that lock or the project's metadata changes. The test
 # lock pins whatever the run lock pins alike, so either can install over the other.
@@ -41,14 +41,20 @@ test test-deep: export PYTHONDONTWRITEBYTECODE :=
 ## test: lint, architecture contracts and the whole suite against a real PostgreSQL, but
 ## the `install` tests; prints the 15 slowest tests and the coverage of identity/
 test: $(VENV)/.installed-test lint
-	$(BIN)/pytest $(PARALLEL) -m "not install" --durations=15 \
+	$(BIN)/pytest $(PARALLEL) -m "not install and not replicas" --durations=15 \
 		--cov=identity --cov-report=term:skip-covered
 
 ## test-deep: the contract fuzzing at 200 cases per operation (100 stateful scenarios),
-## and the `install` tests (build the wheel, run an installed copy's commands)
-test-deep: $(VENV)/.installed-test
+## the `install` tests (build the wheel, run an installed copy's commands), and two
+## replicas behind HAProxy under load (Debian's haproxy, installed here when missing and root)
+test-deep: $(VENV)/.installed-test haproxy
 	IDENTITY_TEST_FUZZ_EXAMPLES=200 $(BIN)/pytest $(PARALLEL) --durations=15 \
-		tests/api/test_contract_fuzz.py tests/test_install.py
+		tests/api/test_contract_fuzz.py tests/test_install.py tests/test_replicas.py
+
+# Without haproxy (and not root to install it), tests/test_replicas.py is skipped.
+haproxy:
+	command -v haproxy >/dev/null || [ "$$(id -u)" != 0 ] || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy; }
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

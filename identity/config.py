@@ -168,6 +168,9 @@ DEFAULTS = {
     # On SIGTERM a worker finishes its requests for this long, then is stopped. An import
     # ends at its next batch at once, answering 503 with how far it got.
     "STOP_GRACE_SECONDS": 20,
+    # On SIGTERM the server first keeps serving this long with /health/ready answering
+    # 503, so the load balancer takes it out before it stops taking connections.
+    "DRAIN_SECONDS": 0.0,
 }
 
 _TYPES = {key: type(value) for key, value in DEFAULTS.items() if value is not None}

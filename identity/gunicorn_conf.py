@@ -52,6 +52,13 @@ errorlog = "-"
 graceful_timeout = load_config()["STOP_GRACE_SECONDS"]
 
 
+def on_starting(server):
+    """Before the first worker is forked: SIGTERM drains first (IDENTITY_DRAIN_SECONDS)."""
+    from identity.serving import drain_before_stopping
+
+    drain_before_stopping(server, load_config()["DRAIN_SECONDS"])
+
+
 def worker_exit(server, worker):
     """Close the worker's database pool (its connections end cleanly, and psycopg_pool
     does not complain at interpreter exit) and stop its import helpers."""
