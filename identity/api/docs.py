@@ -19,10 +19,12 @@ PAGE_FOLDER = Path(__file__).parent / "docs_page"
 SWAGGER_UI_FOLDER = Path(flask_swagger_ui.__file__).parent / "dist"
 
 # Only what the page loads, each from where it is; the rest of the distribution (its demo
-# page, the OAuth2 redirect page, the unbundled script) is not served.
+# page, the OAuth2 redirect page, the standalone layout, the unbundled script) is not served.
 _ASSETS = {
     "swagger-ui.css": SWAGGER_UI_FOLDER,
     "swagger-ui-bundle.js": SWAGGER_UI_FOLDER,
+    # Named by the page, so a browser does not ask for /favicon.ico (a 404).
+    "favicon-32x32.png": SWAGGER_UI_FOLDER,
     "swagger-init.js": PAGE_FOLDER,
 }
 
