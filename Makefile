@@ -72,13 +72,16 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/companies.py
 
 ## lock: write requirements/*.txt from pyproject.toml for Python 3.11 on Linux x86_64;
-## keeps the pins that still fit (UV_FLAGS=--upgrade: the newest that fit)
+## keeps the pins that still fit (UV_FLAGS=--upgrade: the newest that fit). image.txt is
+## what the container image installs: run.txt's pins without the embedded PostgreSQL
+## (the image is given its database)
 lock:
 	test -x $(TOOLS)/lock/bin/uv || { $(PYTHON) -m venv $(TOOLS)/lock && \
 		$(TOOLS)/lock/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); }
 	$(COMPILE) pyproject.toml --extra embedded --group build -o requirements/run.txt
 	$(COMPILE) pyproject.toml --extra embedded --extra dev --group build \
 		-c requirements/run.txt -o requirements/test.txt
+	$(COMPILE) pyproject.toml --group build -c requirements/run.txt -o requirements/image.txt
 	$(COMPILE) --group pyproject.toml:audit -o requirements/audit.txt
 
 $(TOOLS)/.installed-audit: requirements/audit.txt
