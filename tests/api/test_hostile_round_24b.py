@@ -664,3 +664,77 @@ def test_no_log_line_holds_the_search_term_the_reason_or_a_token(app, site, conn
     text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     for secret in ("anna@exa", "98765", token, PASSWORD):
         assert secret not in text
+
+
+@pytest.mark.committing
+def test_prune_runs_alongside_logins_refreshes_and_erasures(live, committing_db, database_url):
+    """`identity prune` (every retention at its least, 1 day, with rows made old) while people
+    sign in, refresh and erase themselves: no request fails, and prune finishes."""
+    import subprocess
+    import sys
+
+    import requests
+
+    from tests.served import gunicorn_env
+
+    base_url, session = live
+    for n in range(4):
+        _live_sign_up(base_url, session, committing_db, f"p{n}@example.com")
+    committing_db.execute("update login_attempts set at = now() - interval '2 days'")
+    committing_db.execute(
+        "update sessions set expires_at = now() - interval '2 days',"
+        " created_at = now() - interval '3 days'"
+    )
+    env = gunicorn_env(database_url)
+    env |= {
+        f"IDENTITY_RETENTION_{k}_DAYS": "1"
+        for k in ("LOGIN_ATTEMPTS", "SIGN_INS", "MAILED_LINKS", "AUDIT_EVENTS", "MAIL")
+    }
+
+    def prune():
+        done = subprocess.run(
+            [sys.executable, "-m", "identity", "prune"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        return done.returncode, done.stderr[-500:]
+
+    def churn(n):
+        def run():
+            email = f"p{n}@example.com"
+            ip = f"198.51.100.{sum(email.encode()) % 250 + 1}"
+            codes = []
+            for _ in range(5):
+                tokens = session.post(
+                    f"{base_url}/v1/auth/login",
+                    json={"email": email, "password": PASSWORD, "client_ip": ip},
+                )
+                codes.append(tokens.status_code)
+                if tokens.ok:
+                    codes.append(
+                        session.post(
+                            f"{base_url}/v1/auth/refresh",
+                            json={"refresh_token": tokens.json()["refresh_token"]},
+                        ).status_code
+                    )
+            codes.append(
+                requests.delete(
+                    f"{base_url}/v1/me",
+                    json={"current_password": PASSWORD, "client_ip": ip},
+                    headers={"Authorization": f"Bearer {tokens.json()['access_token']}"},
+                    timeout=60,
+                ).status_code
+            )
+            return codes
+
+        return run
+
+    results = _parallel([prune, prune] + [churn(n) for n in range(4)])
+    for code, err in results[:2]:
+        assert code == 0, err
+    for codes in results[2:]:
+        assert all(c < 500 for c in codes), codes
+        assert codes[-1] == 204, codes
