@@ -248,7 +248,7 @@ class Invitation(MethodView):
 
 @blp.route("/me/invitations/accept")
 class Accept(MethodView):
-    @blp.user_token()
+    @blp.user_token(impersonated=False)
     @blp.arguments(AcceptSchema, example={"token": "Zk3v9S0m3T0k3nFr0mTh3L1nk"})
     @blp.response(HTTPStatus.OK, CompanySchema, example=_COMPANY | {"your_role": "member"})
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")

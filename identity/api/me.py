@@ -376,7 +376,7 @@ class Sessions(MethodView):
 
 @blp.route("/sessions/<uuid:session_id>")
 class Session(MethodView):
-    @blp.user_token()
+    @blp.user_token(impersonated=False)
     @blp.response(HTTPStatus.NO_CONTENT, description="The sign-in has ended.")
     @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
     def delete(self, session_id):
@@ -424,7 +424,7 @@ _EXPORT_EXAMPLE = {
 
 @blp.route("/export")
 class Export(MethodView):
-    @blp.user_token()
+    @blp.user_token(impersonated=False)
     @blp.response(
         HTTPStatus.OK,
         description="Everything stored about the person, as one JSON document.",

@@ -73,7 +73,7 @@ class MyNewsletters(MethodView):
 
 @blp.route("/newsletters/<key>", parameters=[KEY_PARAMETER])
 class MyNewsletter(MethodView):
-    @blp.user_token()
+    @blp.user_token(impersonated=False)
     @blp.arguments(
         MyFlagChangeSchema, example={"subscribed": True, "consent_text": "newsletter settings v2"}
     )

@@ -26,10 +26,20 @@ create index audit_events_subject on audit_events (subject_id, id) where subject
 create index audit_events_actor on audit_events (actor_id, id) where actor_id is not null;
 create index audit_events_at on audit_events (at);
 
--- Never changed; the one change allowed is the erasure of its actor (`on delete set null`).
+-- Never changed; the one change allowed is the erasure of its actor (`on delete set null`,
+-- a foreign key's action: a trigger within a trigger). Never deleted but with the person
+-- it is about (`on delete cascade`, likewise) or by retention (`identity prune`, which says
+-- so for its transaction: identity.prune_trail).
 create function audit_events_append_only() returns trigger language plpgsql as $$
 begin
-    if new.actor_id is null and old.actor_id is not null
+    if tg_op = 'DELETE' then
+        if pg_trigger_depth() > 1
+           or current_setting('identity.prune_trail', true) = 'on' then
+            return old;
+        end if;
+        raise exception 'audit events are append-only';
+    end if;
+    if pg_trigger_depth() > 1 and new.actor_id is null and old.actor_id is not null
        and (new.id, new.at, new.event, new.actor, new.subject_id, new.site, new.key_prefix,
             new.client_ip, new.reason, new.details)
            is not distinct from
@@ -39,7 +49,7 @@ begin
     end if;
     raise exception 'audit events are append-only';
 end $$;
-create trigger audit_events_append_only before update on audit_events
+create trigger audit_events_append_only before update or delete on audit_events
     for each row execute function audit_events_append_only();
 
 -- A staff member acting as a person: a sign-in of that person with no refresh token,

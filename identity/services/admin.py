@@ -6,11 +6,12 @@ the same transaction."""
 
 from uuid import UUID
 
-from identity.errors import Conflict, Forbidden, NotFound
+from identity.errors import Conflict, Forbidden, InvalidInput, NotFound
 from identity.security.access_tokens import KeyRing, issue_access_token
 from identity.services import trail
 from identity.services.accounts import common
 from identity.services.accounts.common import AccountSettings
+from identity.services.contact import fold
 from identity.services.erasure import Erasure
 from identity.services.principal import Principal
 from identity.services.security_events import security_event
@@ -45,7 +46,10 @@ class StaffWork:
     ) -> tuple[list[dict], UUID | None]:
         """A page of the records `q` finds (`store.search`), and the cursor of the next
         page (None on the last). Each person shown is a read of their data."""
-        found = store.search(uow.conn, q.lower(), after, limit + 1)
+        conn = uow.conn
+        if after is not None and store.target(conn, after) is None:
+            raise InvalidInput(_NO_CURSOR, errors={"after": [_NO_CURSOR]})
+        found = store.search(conn, q.lower(), fold(q), after, limit + 1)
         page = found[:limit]
         trail.record_many(uow, "staff.found", principal, [r["id"] for r in page], reason=reason)
         return page, page[-1]["id"] if len(found) > limit else None
@@ -141,6 +145,8 @@ class StaffWork:
         trail.record(uow, "staff.read_trail", principal, subject, reason=reason)
         return page, page[-1]["id"] if len(found) > limit else None
 
+
+_NO_CURSOR = "no record has this id: send the `id` of the last record of the page before"
 
 _REFUSALS = {
     "staff": "a staff member's account cannot be acted as",

@@ -57,6 +57,14 @@ def email_key(address: str) -> str:
         return f"{local}{at}{unicodedata.normalize('NFC', domain.casefold())}"
 
 
+def fold(prefix: str) -> str:
+    """The beginning of an address as its key begins (`email_key`'s folding): what staff
+    type into a search finds the addresses it begins, straße finding strasse@."""
+    if "@" in prefix:
+        return email_key(prefix)
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", prefix).casefold())
+
+
 def normalise_phone(number: str, field: str, country: str | None = None) -> str:
     """The number in E.164; a national number needs `country` (ISO 3166 alpha-2) to be read."""
     try:

@@ -17,15 +17,18 @@ _FOUND = """
 """
 
 
-def search(conn: psycopg.Connection, q: str, after: UUID | None, limit: int) -> list[dict]:
-    """Records whose address, first or last name, or a company's name begins with `q`
-    (lowercase; an address also by its domain after the @), by address; those after the
-    record `after`. Each match is a prefix search of an index."""
+def search(
+    conn: psycopg.Connection, q: str, folded: str, after: UUID | None, limit: int
+) -> list[dict]:
+    """Records whose address key begins with `folded` (the query as an address's key is
+    folded: straße finds strasse), or whose first or last name, or a company's name,
+    begins with `q` (lowercase), by address; those after the record `after`. Each match
+    is a prefix search of an index."""
     return conn.execute(
         _FOUND  # noqa: S608 - fixed query
         + """
         where u.id in (
-                select id from users where email_key like %(prefix)s
+                select id from users where email_key like %(key_prefix)s
                 union select id from users where lower(first_name) like %(prefix)s
                 union select id from users where lower(last_name) like %(prefix)s
                 union select m.user_id from companies c
@@ -36,7 +39,12 @@ def search(conn: psycopg.Connection, q: str, after: UUID | None, limit: int) -> 
         order by u.email_key
         limit %(limit)s
         """,
-        {"prefix": _like_prefix(q), "after": after, "limit": limit},
+        {
+            "prefix": _like_prefix(q),
+            "key_prefix": _like_prefix(folded),
+            "after": after,
+            "limit": limit,
+        },
     ).fetchall()
 
 

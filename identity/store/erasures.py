@@ -9,7 +9,18 @@ import psycopg
 
 def lock_for_erasure(conn: psycopg.Connection, user_id: UUID) -> dict | None:
     """The record to erase, locked; with its staff role and the companies of which it is
-    the only admin (each must get another admin, or go, first)."""
+    the only admin (each must get another admin, or go, first). The member rows of the
+    companies it is an admin of are locked first, in the order a change of roles locks
+    them: two admins erasing themselves at once queue, and the second sees itself last."""
+    conn.execute(
+        """
+        select 1 from company_members
+        where company_id in (select company_id from company_members
+                             where user_id = %(id)s and role = 'admin')
+        order by company_id, user_id for update
+        """,
+        {"id": user_id},
+    )
     return conn.execute(
         """
         select u.id, u.email, u.email_key,
@@ -37,7 +48,14 @@ def lock_for_erasure(conn: psycopg.Connection, user_id: UUID) -> dict | None:
 # pictures, the trail about them; the trail of what they did to others keeps the deed
 # without their id (`set null`).
 _ERASE = (
-    "delete from outbox where recipient = %(email)s",
+    # Their address now, and those their mailed links name (a new address waiting to be
+    # proven, an old one an undo would restore).
+    """
+    delete from outbox
+    where recipient = %(email)s
+       or recipient in (select t.payload ->> 'email' from account_tokens t
+                        where t.user_id = %(id)s and t.payload ? 'email')
+    """,
     """
     delete from login_throttles
     where strpos(key, %(id)s::text) > 0

@@ -222,6 +222,11 @@ def live_sessions(
     ).fetchall()
 
 
+# The staff roles that may act as a person (identity.services.staff.STAFF_RIGHTS holds
+# it to that table).
+IMPERSONATING_ROLES = ("support", "admin")
+
+
 def signed_in_user(conn: psycopg.Connection, user_id: UUID, session_id: UUID) -> dict | None:
     """The record of a signed-in person, if their sign-in (session) is still live; with
     `has_picture` (a look-up of the pictures' primary key), `companies` (their
@@ -248,8 +253,14 @@ def signed_in_user(conn: psycopg.Connection, user_id: UUID, session_id: UUID) ->
         from (select {USER_COLUMNS} from users where id = %(user_id)s) u
         join sessions s on s.id = %(session_id)s and s.user_id = u.id
                         and s.revoked_at is null and s.expires_at > now()
+        -- Staff acting as the person: only while they still may (their role, their factor).
+        where s.impersonated_by is null
+           or exists (select 1 from staff_roles r
+                      join second_factors f on f.user_id = r.user_id
+                                           and f.confirmed_at is not null
+                      where r.user_id = s.impersonated_by and r.role = any(%(acting)s))
         """,  # noqa: S608 - fixed column list
-        {"user_id": user_id, "session_id": session_id},
+        {"user_id": user_id, "session_id": session_id, "acting": list(IMPERSONATING_ROLES)},
         prepare=True,
     ).fetchone()
 

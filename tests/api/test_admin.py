@@ -226,3 +226,11 @@ def test_the_trail_is_append_only(conn, anna):
     )
     with pytest.raises(Exception, match="append-only"), conn.transaction():
         conn.execute("update audit_events set event = 'y'")
+
+
+def test_the_roles_that_act_as_people_are_the_table_s():
+    from identity.services.staff import STAFF_RIGHTS
+    from identity.store.sessions import IMPERSONATING_ROLES
+
+    acting = {role for role, rights in STAFF_RIGHTS.items() if "impersonate" in rights}
+    assert set(IMPERSONATING_ROLES) == acting

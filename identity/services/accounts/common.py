@@ -239,8 +239,9 @@ def names(fields: dict) -> list[str]:
 def person_source(site: Principal | str | None) -> dict:
     """Provenance of what the person gave themselves, through `site` (or the caller's)."""
     site_name = site.site_name if isinstance(site, Principal) else site
+    acting = isinstance(site, Principal) and site.user and site.user.acting_staff_id
     return {
-        "source": "person",
+        "source": "staff" if acting else "person",
         "site": site_name,
         "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
