@@ -370,8 +370,8 @@ def test_in_parallel_the_last_admin_stays_and_logos_and_invitations_hold(pooled_
     # One new address invited by two companies at once: both invitations, one record.
     third = b.post("/v1/companies", json={"name": "E"}).get_json()["id"]
     with ThreadPoolExecutor(2) as pool:
-        one = pool.submit(
-            a.post, f"/v1/companies/{second}/invitations", json={"email": "new@x.example"}
+        one = pool.submit(  # second's admin: whichever won the race above
+            admin.post, f"/v1/companies/{second}/invitations", json={"email": "new@x.example"}
         )
         two = pool.submit(
             b.post, f"/v1/companies/{third}/invitations", json={"email": "new@x.example"}
