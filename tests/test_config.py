@@ -175,7 +175,7 @@ def test_a_database_url_libpq_cannot_read_is_refused_without_echoing_it():
 def test_production_holds_the_migration_url_to_the_same_tls_rule():
     url = "postgresql://identity_owner:hunter2@db/identity"
     with pytest.raises(
-        ConfigurationError, match="^IDENTITY_MIGRATION_DATABASE_URL reaches"
+        ConfigurationError, match=r"^IDENTITY_MIGRATION_DATABASE_URL reaches"
     ) as refused:
         load_config(environ=PRODUCTION | {"IDENTITY_MIGRATION_DATABASE_URL": url})
     assert "hunter2" not in refused.value.detail
