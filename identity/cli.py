@@ -553,7 +553,9 @@ def retention():
 def run_retention():
     """Remove what has outlived its purpose (login attempts after
     IDENTITY_RETENTION_LOGIN_ATTEMPTS_DAYS, ended sign-ins, used or expired links, sent
-    mail, unfinished sign-ins and stale throttles), in short batches; run it daily."""
+    mail, unfinished sign-ins, stale throttles, spent refresh tokens, the trail after
+    IDENTITY_RETENTION_AUDIT_EVENTS_DAYS), in short batches; run it daily. The same as
+    `identity prune`."""
     from identity.services import retention as service
 
     config = _config()
@@ -565,6 +567,51 @@ def run_retention():
     with unit_of_work() as uow:
         removed = _run(service.run, uow, days, lambda kind, n: click.echo(f"{kind:26} {n:>9}"))
     click.echo(f"removed {sum(removed.values())} rows")
+
+
+@main.command("prune")
+def prune():
+    """Remove what has outlived its purpose: `identity retention run`, by its short name.
+    Safe on a schedule while the service runs (short batches, each committed alone)."""
+    run_retention.callback()
+
+
+@main.command("backup")
+@click.option(
+    "--to",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("backups"),
+    show_default=True,
+    help="the folder the dump goes in",
+)
+def backup(folder: Path):
+    """Write a consistent dump of the database (pg_dump, custom format) named by its time,
+    without the erasure ledger and the suppression list: a restore then leaves both as
+    they are, and `identity erasures reapply` erases again whoever was erased since the
+    dump was made. Restore with `pg_restore --clean --if-exists -d URL FILE`."""
+    from identity import backups
+
+    with database_url() as url:
+        path = _run(backups.dump, url, folder)
+    click.echo(str(path))
+
+
+@main.group()
+def erasures():
+    """The ledger of erased people (ids only)."""
+
+
+@erasures.command("reapply")
+def reapply_erasures():
+    """After a restore: erase again everyone in the ledger whose record the backup brought
+    back. Run it after every restore, before the service serves again."""
+    from identity import composition
+
+    with unit_of_work() as uow:
+        erasure = composition.erasure_of(_config())
+        again = _run(erasure.reapply, uow)
+    click.echo(f"erased again: {len(again)}")
 
 
 @main.group()
@@ -687,13 +734,19 @@ def list_mail(failed: bool, limit: int):
 @mail.command("retry")
 @click.argument("mail_id", type=int)
 def retry_mail(mail_id: int):
-    """Queue failed mail MAIL_ID again, now."""
+    """Queue failed mail MAIL_ID again, now (not one whose single-use link was cleared when
+    it failed)."""
     from identity.store import outbox
 
     with connection() as conn:
         before = outbox.requeue(conn, mail_id)
     if before is None:
         raise click.ClickException(f"no mail {mail_id}")
+    if before == "cleared":
+        raise click.ClickException(
+            f"mail {mail_id} held a single-use link, cleared when it failed: the person asks"
+            " again (a new reset, a new confirmation)"
+        )
     if before != "failed":
         raise click.ClickException(f"mail {mail_id} is {before}, not failed; nothing to do")
     click.echo(f"mail {mail_id} is queued again")

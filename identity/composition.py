@@ -16,10 +16,13 @@ from identity.security.passwords import Passwords
 from identity.security.unsubscribe_tokens import UnsubscribeTokens
 from identity.services.accounts import Accounts, account_settings
 from identity.services.accounts.social import SocialLogin
+from identity.services.admin import StaffWork
 from identity.services.companies import Companies, CompanySettings
+from identity.services.erasure import Erasure
 from identity.services.newsletters import Newsletters
 from identity.services.pictures import Logos, Pictures
 from identity.services.sites import RecentSiteKeys
+from identity.services.suppression import Suppression
 from identity.social.providers import Provider, provider_settings
 
 
@@ -37,6 +40,9 @@ class Services:
     logos: Logos
     key_ring: KeyRing
     recent_site_keys: RecentSiteKeys
+    suppression: Suppression
+    erasure: Erasure
+    staff_work: StaffWork
     exports: Slots
     clock: Callable[[], float] = field(default=time.monotonic)
 
@@ -60,6 +66,8 @@ def build(
     # One thread a worker re-encodes pictures and logos: a few at once would only queue.
     images = CpuThreads(1)
     companies = Companies(CompanySettings(account_settings(settings)))
+    erasure = erasure_of(settings, passwords)
+    suppression = erasure.suppression
     services = Services(
         accounts=accounts,
         social=SocialLogin(
@@ -69,6 +77,7 @@ def build(
         newsletters=Newsletters(
             UnsubscribeTokens(settings["SECRET_KEY"], settings["UNSUBSCRIBE_KEY_ID"]),
             settings["PUBLIC_URL"],
+            suppression,
             confirm_hours=settings["NEWSLETTER_CONFIRM_HOURS"],
             catalog_seconds=settings["NEWSLETTER_CATALOG_SECONDS"],
             clock=lambda: services.clock(),
@@ -80,5 +89,22 @@ def build(
             settings["SITE_KEY_CACHE_SECONDS"], clock=lambda: services.clock()
         ),
         exports=Slots(settings["MAX_EXPORTS_PER_WORKER"]),
+        suppression=suppression,
+        erasure=erasure,
+        staff_work=StaffWork(
+            account_settings(settings), ring, erasure, settings["IMPERSONATION_SECONDS"]
+        ),
     )
     return services
+
+
+def erasure_of(settings: dict, passwords: Passwords | None = None) -> Erasure:
+    """Erasure for `settings` (an operator's command makes one with no other service)."""
+    if passwords is None:
+        passwords = Passwords.from_settings(settings, offload=CpuThreads(1))
+    return Erasure(
+        account_settings(settings),
+        passwords,
+        Suppression(settings["SECRET_KEY"]),
+        settings["FRESH_SIGN_IN_SECONDS"],
+    )

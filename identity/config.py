@@ -152,12 +152,19 @@ DEFAULTS = {
     # sign-in fails with 502; and how long a sign-in begun at `authorize` may take.
     "SOCIAL_TIMEOUT_SECONDS": 10.0,
     "SOCIAL_FLOW_SECONDS": 600,
-    # Retention (`identity retention run`): days each kind of data is kept once its
+    # Retention (`identity prune`): days each kind of data is kept once its
     # purpose has passed (identity.services.retention).
     "RETENTION_LOGIN_ATTEMPTS_DAYS": 90,
     "RETENTION_SIGN_INS_DAYS": 30,
     "RETENTION_MAILED_LINKS_DAYS": 30,
     "RETENTION_MAIL_DAYS": 30,
+    "RETENTION_SPENT_REFRESH_TOKENS_DAYS": 30,
+    "RETENTION_AUDIT_EVENTS_DAYS": 400,
+    # Staff acting as a person: how long the access token lasts (at most the access
+    # tokens' own lifetime). A person erasing themselves without their password: how
+    # recent the sign-in must be.
+    "IMPERSONATION_SECONDS": 600,
+    "FRESH_SIGN_IN_SECONDS": 300,
     # On SIGTERM a worker finishes its requests for this long, then is stopped. An import
     # ends at its next batch at once, answering 503 with how far it got.
     "STOP_GRACE_SECONDS": 20,

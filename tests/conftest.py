@@ -181,6 +181,8 @@ EMPTIED = (
     "login_throttles",
     "companies",
     "social_flows",
+    "erasures",
+    "suppressed_addresses",
 )
 
 

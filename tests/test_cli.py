@@ -438,3 +438,14 @@ def test_an_unwritable_path_and_no_workers_are_refused_in_one_line(tmp_path):
     assert result.output.count("\n") == 1 and "Traceback" not in result.output
     result = runner.invoke(main, ["serve", "--workers", "0"])
     assert result.exit_code == 2 and "0 is not in the range x>=1" in result.output
+
+
+def test_a_failed_mail_whose_link_was_cleared_is_not_sent_again(cli, committing_db):
+    mail_id = committing_db.execute(
+        "insert into outbox (template, recipient, language, status, failed_at)"
+        " values ('password_reset', 'gone@example.com', 'en', 'failed', now()) returning id"
+    ).fetchone()["id"]
+    refused = cli("mail", "retry", str(mail_id), ok=False).output
+    assert "single-use link" in refused and "asks" in refused
+    status = committing_db.execute("select status from outbox where id = %s", (mail_id,))
+    assert status.fetchone()["status"] == "failed"

@@ -30,6 +30,7 @@ def _no_type_without_content(response):
 def init_app(app: Flask, services: Services) -> Api:
     """The Api with every resource, and the services its views call."""
     from identity.api import (
+        admin,
         auth,
         companies,
         docs,
@@ -65,6 +66,7 @@ def init_app(app: Flask, services: Services) -> Api:
         unsubscribe,
         my_newsletters,
         companies,
+        admin,
     ):
         api.register_blueprint(module.blp)
     document_what_marshmallow_cannot(api.spec.components.schemas)

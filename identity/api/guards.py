@@ -6,7 +6,7 @@ from http import HTTPStatus
 
 import flask_smorest
 from flask import current_app, g, request
-from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.exceptions import HTTPException, UnsupportedMediaType
 
 from identity.api.forwarded import browser_address
 from identity.api.parsing import Parser
@@ -16,11 +16,13 @@ from identity.errors import Forbidden, Unauthenticated
 from identity.logs import CALLER
 from identity.security.access_tokens import EXPIRED
 from identity.security.site_keys import looks_like_site_key, site_key_label
+from identity.services import trail
 from identity.services.accounts.proofs import Proof
 from identity.services.accounts.sessions import SIGN_IN_ENDED
 from identity.services.principal import Browser, LinkHolder, Principal
 from identity.services.security_events import security_event
 from identity.services.sites import authenticate_site
+from identity.services.staff import staff_may
 from schemas.accounts import USER_AGENT_LENGTH
 from schemas.text import from_header
 
@@ -157,23 +159,57 @@ class Blueprint(flask_smorest.Blueprint):
 
         return decorator
 
-    def user_token(self):
+    def user_token(self, *, impersonated: bool = True):
         """Let a request through only with a valid access token of a signed-in person
         whose sign-in still holds (not logged out, no password change since): the
-        accounts' sessions decide, and the Principal carries the person's record."""
+        accounts' sessions decide, and the Principal carries the person's record.
+
+        A staff member acting as the person (an impersonation's token) gets through where
+        `impersonated` (and every request of theirs goes into the trail, with both
+        people); not where it is False: what takes an account over or away (password,
+        address, second factor, social identities, erasure) is the person's alone (403)."""
 
         def identify(_):
-            token = None
-            try:
-                token = bearer_token()
-                return services().accounts.sessions.signed_in(unit_of_work(), token)
-            except Unauthenticated as refused:
-                security_event("access_token.refused", **_token_refusal(token, refused))
-                raise
+            signed_in = _signed_in()
+            if signed_in.user.acting_staff_id is not None:
+                _impersonation(signed_in, impersonated)
+            return signed_in
 
         def decorator(view):
             problems = (HTTPStatus.UNAUTHORIZED, HTTPStatus.SERVICE_UNAVAILABLE)
+            if not impersonated:
+                problems = (*problems, HTTPStatus.FORBIDDEN)
             return self._guarded(view, identify, problems, {"security": [{"userToken": []}]})
+
+        return decorator
+
+    def staff(self, right: str):
+        """Let a request through only with the access token of a staff member whose role
+        has `right` (identity.services.staff.STAFF_RIGHTS), signed in with their second
+        factor. A refusal, and a request staff send without its reason, go into the
+        trail."""
+
+        def identify(_):
+            signed_in = _signed_in()
+            signed_in = signed_in.with_browser(Browser(client_ip=connecting_address()))
+            role = signed_in.user.staff_role
+            if not staff_may(role, right):
+                refusal = "not_staff" if role is None else "role"
+                security_event("staff.refused", signed_in, reason=refusal, right=right)
+                raise Forbidden(
+                    f"this is staff work ({right}): a staff role that allows it, and a sign-in"
+                    " made with the second factor's app, are needed"
+                )
+            return signed_in
+
+        def decorator(view):
+            problems = (
+                HTTPStatus.UNAUTHORIZED,
+                HTTPStatus.FORBIDDEN,
+                HTTPStatus.SERVICE_UNAVAILABLE,
+            )
+            security = {"security": [{"staff": []}], "x-staff-right": right}
+            return self._guarded(_recording_refusals(view, right), identify, problems, security)
 
         return decorator
 
@@ -195,6 +231,55 @@ class Blueprint(flask_smorest.Blueprint):
             return self._guarded(view, identify, problems, {"security": []})
 
         return decorator
+
+
+def _signed_in() -> Principal:
+    token = None
+    try:
+        token = bearer_token()
+        return services().accounts.sessions.signed_in(unit_of_work(), token)
+    except Unauthenticated as refused:
+        security_event("access_token.refused", **_token_refusal(token, refused))
+        raise
+
+
+def _impersonation(signed_in: Principal, allowed: bool) -> None:
+    """A staff member acting as the person: each request of theirs into the trail, and
+    refused where only the person may act."""
+    route = request.url_rule.rule if request.url_rule else None
+    if not allowed:
+        security_event(
+            "impersonation.refused",
+            signed_in,
+            reason="personal",
+            method=request.method,
+            route=route,
+        )
+        raise Forbidden("a staff member acting as the person may not do this: only they may")
+    trail.record(
+        unit_of_work(),
+        "impersonation.request",
+        signed_in,
+        survives=True,
+        method=request.method,
+        route=route,
+    )
+
+
+def _recording_refusals(view, right: str):
+    """The staff view, with the request it refuses as malformed (a missing reason, most
+    often) recorded as a refused attempt."""
+
+    @functools.wraps(view)
+    def recorded(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except HTTPException as refused:
+            if refused.code in (HTTPStatus.BAD_REQUEST, HTTPStatus.UNPROCESSABLE_ENTITY):
+                security_event("staff.refused", principal(), reason="invalid_request", right=right)
+            raise
+
+    return recorded
 
 
 def connecting_address() -> str | None:

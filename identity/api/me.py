@@ -29,6 +29,7 @@ from schemas.accounts import (
     SessionsQuerySchema,
     TotpSetupSchema,
 )
+from schemas.admin import EraseMeSchema
 from schemas.profiles import USER_EXAMPLE
 
 blp = Blueprint(
@@ -84,6 +85,32 @@ class Me(MethodView):
         signed_in = principal().user.record
         return _me(record | {k: signed_in[k] for k in ("has_picture", "companies")})
 
+    @blp.user_token(impersonated=False)
+    @blp.arguments(EraseMeSchema, example={**_REAUTHENTICATION, **_BROWSER_EXAMPLE})
+    @blp.response(HTTPStatus.NO_CONTENT, description="Erased: every token of theirs is dead.")
+    @blp.alt_response(HTTPStatus.FORBIDDEN, response="FORBIDDEN")
+    @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")
+    @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(HTTPStatus.TOO_MANY_REQUESTS, response="TOO_MANY_REQUESTS")
+    def delete(self, body):
+        """Erase the signed-in person
+
+        Removes the person from every table in one transaction (GDPR Art. 17): record,
+        sign-ins and tokens (every one stops at once), flags and consent events,
+        memberships, picture, social identities, the trail about them. Only a keyed hash
+        of the address stays, on a suppression list: no list subscribes it again without
+        consent confirmed from the mailbox.
+
+        Proof that it is them: `current_password` (and `code` with a second factor on;
+        wrong ones are counted as at a change of password), or, without it, a sign-in
+        made in the last 5 minutes (`403` otherwise: sign in again). `409` for the only
+        admin of a company (another admin first) and for staff (an operator revokes the
+        role first).
+        """
+        services().erasure.erase_own(
+            unit_of_work(), caller(body), body.get("current_password"), proof(body)
+        )
+
 
 def _me(record: dict) -> dict:
     """The record with its picture's URL and the person's companies and roles (both read
@@ -93,7 +120,7 @@ def _me(record: dict) -> dict:
 
 @blp.route("/password")
 class Password(MethodView):
-    @blp.user_token()
+    @blp.user_token(impersonated=False)
     @blp.arguments(
         PasswordChangeSchema,
         example={
@@ -132,7 +159,7 @@ class Password(MethodView):
 
 @blp.route("/email")
 class Email(MethodView):
-    @blp.user_token()
+    @blp.user_token(impersonated=False)
     @blp.arguments(
         EmailChangeSchema,
         example={"new_email": "anna@work.example", **_REAUTHENTICATION, **_BROWSER_EXAMPLE},
@@ -197,7 +224,7 @@ class SecondFactor(MethodView):
 
 @blp.route("/second-factor/totp")
 class Totp(MethodView):
-    @blp.user_token()
+    @blp.user_token(impersonated=False)
     @blp.arguments(
         ReauthenticationSchema,
         example={"current_password": "plum tractor quietly 83 violins", **_BROWSER_EXAMPLE},
@@ -228,7 +255,7 @@ class Totp(MethodView):
         second_factor = services().accounts.second_factor
         return second_factor.set_up(unit_of_work(), caller(body), body["current_password"])
 
-    @blp.user_token()
+    @blp.user_token(impersonated=False)
     @blp.arguments(ReauthenticationSchema, example=_REAUTHENTICATION | _BROWSER_EXAMPLE)
     @blp.response(HTTPStatus.NO_CONTENT, description="The second factor is off.")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")
@@ -248,7 +275,7 @@ class Totp(MethodView):
 
 @blp.route("/second-factor/totp/confirm")
 class TotpConfirm(MethodView):
-    @blp.user_token()
+    @blp.user_token(impersonated=False)
     @blp.arguments(SecondFactorConfirmSchema, example={"code": "492039", **_BROWSER_EXAMPLE})
     @blp.response(
         HTTPStatus.OK,
@@ -330,7 +357,7 @@ class Sessions(MethodView):
         sessions, limit = services().accounts.sessions, query["limit"]
         return linked(sessions.sign_ins(unit_of_work(), principal(), limit, query["after"]), limit)
 
-    @blp.user_token()
+    @blp.user_token(impersonated=False)
     @blp.arguments(ReauthenticationSchema, example=_REAUTHENTICATION | _BROWSER_EXAMPLE)
     @blp.response(HTTPStatus.NO_CONTENT, description="Every other sign-in has ended.")
     @blp.alt_response(HTTPStatus.UNPROCESSABLE_ENTITY, response="UNPROCESSABLE_ENTITY")

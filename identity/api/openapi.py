@@ -137,6 +137,18 @@ SECURITY_SCHEMES = {
             " about 15 minutes long."
         ),
     },
+    "staff": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": (
+            "The access token (a `userToken`) of a staff member: a person an operator gave a"
+            " role (`identity staff grant EMAIL support|dpo|admin`) who signed in with their"
+            " second factor's app, which is still on. The right an operation needs is its"
+            " `x-staff-right`; the README's table says which role has which. Every staff"
+            " operation takes a `reason`, kept in the trail with what was done."
+        ),
+    },
 }
 
 

@@ -70,7 +70,7 @@ def run_import(principal: Principal, source: str) -> Response:
     uow = unit_of_work()
     with exclusive_import(uow, principal):
         stopping = _until_stopped(batches, body, settings["STOP_GRACE_SECONDS"])
-        return report(write_profiles(uow, principal, stopping))
+        return report(write_profiles(uow, principal, stopping, services().suppression))
 
 
 def _until_stopped(batches: Iterable, body: "ImportBody", grace: float) -> Iterable:

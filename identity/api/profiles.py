@@ -7,7 +7,7 @@ from flask import url_for
 from flask.views import MethodView
 from marshmallow import RAISE
 
-from identity.api.guards import Blueprint, accepts, principal
+from identity.api.guards import Blueprint, accepts, principal, services
 from identity.api.profile_import import CSV, NDJSON, run_import
 from identity.db import unit_of_work
 from identity.services.profiles import record_profile
@@ -95,7 +95,9 @@ class Profiles(MethodView):
         `users:read` scope (a key that may only write learns nothing the person gave
         another site).
         """
-        record, outcome = record_profile(unit_of_work(), principal(), submission)
+        record, outcome = record_profile(
+            unit_of_work(), principal(), submission, services().suppression
+        )
         if outcome.status == "merged":
             return _answer(record, outcome), HTTPStatus.OK
         location = url_for("users.UserById", user_id=record["id"])

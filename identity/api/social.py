@@ -152,7 +152,7 @@ class Identities(MethodView):
 
 @blp.route(f"/me/identities/{_PROVIDER}")
 class Identity(MethodView):
-    @blp.user_token()
+    @blp.user_token(impersonated=False)
     @blp.response(HTTPStatus.NO_CONTENT, description="The provider no longer signs in.")
     @blp.alt_response(HTTPStatus.NOT_FOUND, response="NOT_FOUND")
     @blp.alt_response(HTTPStatus.CONFLICT, response="CONFLICT")

@@ -26,6 +26,8 @@ LOGIN_THROTTLES = b"identity: login throttles, HMAC-SHA256, v1"
 SECOND_FACTOR_SECRETS = b"identity: second-factor secrets at rest, AES-256-GCM, v1"
 # The recovery codes as stored and looked up (HMAC-SHA256).
 RECOVERY_CODES = b"identity: recovery codes, HMAC-SHA256, v1"
+# The suppression list of erased people's addresses (HMAC-SHA256 of the address key).
+SUPPRESSED_ADDRESSES = b"identity: suppressed addresses, HMAC-SHA256, v1"
 
 
 def unsubscribe_tokens(key_id: int) -> bytes:

@@ -19,7 +19,7 @@ from stdnum.exceptions import ValidationError as NumberError
 
 from identity.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests
 from identity.mail import enqueue as enqueue_mail
-from identity.services import mailed_tokens
+from identity.services import mailed_tokens, trail
 from identity.services.accounts.common import (
     INVALID_TOKEN,
     AccountSettings,
@@ -125,6 +125,7 @@ class Companies:
         store.set_role(conn, company_id, user_id, role)
         if role != "admin":  # an admin no longer: their open invitations go with it
             store.withdraw_invited_by(conn, company_id, user_id)
+        trail.record(uow, "company.role_changed", principal, user_id, company=company_id, role=role)
         return next(m for m in store.members(conn, company_id) if m["user_id"] == user_id)
 
     def remove(
@@ -142,6 +143,8 @@ class Companies:
             raise Conflict("the company's last admin cannot leave: make another member admin first")
         store.remove_member(conn, company_id, user_id)
         store.withdraw_invited_by(conn, company_id, user_id)
+        if user_id != me:
+            trail.record(uow, "company.member_removed", principal, user_id, company=company_id)
 
     # --- invitations ---------------------------------------------------------------------
 
@@ -167,6 +170,7 @@ class Companies:
                 conn, [{"email": address, "email_key": key, "field_sources": sources}]
             )
             record = users_store.lock_holder(conn, key)
+            trail.record(uow, "profile.created", principal, record["id"], source="invitation")
         if store.relation(conn, company_id, record["id"]) in ROLES:
             raise Conflict("this address belongs to the company already")
         if not mailed_tokens.may_mail(conn, record["id"], "company_invitation"):
@@ -174,6 +178,7 @@ class Companies:
                 "this address had as many invitations as it may this hour", retry_after=3600
             )
         days = self.settings.invitation_days
+        trail.record(uow, "company.invited", principal, record["id"], company=company_id, role=role)
         invitation = store.open_invitation(
             conn, company_id, record["id"], key, role, principal.user.user_id, days * 86400
         )

@@ -20,11 +20,13 @@ from identity.mail import enqueue as enqueue_mail
 from identity.security.masking import mask_address
 from identity.security.secret_tokens import new_secret, secret_hash
 from identity.security.unsubscribe_tokens import TOKEN_LENGTH, UnsubscribeTokens
+from identity.services import trail
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import LinkHolder, Principal
 from identity.services.profiles import join_record
 from identity.services.sites import MailingSite, mailing_site
 from identity.services.subscriber_rows import LIST_UNSUBSCRIBE_POST, UUID_TEXT, CsvRows, JsonRows
+from identity.services.suppression import Suppression
 from identity.store import newsletters as store
 from identity.store import users as users_store
 from identity.store.transactions import UnitOfWork
@@ -82,11 +84,13 @@ class Newsletters:
         self,
         tokens: UnsubscribeTokens,
         public_url: str,
+        suppression: Suppression,
         confirm_hours: int = 72,
         catalog_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.tokens = tokens
+        self.suppression = suppression
         self.public_url = public_url.rstrip("/")
         self.unsubscribe_base = f"{self.public_url}/v1/unsubscribe/"
         self.confirm_hours = confirm_hours
@@ -204,18 +208,30 @@ class Newsletters:
         state = current["state"] if current else None
         if state == "subscribed":
             return self._flag(newsletter, user["id"], current)
-        if newsletter["double_opt_in"] or state in ("unsubscribed", "pending"):
-            return self._ask_confirmation(conn, site, newsletter, user, consent, current)
-        flag = store.set_flag(
-            conn, user["id"], newsletter["id"], "subscribed", consent.event("subscribe")
+        if (
+            newsletter["double_opt_in"]
+            or state in ("unsubscribed", "pending")
+            or self.suppression.held(conn, [email_key(user["email"])])
+        ):
+            flag = self._ask_confirmation(conn, site, newsletter, user, consent, current)
+        else:
+            flag = self._flag(
+                newsletter,
+                user["id"],
+                store.set_flag(
+                    conn, user["id"], newsletter["id"], "subscribed", consent.event("subscribe")
+                ),
+            )
+        trail.record(
+            uow, "newsletter.flag_set", principal, user["id"], list=key, state=flag["state"]
         )
-        return self._flag(newsletter, user["id"], flag)
+        return flag
 
     def _record_for(self, conn, principal: Principal, address: str, language: str | None) -> dict:
         data = {"email": address, "source": "newsletter"}
         if language:
             data["language"] = language
-        user, _ = join_record(conn, principal, data)
+        user, _ = join_record(conn, principal, data, self.suppression)
         return user
 
     def _ask_confirmation(
@@ -294,6 +310,16 @@ class Newsletters:
         )
         flag = store.set_flag(
             conn, found["user_id"], newsletter["id"], "subscribed", consent.event("confirm")
+        )
+        # Consent confirmed from the mailbox: an erased address may be on lists again.
+        self.suppression.lift(conn, found["email_key"])
+        trail.record(
+            uow,
+            "newsletter.flag_set",
+            principal,
+            found["user_id"],
+            list=newsletter["key"],
+            state="subscribed",
         )
         return self._flag(newsletter, found["user_id"], flag)
 
@@ -440,6 +466,8 @@ class Newsletters:
         newsletter = self.newsletter(conn, key)
         current = store.flags(conn, user_id, lock=True).get(newsletter["id"])
         state = "subscribed" if subscribed else "unsubscribed"
+        if subscribed:
+            self.suppression.lift(conn, email_key(principal.user.record["email"]))
         if (current["state"] if current else None) != state:
             store.set_flag(
                 conn,

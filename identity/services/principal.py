@@ -54,6 +54,11 @@ class UserCaller:
         their account, not into staff work), the factor still on; else None."""
         return (self.record or {}).get("staff_role")
 
+    @property
+    def acting_staff_id(self) -> UUID | None:
+        """The staff member acting as this person (an impersonation's sign-in), if any."""
+        return (self.record or {}).get("impersonated_by")
+
 
 @dataclass(frozen=True)
 class LinkHolder:

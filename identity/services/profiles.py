@@ -17,9 +17,11 @@ from uuid import UUID
 import psycopg
 
 from identity.errors import Conflict, NotFound, TooManyRequests
+from identity.services import trail
 from identity.services.contact import email_key, normalise_email
 from identity.services.principal import Principal
 from identity.services.submissions import CheckedLine, Submission, prepare_submission
+from identity.services.suppression import Suppression
 from identity.store import newsletters as newsletter_store
 from identity.store import sites as site_store
 from identity.store import users as store
@@ -39,27 +41,35 @@ class Outcome:
     newsletters_kept: tuple[str, ...] = ()
 
 
-def record_profile(uow: UnitOfWork, principal: Principal, data: dict) -> tuple[dict, Outcome]:
+def record_profile(
+    uow: UnitOfWork, principal: Principal, data: dict, suppression: Suppression
+) -> tuple[dict, Outcome]:
     """Make a minimal profile or add to the record with that address; the record as it
     now stands, and what became of the submission."""
-    return join_record(uow.conn, principal, data)
+    return join_record(uow.conn, principal, data, suppression)
 
 
-def join_record(conn: psycopg.Connection, principal: Principal, data: dict) -> tuple[dict, Outcome]:
+def join_record(
+    conn: psycopg.Connection, principal: Principal, data: dict, suppression: Suppression
+) -> tuple[dict, Outcome]:
     """`record_profile` in the transaction of another service's change (a subscription)."""
     submission = prepare_submission(data)
-    (outcome,) = record_profiles(conn, principal, [(None, submission)])
+    (outcome,) = record_profiles(conn, principal, [(None, submission)], suppression)
     return store.get_by_id(conn, outcome.user_id), outcome
 
 
 def record_profiles(
-    conn: psycopg.Connection, principal: Principal, submissions: list[tuple[Any, Submission]]
+    conn: psycopg.Connection,
+    principal: Principal,
+    submissions: list[tuple[Any, Submission]],
+    suppression: Suppression,
 ) -> list[Outcome]:
     """Write many submissions, in the caller's transaction; their outcomes in their order.
-    An address given twice is merged in order."""
+    An address given twice is merged in order. Consent brought over from elsewhere is not
+    taken for an address on the suppression list (an erased person's)."""
     outcomes: list[Outcome | None] = [None] * len(submissions)
     for round_ in _rounds(submissions):
-        written = _record_round(conn, principal, round_)
+        written = _record_round(conn, principal, round_, suppression)
         for (position, _, _), outcome in zip(round_, written, strict=True):
             outcomes[position] = outcome
     return outcomes
@@ -80,7 +90,9 @@ def _rounds(submissions: list[tuple[Any, Submission]]) -> Iterator[list]:
         yield sorted(by_occurrence[occurrence], key=lambda item: item[2].key)
 
 
-def _record_round(conn: psycopg.Connection, principal: Principal, round_: list) -> list[Outcome]:
+def _record_round(
+    conn: psycopg.Connection, principal: Principal, round_: list, suppression: Suppression
+) -> list[Outcome]:
     at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     site = principal.site_name
 
@@ -125,8 +137,26 @@ def _record_round(conn: psycopg.Connection, principal: Principal, round_: list) 
             )
         outcomes.append(Outcome(ref, "merged", record["id"], filled=filled))
     store.fill_blanks(conn, fills)
-    _import_consents(conn, principal, round_, outcomes)
+    _import_consents(conn, principal, round_, outcomes, suppression)
+    _into_trail(principal, round_, outcomes)
     return outcomes
+
+
+def _into_trail(principal: Principal, round_: list, outcomes: list[Outcome]) -> None:
+    """What a site (or its import) changed of each record: made it, filled fields, brought
+    list consent over. A submission that changed nothing is no change."""
+    for (_, _, submission), outcome in zip(round_, outcomes, strict=True):
+        kept = set(outcome.newsletters_kept)
+        lists = [key for key, _, _ in submission.newsletters if key not in kept]
+        if outcome.status == "created" or outcome.filled or lists:
+            trail.note(
+                "profile.created" if outcome.status == "created" else "profile.merged",
+                principal,
+                outcome.user_id,
+                source=submission.source,
+                fields=list(outcome.filled) or None,
+                lists=lists or None,
+            )
 
 
 # Rounds of insert-then-lock before an address that keeps changing hands is given up.
@@ -150,12 +180,28 @@ def _insert_or_lock(conn: psycopg.Connection, records: list[dict]) -> tuple[dict
     raise Conflict("an address of this request changed hands meanwhile: send it again")
 
 
-def _import_consents(conn, principal: Principal, round_: list, outcomes: list[Outcome]) -> None:
+def _import_consents(
+    conn, principal: Principal, round_: list, outcomes: list[Outcome], suppression: Suppression
+) -> None:
     """The lists each line's person consented to elsewhere: subscribed, with that consent
-    as the event, where they have no flag on the list yet (never over `unsubscribed`).
-    A line's outcome names the lists it left as they were."""
-    lines = enumerate(zip(round_, outcomes, strict=True))
-    wanted = [(i, o.user_id, n) for i, ((_, _, s), o) in lines for n in s.newsletters]
+    as the event, where they have no flag on the list yet (never over `unsubscribed`), and
+    the address is not on the suppression list (an erased person's: only consent they
+    confirm from the mailbox counts). A line's outcome names the lists it left as they
+    were."""
+    lines = list(enumerate(zip(round_, outcomes, strict=True)))
+    asked = [s.key for _, ((_, _, s), _) in lines if s.newsletters]
+    if not asked:
+        return
+    suppressed = suppression.held(conn, asked)
+    for i, ((_, _, s), o) in lines:
+        if s.key in suppressed and s.newsletters:
+            outcomes[i] = replace(o, newsletters_kept=tuple(key for key, _, _ in s.newsletters))
+    wanted = [
+        (i, o.user_id, n)
+        for i, ((_, _, s), o) in lines
+        if s.key not in suppressed
+        for n in s.newsletters
+    ]
     if not wanted:
         return
     ids = {n["key"]: n["id"] for n in newsletter_store.catalog(conn)}
@@ -203,7 +249,10 @@ def _only_import(conn: psycopg.Connection, principal: Principal) -> Iterator[Non
 
 
 def import_profiles(
-    uow: UnitOfWork, principal: Principal, batches: Iterable[list[CheckedLine]]
+    uow: UnitOfWork,
+    principal: Principal,
+    batches: Iterable[list[CheckedLine]],
+    suppression: Suppression,
 ) -> Iterator[Outcome]:
     """Write checked lines a batch per transaction: unlike every other service, it commits
     on its own (`uow.run` per batch), so a long import neither holds its locks to the end
@@ -216,7 +265,7 @@ def import_profiles(
             lists = {n["key"] for n in newsletter_store.catalog(uow.one_statement)}
         batch = [_consent_allowed(line, principal, lists) for line in batch]
         good = [(line_no, submission) for line_no, submission, _ in batch if submission]
-        written = iter(_write_batch(uow, principal, good) if good else ())
+        written = iter(_write_batch(uow, principal, good, suppression) if good else ())
         for line_no, submission, errors in batch:
             yield next(written) if submission else Outcome(line_no, "rejected", errors=errors)
 
@@ -243,19 +292,24 @@ def _consent_allowed(line: CheckedLine, principal: Principal, lists) -> CheckedL
 
 
 def _write_batch(
-    uow: UnitOfWork, principal: Principal, good: list[tuple[int, Submission]]
+    uow: UnitOfWork,
+    principal: Principal,
+    good: list[tuple[int, Submission]],
+    suppression: Suppression,
 ) -> list[Outcome]:
     """The batch in one transaction; should the database refuse a value that passed every
     check (a bug, but not one to stop an import for), line by line, rejecting that line."""
     try:
-        return uow.run(lambda: record_profiles(uow.conn, principal, good))
+        return uow.run(lambda: record_profiles(uow.conn, principal, good, suppression))
     except (psycopg.errors.DataError, psycopg.errors.IntegrityError):
-        return [_write_line(uow, principal, line) for line in good]
+        return [_write_line(uow, principal, line, suppression) for line in good]
 
 
-def _write_line(uow: UnitOfWork, principal: Principal, line: tuple[int, Submission]) -> Outcome:
+def _write_line(
+    uow: UnitOfWork, principal: Principal, line: tuple[int, Submission], suppression: Suppression
+) -> Outcome:
     try:
-        return uow.run(lambda: record_profiles(uow.conn, principal, [line]))[0]
+        return uow.run(lambda: record_profiles(uow.conn, principal, [line], suppression))[0]
     except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
         return Outcome(line[0], "rejected", errors={"line": [f"not storable ({exc.sqlstate})"]})
 

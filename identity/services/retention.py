@@ -1,8 +1,8 @@
 """Retention: data is kept only as long as its purpose lasts (the privacy policy's
 "Bewaartermijnen"). One table of what goes when (`RETENTION_DAYS`, each a setting), one
-command that removes it (`identity retention run`, daily from cron or a timer); each kind
-is removed in short batches, each committed alone, so a large backlog holds no lock for
-long and a stopped run is simply run again.
+command that removes it (`identity prune`, or `identity retention run`, daily from cron or
+a timer); each kind is removed in short batches, each committed alone, so a large backlog
+holds no lock for long and a stopped run is simply run again.
 
 The consent ledger, the record itself and companies are not here: they are kept while the
 person is (erasure removes them)."""
@@ -22,6 +22,8 @@ RETENTION_DAYS = {
     "social_flows": 1,
     "login_throttles": 1,
     "mail": 30,
+    "spent_refresh_tokens": 30,
+    "audit_events": 400,
 }
 
 

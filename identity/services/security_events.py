@@ -9,6 +9,7 @@ query; with INFO off, not even the dict of its fields.
 
 import logging
 
+from identity.services import trail
 from identity.services.principal import Principal
 
 log = logging.getLogger("identity.security")
@@ -50,6 +51,11 @@ EVENTS = frozenset(
         "social.proof_requested",
         "social.refused",
         "social.left",
+        "staff.refused",
+        "impersonation.started",
+        "impersonation.refused",
+        "person.erased",
+        "erasure.refused",
     }
 )
 
@@ -63,6 +69,7 @@ def security_event(event: str, principal: Principal | None = None, /, **fields) 
     be checked) for the caller `principal` (none for an operator's command), with
     `fields`: ids, counts and fixed words only. A field given overrides what the principal
     says (the `user_id` of a login, whose caller is the site)."""
+    trail.security(event, principal, fields)
     if not log.isEnabledFor(logging.INFO):
         return
     log.info(event, extra={"event": event, **_who(principal), **fields})

@@ -30,6 +30,7 @@ EXPORTED = {
     "company_invitations": "invitations",
     "pictures": "picture",
     "staff_roles": "staff_role",
+    "audit_events": "audit_trail",
 }
 
 _LIST = "coalesce((select jsonb_agg(to_jsonb(x)) from ({}) x), '[]'::jsonb)"
@@ -67,7 +68,8 @@ _SECTIONS = {
     "sign_ins": _LIST.format(
         """
         select id, site_name as site, created_at, last_used_at, expires_at, revoked_at,
-               user_agent, host(client_ip) as client_ip, amr
+               user_agent, host(client_ip) as client_ip, amr,
+               impersonated_by is not null as by_staff
         from sessions where user_id = %(id)s order by created_at
         """
     ),
@@ -152,6 +154,16 @@ _SECTIONS = {
         """
     ),
     "staff_role": _ONE.format("select role, granted_at from staff_roles where user_id = %(id)s"),
+    # What was done on their record and by whom (of staff: that it was staff, and why);
+    # where from only when it was them or a site speaking for their browser.
+    "audit_trail": _LIST.format(
+        """
+        select at, event, actor, site, reason, details,
+               case when actor in ('person', 'site', 'link', 'anyone')
+                    then host(client_ip) end as client_ip
+        from audit_events where subject_id = %(id)s order by id
+        """
+    ),
 }
 
 

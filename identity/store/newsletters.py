@@ -259,7 +259,8 @@ def take_confirmation(conn: psycopg.Connection, token_hash: bytes) -> dict | Non
         """
         update newsletter_confirmations set used_at = now()
         where token_hash = %(hash)s and used_at is null and expires_at > now()
-        returning user_id, newsletter, consent, created_at
+        returning user_id, newsletter, consent, created_at,
+                  (select u.email_key from users u where u.id = user_id) as email_key
         """,
         {"hash": token_hash},
     ).fetchone()

@@ -101,7 +101,9 @@ def record_outcome(conn: psycopg.Connection, courier: UUID, outcome: dict) -> bo
                 attempts = attempts + 1,
                 next_attempt_at = coalesce(%(next_attempt_at)s, next_attempt_at),
                 last_error = %(error)s,
-                mail_values = case when %(status)s::text = 'sent' then null else mail_values end,
+                mail_values = case when %(status)s::text = 'sent' or (%(status)s::text = 'failed'
+                                       and mail_values ? 'token') then null
+                                   else mail_values end,
                 sent_at = case when %(status)s::text = 'sent' then now() end,
                 failed_at = case when %(status)s::text = 'failed' then now() end,
                 claimed_by = null
@@ -137,7 +139,9 @@ def give_up(conn: psycopg.Connection, mail_id: int) -> None:
     settings that did not go through is not for another worker to send later)."""
     conn.execute(
         """
-        update outbox set status = 'failed', failed_at = now(), next_attempt_at = now()
+        update outbox set status = 'failed', failed_at = now(), next_attempt_at = now(),
+                          mail_values = case when mail_values ? 'token' then null
+                                             else mail_values end
         where id = %(id)s and status = 'queued'
         """,
         {"id": mail_id},
@@ -164,10 +168,13 @@ def list_mails(conn: psycopg.Connection, *, failed_only: bool, limit: int) -> li
 
 
 def requeue(conn: psycopg.Connection, mail_id: int) -> str | None:
-    """Queue a failed mail again, now; its status before (None: no such mail)."""
+    """Queue a failed mail again, now; its status before (None: no such mail; `cleared`:
+    a failed mail whose single-use link was cleared when it failed, which stays so)."""
     row = conn.execute(
         """
-        with before as (select id, status from outbox where id = %(id)s for update)
+        with before as (select id, case when status = 'failed' and mail_values is null
+                                        then 'cleared' else status end as status
+                        from outbox where id = %(id)s for update)
         update outbox o set
             status = case when before.status = 'failed' then 'queued' else o.status end,
             next_attempt_at = case when before.status = 'failed' then now()

@@ -38,6 +38,15 @@ KINDS = {
         "last_failure_at < now() - make_interval(days => %(days)s)"
         " and (blocked_until is null or blocked_until < now())",
     ),
+    # Refresh tokens spent long ago within sign-ins still live: kept to catch a copied
+    # token coming back (which ends its sign-in) for as long as an unspent one could live
+    # unused; one shown after that is merely unknown.
+    "spent_refresh_tokens": (
+        "refresh_tokens",
+        "spent_at < now() - make_interval(days => %(days)s)",
+    ),
+    # The audit trail: kept long enough to answer for a year of what was done to whom.
+    "audit_events": ("audit_events", "at < now() - make_interval(days => %(days)s)"),
     # Mail sent or given up: the recipient's address and the subject's template, kept to
     # answer "was it sent?", then gone (its values, which hold links, went at delivery).
     "mail": (

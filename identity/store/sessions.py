@@ -226,11 +226,12 @@ def signed_in_user(conn: psycopg.Connection, user_id: UUID, session_id: UUID) ->
     """The record of a signed-in person, if their sign-in (session) is still live; with
     `has_picture` (a look-up of the pictures' primary key), `companies` (their
     memberships, by the members' user index) and `staff_role` (their staff role, when this
-    sign-in was made with the app's code of a second factor still on), in the same statement: one
-    round trip."""
+    sign-in was made with the app's code of a second factor still on), `impersonated_by` (the
+    staff member acting as them, in an impersonation's sign-in) and `signed_in_at`, in the
+    same statement: one round trip."""
     return conn.execute(
         f"""
-        select {USER_COLUMNS},
+        select u.*,
                exists (select 1 from pictures p where p.user_id = u.id) as has_picture,
                (select coalesce(jsonb_agg(jsonb_build_object(
                            'id', c.id, 'name', c.name, 'role', m.role) order by c.name, c.id),
@@ -241,13 +242,12 @@ def signed_in_user(conn: psycopg.Connection, user_id: UUID, session_id: UUID) ->
                -- code (not a recovery code), while a factor is on (removing one takes
                -- `otp` from the sign-ins made with it: a later factor revives none).
                (select r.role from staff_roles r
-                join sessions s on s.id = %(session_id)s and 'otp' = any(s.amr)
                 join second_factors f on f.user_id = r.user_id and f.confirmed_at is not null
-                where r.user_id = u.id) as staff_role
-        from users u
-        where id = %(user_id)s
-          and exists (select 1 from sessions s where s.id = %(session_id)s
-                      and s.user_id = u.id and s.revoked_at is null and s.expires_at > now())
+                where r.user_id = u.id and 'otp' = any(s.amr)) as staff_role,
+               s.impersonated_by, s.created_at as signed_in_at
+        from (select {USER_COLUMNS} from users where id = %(user_id)s) u
+        join sessions s on s.id = %(session_id)s and s.user_id = u.id
+                        and s.revoked_at is null and s.expires_at > now()
         """,  # noqa: S608 - fixed column list
         {"user_id": user_id, "session_id": session_id},
         prepare=True,

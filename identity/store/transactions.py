@@ -2,16 +2,23 @@
 connection and in one transaction, run again when PostgreSQL gives up on it for a deadlock
 or a serialization failure (it was rolled back, so running it again is safe)."""
 
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import NoReturn, Protocol, TypeVar
 
 import psycopg
 from psycopg.errors import DeadlockDetected, SerializationFailure, TransactionRollback
 
+from identity.errors import DatabaseUnavailable
+from identity.store import audit
+
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 # What a login writes (its attempt, its count against the throttles, its session) and a
 # refresh's rotation commit without waiting for the disk: this CTE makes the statement's
@@ -54,6 +61,10 @@ class UnitOfWork:
       failure), then raise `error`, so the caller still hears the refusal.
     - `briefly()`: a connection for a moment, outside the unit's transaction, given back
       at once (a stream's batches, read long after the request's work was committed).
+    - `note(entry)`: an entry of the audit trail (identity.services.trail), appended when
+      the unit commits, in its transaction: a change and its entry stand or fall together.
+      An entry that `survives` (a security event: a refusal is what it records) is
+      appended even when the unit rolls back, after the rollback.
 
     Whoever makes the unit ends it: `run` commits when the work returns and rolls back
     when it raises, running the work again after a deadlock or serialization failure.
@@ -71,6 +82,7 @@ class UnitOfWork:
         self._transaction: psycopg.Transaction | None = None
         self._held = 0
         self._commits = 0
+        self._trail: list[tuple[dict, bool]] = []
 
     @property
     def conn(self) -> psycopg.Connection:
@@ -100,8 +112,12 @@ class UnitOfWork:
         if self._transaction is None and not self._held:
             self._give_back()
 
-    def rollback(self) -> None:
-        self._end(_ROLLBACK)
+    def rollback(self, cause: BaseException | None = None) -> None:
+        """Roll back what is written; `cause`, the error that ends the work, if any."""
+        self._end(_ROLLBACK, cause)
+
+    def note(self, entry: dict, *, survives: bool = False) -> None:
+        self._trail.append((entry, survives))
 
     def refuse(self, error: Exception) -> NoReturn:
         self.commit()
@@ -131,22 +147,29 @@ class UnitOfWork:
         """`work()`, committed when it returns, rolled back when it raises; run again,
         whole, while PostgreSQL gives up on it for a deadlock or serialization failure
         (it was rolled back, so running it again is safe)."""
+        current = CURRENT.set(self)
+        try:
+            return self._run(work, attempts)
+        finally:
+            CURRENT.reset(current)
+
+    def _run(self, work: Callable[[], T], attempts: int) -> T:
         for attempt in range(1, attempts + 1):
             commits = self._commits
             try:
                 result = work()
                 self.commit()
                 return result
-            except RETRYABLE:
-                self.rollback()
+            except RETRYABLE as retryable:
+                self.rollback(retryable)
                 # Work that committed part of itself (a login's counted attempt) is not
                 # run again: that part would count twice. The caller hears "busy".
                 if attempt == attempts or self._commits != commits:
                     raise
                 # Jittered, growing pauses: the two deadlocked writers should not meet again.
                 time.sleep(random.uniform(0.005, 0.02) * 2**attempt)
-            except BaseException:
-                self.rollback()
+            except BaseException as error:
+                self.rollback(error)
                 raise
         raise AssertionError("unreachable")
 
@@ -155,17 +178,38 @@ class UnitOfWork:
         self._held = 0
         self.rollback()
 
-    def _end(self, error: BaseException | None) -> None:
+    def _end(self, error: BaseException | None, cause: BaseException | None = None) -> None:
         transaction, self._transaction = self._transaction, None
+        trail, self._trail = self._trail, []
         try:
+            if error is None and trail:
+                try:
+                    audit.append(self.one_statement, [entry for entry, _ in trail])
+                except BaseException as failed:
+                    if transaction is not None:
+                        transaction.__exit__(type(failed), failed, None)
+                    raise
             if transaction is not None:
                 if error is None:
                     transaction.__exit__(None, None, None)
                 else:
                     transaction.__exit__(type(error), error, None)
+            if error is not None:
+                self._keep_survivors(trail, cause)
         finally:
             if not self._held:
                 self._give_back()
+
+    def _keep_survivors(self, trail: list[tuple[dict, bool]], cause) -> None:
+        """Append the entries that outlive a rollback, unless the database is what failed
+        (waiting for it again would only hold up the answer): the log has them."""
+        survivors = [entry for entry, survives in trail if survives]
+        if not survivors or isinstance(cause, (psycopg.OperationalError, DatabaseUnavailable)):
+            return
+        try:
+            audit.append(self.one_statement, survivors)
+        except (psycopg.Error, DatabaseUnavailable):
+            log.warning("audit entries lost with a failed unit", exc_info=True)
 
     def _give_back(self) -> None:
         conn, self._conn = self._conn, None
@@ -183,6 +227,10 @@ class _OneConnection:
     def release(self, conn: psycopg.Connection) -> None:
         pass
 
+
+# The unit whose work is running (`run`), for the entries of the trail that the security
+# events add wherever they are raised (identity.services.security_events).
+CURRENT: ContextVar[UnitOfWork | None] = ContextVar("identity_unit_of_work", default=None)
 
 # What ends a unit's transaction without committing it.
 _ROLLBACK = psycopg.Rollback()

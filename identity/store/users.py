@@ -319,6 +319,7 @@ JOINED_ROWS = {
     "company_invitations": "dropped",
     "pictures": "dropped",  # none: only a signed-in person puts one up
     "staff_roles": "dropped",  # none: staff are people with accounts
+    "audit_events": "copied",  # append-only: what was done to the profile, with its times
 }
 
 _JOIN_ROWS = (
@@ -343,6 +344,13 @@ _JOIN_ROWS = (
     on conflict do nothing
     """,
     "update login_attempts set user_id = %(account)s where user_id = %(minimal)s",
+    """
+    insert into audit_events (at, event, actor, actor_id, subject_id, site, key_prefix,
+                              client_ip, reason, details)
+    select at, event, actor, actor_id, %(account)s, site, key_prefix, client_ip, reason,
+           details
+    from audit_events where subject_id = %(minimal)s order by id
+    """,
     "delete from users where id = %(minimal)s",
 )
 

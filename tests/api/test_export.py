@@ -18,7 +18,10 @@ def test_every_table_that_names_a_user_has_its_place_in_the_export(conn):
     assert foreign_keys_to_users(conn) == set(EXPORTED)
 
 
-def test_the_export_holds_every_table_and_no_secret(app, site, conn):
+def fill_every_table(app, site, conn):
+    """One person (anna@example.com) with a row in every table that names a user: their
+    record, the signed-in client, their authenticator app, recovery codes and the token of
+    a pending confirmation."""
     record = sign_up(site, conn)
     me = as_user(app, login(site).get_json()["access_token"])
     user_id = record["id"]
@@ -55,6 +58,12 @@ def test_the_export_holds_every_table_and_no_secret(app, site, conn):
     )
     conn.execute("insert into staff_roles (user_id, role) values (%s, 'support')", (user_id,))
 
+    return record, me, app_, recovery, confirmation
+
+
+def test_the_export_holds_every_table_and_no_secret(app, site, conn):
+    record, me, app_, recovery, confirmation = fill_every_table(app, site, conn)
+    user_id = record["id"]
     answer = me.get("/v1/me/export")
     assert answer.status_code == 200 and answer.mimetype == "application/json"
     document = answer.get_json()

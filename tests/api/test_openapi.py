@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from identity.api.openapi import openapi_document
+from identity.services.staff import STAFF_RIGHTS
 from schemas.newsletters import ExportQuerySchema
 from schemas.profiles import ImportQuerySchema, UserQuerySchema
 
@@ -93,6 +94,11 @@ def test_every_v1_operation_needs_a_site_key_with_a_named_scope_or_a_user_token(
             # scheme for a path parameter); a token that is not genuine is a 404.
             assert operation["security"] == [], path
             assert "404" in operation["responses"], path
+            continue
+        if path.startswith("/v1/admin"):
+            assert operation["security"] == [{"staff": []}], path
+            assert any(operation["x-staff-right"] in rights for rights in STAFF_RIGHTS.values())
+            assert {"401", "403", "422"} <= set(operation["responses"]), path
             continue
         if path.startswith(("/v1/me", "/v1/companies")):
             assert operation["security"] == [{"userToken": []}], path

@@ -12,6 +12,7 @@ from identity.security.unsubscribe_tokens import UnsubscribeTokens
 from identity.services.newsletters import Consent, Newsletters
 from identity.services.principal import Browser, LinkHolder, Principal, SiteCaller
 from identity.services.subscriber_rows import CSV_HEADER
+from identity.services.suppression import Suppression
 from identity.store import newsletters as store
 from identity.store.transactions import UnitOfWork
 from tests.exports import csv_rows, ndjson_rows
@@ -31,6 +32,7 @@ def newsletters():
     return Newsletters(
         UnsubscribeTokens(settings["SECRET_KEY"], settings["UNSUBSCRIBE_KEY_ID"]),
         settings["PUBLIC_URL"],
+        Suppression(settings["SECRET_KEY"]),
         confirm_hours=settings["NEWSLETTER_CONFIRM_HOURS"],
         catalog_seconds=settings["NEWSLETTER_CATALOG_SECONDS"],
     )

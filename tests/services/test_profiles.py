@@ -13,7 +13,10 @@ from identity.errors import NotFound, TooManyRequests
 from identity.services import profiles
 from identity.services.principal import Principal, SiteCaller
 from identity.services.submissions import Submission, check_line
+from identity.services.suppression import Suppression
 from identity.store.transactions import UnitOfWork
+
+SUPPRESSION = Suppression("test secret, not for production")
 
 
 def _site(name="copernica.com", scopes=("profiles:write",)) -> Principal:
@@ -22,7 +25,7 @@ def _site(name="copernica.com", scopes=("profiles:write",)) -> Principal:
 
 def record(conn, data: dict, principal=None):
     uow = UnitOfWork.of(conn)
-    return uow.run(lambda: profiles.record_profile(uow, principal or _site(), data))
+    return uow.run(lambda: profiles.record_profile(uow, principal or _site(), data, SUPPRESSION))
 
 
 def test_a_new_address_makes_a_record_with_the_source_of_each_field(conn):
@@ -121,7 +124,7 @@ def test_an_import_commits_a_batch_at_a_time_and_rejects_a_bad_line_alone(
         psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as observer,
         profiles.exclusive_import(uow, principal),
     ):
-        written = profiles.import_profiles(uow, principal, iter(batches))
+        written = profiles.import_profiles(uow, principal, iter(batches), SUPPRESSION)
         assert [next(written).status, next(written).status] == ["created", "rejected"]
         assert _emails(observer) == {"anna@example.com"}  # the first batch, committed
         rest = list(written)
@@ -132,7 +135,7 @@ def test_an_import_commits_a_batch_at_a_time_and_rejects_a_bad_line_alone(
 
 def test_a_rejected_line_says_why(conn):
     uow = UnitOfWork.of(conn)
-    (outcome,) = profiles.import_profiles(uow, _site(), [[_line(7, "not an address")]])
+    (outcome,) = profiles.import_profiles(uow, _site(), [[_line(7, "not an address")]], SUPPRESSION)
     assert (outcome.ref, outcome.status, outcome.user_id) == (7, "rejected", None)
     assert list(outcome.errors) == ["email"]
 
@@ -146,10 +149,10 @@ def test_consent_lines_need_the_newsletters_scope_and_a_list_still_sent(conn):
         _line(3, "carl@example.com"),
     ]
     uow = UnitOfWork.of(conn)
-    refused = list(profiles.import_profiles(uow, _site(), [lines[:1]]))
+    refused = list(profiles.import_profiles(uow, _site(), [lines[:1]], SUPPRESSION))
     assert refused[0].status == "rejected" and list(refused[0].errors) == ["newsletters"]
     allowed = _site(scopes=("profiles:write", "newsletters"))
-    outcomes = list(profiles.import_profiles(uow, allowed, [lines]))
+    outcomes = list(profiles.import_profiles(uow, allowed, [lines], SUPPRESSION))
     assert [o.status for o in outcomes] == ["created", "rejected", "created"]
     events = conn.execute("select channel, at, site from consent_events").fetchall()
     assert [(e["channel"], e["at"], e["site"]) for e in events] == [

@@ -9,7 +9,7 @@ from identity.store import retention as store
 from identity.store.transactions import UnitOfWork
 from tests.store.records import record, site
 
-OLD = datetime.now(UTC) - timedelta(days=400)
+OLD = datetime.now(UTC) - timedelta(days=500)
 FRESH = datetime.now(UTC) - timedelta(hours=1)
 
 # One row of each kind, at `at`.
@@ -29,11 +29,20 @@ _ROWS = (
     "insert into login_throttles (key, failures, last_failure_at) values (%(key)s, 3, %(at)s)",
     "insert into outbox (template, recipient, language, status, sent_at)"
     " values ('test', 'anna@example.com', 'en', 'sent', %(at)s)",
+    "insert into refresh_tokens (token_hash, session_id, idle_expires_at, spent_at)"
+    " values (%(hash)s, %(live)s, now() + interval '1 day', %(at)s)",
+    "insert into audit_events (at, event, actor, subject_id)"
+    " values (%(at)s, 'x', 'operator', %(user)s)",
 )
 
 
 def _fill(conn):
     values = {"user": record(conn), "site": site(conn)}
+    values["live"] = conn.execute(
+        "insert into sessions (user_id, site_name, expires_at)"
+        " values (%(user)s, 'copernica.com', now() + interval '1 day') returning id",
+        values,
+    ).fetchone()["id"]
     for at in (OLD, FRESH):
         for statement in _ROWS:
             conn.execute(statement, values | {"at": at, "hash": os.urandom(32), "key": str(at)})
@@ -75,11 +84,12 @@ def test_what_outlived_its_purpose_goes_and_the_rest_stays(conn):
 
 def test_each_kind_keeps_as_many_days_as_it_is_told(conn):
     _fill(conn)
-    removed = retention.run(UnitOfWork.of(conn), {"login_attempts": 500, "mail": 500})
+    removed = retention.run(UnitOfWork.of(conn), {"login_attempts": 600, "mail": 600})
     assert (removed["login_attempts"], removed["mail"], removed["sign_ins"]) == (0, 0, 1)
 
 
 def test_the_command_runs_it(cli, committing_db):
     result = cli("retention", "run", env={"IDENTITY_RETENTION_LOGIN_ATTEMPTS_DAYS": "7"})
     assert "login_attempts" in result.output and "removed 0 rows" in result.output
+    assert "audit_events" in cli("prune").output
     cli("retention", "run", env={"IDENTITY_RETENTION_MAIL_DAYS": "0"}, ok=False)
