@@ -78,7 +78,7 @@ def test_the_serving_role_makes_nothing_in_the_schema(conn):
     assert row == {"can_create": False, "can_more": False}
 
 
-def test_erasing_a_person_removes_their_consent_events_through_the_cascade(conn):
+def test_erasing_a_person_removes_their_ledger_rows_through_the_cascade(conn):
     """PostgreSQL runs `on delete cascade` as the owner of the table it deletes from, so
     the serving role, which may not delete a consent event, still erases a person whole."""
     user = conn.execute(
@@ -90,8 +90,17 @@ def test_erasing_a_person_removes_their_consent_events_through_the_cascade(conn)
         " values (%s, 1, 'subscribe', 'subscribed', 'api')",
         (user,),
     )
+    conn.execute(
+        "insert into audit_events (event, actor, actor_id, subject_id)"
+        " values ('x', 'person', %(user)s, %(user)s)",
+        {"user": user},
+    )
     conn.execute("delete from users where id = %s", (user,))
-    left = conn.execute("select count(*) as n from consent_events where user_id = %s", (user,))
+    left = conn.execute(
+        "select (select count(*) from consent_events where user_id = %(user)s)"
+        " + (select count(*) from audit_events where %(user)s in (subject_id, actor_id)) as n",
+        {"user": user},
+    )
     assert left.fetchone()["n"] == 0
 
 
