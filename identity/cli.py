@@ -589,7 +589,8 @@ def backup(folder: Path):
     """Write a consistent dump of the database (pg_dump, custom format) named by its time,
     without the erasure ledger and the suppression list: a restore then leaves both as
     they are, and `identity erasures reapply` erases again whoever was erased since the
-    dump was made. Restore with `pg_restore --clean --if-exists -d URL FILE`."""
+    dump was made. Restore as the owner: `pg_restore --clean --if-exists -d
+    "$IDENTITY_MIGRATION_DATABASE_URL" FILE`."""
     from identity import backups
 
     with database_url() as url:
