@@ -11,7 +11,7 @@ LOCK_FOR := --python-version 3.11 --python-platform x86_64-manylinux_2_28
 COMPILE := $(TOOLS)/lock/bin/uv pip compile --quiet --generate-hashes $(LOCK_FOR) \
 	--custom-compile-command 'make lock' $(UV_FLAGS)
 
-.PHONY: run test test-deep lint openapi bench lock audit clean
+.PHONY: run test test-deep deep-tools lint openapi bench lock audit clean
 
 # One stamp per lock, redone when that lock or the project's metadata changes. The test
 # lock pins whatever the run lock pins alike, so either can install over the other.
@@ -39,16 +39,31 @@ PARALLEL := -n auto --dist worksteal
 test test-deep: export PYTHONDONTWRITEBYTECODE :=
 
 ## test: lint, architecture contracts and the whole suite against a real PostgreSQL, but
-## the `install` tests; prints the 15 slowest tests and the coverage of identity/
+## the `install`, `deep` and `replicas` tests; prints the 15 slowest tests and the coverage of identity/
 test: $(VENV)/.installed-test lint
-	$(BIN)/pytest $(PARALLEL) -m "not install" --durations=15 \
+	$(BIN)/pytest $(PARALLEL) -m "not install and not deep and not replicas" --durations=15 \
 		--cov=identity --cov-report=term:skip-covered
 
 ## test-deep: the contract fuzzing at 200 cases per operation (100 stateful scenarios),
-## and the `install` tests (build the wheel, run an installed copy's commands)
-test-deep: $(VENV)/.installed-test
+## the `install` tests (build the wheel, run an installed copy's commands) and the `deep`
+## ones: /docs in headless Chromium, the image built and run with podman, two replicas
+## behind HAProxy under a kill and a rolling restart
+test-deep: $(VENV)/.installed-test deep-tools
 	IDENTITY_TEST_FUZZ_EXAMPLES=200 $(BIN)/pytest $(PARALLEL) --durations=15 \
-		tests/api/test_contract_fuzz.py tests/test_install.py
+		tests/api/test_contract_fuzz.py tests/test_install.py \
+		tests/api/test_docs_browser.py tests/test_container.py tests/test_replicas.py
+
+# Debian's packages the `deep` tests drive, installed when missing and make runs as root;
+# otherwise those tests skip and say what to install.
+DEEP_TOOLS := chromium chromedriver podman runc debootstrap haproxy
+DEEP_PACKAGES := chromium chromium-driver podman runc debootstrap haproxy
+deep-tools:
+	@missing=$$(for tool in $(DEEP_TOOLS); do command -v $$tool >/dev/null || echo $$tool; done); \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEEP_PACKAGES); \
+	elif [ -n "$$missing" ]; then \
+		echo "missing: $$missing; their tests skip (as root: apt-get install -y $(DEEP_PACKAGES))"; \
+	fi
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
@@ -70,15 +85,19 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/unsubscribe.py
 	$(BIN)/python bench/newsletter_export.py
 	$(BIN)/python bench/companies.py
+	$(BIN)/python bench/metrics.py
 
 ## lock: write requirements/*.txt from pyproject.toml for Python 3.11 on Linux x86_64;
-## keeps the pins that still fit (UV_FLAGS=--upgrade: the newest that fit)
+## keeps the pins that still fit (UV_FLAGS=--upgrade: the newest that fit). image.txt is
+## what the container image installs: run.txt's pins without the embedded PostgreSQL
+## (the image is given its database)
 lock:
 	test -x $(TOOLS)/lock/bin/uv || { $(PYTHON) -m venv $(TOOLS)/lock && \
 		$(TOOLS)/lock/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); }
 	$(COMPILE) pyproject.toml --extra embedded --group build -o requirements/run.txt
 	$(COMPILE) pyproject.toml --extra embedded --extra dev --group build \
 		-c requirements/run.txt -o requirements/test.txt
+	$(COMPILE) pyproject.toml --group build -c requirements/run.txt -o requirements/image.txt
 	$(COMPILE) --group pyproject.toml:audit -o requirements/audit.txt
 
 $(TOOLS)/.installed-audit: requirements/audit.txt

@@ -113,28 +113,7 @@ def running_service():
             key = uow.run(lambda: create_site(uow, SITE, list(SCOPES), settings))
         port = free_port()
         log_path = workdir / "gunicorn.log"
-        # The settings `identity serve` runs with (workers, timeout, access log, the import's
-        # helper processes started with each worker), on a port of our own.
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            "python:identity.gunicorn_conf",
-            "--workers",
-            str(WORKERS),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--chdir",
-            str(BENCH_DIR),
-            *(["--pythonpath", APP_PATH] if APP_PATH else []),
-            APP,
-        ]
-        env = {**os.environ, "IDENTITY_DATABASE_URL": url}
-        with open(log_path, "wb") as log:
-            gunicorn = subprocess.Popen(
-                command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=BENCH_DIR
-            )
+        gunicorn = _gunicorn(APP, port, url, log_path)
         bench = Bench(
             f"http://127.0.0.1:{port}", port, key, url, gunicorn, log_path, server.get_pid()
         )
@@ -149,6 +128,55 @@ def running_service():
             _stop(gunicorn)
         server.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serving_also(bench: Bench, app: str):
+    """A second server of `app` ("module:app" in bench/) beside `bench`'s, on the same
+    database with the same key: two variants measured in turns under the same load on the
+    machine."""
+    port = free_port()
+    log_path = bench.log_path.with_name(f"gunicorn-{port}.log")
+    gunicorn = _gunicorn(app, port, bench.database_url, log_path)
+    other = Bench(
+        f"http://127.0.0.1:{port}",
+        port,
+        bench.key,
+        bench.database_url,
+        gunicorn,
+        log_path,
+        bench.postmaster_pid,
+    )
+    try:
+        _wait_ready(other)
+        yield other
+    finally:
+        _stop(gunicorn)
+
+
+def _gunicorn(app: str, port: int, database_url: str, log_path: Path) -> subprocess.Popen:
+    """gunicorn with the settings `identity serve` runs with (workers, timeout, access log,
+    the import's helper processes started with each worker), on a port of our own."""
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:identity.gunicorn_conf",
+        "--workers",
+        str(WORKERS),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--chdir",
+        str(BENCH_DIR),
+        *(["--pythonpath", APP_PATH] if APP_PATH else []),
+        app,
+    ]
+    env = {**os.environ, "IDENTITY_DATABASE_URL": database_url}
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=BENCH_DIR
+        )
 
 
 def _wait_ready(bench: Bench) -> None:

@@ -33,6 +33,7 @@ def create_app(config: dict | None = None, database=None) -> "Flask":
     from identity.config import load_config
     from identity.deadlines import BodyDeadline
     from identity.headers import BrowserHeaders
+    from identity.metrics import RequestMetrics
 
     settings = load_config(config)
     # The app's one template is the /docs page, in place of flask-smorest's.
@@ -57,7 +58,10 @@ def create_app(config: dict | None = None, database=None) -> "Flask":
     logs.init_app(app)
     database = db.init_app(app, database)
     api.init_app(app, build(settings, database.connection))
-    app.wsgi_app = BrowserHeaders(
-        BodyDeadline(app.wsgi_app, settings["BODY_TIMEOUT_SECONDS"]), settings["PUBLIC_URL"]
+    app.wsgi_app = RequestMetrics(
+        BrowserHeaders(
+            BodyDeadline(app.wsgi_app, settings["BODY_TIMEOUT_SECONDS"]), settings["PUBLIC_URL"]
+        ),
+        logs.ROUTE,
     )
     return app

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -165,10 +166,17 @@ def serve(workers: int, mail: bool):
         from identity.mail.relay import parse_smtp_url
 
         _run(parse_smtp_url, config["SMTP_URL"])
-    with database_urls() as urls:
+    with database_urls() as urls, tempfile.TemporaryDirectory(prefix="identity-metrics-") as counts:
         migrate(urls)
         url = urls.serving
-        env = {**os.environ, "IDENTITY_DATABASE_URL": url, "PYTHONWARNINGS": _QUIET_TRACKER}
+        # GET /metrics adds up what every process counted: the server's workers and the
+        # courier write their counts to files in this directory, fresh for each start.
+        env = {
+            **os.environ,
+            "IDENTITY_DATABASE_URL": url,
+            "PYTHONWARNINGS": _QUIET_TRACKER,
+            "PROMETHEUS_MULTIPROC_DIR": counts,
+        }
         # What serves never holds the owner's password.
         env.pop("IDENTITY_MIGRATION_DATABASE_URL", None)
         # The app factory rather than the checkout's wsgi.py: an installed wheel has no
@@ -705,6 +713,10 @@ def deliver_mail():
 
     config = _config()
     courier = _run(courier_from_settings, config)
+    if config["MAIL_METRICS_BIND"]:
+        from identity.metrics import serve_own
+
+        serve_own(config["MAIL_METRICS_BIND"])
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _signum, _frame: stop.set())

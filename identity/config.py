@@ -90,6 +90,10 @@ DEFAULTS = {
     # /health/ready reports mail as "late" once a due mail has waited this long for a
     # worker, or when mail is due and no worker is alive (its HTTP status stays 200).
     "MAIL_LATE_SECONDS": 300.0,
+    # `host:port` where a delivery worker (`identity mail deliver`) answers Prometheus
+    # with its own counts; unset: none (under `identity serve` its counts reach the
+    # server's GET /metrics through their shared multiprocess directory).
+    "MAIL_METRICS_BIND": None,
     # Seconds each SMTP step may take (connecting, the greeting, EHLO, MAIL, RCPT, DATA,
     # the answer to the mail's end) before the relay counts as unreachable for that mail.
     "SMTP_TIMEOUT_SECONDS": 20.0,
@@ -168,6 +172,9 @@ DEFAULTS = {
     # On SIGTERM a worker finishes its requests for this long, then is stopped. An import
     # ends at its next batch at once, answering 503 with how far it got.
     "STOP_GRACE_SECONDS": 20,
+    # On SIGTERM the server first keeps serving this long with /health/ready answering
+    # 503, so the load balancer takes it out before it stops taking connections.
+    "DRAIN_SECONDS": 0.0,
 }
 
 _TYPES = {key: type(value) for key, value in DEFAULTS.items() if value is not None}
@@ -227,6 +234,7 @@ def _check(config: dict, environ) -> None:
             "IDENTITY_MIGRATION_DATABASE_URL is set without IDENTITY_DATABASE_URL (the"
             " serving role's URL, whose user the upgrade grants rights to rows)"
         )
+    _check_bind("MAIL_METRICS_BIND", config["MAIL_METRICS_BIND"])
     for key in [k for k in config if k.startswith("RETENTION_")]:
         if config[key] < 1:
             raise ConfigurationError(f"IDENTITY_{key} must be at least 1")
@@ -247,6 +255,17 @@ def _check(config: dict, environ) -> None:
     if not config["PUBLIC_URL"].startswith("https://"):
         # One-click unsubscribe (RFC 8058) needs https.
         raise ConfigurationError("IDENTITY_PUBLIC_URL must be https:// in production")
+
+
+def _check_bind(key: str, bind: str | None) -> None:
+    """`host:port` (an IPv6 host in brackets), or unset."""
+    if bind is None:
+        return
+    host, colon, port = bind.rpartition(":")
+    if not (colon and host and port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigurationError(
+            f"IDENTITY_{key} must be host:port (127.0.0.1:9101, [::1]:9101), got {bind!r}"
+        )
 
 
 SOCIAL_URLS = {

@@ -49,6 +49,11 @@ class _Lending:
     def release(self, conn: psycopg.Connection) -> None:
         raise NotImplementedError
 
+    def pool_stats(self) -> dict[str, int]:
+        """psycopg_pool's numbers (`pool_size`, `pool_available`, `requests_waiting`, ...);
+        none for a database that is not a pool."""
+        return {}
+
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
         """A connection for a moment (checking a key), given back when the block ends."""
@@ -99,6 +104,9 @@ class Database(_Lending):
 
     def close(self) -> None:
         self.pool.close()
+
+    def pool_stats(self) -> dict[str, int]:
+        return self.pool.get_stats()
 
     def acquire(self) -> psycopg.Connection:
         """A live connection. One the server closed (a restart, a failover: then, most

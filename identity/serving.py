@@ -10,7 +10,9 @@ import functools
 import gc
 import importlib
 import json
+import os
 import resource
+import signal
 import sys
 import threading
 import uuid
@@ -25,7 +27,13 @@ from identity import bulk
 from identity.config import load_config
 from identity.deadlines import body_left_unread
 from identity.headers import every_answer, unless_set
-from identity.lifecycle import request_stop, stop_requested
+from identity.lifecycle import (
+    draining,
+    request_stop,
+    share_draining,
+    start_draining,
+    stop_requested,
+)
 from identity.logs import CALLER, REQUEST_ID_HEADER, ROUTE, JsonLines
 
 PROBLEM_JSON = "application/problem+json"
@@ -66,9 +74,10 @@ class Worker(GeventWorker):
 
         def closing_when_body_unread(environ, start_response):
             answer = app(environ, start_response)
-            if stop_requested():
+            if stop_requested() or draining():
                 # Stopping: no next request on this connection, so it does not wait out
-                # the header timeout before the worker can exit.
+                # the header timeout before the worker can exit; draining: the proxy's
+                # next request opens a new connection, to a replica that stays.
                 start_response.__self__.force_close()
             elif body_left_unread(environ):
                 # gunicorn would read (and drop) the rest of the body to reach the next
@@ -103,6 +112,32 @@ class Worker(GeventWorker):
             # gunicorn's "Socket error" with a traceback; the connection is closed.
             self.log.warning("client left an answer unread; connection cut")
             raise StopIteration from None
+
+
+def drain_before_stopping(server, seconds: float) -> None:
+    """Make gunicorn's master (`server`) drain on SIGTERM before it stops: for `seconds`
+    it keeps its listeners and workers, /health/ready answers 503 and every answer
+    closes its connection, so the load balancer's health check takes this replica out
+    while it still answers whatever is sent meanwhile; then it stops as gunicorn does
+    (no new connections; what is in hand is finished within the grace period). A
+    second SIGTERM stops it at once; SIGINT and SIGQUIT are unchanged. gunicorn itself
+    closes its listeners on the first SIGTERM: a request the proxy sent in the moment
+    before its health check noticed would be refused or cut."""
+    share_draining()
+    if seconds <= 0:
+        return
+    stop = server.handle_term
+
+    def handle_term():
+        if draining():
+            stop()
+        start_draining()
+        server.log.info("draining for %s s: /health/ready answers 503, then stopping", seconds)
+        timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
+        timer.daemon = True
+        timer.start()
+
+    server.handle_term = handle_term
 
 
 def _write_within(write, seconds: float):

@@ -243,3 +243,19 @@ def cli(database_url, committing_db):
         return result
 
     return run
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print what tests measured (`record_property("measured", ...)`) after the run: the
+    properties travel back from xdist's workers with each test's report."""
+    measured = [
+        value
+        for report in terminalreporter.stats.get("passed", [])
+        if report.when == "call"
+        for name, value in report.user_properties
+        if name == "measured"
+    ]
+    if measured:
+        terminalreporter.section("measured")
+        for line in measured:
+            terminalreporter.write_line(line)

@@ -37,6 +37,7 @@ def init_app(app: Flask, services: Services) -> Api:
         health,
         jwks,
         me,
+        metrics,
         my_newsletters,
         newsletters,
         pictures,
@@ -67,6 +68,7 @@ def init_app(app: Flask, services: Services) -> Api:
         my_newsletters,
         companies,
         admin,
+        metrics,
     ):
         api.register_blueprint(module.blp)
     document_what_marshmallow_cannot(api.spec.components.schemas)

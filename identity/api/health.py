@@ -7,6 +7,8 @@ from flask.views import MethodView
 
 from identity.api.guards import Blueprint
 from identity.db import unit_of_work
+from identity.errors import ServiceStopping
+from identity.lifecycle import draining
 from identity.services.health import check_ready, mail_delivery
 from schemas.health import HealthSchema, ReadySchema
 
@@ -52,6 +54,8 @@ class Ready(MethodView):
         leaves the answer 200: no replica can fix it by being taken out of the load
         balancer, so a monitor should alert on `mail.status` instead.
         """
+        if draining():
+            raise ServiceStopping("this replica is stopping; send requests to another")
         uow = unit_of_work()
         check_ready(uow)
         late_seconds = current_app.config["IDENTITY"]["MAIL_LATE_SECONDS"]

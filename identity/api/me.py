@@ -408,6 +408,17 @@ _EXPORT_EXAMPLE = {
     "recovery_codes": {"left": 0, "used": 0},
     "picture": None,
     "staff_role": None,
+    "audit_trail": [
+        {
+            "at": "2026-11-26T10:02:00Z",
+            "event": "login.succeeded",
+            "actor": "site",
+            "site": "copernica.com",
+            "reason": None,
+            "details": {"session_id": "3f2a9c1e-8b7d-4e6f-a5c4-b3a2f1e0d9c8"},
+            "client_ip": "203.0.113.7",
+        }
+    ],
 }
 
 
@@ -427,7 +438,8 @@ class Export(MethodView):
         from (`profile`), `newsletters` and every `consent_events` entry, pending
         confirmations, `notification_settings`, `companies` and `invitations`,
         `social_identities` (provider and subject), `login_attempts`, `sign_ins` and
-        `second_steps`, `mailed_links`, the `picture` (base64) and any `staff_role`. Of
+        `second_steps`, `mailed_links`, the `picture` (base64), any `staff_role`, and
+        the `audit_trail` about them (of staff: that it was staff and why). Of
         secrets, that they exist and when, never the secret: earlier passwords are
         counted, the second factor and recovery codes are described, mailed links have no
         token. Read in one snapshot.

@@ -122,7 +122,8 @@ SECURITY_SCHEMES = {
         "description": (
             "A key issued to one site by `identity sites create NAME --scope SCOPE...`. A"
             " key has exactly the scopes it was given (`profiles:write`, `users:read`,"
-            " `auth`, `newsletters`); the one an operation needs is its `x-scope`."
+            " `auth`, `newsletters`, `metrics`); the one an operation needs is its"
+            " `x-scope`."
             " `newsletters` acts on every list; `newsletters:<list>` on that one list only,"
             " and an operation on another list answers 403."
         ),

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 
 import psycopg
-from flask import Flask, Response, json
+from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException, default_exceptions
 
 from identity.errors import (
@@ -24,7 +24,8 @@ from identity.errors import (
     TooManyRequests,
     Unauthenticated,
 )
-from identity.logs import current_request_id
+from identity.logs import ROUTE, current_request_id
+from identity.metrics import NO_ROUTE, THROTTLE_REFUSALS
 from identity.store.transactions import RETRYABLE
 from schemas.messages import field_paths, message_strings
 
@@ -247,6 +248,8 @@ def _error_fields(error: BaseException) -> dict:
 
 
 def handle(error: BaseException) -> Response:
+    if isinstance(error, TooManyRequests):
+        THROTTLE_REFUSALS.labels(request.environ.get(ROUTE) or NO_ROUTE).inc()
     return describe(error).response()
 
 

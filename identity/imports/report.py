@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 
 from identity.errors import EmptyImport, ImportStopped, InvalidInput
+from identity.metrics import IMPORT_LINES
 from identity.services.profiles import Outcome
 
 # The report is kept in memory up to this size, on disk beyond it.
@@ -35,6 +36,10 @@ def spooled_report(outcomes: Iterable[Outcome]) -> Iterator[bytes]:
     except Exception as exc:
         spool.close()
         raise ImportStopped(exc, last_line) from exc
+    finally:
+        # Once per import, not per line: what was done counts, a stop part-way too.
+        for outcome, lines in counts.items():
+            IMPORT_LINES.labels(outcome).inc(lines)
     spool.write(summary_line(counts))
     spool.seek(0)
 

@@ -37,6 +37,7 @@ from psycopg.rows import dict_row
 
 from identity.mail.relay import DeliveryFailed, Relay, parse_smtp_url
 from identity.mail.render import Branding, CannotBeMade, Renderer
+from identity.metrics import MAIL_DELIVERIES
 from identity.security.masking import mask_address
 from identity.store import outbox
 from identity.store.transactions import UnitOfWork
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 CHANNEL = "identity_outbox"
 # How the courier's connections show in pg_stat_activity.
 APPLICATION_NAME = "identity-courier"
+# A try's outcome as /metrics counts it: the status it leaves the mail in, in words.
+_OUTCOMES = {"sent": "sent", "queued": "retry", "failed": "failed"}
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,7 @@ class Courier:
                 outcome = self._deliver(mail, session)
                 if outcome is None:  # cut by a stop: handed back with the rest
                     break
+                MAIL_DELIVERIES.labels(mail["template"], _OUTCOMES[outcome["status"]]).inc()
                 try:
                     if not outbox.record_outcome(conn, self.id, outcome):
                         log.warning(

@@ -28,3 +28,8 @@ def mail_delivery(uow: UnitOfWork, late_seconds: float) -> dict:
         "oldest_queued_seconds": int(waited or 0),
         "couriers": state["couriers"],
     }
+
+
+def mail_backlog(uow: UnitOfWork) -> dict:
+    """The outbox as `GET /metrics` shows it (identity.store.outbox.backlog)."""
+    return outbox.backlog(uow.one_statement)

@@ -17,6 +17,7 @@ import psycopg
 from identity.concurrency import Batcher
 from identity.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from identity.mail import enqueue as enqueue_mail
+from identity.metrics import ONE_CLICKS
 from identity.security.masking import mask_address
 from identity.security.secret_tokens import new_secret, secret_hash
 from identity.security.unsubscribe_tokens import TOKEN_LENGTH, UnsubscribeTokens
@@ -373,6 +374,7 @@ class Newsletters:
             found = store.unsubscribe(uow.one_statement, [click])[0]
         if found["email"] is None:
             raise NotFound("this unsubscribe link is for a record that no longer exists")
+        ONE_CLICKS.labels("true" if found["changed"] else "false").inc()
         return {
             "newsletter": newsletter["key"],
             "name": newsletter["name"],

@@ -9,6 +9,7 @@ query; with INFO off, not even the dict of its fields.
 
 import logging
 
+from identity.metrics import SECURITY_EVENTS
 from identity.services import trail
 from identity.services.principal import Principal
 
@@ -68,7 +69,9 @@ def security_event(event: str, principal: Principal | None = None, /, **fields) 
     """Log `event` (one of EVENTS, written out where it is called, so the vocabulary can
     be checked) for the caller `principal` (none for an operator's command), with
     `fields`: ids, counts and fixed words only. A field given overrides what the principal
-    says (the `user_id` of a login, whose caller is the site)."""
+    says (the `user_id` of a login, whose caller is the site). Counted by name for
+    `GET /metrics` whether or not the line is logged, and a row of the audit trail."""
+    SECURITY_EVENTS.labels(event).inc()
     trail.security(event, principal, fields)
     if not log.isEnabledFor(logging.INFO):
         return

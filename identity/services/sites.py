@@ -34,6 +34,7 @@ SCOPES = {
     "auth": "sign people up and in, and reset their passwords (POST /v1/auth/*)",
     "newsletters": "subscribe addresses, export subscribers and unsubscribe links, on every"
     " list (/v1/newsletters/*); newsletters:<list> on one list",
+    "metrics": "read the service's numbers (GET /metrics), nothing else",
 }
 LANGUAGES = ("en", "nl")
 

@@ -230,3 +230,22 @@ def delivery_state(conn: psycopg.Connection) -> dict:
             ))::float8 as oldest_due_seconds
         """
     ).fetchone()
+
+
+def backlog(conn: psycopg.Connection) -> dict:
+    """What waits in the outbox, for a scrape: mails `queued` (due or waiting for a retry)
+    and `sending` (claimed), `oldest_due_seconds` as in delivery_state (0 when none waits),
+    and the `couriers` alive. One statement; it reads only the unfinished mails (the
+    outbox_due index), never the sent ones."""
+    return conn.execute(
+        """
+        select
+            count(*) filter (where status = 'queued') as queued,
+            count(*) filter (where status = 'sending') as sending,
+            coalesce(extract(epoch from now() - min(next_attempt_at)
+                filter (where next_attempt_at <= now())), 0)::float8 as oldest_due_seconds,
+            (select count(*) from couriers where alive_until > now()) as couriers
+        from outbox
+        where status in ('queued', 'sending')
+        """
+    ).fetchone()

@@ -143,12 +143,12 @@ def test_the_docs_page_loads_only_its_own_files_and_runs_no_inline_script(client
     parsed = _Page()
     parsed.feed(page.get_data(as_text=True))
     assert parsed.inline_scripts == []
-    assert len(parsed.loads) == 4  # the stylesheet, Swagger UI's two scripts, its start
+    assert len(parsed.loads) == 4  # the stylesheet, the icon, Swagger UI, its start
     for url in parsed.loads:
         assert url.startswith("/docs/assets/"), url  # 'self': the service's own
         with client.get(url) as asset:
             assert asset.status_code == 200, url
-            assert asset.mimetype in ("text/css", "text/javascript"), url
+            assert asset.mimetype in ("text/css", "text/javascript", "image/png"), url
     with client.get("/docs/assets/swagger-init.js") as script:
         started = script.get_data(as_text=True)
     assert "SwaggerUIBundle" in started and "dataset.url" in started

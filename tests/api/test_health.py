@@ -26,3 +26,13 @@ def test_not_ready_while_migrations_are_pending(server_url, worker_id):
         app = create_app({"DATABASE_URL": url}, database=PinnedDatabase(conn))
         body = assert_problem(app.test_client().get("/health/ready"), 503)
     assert "0001_sites_and_users" in body["detail"]
+
+
+def test_not_ready_while_the_replica_drains_before_it_stops(client, monkeypatch):
+    """On SIGTERM with IDENTITY_DRAIN_SECONDS, gunicorn's master says it is draining
+    (identity.serving.drain_before_stopping, shown end to end by tests/test_replicas.py):
+    the load balancer's check gets a 503 while every other request is still answered."""
+    monkeypatch.setattr("identity.api.health.draining", lambda: True)
+    body = assert_problem(client.get("/health/ready"), 503)
+    assert "stopping" in body["detail"]
+    assert client.get("/health/live").status_code == 200

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from identity.api.docs import SWAGGER_UI_FOLDER
 from identity.api.openapi import openapi_document
 from identity.services.staff import STAFF_RIGHTS
 from schemas.newsletters import ExportQuerySchema
@@ -117,11 +118,19 @@ def test_the_docs_page_needs_nothing_from_the_internet(client):
     # Else the UI sends the document to swagger.io; the page's script reads this.
     config = re.search(r'data-config="([^"]*)"', html).group(1)
     assert json.loads(unescape(config)) == {"validatorUrl": None}
-    for asset in ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js"):
+    for asset in ("swagger-ui.css", "swagger-ui-bundle.js"):
         assert f"/docs/assets/{asset}" in html
         with client.get(f"/docs/assets/{asset}") as response:
             assert response.status_code == 200 and len(response.get_data()) > 1000
     assert client.get("/docs/assets/index.html").status_code == 404
+
+
+def test_the_docs_page_is_swagger_ui_5(client):
+    """The Swagger UI the page loads is the 5.x distribution, the one its VERSION names."""
+    version = (SWAGGER_UI_FOLDER / "VERSION").read_text().strip()
+    assert re.fullmatch(r"v5\.\d+\.\d+", version), version
+    with client.get("/docs/assets/swagger-ui-bundle.js") as bundle:
+        assert bundle.get_data() == (SWAGGER_UI_FOLDER / "swagger-ui-bundle.js").read_bytes()
 
 
 def resolve(document, item):

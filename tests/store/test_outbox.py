@@ -70,11 +70,12 @@ def test_giving_up_leaves_a_sent_mail_sent(conn):
 def test_a_failed_mail_is_queued_again_from_the_start(conn):
     mail_id = _queue(conn)
     conn.execute("update outbox set attempts = 8 where id = %s", (mail_id,))
+    conn.execute("update outbox set mail_values = mail_values - 'token' where id = %s", (mail_id,))
     outbox.give_up(conn, mail_id)
     assert outbox.requeue(conn, mail_id) == "failed"
     state = _state(conn, mail_id)
     assert (state["status"], state["attempts"], state["failed_at"]) == ("queued", 0, None)
-    assert state["mail_values"]["token"] == "secret"  # still there to send
+    assert state["mail_values"]  # a mail without a link keeps its values, to send
     assert outbox.requeue(conn, mail_id) == "queued"  # not failed: left as it is
     assert _state(conn, mail_id)["status"] == "queued"
     assert outbox.requeue(conn, mail_id + 1000) is None
@@ -96,3 +97,11 @@ def test_mails_are_listed_newest_first_failed_ones_alone_if_asked(conn):
     (only,) = outbox.list_mails(conn, failed_only=True, limit=10)
     assert (only["id"], only["recipient"], only["status"]) == (failed, "bob@example.com", "failed")
     assert "mail_values" not in only  # a listing shows no token
+
+
+def test_a_failed_mail_with_a_link_loses_it_and_is_not_queued_again(conn):
+    mail_id = _queue(conn)
+    outbox.give_up(conn, mail_id)
+    assert _state(conn, mail_id)["mail_values"] is None  # the live token went at once
+    assert outbox.requeue(conn, mail_id) == "cleared"
+    assert _state(conn, mail_id)["status"] == "failed"
