@@ -10,6 +10,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import click
 import psycopg
@@ -42,6 +43,13 @@ class _Commands(click.Group):
             raise click.ClickException(
                 "the database has no schema yet: run `identity db upgrade`"
             ) from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            # PostgreSQL's message names the object, never the URL.
+            raise click.ClickException(
+                f"the database refused: {exc.diag.message_primary}; the serving role"
+                " (IDENTITY_DATABASE_URL) may only read and write rows, what needs more"
+                " runs as the owner (IDENTITY_MIGRATION_DATABASE_URL, docs/serving.md)"
+            ) from None
         except psycopg.OperationalError as exc:
             # libpq's first line says what failed (refused, unknown host, bad password);
             # it names the host and port, never the URL's password.
@@ -66,20 +74,63 @@ def main():
     logs.configure()
 
 
+class DatabaseUrls(NamedTuple):
+    """Where the service connects: as the serving role (rights to rows only) and as the
+    role that owns the schema and migrates it (docs/serving.md, "Database roles")."""
+
+    serving: str
+    migration: str
+
+
 @contextmanager
-def database_url():
-    """IDENTITY_DATABASE_URL, or the embedded PostgreSQL under .data/ (stopped on exit)."""
+def database_urls():
+    """IDENTITY_DATABASE_URL and IDENTITY_MIGRATION_DATABASE_URL (unset: the first), or
+    the embedded PostgreSQL under .data/ with a role of each kind (stopped on exit)."""
     config = _config()
     if config["DATABASE_URL"]:
-        yield config["DATABASE_URL"]
+        yield DatabaseUrls(
+            config["DATABASE_URL"], config["MIGRATION_DATABASE_URL"] or config["DATABASE_URL"]
+        )
         return
-    from identity.embedded import ensure_database, start_embedded
+    from identity.embedded import (
+        OWNER_ROLE,
+        SERVING_ROLE,
+        ensure_database,
+        ensure_role,
+        start_embedded,
+        with_database,
+    )
 
     server = _run(start_embedded, Path(config["DATA_DIR"]).resolve() / "pg")
     try:
-        yield ensure_database(server.get_uri(), EMBEDDED_DATABASE)
+        server_url = server.get_uri()
+        owner, serving = ensure_role(server_url, OWNER_ROLE), ensure_role(server_url, SERVING_ROLE)
+        ensure_database(server_url, EMBEDDED_DATABASE, owner=OWNER_ROLE)
+        yield DatabaseUrls(
+            with_database(serving, EMBEDDED_DATABASE), with_database(owner, EMBEDDED_DATABASE)
+        )
     finally:
         server.cleanup()
+
+
+@contextmanager
+def database_url():
+    """The serving role's URL: every command but the migration's connects as it."""
+    with database_urls() as urls:
+        yield urls.serving
+
+
+def migrate(urls: DatabaseUrls) -> None:
+    """Apply the pending migrations as the owner, then grant the serving role its rights
+    to rows (unless both URLs log in as the same role: then it owns what it serves)."""
+    serving_role = None
+    if urls.migration != urls.serving:
+        from identity.store.roles import current_role
+
+        serving_role = current_role(urls.serving)
+    with psycopg.connect(urls.migration, autocommit=True) as conn:
+        applied = migrations.upgrade(conn, serving_role=serving_role)
+    _report_migrations(applied)
 
 
 @contextmanager
@@ -115,9 +166,9 @@ def serve(workers: int, mail: bool):
         from identity.mail.relay import parse_smtp_url
 
         _run(parse_smtp_url, config["SMTP_URL"])
-    with database_url() as url, tempfile.TemporaryDirectory(prefix="identity-metrics-") as counts:
-        with psycopg.connect(url, autocommit=True) as conn:
-            _report_migrations(migrations.upgrade(conn))
+    with database_urls() as urls, tempfile.TemporaryDirectory(prefix="identity-metrics-") as counts:
+        migrate(urls)
+        url = urls.serving
         # GET /metrics adds up what every process counted: the server's workers and the
         # courier write their counts to files in this directory, fresh for each start.
         env = {
@@ -126,6 +177,8 @@ def serve(workers: int, mail: bool):
             "PYTHONWARNINGS": _QUIET_TRACKER,
             "PROMETHEUS_MULTIPROC_DIR": counts,
         }
+        # What serves never holds the owner's password.
+        env.pop("IDENTITY_MIGRATION_DATABASE_URL", None)
         # The app factory rather than the checkout's wsgi.py: an installed wheel has no
         # checkout to change into.
         command = [
@@ -240,9 +293,10 @@ def db():
 
 @db.command()
 def upgrade():
-    """Apply the pending migrations (safe while other replicas start too)."""
-    with connection() as conn:
-        _report_migrations(migrations.upgrade(conn))
+    """Apply the pending migrations as IDENTITY_MIGRATION_DATABASE_URL's role (safe while
+    other replicas start too), then grant IDENTITY_DATABASE_URL's role rights to rows."""
+    with database_urls() as urls:
+        migrate(urls)
 
 
 def _report_migrations(applied: list[str]) -> None:
@@ -543,7 +597,8 @@ def backup(folder: Path):
     """Write a consistent dump of the database (pg_dump, custom format) named by its time,
     without the erasure ledger and the suppression list: a restore then leaves both as
     they are, and `identity erasures reapply` erases again whoever was erased since the
-    dump was made. Restore with `pg_restore --clean --if-exists -d URL FILE`."""
+    dump was made. Restore as the owner: `pg_restore --clean --if-exists -d
+    "$IDENTITY_MIGRATION_DATABASE_URL" FILE`."""
     from identity import backups
 
     with database_url() as url:

@@ -15,6 +15,10 @@ DEFAULTS = {
     "ENV": "development",
     # Unset: `identity serve` starts the embedded PostgreSQL under .data/ and fills this in.
     "DATABASE_URL": None,
+    # The role that owns the schema, for `identity db upgrade` (and `identity serve`'s
+    # migration) only; unset: IDENTITY_DATABASE_URL's. The upgrade then grants the
+    # serving role (IDENTITY_DATABASE_URL's user) rights to rows, nothing more.
+    "MIGRATION_DATABASE_URL": None,
     # Where the embedded PostgreSQL keeps its data (relative to the working directory).
     "DATA_DIR": ".data",
     "DB_POOL_MIN": 1,
@@ -224,6 +228,12 @@ def _check(config: dict, environ) -> None:
     if not 1 <= config["UNSUBSCRIBE_KEY_ID"] <= 255:
         raise ConfigurationError("IDENTITY_UNSUBSCRIBE_KEY_ID must be 1 to 255")
     _check_social(config)
+    if config["MIGRATION_DATABASE_URL"] and not config["DATABASE_URL"]:
+        # The embedded database has its own two roles; a migration URL alone is a slip.
+        raise ConfigurationError(
+            "IDENTITY_MIGRATION_DATABASE_URL is set without IDENTITY_DATABASE_URL (the"
+            " serving role's URL, whose user the upgrade grants rights to rows)"
+        )
     _check_bind("MAIL_METRICS_BIND", config["MAIL_METRICS_BIND"])
     for key in [k for k in config if k.startswith("RETENTION_")]:
         if config[key] < 1:
@@ -241,6 +251,7 @@ def _check(config: dict, environ) -> None:
     _check_secret_key(config["SECRET_KEY"])
     _check_smtp_tls(config["SMTP_URL"])
     _check_database_tls(config["DATABASE_URL"], environ)
+    _check_database_tls(config["MIGRATION_DATABASE_URL"], environ, "MIGRATION_DATABASE_URL")
     if not config["PUBLIC_URL"].startswith("https://"):
         # One-click unsubscribe (RFC 8058) needs https.
         raise ConfigurationError("IDENTITY_PUBLIC_URL must be https:// in production")
@@ -394,7 +405,7 @@ def _check_smtp_tls(url: str | None) -> None:
         )
 
 
-def _check_database_tls(url: str | None, environ) -> None:
+def _check_database_tls(url: str | None, environ, key: str = "DATABASE_URL") -> None:
     """Over TCP, even to localhost, only with TLS whose certificate and host name are
     checked (sslmode=verify-full); a Unix socket needs none. libpq's PGHOST, PGHOSTADDR and
     PGSSLMODE count where the URL is silent, as they do when it connects."""
@@ -406,13 +417,12 @@ def _check_database_tls(url: str | None, environ) -> None:
         params = conninfo_to_dict(url)
     except Exception:  # its message would quote the URL, password and all
         raise ConfigurationError(
-            "IDENTITY_DATABASE_URL is not a PostgreSQL URL"
-            " (postgresql://user:password@host:5432/name)"
+            f"IDENTITY_{key} is not a PostgreSQL URL (postgresql://user:password@host:5432/name)"
         ) from None
     if params.get("service") or environ.get("PGSERVICE"):
         # What a pg_service.conf entry holds is read by libpq at connect time, not here.
         raise ConfigurationError(
-            "IDENTITY_DATABASE_URL names a pg_service.conf entry: in production write its"
+            f"IDENTITY_{key} names a pg_service.conf entry: in production write its"
             " host and sslmode=verify-full in the URL itself, so they can be checked"
         )
     hosts = str(params.get("host") or environ.get("PGHOST") or "").split(",")
@@ -421,7 +431,7 @@ def _check_database_tls(url: str | None, environ) -> None:
     over_tcp = bool(hostaddr) or any(host and not host.startswith(("/", "@")) for host in hosts)
     if over_tcp and sslmode != "verify-full":
         raise ConfigurationError(
-            "IDENTITY_DATABASE_URL reaches PostgreSQL over TCP without sslmode=verify-full:"
+            f"IDENTITY_{key} reaches PostgreSQL over TCP without sslmode=verify-full:"
             " in production add ?sslmode=verify-full (and sslrootcert= when the server's"
             " certificate is not signed by a system CA), or connect over a Unix socket"
             " (postgresql:///name?host=/var/run/postgresql)"

@@ -4,6 +4,7 @@ lent each test's connection."""
 
 import fcntl
 import os
+import secrets
 from pathlib import Path
 
 import psycopg
@@ -12,9 +13,10 @@ from psycopg.rows import dict_row
 
 from identity import create_app
 from identity.api.guards import SERVICES
+from identity.cli import DatabaseUrls
 from identity.composition import build
 from identity.db import EXTENSION, Database, PinnedDatabase
-from identity.embedded import ensure_database, start_embedded
+from identity.embedded import ensure_database, ensure_role, start_embedded, with_database
 from identity.store import migrations
 from tests.settings import CHEAP, settings_for
 from tests.sites import EVERY_LIST, site_key_for
@@ -72,12 +74,33 @@ def server_url():
 
 
 @pytest.fixture(scope="session")
-def database_url(server_url, worker_id):
-    """This test worker's own database, made fresh and migrated once."""
-    url = ensure_database(server_url, f"identity_test_{worker_id}", fresh=True)
-    with psycopg.connect(url, autocommit=True) as conn:
-        migrations.upgrade(conn)
-    return url
+def database_urls(server_url, worker_id) -> DatabaseUrls:
+    """This test worker's own database, made fresh and migrated once, with the two roles
+    of a deployment (of this worker's own): one that owns it and migrates it (no
+    superuser), and the serving role, which every test and served app connects as, so
+    every test shows the service works with rights to rows only."""
+    password = secrets.token_urlsafe(18)
+    owner = ensure_role(server_url, f"identity_test_owner_{worker_id}", password)
+    serving = ensure_role(server_url, f"identity_test_serving_{worker_id}", password)
+    name = f"identity_test_{worker_id}"
+    ensure_database(server_url, name, fresh=True, owner=f"identity_test_owner_{worker_id}")
+    urls = DatabaseUrls(with_database(serving, name), with_database(owner, name))
+    with psycopg.connect(urls.migration, autocommit=True) as conn:
+        migrations.upgrade(conn, serving_role=f"identity_test_serving_{worker_id}")
+    return urls
+
+
+@pytest.fixture(scope="session")
+def database_url(database_urls):
+    """The serving role's URL of this worker's database: rights to rows only."""
+    return database_urls.serving
+
+
+@pytest.fixture(scope="session")
+def owner_url(database_urls):
+    """The owning role's URL of this worker's database, for what only the owner may do
+    (TRUNCATE, DDL): what a test does to the database, never what the service does."""
+    return database_urls.migration
 
 
 @pytest.fixture(scope="session")
@@ -164,12 +187,22 @@ EMPTIED = (
 
 
 @pytest.fixture
-def committing_db(database_url):
+def committing_db(database_url, owner_url):
     """For tests that need real commits (parallel requests, outages): a connection
-    outside any test transaction; every table is emptied afterwards."""
+    outside any test transaction; every table is emptied afterwards (by the owner: the
+    serving role may not truncate)."""
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
         yield conn
-        conn.execute(f"truncate {', '.join(EMPTIED)} cascade")
+    with psycopg.connect(owner_url, autocommit=True) as owner:
+        owner.execute(f"truncate {', '.join(EMPTIED)} cascade")
+
+
+@pytest.fixture
+def owner_db(owner_url):
+    """A committing connection as the owning role, for what a test does to the database
+    that the service may not (TRUNCATE, DDL, the migrations' bookkeeping)."""
+    with psycopg.connect(owner_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from tests.sites import EVERY_LIST, site_key_for
 
 
 def test_a_restored_backup_loses_the_erased_again(
-    pooled_app, committing_db, cli, database_url, tmp_path
+    pooled_app, committing_db, cli, owner_url, tmp_path
 ):
     site = pooled_app.test_client()
     site.environ_base["HTTP_AUTHORIZATION"] = (
@@ -34,7 +34,7 @@ def test_a_restored_backup_loses_the_erased_again(
     assert traces(committing_db, anna["id"], "anna@example.com") == {}
 
     restored = subprocess.run(
-        [pg_tool("pg_restore"), "--clean", "--if-exists", "--dbname", database_url, str(dump)],
+        [pg_tool("pg_restore"), "--clean", "--if-exists", "--dbname", owner_url, str(dump)],
         capture_output=True,
         text=True,
         check=False,

@@ -119,8 +119,15 @@ def test_keys_rotate_says_what_its_options_are_for(cli):
     assert "--revoke-previous" in text and "a leaked key" in text and "implies --now" in text
 
 
-def test_db_upgrade_reports_that_migrations_are_current(cli):
-    assert "migrations are current" in cli("db", "upgrade").output
+def test_db_upgrade_reports_that_migrations_are_current(cli, owner_url):
+    upgraded = cli("db", "upgrade", env={"IDENTITY_MIGRATION_DATABASE_URL": owner_url})
+    assert "migrations are current" in upgraded.output
+
+
+def test_db_upgrade_as_the_serving_role_is_refused_and_says_which_url_migrates(cli):
+    refused = cli("db", "upgrade", ok=False).output
+    assert "permission denied for schema public" in refused
+    assert "IDENTITY_MIGRATION_DATABASE_URL" in refused
 
 
 @pytest.mark.parametrize("command", [["serve"], ["db", "upgrade"]])
@@ -327,12 +334,13 @@ def test_mail_list_and_retry_let_an_operator_resend_a_failed_mail(
 
 @pytest.mark.slow
 def test_serve_delivers_queued_mail_beside_the_server_and_stops_both(
-    tmp_path, database_url, committing_db, mail_server
+    tmp_path, database_url, owner_url, committing_db, mail_server
 ):
     from identity.mail import enqueue
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
         "IDENTITY_DATABASE_URL": database_url,
+        "IDENTITY_MIGRATION_DATABASE_URL": owner_url,
         "IDENTITY_SMTP_URL": mail_server.url,
         "IDENTITY_DATA_DIR": str(tmp_path / "data"),
         "PORT": str(free_port()),

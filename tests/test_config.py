@@ -172,6 +172,22 @@ def test_a_database_url_libpq_cannot_read_is_refused_without_echoing_it():
     assert "hunter2" not in refused.value.detail
 
 
+def test_production_holds_the_migration_url_to_the_same_tls_rule():
+    url = "postgresql://identity_owner:hunter2@db/identity"
+    with pytest.raises(
+        ConfigurationError, match=r"^IDENTITY_MIGRATION_DATABASE_URL reaches"
+    ) as refused:
+        load_config(environ=PRODUCTION | {"IDENTITY_MIGRATION_DATABASE_URL": url})
+    assert "hunter2" not in refused.value.detail
+    tls = PRODUCTION | {"IDENTITY_MIGRATION_DATABASE_URL": url + "?sslmode=verify-full"}
+    assert load_config(environ=tls)["MIGRATION_DATABASE_URL"].endswith("verify-full")
+
+
+def test_a_migration_url_without_a_serving_url_is_refused():
+    with pytest.raises(ConfigurationError, match="without IDENTITY_DATABASE_URL"):
+        load_config(environ={"IDENTITY_MIGRATION_DATABASE_URL": "postgresql:///identity"})
+
+
 def test_an_unknown_environment_is_refused():
     with pytest.raises(ConfigurationError, match="IDENTITY_ENV"):
         load_config(environ={"IDENTITY_ENV": "staging"})

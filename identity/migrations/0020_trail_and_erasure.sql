@@ -28,8 +28,8 @@ create index audit_events_at on audit_events (at);
 
 -- Never changed; the one change allowed is the erasure of its actor (`on delete set null`,
 -- a foreign key's action: a trigger within a trigger). Never deleted but with the person
--- it is about (`on delete cascade`, likewise) or by retention (`identity prune`, which says
--- so for its transaction: identity.prune_trail).
+-- it is about (`on delete cascade`, likewise) or by retention (`identity prune`, through the
+-- owner's function prune_audit_events of 0030, which says so: identity.prune_trail).
 create function audit_events_append_only() returns trigger language plpgsql as $$
 begin
     if tg_op = 'DELETE' then

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import psycopg
 
+from identity.store import roles
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 
 # Any fixed number; every replica takes the same one, so only one migrates at a time.
@@ -48,8 +50,12 @@ def pending(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[
     return [path.stem for path in available(directory) if path.stem not in done]
 
 
-def upgrade(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply what is pending; two replicas starting at once apply each file exactly once."""
+def upgrade(
+    conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR, *, serving_role: str | None = None
+) -> list[str]:
+    """Apply what is pending; two replicas starting at once apply each file exactly once.
+    Then give `serving_role` (unless it owns the schema) the rights to rows of every table
+    there is now (identity.store.roles), so a new table is served at once."""
     conn.autocommit = True
     conn.execute("select pg_advisory_lock(%(key)s)", {"key": _LOCK_KEY})
     try:
@@ -68,6 +74,8 @@ def upgrade(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[
                     "insert into schema_migrations (id) values (%(id)s)", {"id": path.stem}
                 )
             applied_now.append(path.stem)
+        if serving_role is not None and not roles.owns_the_schema(conn, serving_role):
+            roles.grant_serving(conn, serving_role)
         return applied_now
     finally:
         conn.execute("select pg_advisory_unlock(%(key)s)", {"key": _LOCK_KEY})

@@ -224,7 +224,8 @@ def test_the_trail_is_append_only(conn, anna):
         "insert into audit_events (event, actor, subject_id) values ('x', 'operator', %s)",
         (anna["id"],),
     )
-    with pytest.raises(Exception, match="append-only"), conn.transaction():
+    # The serving role may not change it at all (identity.store.roles.INSERT_ONLY)...
+    with pytest.raises(Exception, match="permission denied"), conn.transaction():
         conn.execute("update audit_events set event = 'y'")
 
 
@@ -234,3 +235,12 @@ def test_the_roles_that_act_as_people_are_the_table_s():
 
     acting = {role for role, rights in STAFF_RIGHTS.items() if "impersonate" in rights}
     assert set(IMPERSONATING_ROLES) == acting
+
+
+def test_the_trail_is_append_only_for_its_owner_too(owner_db):
+    # ...and its trigger refuses the owner (nothing to change: refused before any row).
+    with pytest.raises(Exception, match="append-only"), owner_db.transaction():
+        owner_db.execute(
+            "insert into audit_events (event, actor) values ('x', 'operator') returning id"
+        )
+        owner_db.execute("update audit_events set event = 'y'")

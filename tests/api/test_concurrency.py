@@ -63,7 +63,7 @@ def test_two_imports_of_the_same_new_addresses_in_opposite_orders_do_not_deadloc
                     assert answer.status_code == 200, answer.text
                     summary = json.loads(answer.text.splitlines()[-1])["summary"]
                     assert summary["rejected"] == 0 and summary["lines"] == 400
-                committing_db.execute("truncate users cascade")
+                committing_db.execute("delete from users")
     finally:
         database.close()
 

@@ -284,10 +284,10 @@ def test_odd_if_none_match_values_answer_200_or_304(anna):
 
 
 @pytest.fixture
-def db(committing_db):
+def db(committing_db, owner_db):
     """committing_db, with what it leaves behind (companies: see the test below) emptied."""
     yield committing_db
-    committing_db.execute("truncate companies cascade")
+    owner_db.execute("truncate companies cascade")
 
 
 @pytest.mark.committing

@@ -295,13 +295,20 @@ def test_odd_but_valid_trail_filters_answer_without_error(app, site, conn, param
 
 
 # Mended (hostile round 24b).
-def test_a_trail_row_cannot_be_deleted_by_hand(conn, anna):
+def test_a_trail_row_cannot_be_deleted_by_hand(conn, anna, owner_db):
     conn.execute(
         "insert into audit_events (event, actor, subject_id) values ('x', 'operator', %s)",
         (anna["id"],),
     )
-    with pytest.raises(Exception, match="append-only"), conn.transaction():
+    # The serving role has no right to; its owner is refused by the trigger.
+    with pytest.raises(Exception, match="permission denied"), conn.transaction():
         conn.execute("delete from audit_events where event = 'x'")
+    with pytest.raises(Exception, match="append-only"), owner_db.transaction():
+        owner_db.execute(
+            "insert into audit_events (event, actor) values ('y', 'operator') returning id"
+        )
+        owner_db.execute("delete from audit_events where event = 'y'")
+        owner_db.execute("update audit_events set actor_id = null where event = 'y'")
 
 
 def test_the_trail_and_its_details_hold_no_address_password_or_token(app, site, conn, anna):

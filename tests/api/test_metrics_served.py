@@ -73,7 +73,7 @@ def metrics_dirs_of(parent: int) -> set[str]:
 
 
 def test_a_scrape_counts_every_worker_and_the_courier_under_load(
-    tmp_path, database_url, committing_db
+    tmp_path, database_urls, committing_db
 ):
     key = site_key_for(committing_db, "copernica.com")
     user_id = committing_db.execute(
@@ -81,7 +81,8 @@ def test_a_scrape_counts_every_worker_and_the_courier_under_load(
         " returning id"
     ).fetchone()["id"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
-        "IDENTITY_DATABASE_URL": database_url,
+        "IDENTITY_DATABASE_URL": database_urls.serving,
+        "IDENTITY_MIGRATION_DATABASE_URL": database_urls.migration,
         "IDENTITY_IMPORT_PROCESSES": "0",
         "IDENTITY_MAIL_POLL_SECONDS": "0.2",
         **{f"IDENTITY_{name}": str(value) for name, value in CHEAP.items()},

@@ -133,7 +133,7 @@ def test_a_full_pool_whose_every_connection_the_server_ended_costs_no_request(
         ended = committing_db.execute(
             "select count(pg_terminate_backend(pid)) as n from pg_stat_activity"
             " where datname = current_database() and pid <> pg_backend_pid()"
-            " and backend_type = 'client backend'"
+            " and backend_type = 'client backend' and usename = current_user"
         ).fetchone()["n"]
         assert ended >= 8
         time.sleep(0.2)  # the server's goodbye reaches every socket
@@ -150,13 +150,13 @@ def _end_other_sessions(conn) -> None:
     conn.execute(
         "select pg_terminate_backend(pid) from pg_stat_activity"
         " where datname = current_database() and pid <> pg_backend_pid()"
-        " and backend_type = 'client backend'"
+        " and backend_type = 'client backend' and usename = current_user"
     )
     time.sleep(0.2)
 
 
 def test_a_read_only_database_is_a_503_for_writes_and_readiness_says_so(
-    database_url, committing_db
+    database_url, committing_db, owner_db
 ):
     """A failover under way or a database set read-only: every write is a 503 problem with
     Retry-After (not a 500), reads go on, readiness says why; writable again, it heals."""
@@ -173,7 +173,7 @@ def test_a_read_only_database_is_a_503_for_writes_and_readiness_says_so(
         )
         made = client.post("/v1/profiles", json={"email": "anna@example.com", "source": "event"})
         assert made.status_code == 201
-        committing_db.execute(f'alter database "{name}" set default_transaction_read_only = on')
+        owner_db.execute(f'alter database "{name}" set default_transaction_read_only = on')
         _end_other_sessions(committing_db)
 
         refused = client.post("/v1/profiles", json={"email": "bob@example.com", "source": "event"})
@@ -184,11 +184,11 @@ def test_a_read_only_database_is_a_503_for_writes_and_readiness_says_so(
         ready = assert_problem(client.get("/health/ready"), 503)
         assert "read-only" in ready["detail"]
 
-        committing_db.execute(f'alter database "{name}" reset default_transaction_read_only')
+        owner_db.execute(f'alter database "{name}" reset default_transaction_read_only')
         _end_other_sessions(committing_db)
         again = client.post("/v1/profiles", json={"email": "bob@example.com", "source": "event"})
         assert again.status_code == 201
         assert client.get("/health/ready").status_code == 200
     finally:
-        committing_db.execute(f'alter database "{name}" reset default_transaction_read_only')
+        owner_db.execute(f'alter database "{name}" reset default_transaction_read_only')
         database.close()

@@ -516,4 +516,4 @@ def test_racing_first_sign_ins_of_one_new_address_make_one_record(
         assert notices == 2
     finally:
         database.close()
-        committing_db.execute("truncate social_flows")
+        committing_db.execute("delete from social_flows")

@@ -58,12 +58,12 @@ def distinct(sink) -> int:
 
 
 def terminate_other_backends(db) -> int:
-    """pg_terminate_backend for every session on this database but `db`'s own: the
-    couriers' (the test's other connections are closed)."""
+    """pg_terminate_backend for every session of the serving role on this database but
+    `db`'s own: the couriers' (the test's other connections are closed)."""
     return db.execute(
         "select count(pg_terminate_backend(pid)) as n from pg_stat_activity"
         " where datname = current_database() and pid <> pg_backend_pid()"
-        " and backend_type = 'client backend'"
+        " and backend_type = 'client backend' and usename = current_user"
     ).fetchone()["n"]
 
 

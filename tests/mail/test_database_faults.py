@@ -42,7 +42,7 @@ def test_a_courier_whose_backend_is_terminated_mid_run_keeps_delivering(db, cour
 
 
 def test_a_courier_facing_a_read_only_database_for_a_moment_keeps_delivering(
-    db, courier_thread, mail_server, caplog
+    db, owner_db, courier_thread, mail_server, caplog
 ):
     caplog.set_level(logging.INFO)
     read_only = sql.SQL("alter database {} set default_transaction_read_only = {}")
@@ -51,7 +51,7 @@ def test_a_courier_facing_a_read_only_database_for_a_moment_keeps_delivering(
     queue(db, 1)
     mail_server.sink.wait_for(1)
 
-    db.execute(read_only.format(database, sql.SQL("on")))
+    owner_db.execute(read_only.format(database, sql.SQL("on")))
     try:
         terminate_other_backends(db)  # the courier's next session is read-only
         queue(db, 1)  # (this session began before: it still writes)
@@ -62,7 +62,7 @@ def test_a_courier_facing_a_read_only_database_for_a_moment_keeps_delivering(
         )
         assert len(mail_server.sink.messages) == 1
     finally:
-        db.execute(read_only.format(database, sql.SQL("default")))
+        owner_db.execute(read_only.format(database, sql.SQL("default")))
     mail_server.sink.wait_for(2, timeout=10)
     wait_until(lambda: counts(db) == {"sent": 2}, 5, "both mails recorded as sent")
 

@@ -29,9 +29,10 @@ def couriers_of(parent: int) -> list[int]:
     return found
 
 
-def serve_env(tmp_path, database_url: str, relay_url: str) -> dict:
+def serve_env(tmp_path, urls, relay_url: str) -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")} | {
-        "IDENTITY_DATABASE_URL": database_url,
+        "IDENTITY_DATABASE_URL": urls.serving,
+        "IDENTITY_MIGRATION_DATABASE_URL": urls.migration,
         "IDENTITY_SMTP_URL": relay_url,
         "IDENTITY_DATA_DIR": str(tmp_path / "data"),
         "IDENTITY_MAIL_POLL_SECONDS": "0.2",
@@ -40,9 +41,9 @@ def serve_env(tmp_path, database_url: str, relay_url: str) -> dict:
 
 
 def test_serve_starts_a_courier_killed_with_sigkill_again_and_logs_why(
-    tmp_path, database_url, db, mail_server
+    tmp_path, database_urls, db, mail_server
 ):
-    env = serve_env(tmp_path, database_url, mail_server.url)
+    env = serve_env(tmp_path, database_urls, mail_server.url)
     log = tmp_path / "serve.log"
     with log.open("wb") as output:
         server = subprocess.Popen(
@@ -82,9 +83,9 @@ def test_serve_starts_a_courier_killed_with_sigkill_again_and_logs_why(
     ],
 )
 def test_serve_refuses_a_relay_url_it_cannot_read_with_one_error_line(
-    tmp_path, database_url, relay_url, says
+    tmp_path, database_urls, relay_url, says
 ):
-    env = serve_env(tmp_path, database_url, relay_url)
+    env = serve_env(tmp_path, database_urls, relay_url)
     server = subprocess.Popen(
         [IDENTITY, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

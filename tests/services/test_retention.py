@@ -93,3 +93,18 @@ def test_the_command_runs_it(cli, committing_db):
     assert "login_attempts" in result.output and "removed 0 rows" in result.output
     assert "audit_events" in cli("prune").output
     cli("retention", "run", env={"IDENTITY_RETENTION_MAIL_DAYS": "0"}, ok=False)
+
+
+def test_the_trail_keeps_a_year_whatever_retention_is_told(conn):
+    """The serving role removes audit events only through the owner's prune_audit_events,
+    which keeps a year however few days it is asked for."""
+    user = record(conn)
+    for days in (200, 370):
+        conn.execute(
+            "insert into audit_events (at, event, actor, subject_id)"
+            " values (now() - make_interval(days => %s), 'x', 'operator', %s)",
+            (days, user),
+        )
+    assert retention.run(UnitOfWork.of(conn), {"audit_events": 30})["audit_events"] == 1
+    left = conn.execute("select count(*) from audit_events where subject_id = %s", (user,))
+    assert left.fetchone()["count"] == 1

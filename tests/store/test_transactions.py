@@ -8,6 +8,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from identity.errors import Unauthenticated
+from identity.store import roles
 from identity.store.transactions import UnitOfWork
 
 
@@ -30,11 +31,15 @@ class CountingLending:
 
 
 @pytest.fixture
-def table(committing_db):
-    committing_db.execute("create table if not exists uow_probe (n int)")
-    committing_db.execute("truncate uow_probe")
+def table(committing_db, owner_db):
+    """A probe table the owner makes; the tests write it as the serving role, with the
+    rights every table gets at an upgrade."""
+    owner_db.execute("create table if not exists uow_probe (n int)")
+    owner_db.execute("truncate uow_probe")
+    serving = committing_db.execute("select current_user as name").fetchone()["name"]
+    roles.grant_serving(owner_db, serving)
     yield committing_db
-    committing_db.execute("drop table uow_probe")
+    owner_db.execute("drop table uow_probe")
 
 
 def _count(conn) -> int:
