@@ -11,7 +11,7 @@ LOCK_FOR := --python-version 3.11 --python-platform x86_64-manylinux_2_28
 COMPILE := $(TOOLS)/lock/bin/uv pip compile --quiet --generate-hashes $(LOCK_FOR) \
 	--custom-compile-command 'make lock' $(UV_FLAGS)
 
-.PHONY: run test test-deep deep-tools lint openapi bench lock audit clean
+.PHONY: run test coverage test-deep deep-tools lint openapi bench lock audit clean
 
 # One stamp per lock, redone when that lock or the project's metadata changes. The test
 # lock pins whatever the run lock pins alike, so either can install over the other.
@@ -39,9 +39,14 @@ PARALLEL := -n auto --dist worksteal
 test test-deep: export PYTHONDONTWRITEBYTECODE :=
 
 ## test: lint, architecture contracts and the whole suite against a real PostgreSQL, but
-## the `install`, `deep` and `replicas` tests; prints the 15 slowest tests and the coverage of identity/
+## the `install`, `deep` and `replicas` tests; prints the 15 slowest tests
 test: $(VENV)/.installed-test lint
-	$(BIN)/pytest $(PARALLEL) -m "not install and not deep and not replicas" --durations=15 \
+	$(BIN)/pytest $(PARALLEL) -m "not install and not deep and not replicas" --durations=15
+
+## coverage: the suite of `make test` under coverage (half as slow again), with the
+## coverage of identity/ line by line
+coverage: $(VENV)/.installed-test
+	$(BIN)/pytest $(PARALLEL) -m "not install and not deep and not replicas" -q \
 		--cov=identity --cov-report=term:skip-covered
 
 ## test-deep: the contract fuzzing at 200 cases per operation (100 stateful scenarios),
