@@ -177,6 +177,9 @@ DEFAULTS = {
     "DRAIN_SECONDS": 0.0,
 }
 
+# Longer than any purpose lasts, and what PostgreSQL's intervals hold with room to spare.
+MAX_RETENTION_DAYS = 36500
+
 _TYPES = {key: type(value) for key, value in DEFAULTS.items() if value is not None}
 REQUIRED_IN_PRODUCTION = ("DATABASE_URL", "SECRET_KEY", "PUBLIC_URL")
 PASSWORD_COST_FLOOR = {
@@ -236,8 +239,10 @@ def _check(config: dict, environ) -> None:
         )
     _check_bind("MAIL_METRICS_BIND", config["MAIL_METRICS_BIND"])
     for key in [k for k in config if k.startswith("RETENTION_")]:
-        if config[key] < 1:
-            raise ConfigurationError(f"IDENTITY_{key} must be at least 1")
+        if not 1 <= config[key] <= MAX_RETENTION_DAYS:
+            raise ConfigurationError(
+                f"IDENTITY_{key} must be from 1 to {MAX_RETENTION_DAYS} (a hundred years)"
+            )
     for key in ("MAIL_LEASE_SECONDS", "MAIL_LATE_SECONDS", "SMTP_TIMEOUT_SECONDS"):
         if config[key] <= 0:
             raise ConfigurationError(f"IDENTITY_{key} must be more than 0")

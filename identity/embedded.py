@@ -52,6 +52,11 @@ def ensure_database(
         if row is None:
             owned = sql.SQL(" owner {}").format(sql.Identifier(owner)) if owner else sql.SQL("")
             conn.execute(sql.SQL("create database {}{}").format(sql.Identifier(name), owned))
+            # No temporary tables or functions for whoever may connect (the serving
+            # role): what it stores is rows of the service's tables, nothing else.
+            conn.execute(
+                sql.SQL("revoke temporary on database {} from public").format(sql.Identifier(name))
+            )
     url = with_database(server_url, name)
     if row is not None and owner and row[0] != owner:
         _hand_over(url, owner)

@@ -120,7 +120,10 @@ class AuditQuerySchema(ReasonSchema):
 
 class AuditEventSchema(ma.Schema):
     id = fields.Integer(metadata={"description": "the cursor to page on (`after`)"})
-    at = UtcDateTime()
+    at = UtcDateTime(metadata={"description": "when it happened"})
+    recorded_at = UtcDateTime(
+        metadata={"description": "when it was written: the database's clock, never set"}
+    )
     event = fields.String(metadata={"example": "staff.read"})
     actor = fields.String(
         metadata={

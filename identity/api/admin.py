@@ -57,6 +57,7 @@ _VIEW = USER_EXAMPLE | {
 _EVENT = {
     "id": 1042,
     "at": "2026-11-26T10:02:00Z",
+    "recorded_at": "2026-11-26T10:02:00Z",
     "event": "staff.read",
     "actor": "staff",
     "actor_id": "5b1e9f0a-3c2d-4e8f-9a7b-6c5d4e3f2a1b",

@@ -35,7 +35,9 @@ blp = Blueprint("docs_assets", __name__)
 def asset(name: str):
     if name not in _ASSETS:
         abort(404)
-    return send_from_directory(str(_ASSETS[name]), name, max_age=86400)
+    # Asked again each time, answered 304 while unchanged: the names stay the same across
+    # Swagger UI's versions, so a day's cache would mix an old file with a new page.
+    return send_from_directory(str(_ASSETS[name]), name, max_age=0)
 
 
 def init_app(app: Flask) -> None:

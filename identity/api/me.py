@@ -411,6 +411,7 @@ _EXPORT_EXAMPLE = {
     "audit_trail": [
         {
             "at": "2026-11-26T10:02:00Z",
+            "recorded_at": "2026-11-26T10:02:00Z",
             "event": "login.succeeded",
             "actor": "site",
             "site": "copernica.com",

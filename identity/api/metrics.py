@@ -2,11 +2,13 @@
 
 from http import HTTPStatus
 
+import psycopg
 from flask import Response, current_app
 from flask.views import MethodView
 
 from identity.api.guards import Blueprint
 from identity.db import EXTENSION, unit_of_work
+from identity.errors import DatabaseUnavailable
 from identity.metrics import CONTENT_TYPE, exposition, record_pool
 from identity.services.health import mail_backlog
 
@@ -52,8 +54,13 @@ class Metrics(MethodView):
         """
         # This worker's pool as it is now; the others' as they last recorded it.
         record_pool(current_app.extensions[EXTENSION].pool_stats())
-        backlog = mail_backlog(unit_of_work())
-        snapshot = {
+        try:
+            backlog = mail_backlog(unit_of_work())
+        except (DatabaseUnavailable, psycopg.OperationalError):
+            # The database gone: what this process counted still answers (the 5xx and
+            # the pool's waiting are what an outage shows), the outbox does not.
+            return Response(exposition(_UNREACHABLE), content_type=CONTENT_TYPE)
+        snapshot = _REACHABLE | {
             "identity_outbox_queued": (
                 "Mails queued: due, or waiting for a retry.",
                 backlog["queued"],
@@ -72,3 +79,9 @@ class Metrics(MethodView):
             ),
         }
         return Response(exposition(snapshot), content_type=CONTENT_TYPE)
+
+
+_DATABASE = "identity_database_reachable"
+_HELP = "Whether the scrape could read the database (the outbox's numbers come from it)."
+_REACHABLE = {_DATABASE: (_HELP, 1)}
+_UNREACHABLE = {_DATABASE: (_HELP, 0)}

@@ -55,7 +55,7 @@ def page(
     of one person (`subject_id`) and/or by one actor, in [since, until)."""
     return conn.execute(
         """
-        select id, at, event, actor, actor_id, subject_id, site, key_prefix,
+        select id, at, recorded_at, event, actor, actor_id, subject_id, site, key_prefix,
                host(client_ip) as client_ip, reason, details
         from audit_events
         where (%(subject)s::uuid is null or subject_id = %(subject)s)

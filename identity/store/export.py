@@ -158,7 +158,7 @@ _SECTIONS = {
     # where from only when it was them or a site speaking for their browser.
     "audit_trail": _LIST.format(
         """
-        select at, event, actor, site, reason, details,
+        select at, recorded_at, event, actor, site, reason, details,
                case when actor in ('person', 'site', 'link', 'anyone')
                     then host(client_ip) end as client_ip
         from audit_events where subject_id = %(id)s order by id

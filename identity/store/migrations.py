@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from identity.store import roles
 
@@ -59,10 +60,15 @@ def upgrade(
     conn.autocommit = True
     conn.execute("select pg_advisory_lock(%(key)s)", {"key": _LOCK_KEY})
     try:
-        conn.execute(
-            "create table if not exists schema_migrations ("
-            " id text primary key, applied_at timestamptz not null default now())"
-        )
+        # Made once, by the owner; looked for first, so a role with rights to rows only
+        # (a replica's `identity serve`, with nothing pending) finds the schema current.
+        with conn.cursor(row_factory=tuple_row) as cur:
+            present = cur.execute("select to_regclass('schema_migrations')").fetchone()[0]
+        if present is None:
+            conn.execute(
+                "create table schema_migrations ("
+                " id text primary key, applied_at timestamptz not null default now())"
+            )
         done = applied(conn) or set()
         applied_now = []
         for path in available(directory):

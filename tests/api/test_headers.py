@@ -45,7 +45,7 @@ def test_every_kind_of_answer_carries_them(site, conn, client, app):
     # Answers that are the same for everyone say how long they may be kept, and keep it.
     assert_for_browsers(client.get("/.well-known/jwks.json"), cache="public, max-age=300")
     with client.get("/docs/assets/swagger-ui.css") as asset:
-        assert_for_browsers(asset, cache="public, max-age=86400")
+        assert_for_browsers(asset, cache="no-cache, max-age=0")
 
 
 def test_errors_carry_them_wherever_they_are_made(site, client, conn, database_url, site_key):

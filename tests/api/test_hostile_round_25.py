@@ -139,15 +139,7 @@ def test_the_scrape_is_not_cached_and_is_plain_text(app, conn):
     assert list(text_string_to_metric_families(answer.get_data(as_text=True)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MEDIUM: during a database outage GET /metrics answers 503 (within the pool"
-    " timeout), even with the key just checked and cached: every counter an operator needs"
-    " then (5xx rate, pool waiting) vanishes exactly while the outage lasts, because the"
-    " scrape reads the outbox from the database first. (Past the key cache's 5 s the key"
-    " check needs the database too: the issue's other option, a bind of its own without"
-    " a key, would survive it.)",
-)
+# Mended (round 25).
 def test_metrics_still_answer_with_their_counts_in_a_database_outage(database_url, committing_db):
     proxy = DatabaseProxy(database_url)
     database = Database(proxy.url, min_size=1, max_size=2, timeout=1.0)
@@ -252,20 +244,17 @@ def _a_person(conn) -> uuid.UUID:
     ).fetchone()["id"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MEDIUM: the serving role inserts ledger rows with any `at` it likes: a consent"
-    " given in 2019, an audit event of last year. docs/serving.md says an intruder in the"
-    " service 'can forge no history'; INSERT on every column (at included) lets it backdate"
-    " proof. Fix: a trigger setting at = now() (or column grants without `at`).",
-)
+# Mended (round 25): `at` is what a row says happened (an import brings the original
+# consent's time, a join copies its rows with theirs); when it was written is
+# `recorded_at`, the database's clock, which no insert sets.
 @pytest.mark.parametrize(
     "statement",
     [
-        "insert into consent_events (user_id, newsletter, action, state, channel, at)"
-        " values (%(user)s, 1, 'subscribe', 'subscribed', 'api', '2019-05-01')",
-        "insert into audit_events (event, actor, actor_id, subject_id, at)"
-        " values ('staff.erased', 'person', %(user)s, %(user)s, '2019-05-01')",
+        "insert into consent_events (user_id, newsletter, action, state, channel, at,"
+        " recorded_at) values (%(user)s, 1, 'subscribe', 'subscribed', 'api', '2019-05-01',"
+        " '2019-05-01')",
+        "insert into audit_events (event, actor, actor_id, subject_id, at, recorded_at)"
+        " values ('staff.erased', 'person', %(user)s, %(user)s, '2019-05-01', '2019-05-01')",
     ],
 )
 def test_the_serving_role_cannot_backdate_a_ledger_row(conn, statement):
@@ -275,21 +264,16 @@ def test_the_serving_role_cannot_backdate_a_ledger_row(conn, statement):
             conn.execute(statement, {"user": user})
     except psycopg.errors.InsufficientPrivilege:
         return
-    oldest = conn.execute(
-        "select min(at) > now() - interval '1 minute' as fresh from ("
-        " select at from consent_events where user_id = %(user)s"
-        " union all select at from audit_events where subject_id = %(user)s) rows",
+    written = conn.execute(
+        "select min(recorded_at) > now() - interval '1 minute' as fresh from ("
+        " select recorded_at from consent_events where user_id = %(user)s"
+        " union all select recorded_at from audit_events where subject_id = %(user)s) rows",
         {"user": user},
     ).fetchone()
-    assert oldest["fresh"]
+    assert written["fresh"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LOW: the serving role may CREATE TEMP tables (and pg_temp functions): the test"
-    " and `make run` databases (identity.embedded.ensure_database) keep PUBLIC's TEMP, which"
-    " docs/serving.md's own set-up revokes ('connect and temp tables').",
-)
+# Mended (round 25).
 def test_the_serving_role_makes_no_temporary_tables(conn):
     with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
         conn.execute("create temp table users (n int)")
@@ -365,13 +349,7 @@ def test_the_trails_prune_keeps_its_year_whatever_it_is_asked(conn):
         conn.execute("delete from audit_events")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LOW: `identity prune` with a long retention (IDENTITY_RETENTION_AUDIT_EVENTS_DAYS"
-    "=3000000, 'keep it all') dies with a raw DatetimeFieldOverflow traceback from"
-    " prune_audit_events (make_interval past 4713 BC); the settings check takes any number"
-    " >= 1. Fix: a ceiling in the config check, or a clamp in the function.",
-)
+# Mended (round 25).
 def test_prune_with_a_very_long_retention_keeps_everything_or_says_why(database_url, committing_db):
     env = {"IDENTITY_DATABASE_URL": database_url, "IDENTITY_RETENTION_AUDIT_EVENTS_DAYS": "3000000"}
     result = CliRunner().invoke(main, ["prune"], env=env)
@@ -395,15 +373,7 @@ def test_upgrade_of_a_fresh_database_with_only_the_serving_url_fails_in_one_line
     assert "Traceback" not in result.output and "password" not in result.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MEDIUM: with the schema current, `identity db upgrade` (and so `identity serve`,"
-    " which migrates first) fails for the serving role alone: `create table if not exists"
-    " schema_migrations` needs CREATE on the schema before it finds the table. A replica run"
-    " with `identity serve` and only IDENTITY_DATABASE_URL (the docs: only the deploy job"
-    " holds the owner's password) cannot start. The same with the migration URL set to the"
-    " serving URL.",
-)
+# Mended (round 25).
 @pytest.mark.parametrize("same_url_twice", [False, True])
 def test_with_nothing_pending_the_serving_url_alone_finds_the_migrations_current(
     database_url, same_url_twice
@@ -461,12 +431,7 @@ def test_compose_serves_as_a_role_that_owns_nothing():
     assert not environment["IDENTITY_DATABASE_URL"].startswith(f"postgresql://{superuser}:")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LOW: compose leaves stop_grace_period at the engines' 10 s while a worker's"
-    " grace is IDENTITY_STOP_GRACE_SECONDS (20 s, plus any drain): `compose stop` SIGKILLs"
-    " the server and the courier mid-request, mid-import, mid-SMTP.",
-)
+# Mended (round 25).
 def test_compose_lets_the_server_finish_its_grace():
     compose = _compose()
     grace = DEFAULTS["STOP_GRACE_SECONDS"] + DEFAULTS["DRAIN_SECONDS"]
@@ -487,13 +452,7 @@ def test_the_images_base_is_pinned_by_digest():
     assert "@sha256:" in base
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LOW: the image runs production by default, which demands sslmode=verify-full"
-    " over TCP; libpq then looks for ~/.postgresql/root.crt, and uid 10001 has no home:"
-    " the README's own example URL cannot connect from the image. Nothing says to add"
-    " sslrootcert=system (libpq 16+, ca-certificates is in the image) or a mounted file.",
-)
+# Mended (round 25).
 def test_the_image_docs_say_where_the_database_ca_comes_from():
     readme = (PROJECT_DIR / "README.md").read_text()
     assert "sslrootcert" in _containerfile() + readme
@@ -537,13 +496,7 @@ def test_the_docs_assets_serve_only_their_four_files(client, path):
     answer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LOW: the Swagger UI assets are cached a day (public, max-age=86400) under names"
-    " that do not change with their version: after an upgrade a browser runs the old"
-    " swagger-ui-bundle.js / swagger-init.js with the new page for up to a day. Fix: a"
-    " version in the URL, or no-cache with the ETag.",
-)
+# Mended (round 25).
 def test_the_docs_assets_are_not_kept_stale_across_an_upgrade(client):
     answer = client.get("/docs/assets/swagger-init.js")
     cache = answer.headers["Cache-Control"]
