@@ -288,7 +288,7 @@ class SecondFactorStatusSchema(ma.Schema):
     recovery_codes_left = fields.Integer()
 
 
-def _page_limit(items: str) -> QueryInteger:
+def page_limit(items: str) -> QueryInteger:
     return QueryInteger(
         load_default=50,
         validate=validate.Range(min=1, max=100),
@@ -297,7 +297,7 @@ def _page_limit(items: str) -> QueryInteger:
 
 
 class LoginAttemptsQuerySchema(ma.Schema):
-    limit = _page_limit("attempts")
+    limit = page_limit("attempts")
     after = QueryInteger(
         load_default=None,
         validate=validate.Range(min=1, max=2**63 - 1),
@@ -326,7 +326,7 @@ class LoginAttemptSchema(ma.Schema):
 
 
 class SessionsQuerySchema(ma.Schema):
-    limit = _page_limit("sign-ins")
+    limit = page_limit("sign-ins")
     after = Uuid(
         load_default=None,
         metadata={"description": "the `id` of the last sign-in received: the older ones"},

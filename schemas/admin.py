@@ -4,7 +4,7 @@ an impersonation's token, the trail; and the person's own erasure."""
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from schemas.accounts import BrowserWithIpSchema, CodeSchema
+from schemas.accounts import BrowserWithIpSchema, CodeSchema, page_limit
 from schemas.common import QueryInteger, UtcDateTime, Uuid
 from schemas.profiles import ProfileFieldsSchema, UserSchema
 from schemas.text import Text
@@ -25,14 +25,6 @@ class ReasonSchema(ma.Schema):
     )
 
 
-def _page_limit(items: str) -> QueryInteger:
-    return QueryInteger(
-        load_default=50,
-        validate=validate.Range(min=1, max=100),
-        metadata={"description": f"at most this many {items} (1 to 100; 50 when left out)"},
-    )
-
-
 class SearchQuerySchema(ReasonSchema):
     q = Text(
         required=True,
@@ -44,7 +36,7 @@ class SearchQuerySchema(ReasonSchema):
             "example": "anna",
         },
     )
-    limit = _page_limit("records")
+    limit = page_limit("records")
     after = Uuid(
         load_default=None,
         metadata={"description": "the `id` of the last record received: the next page"},
@@ -110,7 +102,7 @@ class AuditQuerySchema(ReasonSchema):
     until = fields.AwareDateTime(
         load_default=None, metadata={"description": "before this time (RFC 3339)"}
     )
-    limit = _page_limit("events")
+    limit = page_limit("events")
     after = QueryInteger(
         load_default=None,
         validate=validate.Range(min=1, max=2**63 - 1),

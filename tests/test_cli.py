@@ -124,10 +124,11 @@ def test_db_upgrade_reports_that_migrations_are_current(cli, owner_url):
     assert "migrations are current" in upgraded.output
 
 
-def test_db_upgrade_as_the_serving_role_is_refused_and_says_which_url_migrates(cli):
-    refused = cli("db", "upgrade", ok=False).output
-    assert "permission denied for schema public" in refused
-    assert "IDENTITY_MIGRATION_DATABASE_URL" in refused
+def test_db_upgrade_as_the_serving_role_finds_a_current_schema_current(cli):
+    # Nothing pending: a replica's `identity serve` with the serving URL alone starts (a
+    # fresh database, with something to apply, is refused in one line naming
+    # IDENTITY_MIGRATION_DATABASE_URL: tests/api/test_hostile_round_25.py).
+    assert "migrations are current" in cli("db", "upgrade").output
 
 
 @pytest.mark.parametrize("command", [["serve"], ["db", "upgrade"]])
