@@ -417,12 +417,7 @@ def test_compose_is_development_only_and_publishes_to_loopback_only():
         assert str(service.get("user", "")).split(":")[0] not in ("0", "root"), name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LOW: compose serves as PostgreSQL's superuser (POSTGRES_USER `identity`, one URL,"
-    " no IDENTITY_MIGRATION_DATABASE_URL): the roles of issue 25 are not in the file people"
-    " copy to start from, and grant_serving skips a superuser silently.",
-)
+# Mended (round 25).
 def test_compose_serves_as_a_role_that_owns_nothing():
     compose = _compose()
     environment = compose["x-identity"]["environment"]
