@@ -3,7 +3,7 @@
 import marshmallow as ma
 from marshmallow import ValidationError, fields, post_load, validate, validates, validates_schema
 
-from schemas.common import QueryInteger, UtcDateTime, Uuid
+from schemas.common import UtcDateTime, Uuid, older_than, page_limit
 from schemas.companies import MyCompanySchema
 from schemas.profiles import ProfileFieldsSchema, UserSchema
 from schemas.text import EMAIL, Text
@@ -288,21 +288,9 @@ class SecondFactorStatusSchema(ma.Schema):
     recovery_codes_left = fields.Integer()
 
 
-def page_limit(items: str) -> QueryInteger:
-    return QueryInteger(
-        load_default=50,
-        validate=validate.Range(min=1, max=100),
-        metadata={"description": f"at most this many {items} (1 to 100; 50 when left out)"},
-    )
-
-
 class LoginAttemptsQuerySchema(ma.Schema):
     limit = page_limit("attempts")
-    after = QueryInteger(
-        load_default=None,
-        validate=validate.Range(min=1, max=2**63 - 1),
-        metadata={"description": "the `id` of the last attempt received: the older ones"},
-    )
+    after = older_than("attempt")
 
 
 class LoginAttemptSchema(ma.Schema):

@@ -4,8 +4,8 @@ an impersonation's token, the trail; and the person's own erasure."""
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from schemas.accounts import BrowserWithIpSchema, CodeSchema, page_limit
-from schemas.common import QueryInteger, UtcDateTime, Uuid
+from schemas.accounts import BrowserWithIpSchema, CodeSchema
+from schemas.common import UtcDateTime, Uuid, older_than, page_limit
 from schemas.profiles import ProfileFieldsSchema, UserSchema
 from schemas.text import Text
 
@@ -103,11 +103,7 @@ class AuditQuerySchema(ReasonSchema):
         load_default=None, metadata={"description": "before this time (RFC 3339)"}
     )
     limit = page_limit("events")
-    after = QueryInteger(
-        load_default=None,
-        validate=validate.Range(min=1, max=2**63 - 1),
-        metadata={"description": "the `id` of the last event received: the older ones"},
-    )
+    after = older_than("event")
 
 
 class AuditEventSchema(ma.Schema):

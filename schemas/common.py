@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC
 
 import marshmallow as ma
-from marshmallow import RAISE, ValidationError, fields, missing
+from marshmallow import RAISE, ValidationError, fields, missing, validate
 from marshmallow.decorators import VALIDATES_SCHEMA
 
 
@@ -58,6 +58,24 @@ class QueryInteger(fields.Integer):
             if not (digits.isascii() and digits.isdigit()):
                 raise self.make_error("invalid")
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+def page_limit(items: str) -> QueryInteger:
+    """A paged list's `limit`: 1 to 100, 50 when left out."""
+    return QueryInteger(
+        load_default=50,
+        validate=validate.Range(min=1, max=100),
+        metadata={"description": f"at most this many {items} (1 to 100; 50 when left out)"},
+    )
+
+
+def older_than(item: str) -> QueryInteger:
+    """A newest-first list's `after`: the (bigint) id of the last `item` received."""
+    return QueryInteger(
+        load_default=None,
+        validate=validate.Range(min=1, max=2**63 - 1),
+        metadata={"description": f"the `id` of the last {item} received: the older ones"},
+    )
 
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")

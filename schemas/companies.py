@@ -3,7 +3,7 @@
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from schemas.common import QueryInteger, UtcDateTime, Uuid
+from schemas.common import UtcDateTime, Uuid, page_limit
 from schemas.text import EMAIL, Text
 
 ROLES = ("admin", "member")
@@ -136,11 +136,7 @@ class PartnerSchema(ma.Schema):
 
 
 class CustomersQuerySchema(ma.Schema):
-    limit = QueryInteger(
-        load_default=50,
-        validate=validate.Range(min=1, max=100),
-        metadata={"description": "at most this many companies (1 to 100; 50 when left out)"},
-    )
+    limit = page_limit("companies")
     after = Uuid(
         load_default=None,
         metadata={"description": "the `id` of the last company received: the next ones"},
