@@ -59,6 +59,13 @@ ROOT_MIN_GUESSES_LOG10 = 25
 # Measured on 4,500 secrets from `secrets.token_hex(32)`, `token_urlsafe(32)` and base64 of
 # 32 random bytes: the longest such word held 6 characters (7 times), 7 never.
 ROOT_MAX_WORD = 7
+# ...unless chance alone puts such a token there often enough: zxcvbn's password list holds
+# a thousand hex-looking tokens of 7 or 8 characters ("1234567", "01012011", "abcd1234"),
+# and a random 64-character hex secret holds one of them about once in 10^4 (it refused
+# one in a test run). A token counts only when the secret's alphabet makes it that rare
+# by chance: fewer than one in 10^9 at its length and place (a hex token of 9 characters,
+# a lowercase word of 8, a mixed-case or base64 one of 6).
+ROOT_WORD_CHANCE = 1e-9
 # zxcvbn's time grows fast with length (identity.security.passwords): a start this long
 # stands for the whole; a strong secret does not begin weakly.
 _ROOT_SCORED_CHARACTERS = 64
@@ -88,20 +95,44 @@ def root_secret_weakness(secret: str) -> str | None:
     matches = omnimatch(scored, RANKED_DICTIONARIES)
     if most_guessable_match_sequence(scored, matches)["guesses_log10"] < ROOT_MIN_GUESSES_LOG10:
         return "is made of words, keyboard runs, sequences or repeats"
-    if any(_word(match) for match in matches):
+    alphabet = _alphabet(secret)
+    if any(_word(match, alphabet, len(scored)) for match in matches):
         return "holds words or runs that people's passwords are made of: a person chose it"
     return None
 
 
-def _word(match: dict) -> bool:
+def _word(match: dict, alphabet: int, length: int) -> bool:
     """A match of zxcvbn's that a generator's output does not hold: a word of its lists
-    (as written, not reversed or in l33t) of `ROOT_MAX_WORD` characters or more."""
+    (as written, not reversed or in l33t) of `ROOT_MAX_WORD` characters or more, which a
+    random string of `alphabet` characters and `length` holds by chance less often than
+    ROOT_WORD_CHANCE."""
+    token = len(match["token"])
     return (
         match["pattern"] == "dictionary"
         and not match.get("l33t")
         and not match.get("reversed")
-        and len(match["token"]) >= ROOT_MAX_WORD
+        and token >= ROOT_MAX_WORD
+        and (length - token + 1) * alphabet**-token < ROOT_WORD_CHANCE
     )
+
+
+_HEX = frozenset("0123456789abcdef-")
+_HEX_UPPER = frozenset("0123456789ABCDEF-")
+
+
+def _alphabet(secret: str) -> int:
+    """How many characters a generator of `secret` drew from: 16 for hex (UUIDs' hyphens
+    apart), else the sizes of the kinds it holds (lowercase, uppercase, digits, the rest
+    of printable ASCII)."""
+    if set(secret) <= _HEX or set(secret) <= _HEX_UPPER:
+        return 16
+    kinds = (
+        (str.islower, 26),
+        (str.isupper, 26),
+        (str.isdigit, 10),
+        (lambda c: not c.isalnum(), 33),
+    )
+    return sum(size for kind, size in kinds if any(kind(c) for c in secret))
 
 
 def _frequency_bits(text: str) -> float:
